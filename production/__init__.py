@@ -1,0 +1,1 @@
+"""quantspec production: the torch-backed path people deploy with."""

@@ -1,0 +1,75 @@
+"""Detect the numerics profile of the running torch and CPU, and pin the engine.
+
+The reference takes a `NumericsProfile` as data; this module is where production and
+conformance find out which profile the torch in this process actually implements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import Iterator
+
+import torch
+
+from reference.profile import NumericsProfile
+
+ENGINE = "fbgemm"
+
+
+def torch_release() -> str:
+    """The running torch's major.minor release, e.g. "2.13"."""
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"{major}.{minor}"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def detect_cpu_features() -> str:
+    """The instruction set FBGEMM and ATen dispatch to here: "avx512_vnni", "avx512" or "avx2".
+
+    Honours the two switches that lower it: `FBGEMM_ENABLE_INSTRUCTIONS` (FBGEMM) and
+    `ATEN_CPU_CAPABILITY` (ATen, read back through `torch.backends.cpu`).
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        raise RuntimeError(f"quantspec specifies fbgemm on x86-64 only; this machine is {platform.machine()}")
+    flags = cpu_flags()
+    forced = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "").upper()
+    aten = torch.backends.cpu.get_cpu_capability().upper()
+    has_avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags and forced not in ("AVX2",)
+    if not has_avx512 or not aten.startswith("AVX512"):
+        return "avx2"
+    if "avx512_vnni" in flags and forced not in ("AVX512",):
+        return "avx512_vnni"
+    return "avx512"
+
+
+def detect_profile() -> NumericsProfile:
+    """The numerics profile of this process: torch release, CPU features, engine."""
+    return NumericsProfile(torch_release(), detect_cpu_features(), ENGINE)
+
+
+@contextlib.contextmanager
+def fbgemm_engine() -> Iterator[None]:
+    """Run the block with `torch.backends.quantized.engine = 'fbgemm'`, then restore.
+
+    The default `x86` engine sends conv to oneDNN at prepack time (including
+    `torch.jit.load`), with different numerics; every production step pins fbgemm.
+    """
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = ENGINE
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous

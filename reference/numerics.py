@@ -1,0 +1,112 @@
+"""Hardware arithmetic, named for what the CPU does.
+
+Every quantized kernel in torch/FBGEMM is a short sequence of these steps. The
+reference spells each formula as a composition of them, so that a reader can see
+exactly where a float32 rounding, a fused multiply-add or an int16 saturation
+happens.
+
+All functions are element-wise over NumPy arrays (scalars work too) and return
+arrays of the dtype the hardware produces: float32 for float steps, int32 for
+conversions, int64 for integer intermediates that the caller clamps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT32_MIN = np.int32(-(2**31))
+INT32_MAX = np.int32(2**31 - 1)
+INT16_MIN = -(2**15)
+INT16_MAX = 2**15 - 1
+
+# The largest float32 below 2^31. FBGEMM's Quantize clamps to it before cvtps_epi32
+# (`_mm256_min_ps(x, 2147483520.0f)`), so large positive values saturate instead of
+# converting to INT32_MIN. `min_ps` returns its second operand when the first is NaN.
+FBGEMM_CVT_UPPER = np.float32(2147483520.0)
+
+
+def f32(x: np.typing.ArrayLike) -> np.ndarray:
+    """Round to float32 (IEEE round-to-nearest-even), as any float32 store does.
+
+    Integers convert with one rounding too (`cvtsi2ss`/`cvtdq2ps`), e.g. an int32
+    accumulator above 2^24.
+    """
+    return np.asarray(x).astype(np.float32)
+
+
+def fma32(a: np.typing.ArrayLike, b: np.typing.ArrayLike, c: np.typing.ArrayLike) -> np.ndarray:
+    """`a*b + c` of float32 operands, rounded ONCE to float32 (vfmadd*ps).
+
+    The float64 product of two float32 values is exact (24+24 < 53 bits). The float64
+    sum can round, and rounding that sum again to float32 may double-round: that only
+    goes wrong when the float64 sum lands exactly on a float32 midpoint while the exact
+    sum was not there. TwoSum gives the float64 sum's exact error; on such a midpoint
+    the error's sign says which float32 neighbour the single rounding would pick.
+
+    >>> import numpy as np
+    >>> a, b = np.float32(1 + 2**-23), np.float32(1 - 2**-24)
+    >>> c = np.float32(-1)
+    >>> float(fma32(a, b, c)) == (1 + 2**-23) * (1 - 2**-24) - 1  # exact: 2^-23 - 2^-24 - 2^-47
+    True
+    """
+    a64 = np.asarray(a, dtype=np.float32).astype(np.float64)
+    b64 = np.asarray(b, dtype=np.float32).astype(np.float64)
+    c64 = np.asarray(c, dtype=np.float32).astype(np.float64)
+    product = a64 * b64  # exact
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = product + c64
+        # Knuth's TwoSum: error = (product + c) - total, exactly.
+        c_part = total - product
+        error = (product - (total - c_part)) + (c64 - c_part)
+        rounded = total.astype(np.float32)
+        toward_total = np.nextafter(rounded, np.where(total > rounded, np.inf, -np.inf).astype(np.float32))
+        on_midpoint = (total != rounded) & (2.0 * total == rounded.astype(np.float64) + toward_total.astype(np.float64))
+        # On a midpoint, float64 rounding lost `error`; the exact sum lies beyond the
+        # midpoint on error's side. Pick the float32 neighbour on that side.
+        exact_beyond_toward = np.sign(error) == np.sign(total - rounded.astype(np.float64))
+        fix = on_midpoint & (error != 0) & np.isfinite(total)
+    result = np.where(fix & exact_beyond_toward, toward_total, rounded)
+    return result.astype(np.float32)
+
+
+def rne(x: np.typing.ArrayLike) -> np.ndarray:
+    """Round half to even, keeping the float type (`std::nearbyint` in the default mode)."""
+    return np.rint(x)
+
+
+def cvt_rne(x: np.typing.ArrayLike) -> np.ndarray:
+    """x86 `cvtps_epi32`: float32 to int32, round half to even.
+
+    NaN and values outside the int32 range give INT32_MIN (the "integer indefinite").
+    """
+    x32 = np.asarray(x, dtype=np.float32)
+    rounded = np.rint(x32.astype(np.float64))
+    in_range = (rounded >= -(2.0**31)) & (rounded <= 2.0**31 - 1)
+    with np.errstate(invalid="ignore"):
+        return np.where(in_range, rounded, float(INT32_MIN)).astype(np.int32)
+
+
+def cvt_rne_fbgemm_clamped(x: np.typing.ArrayLike) -> np.ndarray:
+    """FBGEMM Quantize's conversion: `cvt_rne(min(x, 2147483520.0f))`.
+
+    `_mm256_min_ps(x, upper)` returns `upper` for NaN, so NaN and +inf become
+    2147483520 instead of INT32_MIN; -inf still converts to INT32_MIN.
+    """
+    x32 = np.asarray(x, dtype=np.float32)
+    clamped = np.where(x32 < FBGEMM_CVT_UPPER, x32, FBGEMM_CVT_UPPER)  # NaN fails `<`
+    return cvt_rne(clamped)
+
+
+def wrap_int32(x: np.typing.ArrayLike) -> np.ndarray:
+    """Two's-complement int32 wrap-around of an integer value (vpaddd overflow)."""
+    return np.asarray(x, dtype=np.int64).astype(np.int32)
+
+
+def saturate_int16(x: np.typing.ArrayLike) -> np.ndarray:
+    """Clamp an integer to int16, as `vpackssdw`, `vpaddsw` and `vpmaddubsw` do."""
+    return np.clip(np.asarray(x, dtype=np.int64), INT16_MIN, INT16_MAX)
+
+
+def saturate_uint8(x: np.typing.ArrayLike) -> np.ndarray:
+    """Clamp an int16 to uint8 (`vpackuswb`)."""
+    return np.clip(np.asarray(x, dtype=np.int64), 0, 255)

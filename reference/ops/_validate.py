@@ -1,0 +1,17 @@
+"""Input checks shared by the ops: clear errors instead of silent conversions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_float32_array(x: np.typing.ArrayLike, name: str) -> np.ndarray:
+    """Return `x` as a float32 array.
+
+    Lists and Python scalars are converted; an ndarray of another dtype is refused,
+    because narrowing float64 to float32 is a rounding step torch would not do for you.
+    """
+    if isinstance(x, np.ndarray) and x.dtype != np.float32:
+        raise TypeError(f"{name} must be a float32 array, got dtype {x.dtype}; convert it explicitly first")
+    array = np.asarray(x, dtype=np.float32)
+    return array

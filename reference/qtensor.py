@@ -1,0 +1,163 @@
+"""The quantized tensor: integers plus the parameters that give them meaning."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+
+
+class QDtype(enum.Enum):
+    """Quantized dtypes, with their integer range and NumPy storage type."""
+
+    quint8 = ("quint8", np.uint8, 0, 255)
+    qint8 = ("qint8", np.int8, -128, 127)
+    qint32 = ("qint32", np.int32, -(2**31), 2**31 - 1)
+
+    def __init__(self, label: str, storage: type, qmin: int, qmax: int) -> None:
+        self.label = label
+        self.storage = np.dtype(storage)
+        self.qmin = qmin
+        self.qmax = qmax
+
+    @classmethod
+    def parse(cls, value: Union["QDtype", str]) -> "QDtype":
+        """Accept a QDtype or its name ("quint8", "qint8", "qint32")."""
+        if isinstance(value, QDtype):
+            return value
+        for member in cls:
+            if member.label == value:
+                return member
+        raise ValueError(f"unknown quantized dtype {value!r}; expected one of {[m.label for m in cls]}")
+
+
+class MemoryFormat(enum.Enum):
+    """Physical layout of a 4-d tensor. Quantized kernels walk memory in this order
+    (vector chunks and scalar tails follow it), so it changes results at ties."""
+
+    contiguous = "contiguous"
+    channels_last = "channels_last"
+
+
+@dataclass(frozen=True, eq=False)
+class QTensor:
+    """A quantized tensor.
+
+    Attributes:
+        int_repr: the integers, in logical (NCHW) index order, stored as uint8/int8/int32.
+        scale: a float (per-tensor) or a float64 array (per-channel along `axis`).
+            ATen stores scales as double; kernels mostly read `float(scale)`.
+        zero_point: an int (per-tensor) or an int64 array (per-channel).
+        dtype: the quantized dtype.
+        axis: the channel axis for per-channel qparams, else None.
+        memory_format: the physical layout the producing kernel wrote.
+    """
+
+    int_repr: np.ndarray
+    scale: Union[float, np.ndarray]
+    zero_point: Union[int, np.ndarray]
+    dtype: QDtype
+    axis: Optional[int] = None
+    memory_format: MemoryFormat = MemoryFormat.contiguous
+
+    def __post_init__(self) -> None:
+        dtype = QDtype.parse(self.dtype)
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "int_repr", _checked_int_repr(self.int_repr, dtype))
+        if self.axis is None:
+            object.__setattr__(self, "scale", _checked_scale(self.scale))
+            object.__setattr__(self, "zero_point", _checked_zero_point(self.zero_point, dtype))
+        else:
+            scales, zero_points, axis = check_per_channel_qparams(
+                self.scale, self.zero_point, self.axis, self.int_repr.shape, dtype
+            )
+            object.__setattr__(self, "scale", scales)
+            object.__setattr__(self, "zero_point", zero_points)
+            object.__setattr__(self, "axis", axis)
+        if self.memory_format is MemoryFormat.channels_last and self.int_repr.ndim != 4:
+            raise ValueError(f"channels_last needs a 4-d tensor, got shape {self.int_repr.shape}")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.int_repr.shape
+
+    @property
+    def per_channel(self) -> bool:
+        return self.axis is not None
+
+    def __repr__(self) -> str:
+        qparams = f"scale={self.scale!r}, zero_point={self.zero_point!r}"
+        if self.per_channel:
+            qparams += f", axis={self.axis}"
+        return f"QTensor(shape={self.shape}, dtype={self.dtype.label}, {qparams}, {self.memory_format.value})"
+
+
+def _checked_int_repr(values: np.ndarray, dtype: QDtype) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype == dtype.storage:
+        return values
+    if not np.issubdtype(values.dtype, np.integer):
+        raise TypeError(f"int_repr must hold integers for {dtype.label}, got dtype {values.dtype}")
+    if values.size and (values.min() < dtype.qmin or values.max() > dtype.qmax):
+        raise ValueError(
+            f"int_repr values span [{values.min()}, {values.max()}], outside {dtype.label}'s "
+            f"[{dtype.qmin}, {dtype.qmax}]"
+        )
+    return values.astype(dtype.storage)
+
+
+def _checked_scale(scale: float) -> float:
+    if np.ndim(scale) != 0:
+        raise ValueError(f"per-tensor scale must be a scalar, got shape {np.shape(scale)} (pass axis= for per-channel)")
+    value = float(scale)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"scale must be finite and positive, got {value!r}")
+    return value
+
+
+def _checked_zero_point(zero_point: int, dtype: QDtype) -> int:
+    if np.ndim(zero_point) != 0 or not float(zero_point).is_integer():
+        raise ValueError(f"per-tensor zero_point must be an integer scalar, got {zero_point!r}")
+    value = int(zero_point)
+    if not dtype.qmin <= value <= dtype.qmax:
+        raise ValueError(f"zero_point {value} is outside {dtype.label}'s range [{dtype.qmin}, {dtype.qmax}]")
+    return value
+
+
+def check_per_channel_qparams(
+    scales: np.typing.ArrayLike,
+    zero_points: np.typing.ArrayLike,
+    axis: int,
+    shape: tuple[int, ...],
+    dtype: QDtype,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate per-channel qparams against a tensor shape; return (scales, zero_points, axis)."""
+    ndim = len(shape)
+    if not -ndim <= axis < ndim or ndim == 0:
+        raise ValueError(f"axis {axis} is out of range for a tensor of shape {shape}")
+    axis = axis % ndim
+    scales = np.asarray(scales, dtype=np.float64)
+    zero_points_in = np.asarray(zero_points)
+    channels = shape[axis]
+    if scales.shape != (channels,) or zero_points_in.shape != (channels,):
+        raise ValueError(
+            f"per-channel qparams need {channels} scales and zero points (shape[{axis}] of {shape}), "
+            f"got scales {scales.shape} and zero_points {zero_points_in.shape}"
+        )
+    bad_scale = ~(np.isfinite(scales) & (scales > 0))
+    if bad_scale.any():
+        index = int(np.argmax(bad_scale))
+        raise ValueError(f"scales must be finite and positive; scales[{index}] = {scales[index]!r}")
+    if not np.issubdtype(zero_points_in.dtype, np.integer):
+        if not np.all(np.mod(zero_points_in, 1) == 0):
+            raise ValueError(f"zero_points must be integers, got {zero_points_in!r}")
+    zero_points_out = zero_points_in.astype(np.int64)
+    bad_zp = (zero_points_out < dtype.qmin) | (zero_points_out > dtype.qmax)
+    if bad_zp.any():
+        index = int(np.argmax(bad_zp))
+        raise ValueError(
+            f"zero_points[{index}] = {zero_points_out[index]} is outside {dtype.label}'s range [{dtype.qmin}, {dtype.qmax}]"
+        )
+    return scales, zero_points_out, axis

@@ -1,0 +1,94 @@
+"""The float -> integer quantization formulas that many ops share.
+
+torch has three ways to turn a float32 into a quantized integer, and an op's result
+at exact .5 ties depends on which one it calls:
+
+* `fbgemm_quantize_u8s8`: FBGEMM's vectorized `Quantize` (quantize_per_tensor of
+  8-bit types, conv/linear activations).
+* `quantize_val`: ATen's scalar `at::native::quantize_val` -> `fbgemm::Quantize<T>`
+  (per-channel quantize, qint32, and every scalar tail of a vectorized ATen kernel).
+* `aten_vec_quantize_round_then_add_zp`: ATen's `Vectorized<q>::quantize` (the vector
+  body of qadd and of several pooling kernels).
+
+Each differs in where the zero point is added relative to rounding, in how NaN and
+out-of-range values come out, and (between torch releases) in the order itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .numerics import cvt_rne, cvt_rne_fbgemm_clamped, f32, fma32, rne, wrap_int32
+from .profile import NumericsProfile
+from .qtensor import QDtype
+
+
+def inverse_scale_f32(scale: np.typing.ArrayLike) -> np.ndarray:
+    """`1.0f / static_cast<float>(scale)`: the double scale is narrowed, then inverted in float32."""
+    return f32(np.float32(1.0) / f32(scale))
+
+
+def fbgemm_quantize_u8s8(
+    x: np.ndarray, scale: float, zero_point: int, dtype: QDtype, profile: NumericsProfile
+) -> np.ndarray:
+    """FBGEMM `QuantizeAvx2<T, LEGACY>` (QuantUtilsAvx2.cc), 8-bit outputs.
+
+    torch 2.13 (LEGACY): `t = fma32(x, inv, float(zp))` (zp before rounding, one rounding);
+    `q = clamp(cvt_rne(min(t, 2147483520.0f)))`.
+    torch 2.14: `t = f32(x * inv)`; `q = clamp(wrap_int32(cvt_rne(min(t, 2147483520.0f)) + zp))`:
+    the zero point is an int32 add after rounding, which wraps, so +inf/NaN with
+    zp >= 128 give 0 (quint8).
+
+    The masked tail uses the same arithmetic, so results do not depend on length.
+    """
+    inv = inverse_scale_f32(scale)
+    if profile.zero_point_before_rounding:
+        rounded = cvt_rne_fbgemm_clamped(fma32(x, inv, np.float32(zero_point)))
+    else:
+        product = f32(x * inv)  # float32 * float32, one rounding
+        rounded = wrap_int32(cvt_rne_fbgemm_clamped(product).astype(np.int64) + zero_point)
+    return np.clip(rounded, dtype.qmin, dtype.qmax).astype(dtype.storage)
+
+
+def quantize_val(
+    x: np.ndarray,
+    scale: np.typing.ArrayLike,
+    zero_point: np.typing.ArrayLike,
+    dtype: QDtype,
+    profile: NumericsProfile,
+) -> np.ndarray:
+    """ATen `quantize_val` -> scalar `fbgemm::Quantize<T, LEGACY=false>` (QuantUtils.h).
+
+    `t = f32(x * f32(1.0f / float(scale)))`, then
+    torch 2.13: `u = rne(f32(float(zp) + t))` (zp before rounding, a float32 add);
+    torch 2.14: `u = f32(float(zp) + rne(t))` (round first, then a float32 add).
+    `clamp<double, T>` clamps in double with std::max/std::min, which pass NaN through,
+    and the double -> T conversion of NaN is `cvttsd2si`'s INT32_MIN, truncated to T's
+    bits: NaN gives 0 for quint8/qint8 and INT32_MIN for qint32; +-inf clamp to qmax/qmin.
+
+    `scale` and `zero_point` broadcast against `x` (per-channel callers pass columns).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    t = f32(x * inverse_scale_f32(scale))
+    zp = f32(np.asarray(zero_point, dtype=np.float64))
+    if profile.zero_point_before_rounding:
+        u = rne(f32(zp + t))
+    else:
+        u = f32(zp + rne(t))
+    clamped = np.clip(u.astype(np.float64), dtype.qmin, dtype.qmax)  # NaN stays NaN
+    nan_as_int32_min = np.where(np.isnan(clamped), float(-(2**31)), clamped).astype(np.int64)
+    return nan_as_int32_min.astype(np.int32).astype(dtype.storage)  # truncating, like the C cast
+
+
+def aten_vec_quantize_round_then_add_zp(
+    x: np.ndarray, inverse_scale: np.float32, zero_point: int, dtype: QDtype
+) -> np.ndarray:
+    """ATen `Vectorized<quint8/qint8>::quantize` (vec256_qint.h, `QuantizeAvx2`):
+    `clamp(wrap_int32(cvt_rne(f32(x * inv)) + zp))`.
+
+    Round first, then an int32 add of the zero point that wraps on overflow (NaN and
+    out-of-range products convert to INT32_MIN first). The same in 2.13 and 2.14.
+    """
+    rounded = cvt_rne(f32(np.asarray(x, dtype=np.float32) * inverse_scale))
+    shifted = wrap_int32(rounded.astype(np.int64) + zero_point)
+    return np.clip(shifted, dtype.qmin, dtype.qmax).astype(dtype.storage)
