@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numerics import cvt_rne, cvt_rne_fbgemm_clamped, f32, fma32, rne, wrap_int32
+from .numerics import cvt_rne_fbgemm_clamped, f32, fma32, rne, wrap_int32
 from .profile import NumericsProfile
 from .qtensor import QDtype
 
@@ -84,11 +84,13 @@ def aten_vec_quantize_round_then_add_zp(
     x: np.ndarray, inverse_scale: np.float32, zero_point: int, dtype: QDtype
 ) -> np.ndarray:
     """ATen `Vectorized<quint8/qint8>::quantize` (vec256_qint.h, `QuantizeAvx2`):
-    `clamp(wrap_int32(cvt_rne(f32(x * inv)) + zp))`.
+    `clamp(wrap_int32(cvt_rne(min(f32(x * inv), 2147483520.0f)) + zp))`.
 
-    Round first, then an int32 add of the zero point that wraps on overflow (NaN and
-    out-of-range products convert to INT32_MIN first). The same in 2.13 and 2.14.
+    Round first, then an int32 add of the zero point that wraps on overflow. Like FBGEMM,
+    `QuantizeAvx2` clamps with `_mm256_min_ps(x, int32_float_max_val)` before converting,
+    so +inf, NaN and huge products become 2147483520 (qmax unless the zp add wraps);
+    -inf and huge negative products convert to INT32_MIN. The same in 2.13 and 2.14.
     """
-    rounded = cvt_rne(f32(np.asarray(x, dtype=np.float32) * inverse_scale))
+    rounded = cvt_rne_fbgemm_clamped(f32(np.asarray(x, dtype=np.float32) * inverse_scale))
     shifted = wrap_int32(rounded.astype(np.int64) + zero_point)
     return np.clip(shifted, dtype.qmin, dtype.qmax).astype(dtype.storage)
