@@ -1,0 +1,102 @@
+"""The registry of per-op checks.
+
+Each module in this package defines one `OpCheck` and registers it with `register`.
+`load_all()` imports every module here, so adding a check is adding a file: nothing
+else needs editing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import numpy as np
+from hypothesis import strategies as st
+
+from reference.profile import NumericsProfile
+from reference.qtensor import QTensor
+
+Output = Union[QTensor, np.ndarray]
+
+
+@dataclass(frozen=True)
+class OpCheck:
+    """How to check one op against torch.
+
+    Attributes:
+        name: the check's name, used by `quantspec conform --ops` (e.g. "quantize_per_tensor").
+        op: the torch op it checks (e.g. "aten::quantize_per_tensor").
+        cases: Hypothesis strategy of case objects (from `conformance.strategies`; their repr
+            is what a failure report prints, so it must be enough to rebuild the case).
+        reference: `reference(case, profile)` -> QTensor or ndarray, from `reference` only.
+        torch: `torch(case)` -> the same kind of value, computed by torch (the runner pins
+            the fbgemm engine around the call; use `production.bridge` to convert).
+        label: `label(case)` -> coverage buckets the case falls in (e.g. "tail", "qint8").
+        examples: cases that always run first (pinned past failures, hand-worked edges).
+        informative: vacuity rule: `informative(case, reference_output)` -> how many output
+            elements carry information (default: QTensor elements strictly inside
+            (qmin, qmax), float elements that are finite).
+        min_informative: the run is VACUOUS when informative elements are a smaller
+            fraction than this of all compared elements.
+        budget: multiplies the profile's max_examples (slow ops use < 1).
+    """
+
+    name: str
+    op: str
+    cases: st.SearchStrategy
+    reference: Callable[[Any, NumericsProfile], Output]
+    torch: Callable[[Any], Output]
+    label: Callable[[Any], Iterable[str]] = lambda case: ()
+    examples: Sequence[Any] = ()
+    informative: Optional[Callable[[Any, Output], int]] = None
+    min_informative: float = 0.2
+    budget: float = 1.0
+
+    def count_informative(self, case: Any, output: Output) -> int:
+        """The vacuity rule's count for one case."""
+        if self.informative is not None:
+            return int(self.informative(case, output))
+        return default_informative(output)
+
+
+def default_informative(output: Output) -> int:
+    """Elements not saturated at the dtype's ends (QTensor), or finite (float arrays)."""
+    if isinstance(output, QTensor):
+        ints = output.int_repr
+        return int(np.count_nonzero((ints > output.dtype.qmin) & (ints < output.dtype.qmax)))
+    values = np.asarray(output)
+    if values.dtype.kind == "f":
+        return int(np.count_nonzero(np.isfinite(values)))
+    return int(values.size)
+
+
+CHECKS: dict[str, OpCheck] = {}
+
+
+def register(check: OpCheck) -> OpCheck:
+    """Add a check to the registry (names must be unique)."""
+    if check.name in CHECKS and CHECKS[check.name] is not check:
+        raise ValueError(f"conformance check {check.name!r} is registered twice")
+    CHECKS[check.name] = check
+    return check
+
+
+def load_all() -> dict[str, OpCheck]:
+    """Import every check module in this package; return the registry."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+    return CHECKS
+
+
+def select(names: Optional[Sequence[str]] = None) -> list[OpCheck]:
+    """The registered checks named (all when `names` is empty), in registry order."""
+    checks = load_all()
+    if not names:
+        return list(checks.values())
+    unknown = [n for n in names if n not in checks]
+    if unknown:
+        raise ValueError(f"unknown conformance check(s) {unknown}; registered: {sorted(checks)}")
+    return [checks[n] for n in names]

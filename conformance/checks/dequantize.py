@@ -1,0 +1,49 @@
+"""Tensor.dequantize of per-tensor and per-channel QTensors against reference.ops.dequantize."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from reference.ops import dequantize
+from reference.profile import NumericsProfile
+from reference.qtensor import MemoryFormat, QDtype, QTensor
+
+from ..oracles import to_torch
+from ..strategies import QTensorCase, qtensors
+from . import OpCheck, register
+
+
+def reference(case: QTensorCase, profile: NumericsProfile) -> np.ndarray:
+    return dequantize(case.q)
+
+
+def oracle(case: QTensorCase) -> np.ndarray:
+    return np.array(to_torch(case.q).dequantize().numpy(), copy=True)
+
+
+def label(case: QTensorCase) -> Iterator[str]:
+    yield case.q.dtype.label
+    yield "per-channel" if case.q.per_channel else "per-tensor"
+    yield case.q.memory_format.value
+
+
+EXAMPLES = (
+    # qint32: q - zp leaves int32 (2^31 - 1 - (-5)); per-tensor wraps it, per-channel does not.
+    QTensorCase(QTensor(np.array([2**31 - 1, -(2**31)], np.int32), 0.5, -5, QDtype.qint32)),
+    QTensorCase(QTensor(np.array([[2**31 - 1], [-(2**31)]], np.int32), np.array([0.5, 0.25]), np.array([-5, 7]), QDtype.qint32, axis=0)),
+    QTensorCase(QTensor(np.zeros((1, 3, 2, 2), np.uint8) + 200, 0.1, 3, QDtype.quint8, memory_format=MemoryFormat.channels_last)),
+)
+
+CHECK = register(
+    OpCheck(
+        name="dequantize",
+        op="aten::dequantize",
+        cases=qtensors(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+    )
+)

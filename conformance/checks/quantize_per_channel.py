@@ -1,0 +1,59 @@
+"""torch.quantize_per_channel (quint8, qint8, qint32) against reference.ops.quantize_per_channel."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from reference.ops import quantize_per_channel
+from reference.profile import NumericsProfile
+from reference.qtensor import QDtype, QTensor
+
+from ..oracles import float_tensor, from_torch, torch_dtype
+from ..strategies import FloatArrayCase, per_channel_float_arrays
+from . import OpCheck, register
+
+
+def reference(case: FloatArrayCase, profile: NumericsProfile) -> QTensor:
+    return quantize_per_channel(case.x, case.scale, case.zero_point, case.axis, case.dtype, profile)
+
+
+def oracle(case: FloatArrayCase) -> QTensor:
+    q = torch.quantize_per_channel(
+        float_tensor(case.x),
+        torch.from_numpy(np.asarray(case.scale, np.float64)),
+        torch.from_numpy(np.asarray(case.zero_point, np.int64)),
+        case.axis,
+        torch_dtype(case.dtype),
+    )
+    return from_torch(q)
+
+
+def label(case: FloatArrayCase) -> Iterator[str]:
+    yield case.dtype.label
+    yield f"axis{case.axis}of{case.x.ndim}"
+
+
+EXAMPLES = (
+    # Hand-worked in the op's docstring: 2.13 [[0], [2]] (zp before rounding), 2.14 [[0], [3]]... see tests.
+    FloatArrayCase(np.array([[0.25], [3.0]], np.float32), np.array([0.5, 2.0]), np.array([0, 1]), QDtype.qint8, axis=0),
+    # NaN gives 0 for 8-bit types (clamp passes NaN, the cast gives INT32_MIN's low byte).
+    FloatArrayCase(
+        np.array([[np.nan, np.inf, -np.inf], [np.nan, 0.5, 1.5]], np.float32),
+        np.array([1.0, 1.0]), np.array([3, 255]), QDtype.quint8, axis=0,
+    ),
+)
+
+CHECK = register(
+    OpCheck(
+        name="quantize_per_channel",
+        op="aten::quantize_per_channel",
+        cases=per_channel_float_arrays(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+    )
+)

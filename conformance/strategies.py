@@ -1,0 +1,373 @@
+"""Hypothesis strategies for conformance cases: qparams, tie-rich float arrays, QTensors.
+
+A public module: every check draws its inputs from here, so that all ops see the same
+hard inputs (exact .5 ties for the drawn scale and zero point, their float32 neighbours,
+NaN, +-inf, subnormals, huge values, lengths that end in vector tails).
+
+Arrays are built in two layers, because Hypothesis cannot draw 10^3-10^4 elements one by
+one (its per-example buffer is a few kilobytes):
+
+* the *structure* is drawn by Hypothesis and shrinks: dtype, qparams, shape, the mixture
+  of element kinds, a seed, and up to 16 explicitly drawn "pinned" elements;
+* the *bulk* is expanded from the seed with NumPy's PCG64, deterministic for that seed.
+
+Every strategy returns a frozen data object (`FloatArrayCase`, `QTensorCase`, ...) that
+keeps every parameter and prints as a constructor call with the values themselves when the
+array is small, so a shrunk failure can be pasted into a check's `examples` list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from reference.qtensor import MemoryFormat, QDtype, QTensor
+
+ALL_QDTYPES: tuple[QDtype, ...] = (QDtype.quint8, QDtype.qint8, QDtype.qint32)
+
+# Element kinds of a drawn float array. Each kind is a way torch's rounding can go wrong.
+KINDS = ("tie", "near_tie", "in_range", "out_of_range", "special")
+MIXES: dict[str, tuple[float, ...]] = {  # probabilities over KINDS
+    "ties": (0.6, 0.3, 0.1, 0.0, 0.0),
+    "mixed": (0.3, 0.2, 0.3, 0.1, 0.1),
+    "in_range": (0.0, 0.0, 1.0, 0.0, 0.0),
+    "edges": (0.2, 0.2, 0.2, 0.2, 0.2),
+}
+SPECIAL_VALUES = np.array(
+    [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40, 1.17549435e-38,
+     3.4028235e38, -3.4028235e38, 2147483520.0, 2147483648.0, -2147483648.0, 16777217.0],
+    dtype=np.float32,
+)
+# The AVX2 float vector is 8 lanes, AVX512 16; ATen's quint8 vectors hold 32 and qadd
+# walks chunks of 64. Lengths r + 64*m with r in 0..63 end in every kind of tail.
+TAIL_MODULI = (8, 16, 32, 64)
+MAX_ELEMENTS = 4096
+
+
+def format_array(values: np.ndarray, limit: int = 64) -> str:
+    """`np.array([...], dtype=np.float32)` text that round-trips exactly (or a summary if large)."""
+    values = np.asarray(values)
+    dtype = f"np.{values.dtype.name}"
+    if values.size > limit:
+        return f"<{values.dtype.name} array shape={values.shape}>"
+    if values.dtype.kind == "f":
+        items = ", ".join(_float_literal(v) for v in values.ravel())
+    else:
+        items = ", ".join(str(int(v)) for v in values.ravel())
+    return f"np.array([{items}], dtype={dtype}).reshape({values.shape})"
+
+
+def _float_literal(value: np.floating) -> str:
+    if np.isnan(value):
+        return "np.nan" if not np.signbit(value) else "-np.nan"
+    if np.isinf(value):
+        return "np.inf" if value > 0 else "-np.inf"
+    return repr(float(value))  # float32 -> float64 is exact, repr round-trips
+
+
+# --- qparams -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor quantization parameters as drawn (scale is the double torch stores)."""
+
+    scale: float
+    zero_point: int
+    dtype: QDtype
+
+    def __repr__(self) -> str:
+        return f"QParams(scale={self.scale!r}, zero_point={self.zero_point}, dtype=QDtype.{self.dtype.label})"
+
+
+def qdtypes(dtypes: Sequence[QDtype] = ALL_QDTYPES) -> st.SearchStrategy[QDtype]:
+    """One of the given quantized dtypes."""
+    return st.sampled_from(tuple(dtypes))
+
+
+def scales(allow_extreme: bool = True) -> st.SearchStrategy[float]:
+    """Positive double scales: powers of two (exact ties), ordinary values, tiny and huge.
+
+    `allow_extreme` adds float32 subnormals and values whose float32 narrowing is 0 or
+    inf: torch accepts them (1/float(scale) becomes inf or 0).
+    """
+    common = st.one_of(
+        st.integers(-24, 24).map(lambda e: 2.0**e),
+        st.floats(1e-4, 1e2).filter(lambda s: s > 0),
+        st.floats(1e-3, 1.0).map(lambda s: float(np.float32(s))),  # already a float32 value
+    )
+    if not allow_extreme:
+        return common
+    extreme = st.one_of(
+        st.integers(-149, 127).map(lambda e: 2.0**e),
+        st.floats(1e-45, 1e-30),
+        st.floats(1e30, 3.4e38),
+        st.sampled_from([1e-46, 1e-300, 1e39, 1e300]),  # float(scale) is 0 or inf
+    )
+    return st.one_of(common, common, common, extreme)
+
+
+def zero_points(dtype: QDtype) -> st.SearchStrategy[int]:
+    """Zero points over the dtype's full range, favouring odd values (they expose the
+    rounding order at ties) and the range ends; qint32 also near +-2^24 and +-2^31."""
+    full = st.integers(dtype.qmin, dtype.qmax)
+    odd = full.map(lambda z: z | 1 if (z | 1) <= dtype.qmax else z)
+    ends = st.sampled_from([dtype.qmin, dtype.qmin + 1, dtype.qmax - 1, dtype.qmax, 0, 1, -1 if dtype.qmin < 0 else 127])
+    if dtype is QDtype.qint32:
+        small = st.integers(-300, 300)
+        around_2_24 = st.integers(-4, 4).flatmap(lambda d: st.sampled_from([2**24 + d, -(2**24) + d]))
+        return st.one_of(small, odd, ends, around_2_24)
+    return st.one_of(odd, full, ends)
+
+
+@st.composite
+def qparams(draw: st.DrawFn, dtypes: Sequence[QDtype] = ALL_QDTYPES, allow_extreme: bool = True) -> QParams:
+    """A dtype with a scale and zero point valid for it."""
+    dtype = draw(qdtypes(dtypes))
+    return QParams(draw(scales(allow_extreme)), draw(zero_points(dtype)), dtype)
+
+
+# --- shapes ------------------------------------------------------------------------------
+
+
+def tail_lengths(max_elements: int = MAX_ELEMENTS) -> st.SearchStrategy[int]:
+    """Lengths 64*m + r: every r in 0..63, so n % 8, % 16, % 32, % 64 all take every value."""
+    return st.builds(lambda m, r: max(1, 64 * m + r), st.integers(0, max_elements // 64 - 1), st.integers(0, 63))
+
+
+def shapes(min_dims: int = 1, max_dims: int = 4, max_elements: int = MAX_ELEMENTS) -> st.SearchStrategy[tuple[int, ...]]:
+    """Array shapes: 1-d tail-hitting lengths or n-d shapes with at most `max_elements`."""
+    flat = tail_lengths(max_elements).map(lambda n: (n,))
+    nd = hnp.array_shapes(min_dims=max(min_dims, 1), max_dims=max_dims, min_side=1, max_side=24).filter(
+        lambda s: int(np.prod(s)) <= max_elements
+    )
+    return st.one_of(flat, nd) if min_dims <= 1 else nd
+
+
+# --- float arrays ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloatArrayCase:
+    """A float32 array drawn for given qparams (one per channel when `axis` is set).
+
+    `x` is the array itself; the other fields say how it was made.
+    """
+
+    x: np.ndarray
+    scale: float | np.ndarray
+    zero_point: int | np.ndarray
+    dtype: QDtype
+    axis: Optional[int] = None
+    mix: str = "pinned"
+    seed: int = 0
+    pinned: tuple[float, ...] = field(default=())
+
+    def __repr__(self) -> str:
+        scale = self.scale if np.ndim(self.scale) == 0 else format_array(np.asarray(self.scale))
+        zp = self.zero_point if np.ndim(self.zero_point) == 0 else format_array(np.asarray(self.zero_point))
+        axis = "" if self.axis is None else f", axis={self.axis}"
+        how = f"  # mix={self.mix}, seed={self.seed}, pinned={list(self.pinned)}" if self.mix != "pinned" else ""
+        return (
+            f"FloatArrayCase(x={format_array(self.x)}, scale={scale!r}, zero_point={zp!r}, "
+            f"dtype=QDtype.{self.dtype.label}{axis}){how}"
+        )
+
+
+def tie_rich_values(
+    rng: np.random.Generator, n: int, scale: np.ndarray, zero_point: np.ndarray, dtype: QDtype, mix: str
+) -> np.ndarray:
+    """`n` float32 values for qparams (`scale`/`zero_point` broadcast to length n).
+
+    tie:          x = f32((k + 0.5) * scale), k + zp spanning [qmin - 2, qmax + 2];
+                  exact ties of `x * inv` when scale is a power of two, near-ties otherwise
+    near_tie:     a tie moved by 1-2 float32 ulps up or down (nextafter)
+    in_range:     uniform over the representable range, times scale
+    out_of_range: beyond qmin/qmax by up to 2^40 quanta, either side
+    special:      NaN, +-inf, +-0, subnormals, float max, int32 edges
+    """
+    kinds = rng.choice(len(KINDS), size=n, p=MIXES[mix])
+    scale = np.broadcast_to(np.asarray(scale, np.float64), (n,))
+    zp = np.broadcast_to(np.asarray(zero_point, np.int64), (n,)).astype(np.float64)
+    lo, hi = _quanta_range(dtype, zp)
+    k = np.floor(rng.uniform(lo - 2, hi + 2)) - zp
+    with np.errstate(over="ignore", invalid="ignore"):
+        tie = ((k + 0.5) * scale).astype(np.float32)
+        steps = rng.choice([-2, -1, 1, 2], size=n)
+        near = _nextafter_steps(tie, steps)
+        in_range = ((rng.uniform(lo, hi) - zp) * scale).astype(np.float32)
+        beyond = np.where(rng.random(n) < 0.5, lo - 2.0 ** rng.uniform(0, 40, n), hi + 2.0 ** rng.uniform(0, 40, n))
+        out_of_range = ((beyond - zp) * scale).astype(np.float32)
+    special = rng.choice(SPECIAL_VALUES, size=n)
+    return np.choose(kinds, [tie, near, in_range, out_of_range, special]).astype(np.float32)
+
+
+def _quanta_range(dtype: QDtype, zp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The integer range to aim ties at: the dtype's range, but for qint32 only a window
+    around the zero point (ties need k + 0.5 to be a float32 value, |k| < 2^23)."""
+    if dtype is not QDtype.qint32:
+        return np.full_like(zp, dtype.qmin), np.full_like(zp, dtype.qmax)
+    return zp - 2.0**22, zp + 2.0**22
+
+
+def _nextafter_steps(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    for _ in range(int(np.abs(steps).max(initial=0))):
+        move = steps != 0
+        out[move] = np.nextafter(out[move], np.where(steps[move] > 0, np.inf, -np.inf).astype(np.float32))
+        steps = steps - np.sign(steps)
+    return out
+
+
+def pinned_elements(max_size: int = 16) -> st.SearchStrategy[np.ndarray]:
+    """A few floats drawn element by element (these shrink): any float32 incl. NaN/inf."""
+    return hnp.arrays(
+        np.float32,
+        st.integers(0, max_size),
+        elements=st.one_of(st.floats(width=32), st.sampled_from(SPECIAL_VALUES.tolist())),
+    )
+
+
+@st.composite
+def float_arrays(
+    draw: st.DrawFn,
+    qp: QParams,
+    shape_strategy: Optional[st.SearchStrategy[tuple[int, ...]]] = None,
+    mixes: Sequence[str] = tuple(MIXES),
+) -> FloatArrayCase:
+    """A tie-rich float32 array for per-tensor qparams `qp`."""
+    shape = draw(shape_strategy if shape_strategy is not None else shapes())
+    x, mix, seed, pinned = _draw_values(draw, shape, qp.scale, qp.zero_point, qp.dtype, mixes)
+    return FloatArrayCase(x, qp.scale, qp.zero_point, qp.dtype, None, mix, seed, pinned)
+
+
+def _draw_values(draw: st.DrawFn, shape, scale, zero_point, dtype, mixes):
+    n = int(np.prod(shape))
+    mix = draw(st.sampled_from(tuple(mixes)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    pinned = draw(pinned_elements())
+    rng = np.random.default_rng(seed)
+    scale_flat, zp_flat = _per_element(scale, shape), _per_element(zero_point, shape)
+    values = tie_rich_values(rng, n, scale_flat, zp_flat, dtype, mix)
+    if n and pinned.size:
+        positions = rng.choice(n, size=min(n, pinned.size), replace=False)
+        values[positions] = pinned[: positions.size]
+    return values.reshape(shape), mix, seed, tuple(float(v) for v in pinned)
+
+
+def _per_element(values, shape) -> np.ndarray:
+    """Scalar qparams as is; per-channel columns (already shaped to broadcast) flattened."""
+    return np.broadcast_to(np.asarray(values), shape).ravel()
+
+
+@st.composite
+def channel_shapes(
+    draw: st.DrawFn, max_channels: int = 16, ndim: Optional[int] = None
+) -> tuple[tuple[int, ...], int]:
+    """(shape, axis) for per-channel qparams: 1..max_channels channels at a drawn axis,
+    the other dims small n-d sides or one tail-hitting length."""
+    channels = draw(st.integers(1, max_channels))
+    if ndim is None:
+        others = draw(st.one_of(
+            hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=12),
+            tail_lengths(MAX_ELEMENTS // max_channels).map(lambda n: (n,)),
+        ))
+    else:
+        others = draw(hnp.array_shapes(min_dims=ndim - 1, max_dims=ndim - 1, min_side=1, max_side=12))
+    axis = draw(st.integers(0, len(others)))
+    return others[:axis] + (channels,) + others[axis:], axis
+
+
+def _channel_qparams(draw: st.DrawFn, dtype: QDtype, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    scale = np.array(draw(st.lists(scales(), min_size=channels, max_size=channels)), np.float64)
+    zp = np.array(draw(st.lists(zero_points(dtype), min_size=channels, max_size=channels)), np.int64)
+    return scale, zp
+
+
+def _column(values: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """Per-channel values shaped to broadcast along `axis` of an ndim-d array."""
+    shape = [1] * ndim
+    shape[axis] = -1
+    return values.reshape(shape)
+
+
+@st.composite
+def per_channel_float_arrays(
+    draw: st.DrawFn, dtypes: Sequence[QDtype] = ALL_QDTYPES, max_channels: int = 16
+) -> FloatArrayCase:
+    """A tie-rich float32 array with per-channel scales and zero points along a drawn axis."""
+    dtype = draw(qdtypes(dtypes))
+    shape, axis = draw(channel_shapes(max_channels))
+    scale, zp = _channel_qparams(draw, dtype, shape[axis])
+    column_scale, column_zp = _column(scale, len(shape), axis), _column(zp, len(shape), axis)
+    x, mix, seed, pinned = _draw_values(draw, shape, column_scale, column_zp, dtype, tuple(MIXES))
+    return FloatArrayCase(x, scale, zp, dtype, axis, mix, seed, pinned)
+
+
+# --- quantized tensors -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QTensorCase:
+    """A drawn QTensor, printed with its integers (when small) so it can be pinned."""
+
+    q: QTensor
+    seed: int = 0
+
+    def __repr__(self) -> str:
+        q = self.q
+        scale = q.scale if not q.per_channel else format_array(np.asarray(q.scale))
+        zp = q.zero_point if not q.per_channel else format_array(np.asarray(q.zero_point))
+        axis = "" if not q.per_channel else f", axis={q.axis}"
+        return (
+            f"QTensorCase(QTensor({format_array(q.int_repr)}, {scale!r}, {zp!r}, QDtype.{q.dtype.label}{axis}, "
+            f"memory_format=MemoryFormat.{q.memory_format.value}))  # seed={self.seed}"
+        )
+
+
+def int_values(rng: np.random.Generator, n: int, dtype: QDtype, zero_point: np.ndarray) -> np.ndarray:
+    """Integers of a quantized dtype: uniform, the range ends, and values near the zero point."""
+    zp = np.broadcast_to(np.asarray(zero_point, np.int64), (n,))
+    uniform = rng.integers(dtype.qmin, dtype.qmax, size=n, endpoint=True)
+    ends = rng.choice([dtype.qmin, dtype.qmin + 1, dtype.qmax - 1, dtype.qmax], size=n)
+    near_zp = np.clip(zp + rng.integers(-3, 4, size=n), dtype.qmin, dtype.qmax)
+    pick = rng.choice(3, size=n, p=(0.6, 0.2, 0.2))
+    return np.choose(pick, [uniform, ends, near_zp]).astype(dtype.storage)
+
+
+@st.composite
+def qtensors(
+    draw: st.DrawFn,
+    dtypes: Sequence[QDtype] = ALL_QDTYPES,
+    per_channel: Optional[bool] = None,
+    memory_formats: Sequence[MemoryFormat] = tuple(MemoryFormat),
+    shape_strategy: Optional[st.SearchStrategy[tuple[int, ...]]] = None,
+) -> QTensorCase:
+    """A QTensor of any dtype, per-tensor or per-channel, contiguous or channels_last.
+
+    `per_channel=None` draws either; channels_last tensors are 4-d. `shape_strategy`
+    applies to per-tensor draws (per-channel shapes come from `channel_shapes`).
+    """
+    dtype = draw(qdtypes(dtypes))
+    channelwise = draw(st.booleans()) if per_channel is None else per_channel
+    memory_format = draw(st.sampled_from(tuple(memory_formats)))
+    ndim = 4 if memory_format is MemoryFormat.channels_last else None
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if channelwise:
+        shape, axis = draw(channel_shapes(ndim=ndim))
+        scale, zp = _channel_qparams(draw, dtype, shape[axis])
+        ints = int_values(rng, int(np.prod(shape)), dtype, _per_element(_column(zp, len(shape), axis), shape))
+        q = QTensor(ints.reshape(shape), scale, zp, dtype, axis=axis, memory_format=memory_format)
+    else:
+        if shape_strategy is None:
+            shape_strategy = shapes(min_dims=4, max_dims=4) if ndim == 4 else shapes()
+        shape = draw(shape_strategy)
+        qp = draw(qparams([dtype]))
+        ints = int_values(rng, int(np.prod(shape)), dtype, np.int64(qp.zero_point))
+        q = QTensor(ints.reshape(shape), qp.scale, qp.zero_point, dtype, memory_format=memory_format)
+    return QTensorCase(q, seed)
