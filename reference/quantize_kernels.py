@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numerics import cvt_rne_fbgemm_clamped, f32, fma32, rne, wrap_int32
+from .numerics import cvt_rne_fbgemm_clamped, f32, fma32, ieee_float_ops, rne, wrap_int32
 from .profile import NumericsProfile
 from .qtensor import QDtype
 
 
 def inverse_scale_f32(scale: np.typing.ArrayLike) -> np.ndarray:
     """`1.0f / static_cast<float>(scale)`: the double scale is narrowed, then inverted in float32."""
-    return f32(np.float32(1.0) / f32(scale))
+    with ieee_float_ops():  # float(scale) may be 0 (tiny doubles) or inf (huge ones)
+        return f32(np.float32(1.0) / f32(scale))
 
 
 def fbgemm_quantize_u8s8(
@@ -45,7 +46,8 @@ def fbgemm_quantize_u8s8(
     if profile.zero_point_before_rounding:
         rounded = cvt_rne_fbgemm_clamped(fma32(x, inv, np.float32(zero_point)))
     else:
-        product = f32(x * inv)  # float32 * float32, one rounding
+        with ieee_float_ops():
+            product = f32(x * inv)  # float32 * float32, one rounding
         rounded = wrap_int32(cvt_rne_fbgemm_clamped(product).astype(np.int64) + zero_point)
     return np.clip(rounded, dtype.qmin, dtype.qmax).astype(dtype.storage)
 
@@ -69,12 +71,13 @@ def quantize_val(
     `scale` and `zero_point` broadcast against `x` (per-channel callers pass columns).
     """
     x = np.asarray(x, dtype=np.float32)
-    t = f32(x * inverse_scale_f32(scale))
     zp = f32(np.asarray(zero_point, dtype=np.float64))
-    if profile.zero_point_before_rounding:
-        u = rne(f32(zp + t))
-    else:
-        u = f32(zp + rne(t))
+    with ieee_float_ops():
+        t = f32(x * inverse_scale_f32(scale))
+        if profile.zero_point_before_rounding:
+            u = rne(f32(zp + t))
+        else:
+            u = f32(zp + rne(t))
     clamped = np.clip(u.astype(np.float64), dtype.qmin, dtype.qmax)  # NaN stays NaN
     nan_as_int32_min = np.where(np.isnan(clamped), float(-(2**31)), clamped).astype(np.int64)
     return nan_as_int32_min.astype(np.int32).astype(dtype.storage)  # truncating, like the C cast
@@ -91,6 +94,7 @@ def aten_vec_quantize_round_then_add_zp(
     so +inf, NaN and huge products become 2147483520 (qmax unless the zp add wraps);
     -inf and huge negative products convert to INT32_MIN. The same in 2.13 and 2.14.
     """
-    rounded = cvt_rne_fbgemm_clamped(f32(np.asarray(x, dtype=np.float32) * inverse_scale))
+    with ieee_float_ops():
+        rounded = cvt_rne_fbgemm_clamped(f32(np.asarray(x, dtype=np.float32) * inverse_scale))
     shifted = wrap_int32(rounded.astype(np.int64) + zero_point)
     return np.clip(shifted, dtype.qmin, dtype.qmax).astype(dtype.storage)
