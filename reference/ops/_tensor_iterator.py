@@ -1,0 +1,56 @@
+"""Where ATen's `cpu_kernel_vec` runs the vector lambda and where the scalar one.
+
+Unary and same-shape binary quantized kernels (qhardswish, qhardsigmoid, qmul, ...) go
+through `TensorIterator`, which coalesces a tensor that is dense in its memory format
+into one run of `numel` elements in MEMORY order. `TensorIteratorBase::for_each` runs it
+serially when `numel < GRAIN_SIZE` or one thread is used, else `at::parallel_for`
+splits it into `T' = min(T, ceil(numel / GRAIN_SIZE))` ranges of `ceil(numel / T')`
+(ParallelOpenMP.h). Each range's `vectorized_loop` (cpu/Loops.h) takes steps of
+`2 * Vectorized<scalar_t>::size()` elements and hands the remainder to `basic_loop`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..qtensor import MemoryFormat
+
+# at::internal::GRAIN_SIZE
+GRAIN_SIZE = 32768
+
+
+def thread_ranges(numel: int, num_threads: int) -> list[tuple[int, int]]:
+    """The [begin, end) ranges `TensorIteratorBase::for_each` gives each thread."""
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    if numel < GRAIN_SIZE or num_threads == 1:
+        return [(0, numel)]
+    used = min(num_threads, -(-numel // GRAIN_SIZE))
+    chunk = -(-numel // used)
+    return [(begin, min(numel, begin + chunk)) for begin in range(0, numel, chunk)]
+
+
+def vector_body_mask(
+    shape: tuple[int, ...], memory_format: MemoryFormat, step: int, num_threads: int
+) -> np.ndarray:
+    """Boolean array (logical order, `shape`): True where the vector lambda computes the element.
+
+    `step` is `2 * Vectorized<scalar_t>::size()`: 64 for 8-bit types in the AVX2 build.
+
+    >>> vector_body_mask((70,), MemoryFormat.contiguous, 64, 1).sum()
+    np.int64(64)
+    """
+    numel = int(np.prod(shape, dtype=np.int64))
+    in_memory_order = np.zeros(numel, dtype=bool)
+    for begin, end in thread_ranges(numel, num_threads):
+        body = (end - begin) // step * step
+        in_memory_order[begin : begin + body] = True
+    return from_memory_order(in_memory_order, shape, memory_format)
+
+
+def from_memory_order(flat: np.ndarray, shape: tuple[int, ...], memory_format: MemoryFormat) -> np.ndarray:
+    """A flat array in memory order as a logical (NCHW) array."""
+    if memory_format is MemoryFormat.channels_last:
+        n, c, h, w = shape
+        return flat.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return flat.reshape(shape)

@@ -1,0 +1,141 @@
+"""aten::mean on a quantized tensor: an integer fast path, or dequantize -> float mean -> quantize."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..numerics import f32, rne
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import MemoryFormat, QTensor
+from ._registry import register_op
+from .dequantize import dequantize
+from .quantize_per_tensor import quantize_per_tensor
+
+# sum_stub is registered for the AVX2 build only: Vectorized<float> has 8 lanes and
+# vectorized_outer_sum takes 4 vectors (32 columns) per multi_row_sum.
+_FLOAT_LANES = 8
+_OUTER_ROWS = 4
+
+
+@register_op("aten::mean")
+def mean(
+    q: QTensor, dims: Sequence[int], keepdim: bool = False, profile: NumericsProfile = DEFAULT_PROFILE
+) -> QTensor:
+    """`torch.mean(q, dims, keepdim)` of a per-tensor quantized tensor (`mean_out_quantized_cpu`,
+    quantized/cpu/ReduceOps.cpp). Output qparams = input's, memory format contiguous.
+
+    Contiguous input, `dims` the innermost dimensions (`qmean_inner_dim_kernel`):
+      `out = nearbyint(f32(float(sum q) / float(n)))`: the raw integers are averaged
+      (the zero point cancels), the int64 sum is rounded once to float32, divided once.
+    Otherwise (e.g. the channels_last output of a conv, reduced over H and W):
+      `x = dequantize(q)`; `s = cascade_sum(x)` (float32, SumKernel.cpp, see
+      `_cascade_outer_sum`); `m = f32(s / float(n))`; `out = quantize_per_tensor(m, s_in,
+      zp_in)` (FBGEMM quantize: the profile decides where the zero point is added).
+      Modelled for 4-d channels_last inputs reduced over (2, 3), run on one thread (a
+      reduction of >= 32768 elements on more threads splits columns differently).
+
+    Hand-worked, contiguous (1, 1, 2, 2) q = [[1, 2], [4, 4]], dims (2, 3): sum 11,
+      f32(11 / 4) = 2.75 -> nearbyint 3
+
+    >>> import numpy as np
+    >>> q = QTensor(np.array([[[[1, 2], [4, 4]]]], np.uint8), 0.1, 5, "quint8")
+    >>> mean(q, (2, 3), keepdim=True).int_repr.tolist()
+    [[[[3]]]]
+    """
+    if q.per_channel:
+        raise ValueError(f"quantized mean needs a per-tensor input, got per-channel axis {q.axis}")
+    ndim = q.int_repr.ndim
+    axes = sorted({_wrap_dim(d, ndim) for d in dims}) if len(dims) else list(range(ndim))
+    innermost = axes == list(range(ndim - len(axes), ndim))
+    if q.memory_format is MemoryFormat.contiguous and innermost:
+        ints = _inner_dim_mean(q.int_repr, len(axes))
+        out_shape = q.shape[: ndim - len(axes)] + ((1,) * len(axes) if keepdim else ())
+        return QTensor(ints.reshape(out_shape).astype(q.dtype.storage), q.scale, q.zero_point, q.dtype)
+    if not (q.memory_format is MemoryFormat.channels_last and axes == [2, 3]):
+        raise NotImplementedError(
+            f"quantized mean over dims {tuple(dims)} of a {q.memory_format.value} tensor of shape {q.shape} "
+            "takes ATen's float reduction in an order the reference does not model yet"
+        )
+    n, c, h, w = q.shape
+    rows = dequantize(q).transpose(0, 2, 3, 1).reshape(n, h * w, c)  # memory order: (n, hw, c)
+    sums = np.stack([_cascade_outer_sum(rows[b]) for b in range(n)])
+    means = f32(sums / np.float32(h * w))
+    out_shape = (n, c, 1, 1) if keepdim else (n, c)
+    result = quantize_per_tensor(means.reshape(out_shape), q.scale, q.zero_point, q.dtype, profile)
+    return result
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"mean dim {dim} is out of range for a {ndim}-d tensor")
+    return dim % ndim
+
+
+def _inner_dim_mean(ints: np.ndarray, reduced: int) -> np.ndarray:
+    """`qmean_inner_dim_kernel`: int64 `hsum`, one float32 rounding, float32 division, nearbyint."""
+    rows = ints.reshape(int(np.prod(ints.shape[: ints.ndim - reduced], dtype=np.int64)), -1)
+    sums = rows.astype(np.int64).sum(axis=1)
+    return rne(f32(f32(sums) / np.float32(rows.shape[1]))).astype(np.int64)
+
+
+def _cascade_outer_sum(rows: np.ndarray) -> np.ndarray:
+    """Column sums of a (size, columns) float32 array as `vectorized_outer_sum` forms them.
+
+    Columns in whole blocks of 32 (4 vectors of 8): `multi_row_sum` over all rows. The
+    remaining columns (whole vectors, then scalars: same arithmetic per lane): `row_sum`,
+    i.e. rows taken as (size // 4, 4): `multi_row_sum` of each of the 4 interleaved
+    streams, the `size % 4` leftover rows added into stream 0, then streams 1..3 added
+    to stream 0 in order.
+    """
+    size, columns = rows.shape
+    blocked = columns // (_OUTER_ROWS * _FLOAT_LANES) * (_OUTER_ROWS * _FLOAT_LANES)
+    result = np.empty(columns, dtype=np.float32)
+    result[:blocked] = _multi_row_sum(rows[:, :blocked])
+    rest = rows[:, blocked:]
+    ilp = size // 4
+    streams = [_multi_row_sum(rest[k : ilp * 4 : 4]) for k in range(4)]
+    total = streams[0]
+    for i in range(ilp * 4, size):
+        total = f32(total + rest[i])
+    for k in range(1, 4):
+        total = f32(total + streams[k])
+    result[blocked:] = total
+    return result
+
+
+def _multi_row_sum(rows: np.ndarray) -> np.ndarray:
+    """SumKernel.cpp `multi_row_sum`: float32 partial sums on 4 levels.
+
+    Level 0 adds `step = 2^max(4, ceil(log2(size)) // 4)` rows in order, then is added
+    into level 1 (and level 1 into 2 ... while the row index is a multiple of the
+    coarser step); leftover rows go into level 0; finally levels 1, 2, 3 are added to
+    level 0 in that order. Every add rounds to float32.
+    """
+    size = rows.shape[0]
+    levels = 4
+    power = max(4, _ceil_log2(size) // levels)
+    step, mask = 1 << power, (1 << power) - 1
+    acc = np.zeros((levels,) + rows.shape[1:], dtype=np.float32)
+    i = 0
+    while i + step <= size:
+        for _ in range(step):
+            acc[0] = f32(acc[0] + rows[i])
+            i += 1
+        for j in range(1, levels):
+            acc[j] = f32(acc[j] + acc[j - 1])
+            acc[j - 1] = 0
+            if i & (mask << (j * power)):
+                break
+    while i < size:
+        acc[0] = f32(acc[0] + rows[i])
+        i += 1
+    for j in range(1, levels):
+        acc[0] = f32(acc[0] + acc[j])
+    return acc[0]
+
+
+def _ceil_log2(value: int) -> int:
+    """`c10::utils::CeilLog2` (0 for values <= 1)."""
+    return 0 if value <= 1 else int(value - 1).bit_length()
