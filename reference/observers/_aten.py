@@ -1,0 +1,190 @@
+"""The ATen CPU kernels torch's observers call, as float32 NumPy steps.
+
+torch's observers are Python code over float32 tensors; their qparams are bit-exact only
+if each tensor op rounds where ATen rounds and sums in ATen's order. This module spells
+out those kernels (torch 2.13 and 2.14 run the same ones):
+
+* `cascade_sum_f32`: `torch.sum` of a contiguous float32 vector (SumKernel.cpp
+  `cascade_sum`, AVX2 build: ATen registers `sum_stub` with REGISTER_DISPATCH, so AVX512
+  CPUs run the 8-lane AVX2 kernel too).
+* `linspace_f32`: `torch.linspace` (RangeFactoriesKernel.cpp, scalar loop, fma-contracted).
+* `histc_f32`: `torch.histc` (Histogram.cpp `histogram_histc_cpu`, HistogramKernel.cpp
+  LINEAR_INTERPOLATION).
+* `div_floor_f32`: `torch.div(a, b, rounding_mode="floor")` with a scalar b
+  (BinaryOpsKernel.cpp `div_floor_floating_vec`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..numerics import f32, fma32
+
+# `Vectorized<float>::size()` of the AVX2 build that runs ATen's sum on x86.
+SUM_LANES = 8
+# multi_row_sum's constants (SumKernel.cpp): 4 interleaved rows, 4 cascade levels,
+# chunks of at least 2^4 rows per level.
+_ILP = 4
+_LEVELS = 4
+_MIN_LEVEL_POWER = 4
+
+
+def cascade_sum_f32(x: np.ndarray) -> np.float32:
+    """`torch.sum(x)` of a contiguous float32 vector, in ATen's order of additions.
+
+    `vectorized_inner_sum` (n >= 8): the first `n//8*8` elements are 8-lane vectors; the
+    vectors form rows of 4 (`row_sum`, ilp 4) summed by `multi_row_sum`: chunks of
+    `2^max(4, ceil(log2 rows)/4)` rows go into level 0, each full chunk is carried into
+    level 1 (and up, when the row count hits a multiple of the next level's span), then
+    the levels are added 0+1+2+3, the 4 columns are added left to right, the scalar tail
+    is summed left to right from 0, and the 8 lanes are added to it one by one.
+    n < 8 runs the same `row_sum` on scalars (`scalar_inner_sum`). Every add is a float32
+    add (acc_type<float, true> is float).
+
+    Hand-worked, n = 5 (< 8: `row_sum` over scalars): the 4 interleaved partials are
+    [1e8, 1, 1, 1]; the tail element -1e8 is added to partial 0 first: 1e8 + -1e8 = 0;
+    then 0 + 1 + 1 + 1 = 3. A left-to-right float32 sum gives 0 (1e8 absorbs each 1).
+
+    >>> float(cascade_sum_f32(np.array([1e8, 1, 1, 1, -1e8], np.float32)))
+    3.0
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32).ravel()
+    n = x.size
+    lanes = SUM_LANES if n >= SUM_LANES else 1
+    vectors = n // lanes
+    partial = _row_sum(x[: vectors * lanes].reshape(vectors, lanes))
+    total = np.float32(0)
+    for value in x[vectors * lanes :]:  # scalar tail, left to right
+        total = np.float32(total + value)
+    for value in partial:  # then the lanes, one by one
+        total = np.float32(total + value)
+    return total
+
+
+def _row_sum(vectors: np.ndarray) -> np.ndarray:
+    """SumKernel.cpp `row_sum`: 4 interleaved partial sums over `multi_row_sum`, then tail."""
+    rows = vectors.shape[0] // _ILP
+    sums = _multi_row_sum(vectors[: rows * _ILP].reshape(rows, _ILP, -1))
+    first = sums[0].copy()
+    for vector in vectors[rows * _ILP :]:
+        first = first + vector
+    for k in range(1, _ILP):
+        first = first + sums[k]
+    return first
+
+
+def _multi_row_sum(rows: np.ndarray) -> np.ndarray:
+    """SumKernel.cpp `multi_row_sum`: a 4-level cascade over `rows` (shape rows x 4 x lanes)."""
+    size = rows.shape[0]
+    ceil_log2 = 0 if size <= 1 else math.ceil(math.log2(size))
+    level_power = max(_MIN_LEVEL_POWER, ceil_log2 // _LEVELS)
+    level_step = 1 << level_power
+    level_mask = level_step - 1
+    acc = np.zeros((_LEVELS,) + rows.shape[1:], np.float32)
+    i = 0
+    while i + level_step <= size:
+        # Level 0 adds its chunk's rows one after another (a sequential float32 sum).
+        for row in rows[i : i + level_step]:
+            acc[0] = acc[0] + row
+        i += level_step
+        for j in range(1, _LEVELS):
+            acc[j] = acc[j] + acc[j - 1]
+            acc[j - 1] = 0
+            if i & (level_mask << (j * level_power)):
+                break
+    for row in rows[i:]:
+        acc[0] = acc[0] + row
+    for j in range(1, _LEVELS):
+        acc[0] = acc[0] + acc[j]
+    return acc[0]
+
+
+def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
+    """`torch.linspace(start, end, steps)` in float32.
+
+    `start`, `end` become float32; `step = f32(f32(end - start) / float(steps - 1))`;
+    index i < steps//2 gives `fma32(step, i, start)`, the others
+    `fma32(-step, steps - 1 - i, end)` (the AVX2/AVX512 builds contract
+    `start + step*i` and `end - step*(steps-i-1)` into one fma). So the first value is
+    `start` and the last is `end` exactly.
+
+    >>> linspace_f32(0.0, 1.0, 5).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    start32, end32 = np.float32(start), np.float32(end)
+    if steps == 1:
+        return np.array([start32], np.float32)
+    step = f32(f32(end32 - start32) / np.float32(steps - 1))
+    index = np.arange(steps)
+    halfway = steps // 2
+    lower = fma32(step, f32(index[:halfway]), start32)
+    upper = fma32(-step, f32(steps - 1 - index[halfway:]), end32)
+    return np.concatenate([lower, upper]).astype(np.float32)
+
+
+def histc_f32(x: np.ndarray, bins: int, low: float, high: float) -> np.ndarray:
+    """`torch.histc(x, bins, min=low, max=high)` of a float32 array, as float32 counts.
+
+    Range (`histc_select_outer_bin_edges`, in double): if low == high, the data's own
+    min/max; if still equal, low - 1 and high + 1. The edges are `linspace_f32`, so the
+    outer edges are `lo = f32(low)`, `hi = f32(high)`. Elements outside [lo, hi] and NaN
+    are skipped; the bin is `trunc(f32(f32(f32(x - lo) * bins) / f32(hi - lo)))`, and
+    `x == hi` goes to the last bin.
+
+    Raises ValueError where torch raises (non-finite or empty range), and where torch's
+    kernel has undefined behaviour: a range that is empty in float32 (|value| >= 2^25
+    constant data, where value +- 1 rounds back to value) divides by zero.
+
+    >>> histc_f32(np.array([0.0, 0.5, 1.0, 0.25], np.float32), 4, 0.0, 1.0).tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    left, right = float(low), float(high)
+    if left == right and x.size:
+        left, right = float(np.min(x)), float(np.max(x))
+    if left == right:
+        left, right = left - 1.0, right + 1.0
+    if not (math.isfinite(left) and math.isfinite(right)):
+        raise ValueError(f"torch.histc: range of [{left}, {right}] is not finite")
+    if not left < right:
+        raise ValueError(f"torch.histc: max must be larger than min, got [{left}, {right}]")
+    lo, hi = np.float32(left), np.float32(right)
+    width = f32(hi - lo)
+    if not width > 0:
+        raise ValueError(
+            f"torch.histc range [{left}, {right}] is empty in float32 (edges {lo}, {hi}); "
+            "torch's kernel divides by zero here (undefined behaviour), so the reference refuses it"
+        )
+    values = np.asarray(x, np.float32).ravel()
+    values = values[(values >= lo) & (values <= hi)]  # NaN fails both
+    scaled = f32(f32(f32(values - lo) * np.float32(bins)) / width)
+    position = np.minimum(np.trunc(scaled).astype(np.int64), bins - 1)  # x == hi: last bin
+    return np.bincount(position, minlength=bins).astype(np.float32)
+
+
+def div_floor_f32(a: np.ndarray, b: np.float32) -> np.ndarray:
+    """`torch.div(a, b, rounding_mode="floor")`, float32 tensor by a scalar
+    (BinaryOpsKernel.cpp `div_floor_floating_vec`, Python's floor-division recipe):
+
+    `mod = fmod(a, b)`; `div = f32(f32(a - mod) / b)` (with `a` itself instead of
+    `a - mod` when `a/b` overflows); minus 1 when mod and b differ in sign; `floor(div)`,
+    plus 1 if `div - floor > 0.5`; a zero quotient keeps the sign of `a/b`; b == 0 gives
+    `a/b`. fmod and floor are exact.
+
+    >>> div_floor_f32(np.array([7.0, -7.0, 0.5], np.float32), np.float32(2)).tolist()
+    [3.0, -4.0, 0.0]
+    """
+    a = np.asarray(a, np.float32)
+    b = np.float32(b)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        basic = f32(a / b)
+        mod = np.fmod(a, b).astype(np.float32)
+        numerator = np.where((np.abs(basic) == np.inf) & (np.abs(a) != np.inf), a, f32(a - mod))
+        div = f32(numerator / b)
+        div = np.where((mod != 0) & ((b < 0) != (mod < 0)), f32(div - np.float32(1)), div)
+        floor = np.floor(div).astype(np.float32)
+        floor = np.where(f32(div - floor) > np.float32(0.5), f32(floor + np.float32(1)), floor)
+        floor = np.where(div == 0, np.copysign(np.float32(0), basic), floor)
+        floor = np.where(b == 0, basic, floor)
+    return floor.astype(np.float32)

@@ -1,0 +1,77 @@
+"""The part of torch's `UniformQuantizationObserverBase` every observer here shares."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+
+from ..qtensor import QDtype
+from ._qparams import FLOAT32_EPS, QScheme, calculate_qparams, parse_observer_dtype, quant_range
+
+
+class UniformObserver:
+    """Parameters and qparams arithmetic common to the min/max and histogram observers.
+
+    Args mirror torch's: dtype (quint8, qint8, qint32), qscheme, reduce_range,
+    quant_min/quant_max (both or neither), eps (stored as float32, like torch's buffer).
+    """
+
+    def __init__(
+        self,
+        dtype: Union[QDtype, str],
+        qscheme: Union[QScheme, str],
+        reduce_range: bool,
+        quant_min: Optional[int],
+        quant_max: Optional[int],
+        eps: float,
+    ) -> None:
+        self.dtype = parse_observer_dtype(dtype)
+        self.qscheme = QScheme.parse(qscheme)
+        self.reduce_range = bool(reduce_range)
+        self.eps = np.float32(eps)
+        self.quant_min, self.quant_max, self.has_customized_qrange = quant_range(
+            self.dtype, self.reduce_range, quant_min, quant_max
+        )
+        if self.qscheme.symmetric and self.reduce_range and self.dtype is QDtype.quint8:
+            # torch raises NotImplementedError for this combination.
+            raise NotImplementedError("Cannot reduce range for symmetric quantization for quint8")
+
+    def _qparams(self, min_val: np.ndarray, max_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return calculate_qparams(
+            min_val,
+            max_val,
+            self.quant_min,
+            self.quant_max,
+            self.qscheme,
+            self.dtype,
+            self.eps,
+            self.has_customized_qrange,
+        )
+
+    def _check_qscheme(self, per_channel: bool) -> None:
+        if self.qscheme.per_channel != per_channel:
+            kind = "per-channel" if per_channel else "per-tensor"
+            raise NotImplementedError(f"{type(self).__name__} needs a {kind} qscheme, got {self.qscheme.value}")
+
+
+def as_observed_float32(x: np.typing.ArrayLike, observer: str) -> np.ndarray:
+    """An input as float32, the way min/max observers' `x.to(torch.float32)` converts it
+    (float64 and integers round to nearest even); complex and non-numeric inputs are refused."""
+    array = np.asarray(x)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
+        raise TypeError(f"{observer} observes real numbers, got an array of dtype {array.dtype}")
+    return array.astype(np.float32, copy=False)
+
+
+def channel_rows(x: np.ndarray, ch_axis: int, observer: str) -> np.ndarray:
+    """torch's per-channel view: swap `ch_axis` with axis 0, flatten the rest -> (C, -1).
+
+    Negative axes count from the end, like the Python list assignment torch does.
+    """
+    if x.ndim == 0 or not -x.ndim <= ch_axis < x.ndim:
+        raise IndexError(f"{observer}: ch_axis {ch_axis} is out of range for an input of shape {x.shape}")
+    return np.swapaxes(x, 0, ch_axis).reshape(x.shape[ch_axis], -1)
+
+
+DEFAULT_EPS = FLOAT32_EPS
