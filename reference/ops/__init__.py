@@ -2,10 +2,12 @@
 
 from ._registry import OPS, register_op
 from .clamp import clamp
+from .conv2d import conv2d, conv2d_relu, conv_path
 from .dequantize import dequantize
 from .hardsigmoid import hardsigmoid
 from .hardswish import hardswish
 from .hardtanh import hardtanh
+from .linear import linear, linear_relu
 from .mean import mean
 from .mul import mul, mul_relu
 from .quantize_per_channel import quantize_per_channel
@@ -16,10 +18,15 @@ __all__ = [
     "OPS",
     "register_op",
     "clamp",
+    "conv2d",
+    "conv2d_relu",
+    "conv_path",
     "dequantize",
     "hardsigmoid",
     "hardswish",
     "hardtanh",
+    "linear",
+    "linear_relu",
     "mean",
     "mul",
     "mul_relu",

@@ -1,0 +1,116 @@
+"""FBGEMM's requantization of an int32 accumulator to quint8, shared by conv and linear.
+
+torch's fbgemm conv/linear kernels end every path (GEMM, groupwise, depthwise) with the
+same float32 sequence; only the per-tensor bias step differs between the depthwise
+kernel and the others (and, for depthwise, between torch releases). The parameters are
+formed once per call by ATen (`PackedConvWeight::GetQuantizationParams`,
+`PackedLinearWeight::apply_impl`) and the per-element steps by FBGEMM
+(`requantizeOutputProcessingAvx2`, `requantizeOutputProcessingGConvAvx2` and the
+depthwise `requantize_`). Every vector tail is a masked copy of the vector body, so the
+result never depends on the channel count or the position of an element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..numerics import cvt_rne, f32, fma32, saturate_int16, saturate_uint8
+from ._validate import as_float32_array
+
+
+@dataclass(frozen=True)
+class RequantParams:
+    """The float32 constants of one requantization, one entry per output channel.
+
+    Attributes:
+        act_times_w_scale: `f32(float(act_scale) * float(w_scale[j]))` (ATen, float32 multiply).
+        multiplier: `f32(act_times_w_scale[j] / float(out_scale))` (ATen, float32 divide).
+        per_channel: whether the weight was per-channel (FBGEMM `OUT_CHANNEL` granularity),
+            which selects the bias formula.
+    """
+
+    act_times_w_scale: np.ndarray
+    multiplier: np.ndarray
+    per_channel: bool
+
+
+def requant_params(
+    act_scale: float, weight_scale: float | np.ndarray, out_scale: float, out_channels: int
+) -> RequantParams:
+    """The constants ATen hands FBGEMM.
+
+    The double scales are narrowed to float32 first (`float act_scale = act.q_scale()`,
+    the packed weight stores `std::vector<float> w_scale`), then
+    `atws = f32(act_scale * w_scale)` and `mult = f32(atws / float(out_scale))`.
+    A per-tensor weight gives one value, broadcast to every channel.
+    """
+    per_channel = np.ndim(weight_scale) != 0
+    atws = f32(f32(act_scale) * f32(weight_scale))
+    multiplier = f32(atws / f32(out_scale))
+    atws = np.broadcast_to(atws, (out_channels,)).astype(np.float32)
+    multiplier = np.broadcast_to(multiplier, (out_channels,)).astype(np.float32)
+    return RequantParams(atws, multiplier, per_channel)
+
+
+def requantize_u8acc32(
+    acc: np.ndarray,
+    bias: np.ndarray | None,
+    params: RequantParams,
+    output_zero_point: int,
+    relu: bool,
+    per_tensor_bias_fma: bool,
+) -> np.ndarray:
+    """int32 accumulators (channel axis last) -> quint8 outputs, as FBGEMM's AVX2 requantization.
+
+    Per element of output channel j (`acc` already holds sum (a - a_zp)(w - w_zp) wrapped
+    to int32):
+      xf = f32(acc)                                  (`cvtepi32_ps`, rne above 2^24)
+      per-channel bias: xf = f32(xf + f32(bias[j] / atws[j]))       (`div_ps`, `add_ps`)
+      per-tensor bias:  rcp = f32(1.0 / double(atws))  (a double divide, then narrowed)
+          fused (GEMM paths; depthwise on 2.13): xf = fma32(bias[j], rcp, xf)
+          unfused (depthwise on 2.14):           xf = f32(xf + f32(bias[j] * rcp))
+        the source writes `add_ps(cvt(x), mul_ps(bias, rcp))`; GCC contracts it to one
+        `vfmadd` where noted (measured, see `NumericsProfile.depthwise_per_tensor_bias_fma`).
+      r = cvt_rne(f32(xf * mult[j]))   (`mul_ps`, `cvtps_epi32`: out of range or NaN -> INT32_MIN)
+      out = max(relu ? zp : 0, packus(adds_epi16(packs_epi32(r), zp)))
+    The int16 saturations make r = INT32_MIN (a tiny output scale) come out as 0 (zp with
+    relu), not 255: the INT32_MIN pitfall.
+
+    Hand-worked, per-tensor, atws = 0.5, mult = 0.25, zp = 10, no bias:
+      acc 6 -> 6*0.25 = 1.5 -> rne 2 -> 12;  acc -100 -> -25 -> -15 -> packus 0
+
+    >>> p = RequantParams(np.float32([0.5]), np.float32([0.25]), per_channel=False)
+    >>> requantize_u8acc32(np.int32([[6], [-100]]), None, p, 10, False, True).ravel().tolist()
+    [12, 0]
+    """
+    xf = f32(acc)
+    if bias is not None:
+        xf = _add_bias(xf, bias, params, per_tensor_bias_fma)
+    rounded = cvt_rne(f32(xf * params.multiplier))
+    packed = saturate_int16(saturate_int16(rounded) + output_zero_point)  # packs_epi32, adds_epi16
+    out = saturate_uint8(packed)  # packus_epi16
+    lower = output_zero_point if relu else 0
+    return np.maximum(out, lower).astype(np.uint8)  # max_epu8 (min with 255 is a no-op after packus)
+
+
+def _add_bias(xf: np.ndarray, bias: np.ndarray, params: RequantParams, fused: bool) -> np.ndarray:
+    """The float bias step of `requantize_u8acc32` (see there for the formulas)."""
+    if params.per_channel:
+        return f32(xf + f32(bias / params.act_times_w_scale))
+    # Per-tensor: one reciprocal, formed in double (`1.0 / act_times_w_scale[0]`).
+    rcp = f32(1.0 / params.act_times_w_scale[:1].astype(np.float64))
+    if fused:
+        return fma32(bias, rcp, xf)
+    return f32(xf + f32(bias * rcp))
+
+
+def checked_bias(bias: np.ndarray | None, out_channels: int) -> np.ndarray | None:
+    """bias must be None or float32 of shape (out_channels,)."""
+    if bias is None:
+        return None
+    bias32 = as_float32_array(bias, "bias")
+    if bias32.shape != (out_channels,):
+        raise ValueError(f"bias must have shape ({out_channels},), got {bias32.shape}")
+    return bias32

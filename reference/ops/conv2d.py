@@ -1,0 +1,303 @@
+"""quantized::conv2d / conv2d_relu: quint8 NCHW activations x qint8 weights -> quint8 (fbgemm).
+
+FBGEMM picks one of four kernels for a 2-d convolution (`ConvFastPath`, FbgemmConv.cc);
+`conv_path` names it. All compute the same exact sum except for int16 saturation of
+`vpmaddubsw` pairs, which depends on the path and the CPU:
+
+* depthwise: a JIT AVX2 kernel (GenerateI8Depthwise.cc) that always uses `vpmaddubsw`,
+  even on VNNI CPUs: taps in row-major (kh, kw) order pair up as (0, 1), (2, 3), ...,
+  the last tap alone; each pair saturates to int16.
+* groupwise, pointwise, im2col: GEMM-like kernels; `vpdpbusd` (exact) on AVX512-VNNI,
+  `vpmaddubsw` pairs along K = (kh, kw, c) within a group otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..numerics import wrap_int32
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import MemoryFormat, QDtype, QTensor
+from ._gemm import exact_centered_matmul, pair_saturation_correction, saturated_pair_sum
+from ._registry import register_op
+from ._requantize import checked_bias, requant_params, requantize_u8acc32
+
+CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
+
+
+def conv_path(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+) -> str:
+    """Which FBGEMM kernel torch's fbgemm conv2d runs: "depthwise", "groupwise", "pointwise" or "im2col".
+
+    `fbgemm::ConvFastPath` (FbgemmConv.cc; unchanged from the FBGEMM in torch 2.13.0,
+    8d08cc10a0, through the May 2026 one in 2.14.1), tried in this order:
+      depthwise (`takeDepthWiseFastPath`): groups == in_channels, out_channels in
+        {groups, 2*groups}, groups % 8 == 0, every stride 1 or 2, kH == kW in {3, 5, 7},
+        dilation 1, padding == (k - 1) // 2 in both dims.
+      groupwise (`fbgemmOptimizedGConv`): C/G == OC/G in {2, 4, 8, 16}, 3x3, padding 1,
+        dilation 1, strides both 1 or both 2, and groups >= G_together, where
+        G_together = max(W // (C/G) // max(C/G, 4), 1) with W = 64 bytes on AVX512 CPUs
+        and 32 on AVX2 (`PackWeightMatrixForGConv::numOfGroupsTogether`): the only
+        CPU-dependent condition (C/G = 2 needs G >= 8 on AVX512, G >= 4 on AVX2).
+      pointwise (`takePointWiseFastPath`): 1x1, stride 1, dilation 1, padding 0 (any groups).
+      im2col: everything else (the direct-conv path is for transposed convs only).
+
+    >>> conv_path(32, 32, (3, 3), (1, 1), (1, 1), (1, 1), 32)
+    'depthwise'
+    >>> conv_path(64, 64, (3, 3), (2, 2), (1, 1), (1, 1), 1)
+    'im2col'
+    """
+    kh, kw = _pair("kernel_size", kernel_size, minimum=1)
+    sh, sw = _pair("stride", stride, minimum=1)
+    ph, pw = _pair("padding", padding, minimum=0)
+    dh, dw = _pair("dilation", dilation, minimum=1)
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must be >= 1 and divide in_channels={in_channels} and out_channels={out_channels}")
+    if (
+        groups == in_channels
+        and out_channels in (groups, 2 * groups)
+        and groups % 8 == 0
+        and sh in (1, 2)
+        and sw in (1, 2)
+        and kh == kw
+        and kh in (3, 5, 7)
+        and (dh, dw) == (1, 1)
+        and (ph, pw) == ((kh - 1) // 2, (kw - 1) // 2)
+    ):
+        return "depthwise"
+    c_per_g, k_per_g = in_channels // groups, out_channels // groups
+    vector_bytes = 64 if profile.avx512 else 32
+    groups_together = max(vector_bytes // c_per_g // max(c_per_g, 4), 1)
+    if (
+        c_per_g == k_per_g
+        and c_per_g in (2, 4, 8, 16)
+        and groups >= groups_together
+        and (kh, kw) == (3, 3)
+        and (ph, pw) == (1, 1)
+        and (dh, dw) == (1, 1)
+        and (sh, sw) in ((1, 1), (2, 2))
+    ):
+        return "groupwise"
+    if (kh, kw, sh, sw, dh, dw, ph, pw) == (1, 1, 1, 1, 1, 1, 0, 0):
+        return "pointwise"
+    return "im2col"
+
+
+@register_op("quantized::conv2d")
+def conv2d(
+    x: QTensor,
+    weight: QTensor,
+    bias: np.ndarray | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    output_scale: float,
+    output_zero_point: int,
+    relu: bool = False,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+) -> QTensor:
+    """`torch.ops.quantized.conv2d(x, conv2d_prepack(weight, bias, stride, padding, dilation, groups), scale, zp)`.
+
+    Mirrors ATen `PackedConvWeight<2>::apply_impl` (fbgemm) -> `fbgemm::fbgemmConv`.
+    The output is quint8 in channels_last memory (as ATen allocates it); `int_repr` is
+    in logical NCHW order.
+
+    Formula, output pixel (n, oh, ow), output channel j in group g:
+      acc = wrap_int32(sum over (kh, kw, c in g) (a - a_zp) * (w[j] - w_zp[j]))
+    where taps outside the image read a_zp (so they add 0, except through saturation:
+    the kernel's pairs see the raw a_zp). int16 pair saturation applies on the depthwise
+    path always and on the other paths when `profile.gemm_pairs_saturate` (no VNNI);
+    see the module docstring. Then `requantize_u8acc32`: float32 `atws`, `mult`; the
+    per-tensor bias is `fma32(bias, rcp, f32(acc))` except on the depthwise path of
+    torch 2.14 (`profile.depthwise_per_tensor_bias_fma` false), which rounds `bias * rcp`
+    first; per-channel bias `f32(f32(acc) + f32(bias / atws))`.
+
+    Hand-worked depthwise pair saturation (8 channels, 3x3, pad 1, all a = 255, a_zp 255,
+    w = 127 everywhere, 1x1 image; only the center tap (4) is inside):
+      every tap reads 255; pairs (0,1), (2,3), (4,5), (6,7): 255*127*2 = 64770 -> 32767 each,
+      tap 8 alone 32385: S = 4*32767 + 32385 = 163453
+      acc = S - a_zp * sum(w) = 163453 - 255*9*127 = 163453 - 291465 = -128012
+      (the exact sum is 0: (255-255)*127). With atws 1*1 = 1, out scale 1000 (mult 0.001),
+      zp 128: -128012 * 0.001 = -128.012 -> -128; -128 + 128 = 0.
+
+    >>> x = QTensor(np.full((1, 8, 1, 1), 255, np.uint8), 1.0, 255, "quint8")
+    >>> w = QTensor(np.full((8, 1, 3, 3), 127, np.int8), 1.0, 0, "qint8")
+    >>> out = conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128)
+    >>> out.int_repr.ravel().tolist()
+    [0, 0, 0, 0, 0, 0, 0, 0]
+    """
+    out_channels, kernel = _check_conv_inputs(x, weight, groups)
+    path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)
+    bias32 = checked_bias(bias, out_channels)
+    out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
+
+    padded = _padded_nhwc(x, padding)
+    out_hw = _output_size(padded.shape[1:3], kernel, stride, dilation)
+    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
+    if path == "depthwise":
+        acc = _depthwise_acc(padded, x.zero_point, weight.int_repr, w_zp, stride, out_hw)
+        fused = profile.depthwise_per_tensor_bias_fma
+    else:
+        acc = _gemm_acc(padded, x.zero_point, weight.int_repr, w_zp, stride, dilation, groups, out_hw, profile)
+        fused = True  # requantizeOutputProcessing(GConv)Avx2: fused on both releases
+
+    params = requant_params(x.scale, weight.scale, out.scale, out_channels)
+    ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=fused)
+    nchw = ints.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
+    return QTensor(nchw, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last)
+
+
+@register_op("quantized::conv2d_relu")
+def conv2d_relu(
+    x: QTensor,
+    weight: QTensor,
+    bias: np.ndarray | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    output_scale: float,
+    output_zero_point: int,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+) -> QTensor:
+    """`quantized::conv2d_relu`: `conv2d(..., relu=True)`; outputs are clamped below at the zero point.
+
+    Hand-worked 1x1 conv, a = 3 (zp 1), w = -2, scales 1, output zp 10:
+      acc = (3-1)*(-2) = -4 -> -4 + 10 = 6 -> relu clamps to 10
+
+    >>> x = QTensor(np.full((1, 1, 1, 1), 3, np.uint8), 1.0, 1, "quint8")
+    >>> w = QTensor(np.full((1, 1, 1, 1), -2, np.int8), 1.0, 0, "qint8")
+    >>> conv2d_relu(x, w, None, (1, 1), (0, 0), (1, 1), 1, 1.0, 10).int_repr.ravel().tolist()
+    [10]
+    """
+    return conv2d(x, weight, bias, stride, padding, dilation, groups, output_scale, output_zero_point, True, profile)
+
+
+def _gemm_acc(
+    padded: np.ndarray,
+    a_zp: int,
+    weight: np.ndarray,
+    w_zp: np.ndarray,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    out_hw: tuple[int, int],
+    profile: NumericsProfile,
+) -> np.ndarray:
+    """int32 accumulators (N, OH, OW, OC) of the im2col / pointwise / groupwise paths.
+
+    The im2col matrix is laid out as FBGEMM's `PackAWithIm2Col` and the packed weight
+    (`KRSC`): per group, K = (kh, kw, c) with c fastest.
+    """
+    batch = padded.shape[0]
+    out_channels, c_per_g, kh, kw = weight.shape
+    k_per_g = out_channels // groups
+    cols = _im2col(padded, (kh, kw), stride, dilation, out_hw)  # (N, OH, OW, kh, kw, C)
+    rows = batch * out_hw[0] * out_hw[1]
+    a = cols.reshape(rows, kh, kw, groups, c_per_g).transpose(3, 0, 1, 2, 4).reshape(groups, rows, kh * kw * c_per_g)
+    w = weight.reshape(groups, k_per_g, c_per_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * c_per_g, k_per_g)
+    total = exact_centered_matmul(a, a_zp, w, w_zp.reshape(groups, k_per_g))
+    if profile.gemm_pairs_saturate:
+        total += pair_saturation_correction(a, w)
+    acc = wrap_int32(total)  # (G, rows, K/G): vpaddd/vpsubd wrap-around
+    return acc.transpose(1, 0, 2).reshape(batch, out_hw[0], out_hw[1], out_channels)
+
+
+def _depthwise_acc(
+    padded: np.ndarray,
+    a_zp: int,
+    weight: np.ndarray,
+    w_zp: np.ndarray,
+    stride: Sequence[int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """int32 accumulators (N, OH, OW, OC) of FBGEMM's depthwise kernel, pairs saturated.
+
+    `S = sum over tap pairs sat16(a_t0 w_t0 + a_t1 w_t1)` on raw values (padding reads
+    a_zp), then `acc = S - a_zp * sum_t w - w_zp * sum_t a + taps * a_zp * w_zp`, all
+    int32 (`requantize_` subtracts `a_zp * col_offsets` and `row_offsets * w_zp`).
+    |S| <= 25 * 32768 fits int32, so the pair sums accumulate without wrapping.
+    """
+    out_channels, _, kh, kw = weight.shape
+    if out_channels != padded.shape[3]:  # OC = 2C: output channel j reads input channel j // 2
+        padded = np.repeat(padded, out_channels // padded.shape[3], axis=3)
+    taps = [
+        padded[:, r : r + stride[0] * out_hw[0] : stride[0], s : s + stride[1] * out_hw[1] : stride[1]]
+        for r in range(kh)
+        for s in range(kw)
+    ]
+    w_taps = weight.reshape(out_channels, kh * kw).T.astype(np.int32)  # (taps, OC), row-major taps
+    total = np.zeros(taps[0].shape, dtype=np.int32)
+    row_sum = np.zeros(taps[0].shape, dtype=np.int32)
+    for t in range(0, len(taps), 2):
+        p0 = taps[t].astype(np.int32) * w_taps[t]
+        p1 = taps[t + 1].astype(np.int32) * w_taps[t + 1] if t + 1 < len(taps) else np.zeros_like(p0)
+        total += saturated_pair_sum(p0, p1)
+    for tap in taps:
+        row_sum += tap
+    col_sum = w_taps.sum(axis=0, dtype=np.int64)
+    exact_terms = -a_zp * col_sum + len(taps) * a_zp * w_zp  # per channel
+    return wrap_int32(total.astype(np.int64) - w_zp * row_sum.astype(np.int64) + exact_terms)
+
+
+def _im2col(
+    padded: np.ndarray, kernel: tuple[int, int], stride: Sequence[int], dilation: Sequence[int], out_hw: tuple[int, int]
+) -> np.ndarray:
+    """Windows of the padded NHWC input: (N, OH, OW, kh, kw, C), a strided view."""
+    kh, kw = kernel
+    span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # (N, H', W', C, span_h, span_w)
+    windows = windows[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]]
+    return windows[:, : out_hw[0], : out_hw[1]].transpose(0, 1, 2, 4, 5, 3)
+
+
+def _padded_nhwc(x: QTensor, padding: Sequence[int]) -> np.ndarray:
+    """The activation as NHWC uint8, padded with its zero point (what FBGEMM reads outside)."""
+    ph, pw = _pair("padding", padding, minimum=0)
+    nhwc = x.int_repr.transpose(0, 2, 3, 1)
+    return np.pad(nhwc, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=x.zero_point)
+
+
+def _output_size(padded_hw: tuple[int, int], kernel: tuple[int, int], stride: Sequence[int], dilation: Sequence[int]) -> tuple[int, int]:
+    """`(H + 2p - d(k-1) - 1) // s + 1` per dim; refuses empty outputs as ATen does."""
+    sizes = tuple((padded_hw[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+    if min(sizes) <= 0:
+        raise ValueError(f"conv2d output would be empty: output size {sizes} from padded input {padded_hw}, kernel {kernel}")
+    return sizes
+
+
+def _check_conv_inputs(x: QTensor, weight: QTensor, groups: int) -> tuple[int, tuple[int, int]]:
+    """Validate dtypes, qschemes and shapes; return (out_channels, (kH, kW))."""
+    if x.dtype is not QDtype.quint8 or x.per_channel or x.int_repr.ndim != 4:
+        raise ValueError(f"conv2d expects a 4-d per-tensor quint8 activation (NCHW), got {x!r}")
+    if weight.dtype is not QDtype.qint8 or weight.int_repr.ndim != 4:
+        raise ValueError(f"conv2d expects a 4-d qint8 weight (OC, IC/groups, kH, kW), got {weight!r}")
+    if weight.per_channel and weight.axis != 0:
+        raise ValueError(f"per-channel conv weights must use axis 0, got axis {weight.axis}")
+    out_channels, c_per_g = weight.shape[:2]
+    if groups < 1 or out_channels % groups or c_per_g * groups != x.shape[1]:
+        raise ValueError(
+            f"groups={groups} with weight {weight.shape} expects {c_per_g * groups} input channels "
+            f"and out_channels divisible by groups; got input {x.shape}"
+        )
+    return out_channels, (weight.shape[2], weight.shape[3])
+
+
+def _pair(name: str, value: Sequence[int], minimum: int) -> tuple[int, int]:
+    """A 2-d conv parameter as two ints >= minimum."""
+    items = tuple(value)
+    if len(items) != 2 or any(int(v) != v or v < minimum for v in items):
+        raise ValueError(f"{name} must be two integers >= {minimum}, got {value!r}")
+    return int(items[0]), int(items[1])
