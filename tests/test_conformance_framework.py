@@ -1,0 +1,133 @@
+"""The conformance runner must catch what it exists to catch: wrong references, vacuous
+strategies, crashes; and its JSON and CLI must say so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from hypothesis import strategies as st  # noqa: E402
+
+from conformance import runner  # noqa: E402
+from conformance.checks import CHECKS, OpCheck  # noqa: E402
+from conformance.checks import quantize_per_tensor as qpt  # noqa: E402
+from conformance.strategies import FloatArrayCase, QParams, float_arrays, shapes  # noqa: E402
+from production import cli  # noqa: E402
+from reference.profile import get_profile  # noqa: E402
+from reference.qtensor import QDtype, QTensor  # noqa: E402
+
+P213 = get_profile("torch2.13-avx512_vnni-fbgemm")
+
+# quint8, scale 1, zp 100, values well inside the range: the right answer is never 0 or 255.
+IN_RANGE = float_arrays(QParams(1.0, 100, QDtype.quint8), shapes(max_dims=2), mixes=("in_range",))
+
+
+def _plus_one(case: FloatArrayCase, profile) -> QTensor:
+    """A deliberately wrong reference: the right integers + 1 (mod 256)."""
+    right = qpt.reference(case, profile)
+    return QTensor((right.int_repr.astype(np.int64) + 1) % 256, right.scale, right.zero_point, right.dtype)
+
+
+def _check(name: str, **overrides) -> OpCheck:
+    fields = dict(name=name, op="aten::quantize_per_tensor", cases=IN_RANGE, reference=qpt.reference, torch=qpt.oracle)
+    fields.update(overrides)
+    return OpCheck(**fields)
+
+
+def test_a_reference_that_adds_one_is_a_mismatch_with_the_shrunk_case() -> None:
+    result = runner.run_check(_check("plus_one", reference=_plus_one), "smoke", P213)
+    assert result.status == "MISMATCH"
+    assert result.mismatched_elements >= 1
+    failure = result.failure
+    assert failure["case"].startswith("FloatArrayCase(x=np.array([")  # small enough to pin
+    first = failure["first"][0]
+    assert (first["reference"] - first["torch"]) % 256 == 1
+    assert "input" in first
+
+
+def test_the_right_reference_passes_the_same_cases() -> None:
+    result = runner.run_check(_check("right"), "smoke", P213)
+    assert (result.status, result.mismatched_elements) == ("ok", 0)
+    assert result.cases >= 40 and result.elements > result.cases
+    assert result.informative_fraction > 0.9
+
+
+def test_a_strategy_whose_outputs_all_saturate_is_vacuous() -> None:
+    # Every value is 1e30 at scale 1: quantized to 255, which any saturating bug also gives.
+    saturating = shapes(max_dims=1).map(
+        lambda s: FloatArrayCase(np.full(s, 1e30, np.float32), 1.0, 100, QDtype.quint8)
+    )
+    result = runner.run_check(_check("saturating", cases=saturating), "smoke", P213)
+    assert result.status == "VACUOUS"
+    assert result.informative == 0
+
+
+def test_a_crashing_oracle_is_an_error_not_a_pass() -> None:
+    def broken(case):
+        raise RuntimeError("oracle exploded")
+
+    result = runner.run_check(_check("broken", torch=broken), "smoke", P213)
+    assert result.status == "ERROR"
+    assert "oracle exploded" in result.failure["error"]
+
+
+def test_pinned_examples_run_first() -> None:
+    seen = []
+    pinned = FloatArrayCase(np.array([0.5, 1.5, 2.5, -0.5], np.float32), 1.0, 1, QDtype.quint8)
+
+    def recording_reference(case, profile):
+        seen.append(case)
+        return qpt.reference(case, profile)
+
+    runner.run_check(_check("pinned", reference=recording_reference, examples=(pinned,)), "smoke", P213)
+    assert seen[0] is pinned
+
+
+def test_float_outputs_compare_bits_so_nan_payloads_and_signed_zeros_differ() -> None:
+    quiet_nan = np.array([np.nan], np.float32)
+    other_nan = np.array([0x7FC00001], np.uint32).view(np.float32)
+    assert runner.compare_outputs(quiet_nan, quiet_nan.copy()) is None
+    assert runner.compare_outputs(quiet_nan, other_nan).mismatched_elements == 1
+    assert runner.compare_outputs(np.array([0.0], np.float32), np.array([-0.0], np.float32)).mismatched_elements == 1
+
+
+def test_qtensor_outputs_compare_qparams_too() -> None:
+    a = QTensor(np.array([1, 2], np.uint8), 0.5, 3, "quint8")
+    b = QTensor(np.array([1, 2], np.uint8), 0.25, 3, "quint8")
+    assert "scale" in runner.compare_outputs(a, b).summary
+    assert runner.compare_outputs(a, QTensor(np.array([1, 2], np.uint8), 0.5, 3, "quint8")) is None
+
+
+def test_json_output_shape(tmp_path) -> None:
+    path = tmp_path / "conform.json"
+    code = cli.main(["conform", "--profile", "smoke", "--ops", "quantize_per_tensor", "--json", str(path)])
+    data = json.loads(path.read_text())
+    assert code == 0 and data["ok"] is True
+    assert data["settings_profile"] == "smoke"
+    assert set(data["environment"]) >= {"torch", "numerics_profile", "cpu_features", "engine"}
+    (check,) = data["checks"]
+    assert check["name"] == "quantize_per_tensor" and check["status"] == "ok"
+    assert set(check) >= {"cases", "elements", "informative", "informative_fraction", "mismatched_elements", "seconds", "labels"}
+
+
+def test_cli_exits_1_on_a_mismatch_and_2_on_an_unknown_op(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(CHECKS, "plus_one", _check("plus_one", reference=_plus_one))
+    assert cli.main(["conform", "--profile", "smoke", "--ops", "plus_one"]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+    assert cli.main(["conform", "--profile", "smoke", "--ops", "no_such_op"]) == 2
+    assert "unknown conformance check" in capsys.readouterr().err
+
+
+def test_cli_exits_1_on_a_vacuous_check(monkeypatch) -> None:
+    vacuous = _check("vacuous", cases=st.just(FloatArrayCase(np.full(8, np.inf, np.float32), 1.0, 0, QDtype.quint8)))
+    monkeypatch.setitem(CHECKS, "vacuous", vacuous)
+    assert cli.main(["conform", "--profile", "smoke", "--ops", "vacuous"]) == 1
+
+
+def test_unknown_settings_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown conformance profile 'fast'"):
+        runner.run_checks([], "fast", P213)
