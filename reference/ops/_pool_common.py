@@ -1,0 +1,77 @@
+"""Helpers shared by the element-wise, pooling and cat references: argument checks,
+pooling window arithmetic and the NHWC-kernel routing. Private to reference.ops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..qtensor import MemoryFormat, QDtype, QTensor
+
+
+def check_per_tensor_8bit(q: QTensor, op: str, name: str) -> None:
+    """Refuse inputs the 8-bit per-tensor kernels of `op` do not specify."""
+    if not isinstance(q, QTensor):
+        raise TypeError(f"{op}: {name} must be a QTensor, got {type(q).__name__}")
+    if q.per_channel:
+        raise ValueError(f"{op}: {name} is per-channel (axis={q.axis}); only per-tensor qparams are supported")
+    if q.dtype not in (QDtype.quint8, QDtype.qint8):
+        raise ValueError(f"{op}: {name} has dtype {q.dtype.label}; expected quint8 or qint8")
+
+
+def check_4d(q: QTensor, op: str, name: str) -> None:
+    """Refuse anything but a 4-d NCHW tensor."""
+    if q.int_repr.ndim != 4:
+        raise ValueError(f"{op}: {name} must be 4-d (N, C, H, W), got shape {q.shape}")
+
+
+def pair(value: int | tuple[int, ...] | list[int], name: str, op: str) -> tuple[int, int]:
+    """An int or a 1-/2-sequence as (height, width), like ATen's pooling argument parsing."""
+    values = (value,) if np.ndim(value) == 0 else tuple(value)
+    if len(values) not in (1, 2) or not all(float(v).is_integer() for v in values):
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    first = int(values[0])
+    return (first, int(values[-1]))
+
+
+def pooling_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil_mode: bool) -> int:
+    """ATen `pooling_output_shape` (Pool.h): integer arithmetic, floor or ceil division.
+
+    `out = floor_or_ceil((size + 2*pad - dilation*(kernel-1) - 1) / stride) + 1`; in ceil
+    mode the last window must start inside the input or the left padding, else it is dropped.
+    """
+    span = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = span // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def takes_nhwc_kernel(q: QTensor) -> bool:
+    """ATen's `input.is_contiguous(ChannelsLast)`, the test the pooling and cat ops route on.
+
+    True for channels_last tensors, and also for NCHW tensors with C == 1 or H*W == 1,
+    whose NCHW memory is also valid NHWC memory.
+    """
+    if q.memory_format is MemoryFormat.channels_last:
+        return True
+    _, c, h, w = q.shape
+    return c == 1 or h * w == 1
+
+
+def nhwc_kernel_result(logical: np.ndarray, x: QTensor) -> tuple[np.ndarray, MemoryFormat]:
+    """What torch returns when an NHWC pooling kernel computed `logical` (NCHW index order)
+    from input `x`: the integers in NCHW index order, and the output's memory format.
+
+    The output is allocated in the input's `suggest_memory_format()`, but the NHWC kernel
+    always writes NHWC memory. An input with H*W == 1 has NCHW strides in torch
+    (`contiguous(memory_format=channels_last)` leaves them: they are already valid
+    channels-last strides), so its output is allocated NCHW: when the output has C > 1
+    and more than one pixel, torch reads the NHWC-ordered memory back as NCHW and returns
+    `nhwc_memory.reshape(N, C, OH, OW)`, a scrambled result (measured on 2.13 and 2.14.1).
+    Otherwise this is `logical` in the input's memory format.
+    """
+    _, _, height, width = x.shape
+    if height * width != 1:
+        return logical, x.memory_format
+    scrambled = np.ascontiguousarray(logical.transpose(0, 2, 3, 1)).reshape(logical.shape)
+    return scrambled, MemoryFormat.contiguous

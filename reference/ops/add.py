@@ -1,0 +1,140 @@
+"""quantized::add / quantized::add_relu: element-wise sum of two quantized tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..numerics import f32, fma32
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import QTensor
+from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
+from ._pool_common import check_per_tensor_8bit
+from ._registry import register_op
+from ._tensor_iterator import vector_body_mask
+
+# `cpu_kernel_vec` (ATen/native/cpu/Loops.h, `vectorized_loop`) runs the vector lambda on
+# blocks of 2 * Vectorized<quint8/qint8>::size() elements. qadd_kernel is registered with
+# REGISTER_DISPATCH (no AVX512 build), so the AVX2 kernel runs on every x86 CPU we specify:
+# Vectorized<8-bit>::size() = 32, blocks of 64 (verified on an AVX512-VNNI CPU).
+VECTOR_BLOCK = 64
+
+
+@register_op("quantized::add")
+def add(
+    a: QTensor,
+    b: QTensor,
+    output_scale: float,
+    output_zero_point: int,
+    relu: bool = False,
+    num_threads: int = 1,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+) -> QTensor:
+    """`torch.ops.quantized.add(a, b, scale, zero_point)` (`qadd_kernel`, QuantizedOpKernels.cpp).
+
+    The elements are walked in MEMORY order (NHWC for a channels_last `a`). The walk is
+    split into thread ranges like `at::parallel_for(0, n, 32768)` with `num_threads`
+    threads (serial when n <= 32768); inside each range, whole blocks of 64 take the
+    vector lambda and the last `len % 64` take the scalar lambda:
+
+    vector (AVX2+FMA build; `Vectorized<q>::dequantize` is an fma):
+      `da = fma32(sa, float(qa), f32(sa * -float(za)))`, same for b; `c = f32(da + db)`;
+      relu: `c = max(c, 0)`; `q = clamp(wrap(cvt(min(f32(c * inv), 2147483520)) + zo))`
+      with `inv = f32(1.0f / float(so))` (ATen `QuantizeAvx2`: round, then add zp).
+    scalar (`dequantize_val`, `quantize_val`; not contracted):
+      `da = f32(sa * float(qa - za))`, same for b; `c = f32(da + db)`; relu; then
+      `quantize_val(c, so, zo)`: zp added before rounding on torch 2.13, after on 2.14.
+
+    `sa`, `sb`, `so` are the double scales narrowed to float32. The output has `a`'s
+    memory format. The vector and scalar paths agree except at exact .5 ties of
+    `c * inv` with an odd zero point (and the vector's fma dequantize).
+
+    Hand-worked, quint8, a = b = [1] (sa = sb = 1, za = zb = 0), so = 4, zo = 1:
+      a single element is a scalar tail: da = db = 1, c = 2, t = 2 * 0.25 = 0.5
+      2.13: rne(1 + 0.5) = rne(1.5) = 2;   2.14: 1 + rne(0.5) = 1 + 0 = 1
+    In a block of 64 (vector) the same element gives cvt(0.5) + 1 = 0 + 1 = 1 on both.
+
+    >>> import numpy as np
+    >>> from reference.profile import get_profile
+    >>> one = QTensor(np.ones((1,), np.uint8), 1.0, 0, "quint8")
+    >>> add(one, one, 4.0, 1).int_repr.tolist()
+    [2]
+    >>> add(one, one, 4.0, 1, profile=get_profile("torch2.14-avx512_vnni-fbgemm")).int_repr.tolist()
+    [1]
+    >>> block = QTensor(np.ones((64,), np.uint8), 1.0, 0, "quint8")
+    >>> int(add(block, block, 4.0, 1).int_repr[0])
+    1
+    """
+    _check_operands(a, b)
+    out_params = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
+    qa, qb = a.int_repr.astype(np.int64), b.int_repr.astype(np.int64)
+    vector = _vector_path(qa, qb, a, b, out_params, relu)
+    scalar = _scalar_path(qa, qb, a, b, out_params, relu, profile)
+    use_vector = vector_body_mask(a.shape, a.memory_format, VECTOR_BLOCK, num_threads)
+    ints = np.where(use_vector, vector, scalar)
+    return QTensor(ints, out_params.scale, out_params.zero_point, a.dtype, memory_format=a.memory_format)
+
+
+@register_op("quantized::add_relu")
+def add_relu(
+    a: QTensor,
+    b: QTensor,
+    output_scale: float,
+    output_zero_point: int,
+    num_threads: int = 1,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+) -> QTensor:
+    """`torch.ops.quantized.add_relu`: `add(..., relu=True)`; the float sum is clamped at 0
+    before requantization, on both paths (`qadd_kernel<true>`).
+
+    Hand-worked, quint8, a = [0] (za = 10, sa = 1), b = [0] (zb = 0), so = 1, zo = 5:
+      c = -10 + 0 = -10 -> relu 0 -> quantize 0 + 5 = 5
+
+    >>> import numpy as np
+    >>> a = QTensor(np.zeros((1,), np.uint8), 1.0, 10, "quint8")
+    >>> b = QTensor(np.zeros((1,), np.uint8), 1.0, 0, "quint8")
+    >>> add_relu(a, b, 1.0, 5).int_repr.tolist()
+    [5]
+    """
+    return add(a, b, output_scale, output_zero_point, relu=True, num_threads=num_threads, profile=profile)
+
+
+def _vector_path(qa: np.ndarray, qb: np.ndarray, a: QTensor, b: QTensor, out: QTensor, relu: bool) -> np.ndarray:
+    c = f32(_vec_dequantize(qa, a) + _vec_dequantize(qb, b))
+    if relu:
+        c = np.maximum(c, np.float32(0))
+    return aten_vec_quantize_round_then_add_zp(c, inverse_scale_f32(out.scale), out.zero_point, out.dtype)
+
+
+def _vec_dequantize(q: np.ndarray, t: QTensor) -> np.ndarray:
+    """`Vectorized<q>::dequantize(scale, zp, premul)`: `fmadd(scale, float(q), f32(scale * -float(zp)))`."""
+    scale = np.float32(t.scale)
+    premul = f32(scale * -np.float32(t.zero_point))
+    return fma32(scale, f32(q), premul)
+
+
+def _scalar_path(
+    qa: np.ndarray, qb: np.ndarray, a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile
+) -> np.ndarray:
+    # dequantize_val: float(scale) * int32(q - zp), one float32 rounding; the sum rounds once more.
+    da = f32(np.float32(a.scale) * f32(qa - a.zero_point))
+    db = f32(np.float32(b.scale) * f32(qb - b.zero_point))
+    c = f32(da + db)
+    if relu:
+        c = np.maximum(c, np.float32(0))
+    return quantize_val(c, out.scale, out.zero_point, out.dtype, profile)
+
+
+def _check_operands(a: QTensor, b: QTensor) -> None:
+    check_per_tensor_8bit(a, "quantized::add", "a")
+    check_per_tensor_8bit(b, "quantized::add", "b")
+    if a.dtype is not b.dtype:
+        raise ValueError(f"quantized::add: operands have dtypes {a.dtype.label} and {b.dtype.label}; expected the same")
+    if a.shape != b.shape:
+        raise ValueError(f"quantized::add: shapes {a.shape} and {b.shape} differ; broadcasting is not specified")
+    if a.memory_format is not b.memory_format and a.int_repr.ndim == 4:
+        _, c, h, w = a.shape
+        if c != 1 and h * w != 1:  # with C == 1 or H*W == 1 both layouts are the same memory
+            raise ValueError(
+                f"quantized::add: a is {a.memory_format.value} but b is {b.memory_format.value}; "
+                "mixed memory formats are not specified (torch walks them without vector blocks)"
+            )

@@ -1,0 +1,164 @@
+"""avg_pool2d on quantized tensors (`avg_pool2d_quantized_cpu`, quantized/cpu/AveragePool2d.cpp)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..numerics import f32, rne
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import QTensor
+from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
+from ._pool_common import (
+    check_4d,
+    check_per_tensor_8bit,
+    nhwc_kernel_result,
+    pair,
+    pooling_output_size,
+    takes_nhwc_kernel,
+)
+from ._registry import register_op
+
+IntOrPair = Union[int, Sequence[int]]
+
+
+@register_op("aten::avg_pool2d", "quantized::avg_pool2d")
+def avg_pool2d(
+    x: QTensor,
+    kernel_size: IntOrPair,
+    stride: Optional[IntOrPair] = None,
+    padding: IntOrPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Optional[int] = None,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+) -> QTensor:
+    """`torch.nn.functional.avg_pool2d` on a quantized tensor. The output keeps the input's
+    scale and zero point; only integers of valid (unpadded) taps are summed.
+
+    Per window: `acc = sum q - size * zp` (int32, `size` = valid taps), divided by
+    `d` = `divisor_override`, else the window clipped to the padded input
+    (`count_include_pad`), else `size`. Two kernels, chosen by `is_contiguous(ChannelsLast)`
+    (also true for NCHW inputs with C == 1 or H*W == 1):
+
+    NCHW (`avg_pool2d_out_frame`, generic build, no fma):
+      `mult = float(double(s_in / s_out) / d)` (a double divide, narrowed);
+      `q = clamp(rne(f32(f32(float(acc) * mult) + float(zp))))`: zp before rounding, any release.
+    NHWC (`qavg_pool2d_nhwc_kernel`, AVX512 build on AVX512 CPUs, else AVX2):
+      `mult = f32(f32(float(s_in) / float(s_out)) / d)`; channels below `C // L * L`
+      (`L` = profile.aten_avx512_float_lanes: 16 on AVX512, 8 on AVX2) go through ATen's
+      vector quantize `clamp(cvt(f32(float(acc) * mult)) + zp)` (round, then add zp);
+      the other channels through `quantize_val(float(acc), scale=f32(1.0f / mult), zp)`
+      (zp before rounding on 2.13, after on 2.14).
+    Window: `start = o*stride - pad`, `end = min(start + k, in + pad)`, clipped to the input.
+
+    Hand-worked, NCHW quint8 zp 1, one channel [[0, 1], [2, 2]], kernel 2:
+      acc = 5 - 4*1 = 1, mult = 1/4 = 0.25, f32(1 * 0.25) + 1 = 1.25 -> rne 1
+    and [[0, 1], [1, 2]]: acc = 4 - 4 = 0 -> 0 + 1 = 1.0 -> 1.
+    NHWC kernel (C == 1 routes there; one channel is a scalar tail), zp 1, [[2, 1]],
+    kernel (1, 2): acc = 3 - 2*1 = 1, mult = 0.5, scale = 1/0.5 = 2, t = 1 * (1/2) = 0.5;
+    2.13: rne(1 + 0.5) = 2;   2.14: 1 + rne(0.5) = 1.
+
+    >>> import numpy as np
+    >>> from reference.profile import get_profile
+    >>> q = QTensor(np.array([[[[0, 1], [2, 2]]]], np.uint8), 0.1, 1, "quint8")
+    >>> avg_pool2d(q, 2).int_repr.tolist()
+    [[[[1]]]]
+    >>> t = QTensor(np.array([[[[2, 1]]]], np.uint8), 0.1, 1, "quint8")   # C == 1: NHWC kernel
+    >>> avg_pool2d(t, (1, 2)).int_repr.tolist()
+    [[[[2]]]]
+    >>> avg_pool2d(t, (1, 2), profile=get_profile("torch2.14-avx512_vnni-fbgemm")).int_repr.tolist()
+    [[[[1]]]]
+    """
+    check_per_tensor_8bit(x, "avg_pool2d", "x")
+    check_4d(x, "avg_pool2d", "x")
+    kernel, pad = pair(kernel_size, "kernel_size", "avg_pool2d"), pair(padding, "padding", "avg_pool2d")
+    strides = kernel if stride is None or np.size(stride) == 0 else pair(stride, "stride", "avg_pool2d")
+    _check_window(kernel, strides, pad, divisor_override)
+    acc, divisor = _window_sums(x, kernel, strides, pad, ceil_mode, count_include_pad, divisor_override)
+    if takes_nhwc_kernel(x):
+        ints, memory_format = nhwc_kernel_result(_requantize_nhwc(acc, divisor, x, profile), x)
+    else:
+        ints, memory_format = _requantize_nchw(acc, divisor, x), x.memory_format
+    return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
+
+
+def _window_sums(
+    x: QTensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: Optional[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`acc = sum q - size*zp` per output (N, C, OH, OW) and the divisor per output pixel (OH, OW)."""
+    _, _, height, width = x.shape
+    rows = _axis_windows(height, kernel[0], stride[0], pad[0], ceil_mode)
+    cols = _axis_windows(width, kernel[1], stride[1], pad[1], ceil_mode)
+    # Prefix sums over the integers give every clipped window's sum exactly.
+    prefix = np.zeros(x.shape[:2] + (height + 1, width + 1), dtype=np.int64)
+    prefix[:, :, 1:, 1:] = x.int_repr.astype(np.int64).cumsum(2).cumsum(3)
+    (r0, r1, r_pool), (c0, c1, c_pool) = rows, cols
+    sums = (
+        prefix[:, :, r1[:, None], c1[None, :]]
+        - prefix[:, :, r0[:, None], c1[None, :]]
+        - prefix[:, :, r1[:, None], c0[None, :]]
+        + prefix[:, :, r0[:, None], c0[None, :]]
+    )
+    size = (r1 - r0)[:, None] * (c1 - c0)[None, :]
+    acc = sums - size * x.zero_point
+    if divisor_override is not None:
+        divisor = np.full(size.shape, int(divisor_override), dtype=np.int64)
+    elif count_include_pad:
+        divisor = r_pool[:, None] * c_pool[None, :]
+    else:
+        divisor = size
+    return acc, divisor
+
+
+def _axis_windows(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool) -> tuple[np.ndarray, ...]:
+    """Per output index along one axis: clipped [start, end) and the padded window length."""
+    count = pooling_output_size(size, kernel, pad, stride, 1, ceil_mode)
+    if count < 0:  # torch returns an empty output for 0 (no size check in q_avg_pool2d)
+        raise ValueError(f"avg_pool2d: output size {count} from input size {size} is negative")
+    start = np.arange(count, dtype=np.int64) * stride - pad
+    end = np.minimum(start + kernel, size + pad)
+    pool = end - start  # counts padding, not the part past `size + pad`
+    return np.maximum(start, 0), np.minimum(end, size), pool
+
+
+def _requantize_nchw(acc: np.ndarray, divisor: np.ndarray, x: QTensor) -> np.ndarray:
+    # scale_factor = in_scale / out_scale in double (1.0: the output keeps the input's
+    # scale); `float multiplier = scale_factor / divide_factor` narrows a double divide.
+    mult = f32(np.float64(x.scale) / np.float64(x.scale) / divisor.astype(np.float64))
+    # `nearbyint(sum * multiplier + output_zero_point)`: two float32 roundings (generic
+    # build, not contracted), zp added before rounding; then an int32 clamp.
+    value = rne(f32(f32(f32(acc) * mult) + np.float32(x.zero_point)))
+    return np.clip(value, x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
+
+
+def _requantize_nhwc(acc: np.ndarray, divisor: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
+    # `float multiplier = input_scale / output_scale / divide_factor`, all float32.
+    mult = f32(f32(np.float32(x.scale) / np.float32(x.scale)) / f32(divisor))
+    mult = np.broadcast_to(mult, acc.shape)
+    acc_f = f32(acc)
+    vector = aten_vec_quantize_round_then_add_zp(acc_f, mult, x.zero_point, x.dtype)
+    # scalar tail: quantize_val(1.0f / multiplier, zp, acc), i.e. scale = f32(1/mult).
+    scalar = quantize_val(acc_f, f32(np.float32(1) / mult), x.zero_point, x.dtype, profile)
+    lanes = profile.aten_avx512_float_lanes
+    channels = x.shape[1]
+    in_vector = (np.arange(channels) < channels // lanes * lanes)[None, :, None, None]
+    return np.where(in_vector, vector, scalar)
+
+
+def _check_window(
+    kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int], divisor_override: Optional[int]
+) -> None:
+    if min(kernel) <= 0 or min(stride) <= 0:
+        raise ValueError(f"avg_pool2d: kernel_size {kernel} and stride {stride} must be positive")
+    if min(pad) < 0 or pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
+        raise ValueError(f"avg_pool2d: padding {pad} must be between 0 and half the kernel {kernel}")
+    if divisor_override is not None and int(divisor_override) == 0:
+        raise ValueError("avg_pool2d: divisor_override must not be zero")

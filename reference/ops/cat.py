@@ -1,0 +1,113 @@
+"""quantized::cat (and torch.cat on quantized tensors): concatenate, requantizing to one
+scale and zero point (quantized/cpu/qconcat.cpp, `qcat_nhwc_kernel` in QuantizedOpKernels.cpp)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..numerics import f32, fma32
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import MemoryFormat, QTensor
+from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
+from ._pool_common import check_per_tensor_8bit, takes_nhwc_kernel
+from ._registry import register_op
+from .dequantize import dequantize
+from .quantize_per_tensor import quantize_per_tensor
+
+# qcat_nhwc_stub is registered with REGISTER_DISPATCH (AVX2 build on every x86 CPU):
+# blocks of Vectorized<8-bit>::size() = 32 channels, then blocks of 8 float lanes.
+NHWC_VECTOR_CHANNELS = 8
+
+
+@register_op("quantized::cat", "aten::cat")
+def cat(
+    tensors: Sequence[QTensor],
+    dim: int,
+    output_scale: Optional[float] = None,
+    output_zero_point: Optional[int] = None,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+) -> QTensor:
+    """`torch.ops.quantized.cat(tensors, dim, scale, zero_point)`; `torch.cat(tensors, dim)`
+    on quantized tensors is the same op with the qparams of `tensors[0]` (`quantized_cat`),
+    which are also the defaults when `output_scale` / `output_zero_point` are None.
+
+    NHWC fast path (`qcat_nhwc_kernel`, AVX2 build), taken when `dim == 1` and every input
+    is 4-d and `is_contiguous(ChannelsLast)` (channels_last, or NCHW with C == 1 or
+    H*W == 1); the output is channels_last. Per input, per pixel:
+      - same qparams as the output (double scale compared exactly, and zp): copied.
+      - else channels below `C_i // 8 * 8` (32-blocks, then one block of 8s):
+        `x = fma32(s, float(q), f32(s * -float(z)))` with `s = float(scale_i)`;
+        `out = clamp(wrap(cvt(min(f32(x * inv), 2147483520)) + zo))`, `inv = float(1.0 / so)`
+        (a double divide, narrowed): round, then add zp.
+      - the last `C_i % 8` channels: `x = f32(s * float(q - z))`, then `quantize_val(x, so, zo)`
+        (zp before rounding on 2.13, after on 2.14).
+    Generic path (every other case): each input is dequantized (`f32(s * float(q - z))`),
+    the floats are concatenated, and the result goes through `quantize_per_tensor`
+    (FBGEMM Quantize: zp before rounding in one fma on 2.13, after on 2.14). Its output is
+    channels_last only if every input is.
+
+    Hand-worked, NHWC path, two NCHW 1x1-pixel inputs (H*W == 1 routes NHWC), quint8,
+    output scale 1, zp 1: input A [[2]] scale 0.25 zp 0 (one channel: scalar tail),
+    x = 0.25 * 2 = 0.5; 2.13: rne(1 + 0.5) = 2; 2.14: 1 + rne(0.5) = 1.
+    Input B has the output's qparams: copied.
+
+    >>> import numpy as np
+    >>> from reference.profile import get_profile
+    >>> a = QTensor(np.array([[[[2]]]], np.uint8), 0.25, 0, "quint8")
+    >>> b = QTensor(np.array([[[[7]]]], np.uint8), 1.0, 1, "quint8")
+    >>> cat([a, b], 1, 1.0, 1).int_repr.ravel().tolist()
+    [2, 7]
+    >>> cat([a, b], 1, 1.0, 1, get_profile("torch2.14-avx2-fbgemm")).int_repr.ravel().tolist()
+    [1, 7]
+    """
+    tensors = list(tensors)
+    _check_inputs(tensors, dim)
+    first = tensors[0]
+    scale = first.scale if output_scale is None else output_scale
+    zero_point = first.zero_point if output_zero_point is None else output_zero_point
+    out = QTensor(np.zeros((0,), first.dtype.storage), scale, zero_point, first.dtype)
+    axis = dim % first.int_repr.ndim
+    if axis == 1 and all(t.int_repr.ndim == 4 and takes_nhwc_kernel(t) for t in tensors):
+        ints = np.concatenate([_nhwc_requantize(t, out, profile) for t in tensors], axis=1)
+        return QTensor(ints, out.scale, out.zero_point, out.dtype, memory_format=MemoryFormat.channels_last)
+    floats = np.concatenate([dequantize(t) for t in tensors], axis=axis)
+    result = quantize_per_tensor(floats, out.scale, out.zero_point, out.dtype, profile)
+    channels_last = all(t.memory_format is MemoryFormat.channels_last for t in tensors)
+    memory_format = MemoryFormat.channels_last if channels_last else MemoryFormat.contiguous
+    return QTensor(result.int_repr, out.scale, out.zero_point, out.dtype, memory_format=memory_format)
+
+
+def _nhwc_requantize(t: QTensor, out: QTensor, profile: NumericsProfile) -> np.ndarray:
+    """One input's channels in the NHWC kernel: copy, vector blocks, scalar tail."""
+    if float(t.scale) == float(out.scale) and t.zero_point == out.zero_point:
+        return t.int_repr  # std::memcpy
+    q = t.int_repr.astype(np.int64)
+    scale = np.float32(t.scale)  # `float curr_scale = scales[tidx]`
+    vector_x = fma32(scale, f32(q), f32(scale * -np.float32(t.zero_point)))
+    inv = f32(1.0 / np.float64(out.scale))  # `static_cast<float>(1.0 / scale)`
+    vector = aten_vec_quantize_round_then_add_zp(vector_x, inv, out.zero_point, out.dtype)
+    scalar_x = f32(scale * f32(q - t.zero_point))  # dequantize_val
+    scalar = quantize_val(scalar_x, out.scale, out.zero_point, out.dtype, profile)
+    channels = t.shape[1]
+    in_vector = (np.arange(channels) < channels // NHWC_VECTOR_CHANNELS * NHWC_VECTOR_CHANNELS)[None, :, None, None]
+    return np.where(in_vector, vector, scalar)
+
+
+def _check_inputs(tensors: list[QTensor], dim: int) -> None:
+    if not tensors:
+        raise ValueError("cat: expected at least one tensor")
+    for index, t in enumerate(tensors):
+        check_per_tensor_8bit(t, "cat", f"tensors[{index}]")
+    first = tensors[0]
+    ndim = first.int_repr.ndim
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"cat: dim {dim} is out of range for {ndim}-d tensors")
+    axis = dim % ndim
+    for index, t in enumerate(tensors):
+        if t.dtype is not first.dtype:
+            raise ValueError(f"cat: tensors[{index}] has dtype {t.dtype.label}, tensors[0] has {first.dtype.label}")
+        other_dims = [d for d in range(ndim) if d != axis]
+        if t.int_repr.ndim != ndim or any(t.shape[d] != first.shape[d] for d in other_dims):
+            raise ValueError(f"cat: tensors[{index}] has shape {t.shape}; expected {first.shape} except along dim {dim}")

@@ -1,0 +1,102 @@
+"""max_pool2d on quantized tensors: the exact integer maximum over each window."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..qtensor import QTensor
+from ._pool_common import (
+    check_4d,
+    check_per_tensor_8bit,
+    nhwc_kernel_result,
+    pair,
+    pooling_output_size,
+    takes_nhwc_kernel,
+)
+from ._registry import register_op
+
+IntOrPair = Union[int, Sequence[int]]
+
+
+@register_op("quantized::max_pool2d", "aten::max_pool2d")
+def max_pool2d(
+    x: QTensor,
+    kernel_size: IntOrPair,
+    stride: Optional[IntOrPair] = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+) -> QTensor:
+    """`torch.nn.functional.max_pool2d` / `torch.ops.quantized.max_pool2d` on a quantized tensor
+    (`q_maxpool_2d`, quantized/cpu/Pooling.cpp).
+
+    Integer only: each output is the max of the raw integers in its window; padded taps
+    are skipped (never compared), so no float step and no rounding happens, and the
+    output keeps the input's scale, zero point and dtype. Output size per dimension is
+    ATen's `pooling_output_shape` (floor, or ceil with the last window starting inside
+    the input). A channels_last input (`is_contiguous(ChannelsLast)`) takes the NHWC
+    kernel (`qmaxpool_2d_nhwc_kernel`) and the output is channels_last; both kernels
+    compute the same integers. Requires `padding <= kernel_size // 2` (torch's check).
+    NCHW inputs with C == 1 or H*W == 1 also take the NHWC kernel; with H*W == 1, C > 1
+    and a multi-pixel output torch returns NHWC-ordered memory read as NCHW
+    (`_pool_common.nhwc_kernel_result`), which the reference reproduces.
+
+    Hand-worked, one channel [[1, 5, 2], [7, 0, 3]], kernel 2, stride 1, padding 0:
+      windows [1,5,7,0] -> 7 and [5,2,0,3] -> 5, so [[7, 5]]
+
+    >>> import numpy as np
+    >>> q = QTensor(np.array([[[[1, 5, 2], [7, 0, 3]]]], np.uint8), 0.5, 3, "quint8")
+    >>> max_pool2d(q, 2, stride=1).int_repr.tolist()
+    [[[[7, 5]]]]
+    """
+    check_per_tensor_8bit(x, "max_pool2d", "x")
+    check_4d(x, "max_pool2d", "x")
+    (kh, kw), (ph, pw) = pair(kernel_size, "kernel_size", "max_pool2d"), pair(padding, "padding", "max_pool2d")
+    sh, sw = (kh, kw) if stride is None or np.size(stride) == 0 else pair(stride, "stride", "max_pool2d")
+    dh, dw = pair(dilation, "dilation", "max_pool2d")
+    _check_window(kh, kw, sh, sw, ph, pw, dh, dw)
+    _, _, height, width = x.shape
+    oh = pooling_output_size(height, kh, ph, sh, dh, ceil_mode)
+    ow = pooling_output_size(width, kw, pw, sw, dw, ceil_mode)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"max_pool2d: output size ({oh}, {ow}) from input {x.shape} is too small")
+    ints = _window_max(x.int_repr, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow))
+    memory_format = x.memory_format
+    if takes_nhwc_kernel(x):
+        ints, memory_format = nhwc_kernel_result(ints, x)
+    return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
+
+
+def _window_max(
+    values: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    out_size: tuple[int, int],
+) -> np.ndarray:
+    """Max over dilated windows; padding is filled with the dtype's lowest value, which
+    never wins over a real tap (every window holds at least one, as padding <= k // 2)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    lowest = np.iinfo(values.dtype).min
+    # Pad enough on the bottom/right for ceil-mode windows that run past the input.
+    extra_h = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - values.shape[2] - ph)
+    extra_w = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - values.shape[3] - pw)
+    padded = np.pad(values, ((0, 0), (0, 0), (ph, extra_h), (pw, extra_w)), constant_values=lowest)
+    result = np.full(values.shape[:2] + (oh, ow), lowest, dtype=values.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tap = padded[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+            np.maximum(result, tap, out=result)
+    return result
+
+
+def _check_window(kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> None:
+    if min(kh, kw) <= 0 or min(sh, sw) <= 0 or min(dh, dw) <= 0:
+        raise ValueError(
+            f"max_pool2d: kernel_size ({kh}, {kw}), stride ({sh}, {sw}) and dilation ({dh}, {dw}) must be positive"
+        )
+    if ph < 0 or pw < 0 or ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"max_pool2d: padding ({ph}, {pw}) must be between 0 and half the kernel ({kh}, {kw})")
