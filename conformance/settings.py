@@ -51,6 +51,8 @@ def register_profiles() -> None:
             # them is deliberately heavier than Hypothesis's default budget.
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
             print_blob=not deterministic,
+            # One shrunk failure per check: the runner reports one case to pin.
+            report_multiple_bugs=False,
         )
 
 

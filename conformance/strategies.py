@@ -226,6 +226,20 @@ def _nextafter_steps(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return out
 
 
+def exact_tie_count(case: FloatArrayCase) -> int:
+    """How many elements land exactly on a .5 tie of `f32(x * f32(1/float(scale)))`, the
+    product every quantize formula rounds: the elements where rounding order matters."""
+    scale = np.asarray(case.scale, np.float64)
+    if case.axis is not None:
+        shape = [1] * case.x.ndim
+        shape[case.axis] = -1
+        scale = scale.reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        inv = (np.float32(1.0) / scale.astype(np.float32)).astype(np.float32)
+        t = (case.x * inv).astype(np.float32)
+        return int(np.count_nonzero(np.isfinite(t) & (t - np.floor(t) == 0.5)))
+
+
 def pinned_elements(max_size: int = 16) -> st.SearchStrategy[np.ndarray]:
     """A few floats drawn element by element (these shrink): any float32 incl. NaN/inf."""
     return hnp.arrays(

@@ -13,7 +13,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import QDtype, QTensor
 
 from ..oracles import float_tensor, from_torch, torch_dtype
-from ..strategies import FloatArrayCase, float_arrays, qparams
+from ..strategies import FloatArrayCase, exact_tie_count, float_arrays, qparams
 from . import OpCheck, register
 
 
@@ -33,6 +33,8 @@ def label(case: FloatArrayCase) -> Iterator[str]:
         yield "pow2-scale"
     if case.zero_point % 2:
         yield "odd-zp"
+    if exact_tie_count(case):
+        yield "exact-tie"
 
 
 EXAMPLES = (
