@@ -59,7 +59,11 @@ def quantize_val(
     dtype: QDtype,
     profile: NumericsProfile,
 ) -> np.ndarray:
-    """ATen `quantize_val` -> scalar `fbgemm::Quantize<T, LEGACY=false>` (QuantUtils.h).
+    """FBGEMM's scalar `fbgemm::Quantize<T, LEGACY>(float, zp, float scale, precision)`
+    (QuantUtils.h), reached through ATen's `quantize_val` (per-channel quantize, scalar
+    tails) and through FBGEMM's array `Quantize` when precision != 8 (qint32 per-tensor).
+    2.13's FBGEMM defaults LEGACY to true: `nearbyint(zp + t)`; 2.14's has only
+    `zp + nearbyint(t)`. `zp + ...` is an int32 + float, i.e. a float32 add.
 
     `t = f32(x * f32(1.0f / float(scale)))`, then
     torch 2.13: `u = rne(f32(float(zp) + t))` (zp before rounding, a float32 add);

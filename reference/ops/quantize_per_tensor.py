@@ -23,7 +23,8 @@ def quantize_per_tensor(
 
     quint8/qint8 run FBGEMM's vector `Quantize` (`quantize_kernels.fbgemm_quantize_u8s8`):
     torch 2.13 adds the zero point before rounding in one fma, torch 2.14 after.
-    qint32 runs ATen's scalar `quantize_val` element by element.
+    qint32 (precision 32, no vector path) runs FBGEMM's scalar `Quantize<int32_t>` element
+    by element: the `quantize_kernels.quantize_val` formula.
 
     Hand-worked, scale 1.0, zero point 1, quint8 (inv = 1.0f):
       2.13: fma32(x, 1, 1) = [1.5, 2.5, 3.5, 0.5] -> rne -> [2, 2, 4, 0]
