@@ -5,7 +5,9 @@ from .adaptive_avg_pool2d import adaptive_avg_pool2d
 from .add import add, add_relu
 from .avg_pool2d import avg_pool2d
 from .cat import cat
+from .chunk import chunk
 from .clamp import clamp
+from .contiguous import contiguous
 from .conv2d import conv2d, conv2d_relu, conv_path
 from .dequantize import dequantize
 from .flatten import flatten
@@ -20,6 +22,7 @@ from .quantize_per_channel import quantize_per_channel
 from .quantize_per_tensor import quantize_per_tensor
 from .relu import relu
 from .reshape import reshape
+from .transpose import transpose
 
 __all__ = [
     "OPS",
@@ -29,7 +32,9 @@ __all__ = [
     "add_relu",
     "avg_pool2d",
     "cat",
+    "chunk",
     "clamp",
+    "contiguous",
     "conv2d",
     "conv2d_relu",
     "conv_path",
@@ -48,4 +53,5 @@ __all__ = [
     "quantize_per_tensor",
     "relu",
     "reshape",
+    "transpose",
 ]

@@ -1,0 +1,284 @@
+"""Node-by-node verification: torch's converted model against the NumPy interpreter.
+
+`verify(converted, inputs)` exports the model, runs it in torch capturing EVERY tensor
+value of its graph, runs the exported file in the reference interpreter with a trace on
+the same inputs, and compares each value: quantized tensors by dtype, scale, zero point
+and `np.array_equal` of `int_repr`; float tensors by `np.array_equal` (NaNs equal).
+
+Capture mechanism: a copy of the frozen graph in which every tensor a top-level node
+produces is cloned right after that node (`aten::clone`, so later in-place ops such as
+`hardtanh_` cannot change the snapshot) and all clones are returned as one list; the copy
+is compiled with `torch._C._create_function_from_graph` and called with the module.
+`Graph.copy()` may rename values, so each captured value is named after the value in
+the same position of the original graph, the one `export` writes.
+
+On the first mismatching node (in execution order) the report names it, gives its inputs'
+qparams, and writes a repro file: the same portable format holding just that node with
+its inputs as constants (they matched torch bit for bit, or an earlier node would have
+been first), plus torch's output as the constant `expected:<name>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+import reference.interpreter as interpreter
+from reference.interpreter.file_format import FORMAT_VERSION, _ArrayStore, encode_value, write_model_file
+from reference.qtensor import QTensor
+
+from .bridge import from_torch
+from .environment import fbgemm_engine
+from .export import export
+
+
+@dataclass(frozen=True)
+class NodeCheck:
+    """One compared value."""
+
+    name: str
+    kind: str
+    source: str
+    quantized: bool
+    elements: int
+    mismatches: int
+    detail: str = ""
+
+    @property
+    def equal(self) -> bool:
+        return self.mismatches == 0 and not self.detail
+
+
+@dataclass
+class VerifyReport:
+    """Every compared value, in execution order, and the first mismatch if any."""
+
+    profile: str
+    checks: list[NodeCheck] = field(default_factory=list)
+    first_mismatch: Optional[NodeCheck] = None
+    mismatch_inputs: list[str] = field(default_factory=list)
+    repro_path: Optional[Path] = None
+    uncompared: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Bit-exact: every captured value equal."""
+        return all(check.equal for check in self.checks)
+
+    def by_kind(self) -> dict[str, tuple[int, int, int]]:
+        """node kind -> (values checked, elements compared, mismatching values)."""
+        counts: dict[str, list[int]] = {}
+        for check in self.checks:
+            entry = counts.setdefault(check.kind, [0, 0, 0])
+            entry[0] += 1
+            entry[1] += check.elements
+            entry[2] += 0 if check.equal else 1
+        return {kind: (a, b, c) for kind, (a, b, c) in sorted(counts.items())}
+
+    def format(self) -> str:
+        """One line per checked node kind, then the verdict (and the first mismatch)."""
+        lines = [f"profile {self.profile}"]
+        for kind, (values, elements, bad) in self.by_kind().items():
+            lines.append(f"{kind:32s} {values:5d} values {elements:10d} elements  {'OK' if not bad else f'{bad} MISMATCHING'}")
+        if self.ok:
+            lines.append(f"bit-exact: {len(self.checks)} values, {sum(c.elements for c in self.checks)} elements")
+        else:
+            first = self.first_mismatch
+            assert first is not None
+            lines.append(
+                f"MISMATCH: first at %{first.name} = {first.kind} ({first.source or 'no source'}): "
+                f"{first.mismatches} of {first.elements} elements differ {first.detail}".rstrip()
+            )
+            lines.extend(f"  input {text}" for text in self.mismatch_inputs)
+            if self.repro_path:
+                lines.append(f"  repro file: {self.repro_path}")
+        return "\n".join(lines)
+
+
+def capture_intermediates(
+    converted: torch.jit.ScriptModule, inputs: Sequence[torch.Tensor], num_threads: int = 1
+) -> dict[str, Any]:
+    """Run `converted` on `inputs` in torch and return every tensor value of its top-level
+    graph (snapshots taken right after the producing node), keyed by debug name."""
+    original = list(converted.graph.nodes())
+    graph = converted.graph.copy()
+    nodes = list(graph.nodes())
+    if len(nodes) != len(original):
+        raise RuntimeError(f"graph copy has {len(nodes)} nodes, the original {len(original)}")
+    none = graph.insertConstant(None)
+    none.node().moveBefore(nodes[0])
+    names, clones = [], []
+    for source_node, node in zip(original, nodes):
+        for source_value, value in zip(source_node.outputs(), node.outputs()):
+            if value.type().kind() != "TensorType":
+                continue
+            clone = graph.create("aten::clone", [value, none])
+            clone.insertAfter(node)
+            clone.output().setType(value.type())
+            names.append(source_value.debugName())  # the copy may rename; export uses the original's names
+            clones.append(clone.output())
+    captured = graph.create("prim::ListConstruct", clones)
+    captured.output().setType(torch._C.ListType.ofTensors())
+    captured.insertBefore(graph.return_node())
+    while len(list(graph.outputs())):
+        graph.eraseOutput(0)
+    graph.registerOutput(captured.output())
+    function = torch._C._create_function_from_graph("quantspec_capture", graph)
+    with fbgemm_engine(), _torch_threads(num_threads), torch.no_grad():
+        values = function(converted._c, *inputs)
+    return dict(zip(names, values))
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def verify(
+    converted: torch.jit.ScriptModule,
+    inputs: Union[torch.Tensor, Sequence[torch.Tensor]],
+    model_path: Optional[Union[str, Path]] = None,
+    repro_path: Optional[Union[str, Path]] = None,
+    num_threads: int = 1,
+) -> VerifyReport:
+    """Compare torch and the reference interpreter node by node on `inputs`.
+
+    `model_path`: where to export (a temporary file when None). `repro_path`: where to
+    write the single-node repro on a mismatch (default: next to the model file, named
+    `<model>.repro.qsm`, or in the temporary directory). `num_threads`: torch's thread
+    count during the run, passed to the interpreter too.
+    """
+    inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(model_path) if model_path else Path(scratch) / "model.qsm"
+        export(converted, path)
+        model = interpreter.load(path)
+        captured = capture_intermediates(converted, inputs, num_threads)
+        trace: dict[str, Any] = {}
+        interpreter.run(model, [x.detach().numpy() for x in inputs], trace=trace, num_threads=num_threads)
+        report = _compare(model, captured, trace)
+        if report.first_mismatch is not None:
+            target = Path(repro_path) if repro_path else (
+                path.with_suffix(".repro.qsm") if model_path else Path(tempfile.gettempdir()) / "quantspec-mismatch.repro.qsm"
+            )
+            report.repro_path = write_repro(model, report.first_mismatch.name, trace, captured, target)
+    return report
+
+
+def _compare(model: interpreter.Model, captured: dict[str, Any], trace: dict[str, Any]) -> VerifyReport:
+    report = VerifyReport(profile=model.profile.name)
+    for node in model.nodes:
+        for name in node.outputs:
+            if name not in captured:
+                continue
+            if name not in trace:
+                report.uncompared.append(name)
+                continue
+            check = _check(name, node, captured[name], trace[name])
+            report.checks.append(check)
+            if not check.equal and report.first_mismatch is None:
+                report.first_mismatch = check
+                report.mismatch_inputs = [_describe(n, trace.get(n, model.constants.get(n))) for n in node.inputs]
+    return report
+
+
+def _check(name: str, node: interpreter.Node, expected: torch.Tensor, actual: Any) -> NodeCheck:
+    common = dict(name=name, kind=node.kind, source=node.source)
+    if expected.is_quantized:
+        if not isinstance(actual, QTensor):
+            return NodeCheck(**common, quantized=True, elements=expected.numel(), mismatches=expected.numel(),
+                             detail=f"(reference gave {type(actual).__name__}, torch a quantized tensor)")
+        want = from_torch(expected)
+        detail = _qparams_difference(want, actual)
+        if want.shape != actual.shape:
+            return NodeCheck(**common, quantized=True, elements=expected.numel(), mismatches=expected.numel(),
+                             detail=f"(shape {actual.shape} vs torch {want.shape})")
+        bad = int(np.count_nonzero(want.int_repr != actual.int_repr))
+        return NodeCheck(**common, quantized=True, elements=want.int_repr.size, mismatches=bad, detail=detail)
+    want_float = expected.detach().numpy()
+    if not isinstance(actual, np.ndarray) or actual.shape != want_float.shape or actual.dtype != want_float.dtype:
+        return NodeCheck(**common, quantized=False, elements=want_float.size, mismatches=want_float.size,
+                         detail=f"(reference gave {getattr(actual, 'dtype', type(actual).__name__)} {getattr(actual, 'shape', '')})")
+    bad = int(np.count_nonzero(~((want_float == actual) | (np.isnan(want_float) & np.isnan(actual)))))
+    return NodeCheck(**common, quantized=False, elements=want_float.size, mismatches=bad)
+
+
+def _qparams_difference(want: QTensor, got: QTensor) -> str:
+    if want.dtype is not got.dtype:
+        return f"(dtype {got.dtype.label} vs torch {want.dtype.label})"
+    if want.per_channel != got.per_channel or not (
+        np.array_equal(np.asarray(want.scale), np.asarray(got.scale))
+        and np.array_equal(np.asarray(want.zero_point), np.asarray(got.zero_point))
+    ):
+        return f"(qparams scale={got.scale!r} zp={got.zero_point!r} vs torch scale={want.scale!r} zp={want.zero_point!r})"
+    return ""
+
+
+def _describe(name: str, value: Any) -> str:
+    if isinstance(value, QTensor):
+        qparams = f"axis={value.axis}" if value.per_channel else f"scale={value.scale!r} zero_point={value.zero_point}"
+        return f"%{name}: {value.dtype.label} {value.shape} {qparams} {value.memory_format.value}"
+    if isinstance(value, interpreter.PackedConv):
+        w = value.weight
+        qparams = f"per-channel axis {w.axis}" if w.per_channel else f"scale={w.scale!r} zp={w.zero_point}"
+        return (f"%{name}: conv weight {w.shape} {qparams}, stride {value.stride} padding {value.padding} "
+                f"dilation {value.dilation} groups {value.groups}")
+    if isinstance(value, interpreter.PackedLinear):
+        return f"%{name}: linear weight {value.weight.shape}"
+    if isinstance(value, np.ndarray):
+        return f"%{name}: float array {value.shape}"
+    return f"%{name}: {value!r}"
+
+
+def write_repro(
+    model: interpreter.Model, name: str, trace: dict[str, Any], captured: dict[str, Any], path: Union[str, Path]
+) -> Path:
+    """Write a model file that replays the single node producing `name`: its inputs as
+    constants, the node, and torch's value as the constant `expected:<name>`."""
+    node = next(n for n in model.nodes if name in n.outputs)
+    store = _ArrayStore()
+    constants = {}
+    for input_name in node.inputs:
+        value = trace[input_name] if input_name in trace else model.constants[input_name]
+        constants[input_name] = encode_value(value, store)
+    expected = captured[name]
+    constants[f"expected:{name}"] = encode_value(
+        from_torch(expected) if expected.is_quantized else expected.detach().numpy(), store
+    )
+    document = {
+        "format_version": FORMAT_VERSION,
+        "profile": {"torch_release": model.profile.torch_release, "cpu": model.profile.cpu, "engine": model.profile.engine},
+        "torch_version": model.torch_version,
+        "inputs": [],
+        "outputs": list(node.outputs),
+        "constants": constants,
+        "nodes": [{"kind": node.kind, "inputs": list(node.inputs), "outputs": list(node.outputs), "source": node.source}],
+    }
+    write_model_file(path, document, store)
+    return Path(path)
+
+
+def kind_counts(model: interpreter.Model) -> Counter:
+    """How many nodes of each kind the exported model has (nested blocks included)."""
+    counts: Counter = Counter()
+
+    def walk(nodes: Sequence[interpreter.Node]) -> None:
+        for node in nodes:
+            counts[node.kind] += 1
+            for block in node.blocks:
+                walk(block.nodes)
+
+    walk(model.nodes)
+    return counts

@@ -1,0 +1,328 @@
+"""Node kind -> how the interpreter runs it.
+
+Each kernel takes the node's input values (in TorchScript schema order) and a
+`RunContext`, and returns the output value (a tuple for several outputs). Quantized
+tensors are `QTensor`s and go to the reference ops; float tensors are float32 arrays and
+go to `reference.ops.float_ops`; TorchScript's scalar and list plumbing (`aten::size`,
+`prim::ListConstruct`, ...) is plain Python.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import ops
+from ..ops.float_ops import FLOAT_OPS
+from ..profile import NumericsProfile
+from ..qtensor import QDtype, QTensor
+from .file_format import PackedConv, PackedLinear
+
+# TorchScript passes dtypes as c10::ScalarType integers.
+SCALAR_TYPES = {12: QDtype.qint8, 13: QDtype.quint8, 14: QDtype.qint32}
+
+
+class UnknownNodeKind(NotImplementedError):
+    """A node kind (or an input type for it) the interpreter does not support."""
+
+
+class ScriptException(RuntimeError):
+    """`prim::RaiseException` fired: the TorchScript program raised."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every kernel may need besides its inputs."""
+
+    profile: NumericsProfile
+    num_threads: int = 1
+
+
+Kernel = Callable[[list, RunContext], Any]
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(*kinds: str) -> Callable[[Kernel], Kernel]:
+    def decorate(function: Kernel) -> Kernel:
+        for kind in kinds:
+            KERNELS[kind] = function
+        return function
+
+    return decorate
+
+
+def _float_or_quantized(kind: str, quantized: Callable[[QTensor, list, RunContext], Any]) -> Kernel:
+    """A kernel that sends QTensor inputs to `quantized` and float32 arrays to FLOAT_OPS[kind]."""
+
+    def run(args: list, context: RunContext) -> Any:
+        if isinstance(args[0], QTensor):
+            return quantized(args[0], args[1:], context)
+        if isinstance(args[0], np.ndarray) and kind in FLOAT_OPS:
+            return FLOAT_OPS[kind](*args)
+        raise UnknownNodeKind(f"{kind} on a {type(args[0]).__name__} input is not supported")
+
+    return run
+
+
+# --- quantize / dequantize ---------------------------------------------------------
+
+
+@kernel("aten::quantize_per_tensor")
+def _quantize_per_tensor(args: list, context: RunContext) -> QTensor:
+    x, scale, zero_point, dtype = args
+    return ops.quantize_per_tensor(x, scale, zero_point, _qdtype(dtype), context.profile)
+
+
+@kernel("aten::dequantize")
+def _dequantize(args: list, context: RunContext) -> np.ndarray:
+    if isinstance(args[0], np.ndarray):
+        return args[0]  # Tensor.dequantize() of a float tensor is the identity
+    return ops.dequantize(args[0])
+
+
+def _qdtype(code: int) -> QDtype:
+    if code not in SCALAR_TYPES:
+        raise UnknownNodeKind(f"ScalarType {code} is not a quantized dtype ({SCALAR_TYPES})")
+    return SCALAR_TYPES[code]
+
+
+# --- conv / linear -----------------------------------------------------------------
+
+
+def _conv(relu: bool) -> Kernel:
+    def run(args: list, context: RunContext) -> QTensor:
+        x, packed, scale, zero_point = args
+        if not isinstance(packed, PackedConv) or packed.transposed:
+            raise UnknownNodeKind(f"conv2d needs non-transposed conv packed params, got {packed!r}")
+        return ops.conv2d(
+            x, packed.weight, packed.bias, packed.stride, packed.padding, packed.dilation, packed.groups,
+            scale, zero_point, relu=relu, profile=context.profile,
+        )
+
+    return run
+
+
+KERNELS["quantized::conv2d"] = _conv(False)
+KERNELS["quantized::conv2d_relu"] = _conv(True)
+
+
+def _linear(relu: bool) -> Kernel:
+    def run(args: list, context: RunContext) -> QTensor:
+        x, packed, scale, zero_point = args
+        if not isinstance(packed, PackedLinear):
+            raise UnknownNodeKind(f"linear needs linear packed params, got {type(packed).__name__}")
+        return ops.linear(x, packed.weight, packed.bias, scale, zero_point, relu=relu, profile=context.profile)
+
+    return run
+
+
+KERNELS["quantized::linear"] = _linear(False)
+KERNELS["quantized::linear_relu"] = _linear(True)
+
+
+@kernel("quantized::linear_unpack", "quantized::conv2d_unpack")
+def _unpack(args: list, context: RunContext) -> tuple:
+    packed = args[0]
+    return packed.weight, packed.bias
+
+
+# --- element-wise ------------------------------------------------------------------
+
+
+def _binary(op: Callable, relu: bool) -> Kernel:
+    def run(args: list, context: RunContext) -> QTensor:
+        a, b, scale, zero_point = args
+        return op(a, b, scale, zero_point, relu=relu, num_threads=context.num_threads)
+
+    return run
+
+
+KERNELS["quantized::add"] = _binary(lambda *a, **k: ops.OPS["quantized::add"](*a, **k), False)
+KERNELS["quantized::add_relu"] = _binary(lambda *a, **k: ops.OPS["quantized::add"](*a, **k), True)
+KERNELS["quantized::mul"] = _binary(ops.mul, False)
+KERNELS["quantized::mul_relu"] = _binary(ops.mul, True)
+
+
+@kernel("quantized::hardswish")
+def _hardswish(args: list, context: RunContext) -> QTensor:
+    x, scale, zero_point = args
+    return ops.hardswish(x, scale, zero_point, num_threads=context.num_threads, profile=context.profile)
+
+
+for _kind in ("aten::relu", "aten::relu_"):
+    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: ops.relu(q))
+for _kind in ("aten::hardsigmoid", "aten::hardsigmoid_"):
+    KERNELS[_kind] = _float_or_quantized(
+        _kind, lambda q, rest, context: ops.hardsigmoid(q, num_threads=context.num_threads, profile=context.profile)
+    )
+for _kind in ("aten::hardtanh", "aten::hardtanh_"):
+    KERNELS[_kind] = _float_or_quantized(
+        _kind, lambda q, rest, context: ops.hardtanh(q, *rest, profile=context.profile)
+    )
+for _kind in ("aten::clamp", "aten::clamp_"):
+    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: ops.clamp(q, *rest, profile=context.profile))
+for _kind in ("aten::dropout", "aten::dropout_", "aten::feature_dropout"):
+    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: FLOAT_OPS["aten::dropout"](q, *rest))
+
+
+# --- pooling, reductions, cat ------------------------------------------------------
+
+
+@kernel("aten::max_pool2d", "quantized::max_pool2d")
+def _max_pool2d(args: list, context: RunContext) -> QTensor:
+    x, kernel_size, stride, padding, dilation, ceil_mode = args
+    return ops.OPS["aten::max_pool2d"](x, kernel_size, stride or None, padding, dilation, ceil_mode)
+
+
+@kernel("aten::avg_pool2d")
+def _avg_pool2d(args: list, context: RunContext) -> QTensor:
+    x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor = args
+    return ops.OPS["aten::avg_pool2d"](
+        x, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor, profile=context.profile
+    )
+
+
+@kernel("aten::adaptive_avg_pool2d")
+def _adaptive_avg_pool2d(args: list, context: RunContext) -> QTensor:
+    x, output_size = args
+    return ops.OPS["aten::adaptive_avg_pool2d"](x, output_size, profile=context.profile)
+
+
+@kernel("aten::mean")
+def _mean(args: list, context: RunContext) -> QTensor:
+    x, dims, keepdim, dtype = args
+    if dtype is not None:
+        raise UnknownNodeKind(f"aten::mean with dtype={dtype} is not supported")
+    if not isinstance(x, QTensor):
+        raise UnknownNodeKind("aten::mean of a float tensor is not supported")
+    return ops.mean(x, dims or (), keepdim, context.profile)
+
+
+@kernel("quantized::cat")
+def _quantized_cat(args: list, context: RunContext) -> QTensor:
+    tensors, dim, scale, zero_point = args
+    return ops.OPS["quantized::cat"](list(tensors), dim, scale, zero_point, profile=context.profile)
+
+
+@kernel("aten::cat")
+def _cat(args: list, context: RunContext) -> Any:
+    tensors, dim = args
+    if all(isinstance(t, np.ndarray) for t in tensors):
+        return np.concatenate(tensors, axis=dim)
+    return ops.OPS["aten::cat"](list(tensors), dim, profile=context.profile)
+
+
+# --- shape ops ---------------------------------------------------------------------
+
+for _kind in ("aten::view", "aten::reshape"):
+    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: ops.OPS["aten::view"](q, rest[0]))
+KERNELS["aten::flatten"] = _float_or_quantized("aten::flatten", lambda q, rest, context: ops.OPS["aten::flatten"](q, *rest))
+KERNELS["aten::transpose"] = _float_or_quantized("aten::transpose", lambda q, rest, context: ops.transpose(q, *rest))
+KERNELS["aten::contiguous"] = _float_or_quantized("aten::contiguous", lambda q, rest, context: ops.contiguous(q, *rest))
+KERNELS["aten::chunk"] = _float_or_quantized("aten::chunk", lambda q, rest, context: ops.chunk(q, *rest))
+
+
+@kernel("aten::slice")
+def _slice(args: list, context: RunContext) -> np.ndarray:
+    if isinstance(args[0], list):
+        _, start, end, step = (args + [None, None, 1])[:4]
+        return args[0][slice(start, end, step)]
+    if isinstance(args[0], QTensor):
+        raise UnknownNodeKind("aten::slice of a quantized tensor is not supported")
+    return FLOAT_OPS["aten::slice"](*args)
+
+
+@kernel("aten::pad", "aten::constant_pad_nd")
+def _pad(args: list, context: RunContext) -> np.ndarray:
+    if isinstance(args[0], QTensor):
+        raise UnknownNodeKind("padding a quantized tensor is not supported")
+    return FLOAT_OPS["aten::pad"](*args)
+
+
+KERNELS["aten::linear"] = lambda args, context: FLOAT_OPS["aten::linear"](*args)
+KERNELS["aten::conv2d"] = lambda args, context: FLOAT_OPS["aten::conv2d"](*args)
+
+
+@kernel("aten::add", "aten::add_")
+def _add(args: list, context: RunContext) -> Any:
+    a, b = args[0], args[1]
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return FLOAT_OPS["aten::add"](a, b, *args[2:])
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a + b
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    raise UnknownNodeKind(f"aten::add of {type(a).__name__} and {type(b).__name__} is not supported")
+
+
+# --- TorchScript plumbing: sizes, lists, scalars, exceptions -----------------------
+
+
+@kernel("aten::size")
+def _size(args: list, context: RunContext) -> Any:
+    shape = list(args[0].shape)
+    return shape if len(args) == 1 else shape[args[1]]
+
+
+@kernel("aten::dim")
+def _dim(args: list, context: RunContext) -> int:
+    return len(args[0].shape)
+
+
+@kernel("aten::len")
+def _len(args: list, context: RunContext) -> int:
+    return len(args[0])
+
+
+@kernel("aten::__getitem__")
+def _getitem(args: list, context: RunContext) -> Any:
+    return args[0][args[1]]
+
+
+@kernel("prim::ListConstruct")
+def _list(args: list, context: RunContext) -> list:
+    return list(args)
+
+
+@kernel("prim::TupleConstruct")
+def _tuple(args: list, context: RunContext) -> tuple:
+    return tuple(args)
+
+
+@kernel("prim::ListUnpack", "prim::TupleUnpack")
+def _unpack_sequence(args: list, context: RunContext) -> tuple:
+    return tuple(args[0])
+
+
+@kernel("prim::RaiseException")
+def _raise(args: list, context: RunContext) -> None:
+    raise ScriptException(f"the TorchScript program raised: {args[0]}")
+
+
+@kernel("aten::Int", "aten::Float", "aten::Bool")
+def _cast(args: list, context: RunContext) -> Any:
+    return args[0]
+
+
+_COMPARISONS = {
+    "aten::gt": operator.gt, "aten::ge": operator.ge, "aten::lt": operator.lt, "aten::le": operator.le,
+    "aten::eq": operator.eq, "aten::ne": operator.ne, "aten::floordiv": operator.floordiv,
+    "aten::mul": operator.mul, "aten::sub": operator.sub, "aten::__not__": None,
+    "aten::__is__": operator.is_, "aten::__isnot__": operator.is_not, "aten::remainder": operator.mod,
+}
+
+
+def _scalar_kernel(function: Callable) -> Kernel:
+    def run(args: list, context: RunContext) -> Any:
+        if not all(isinstance(a, (int, float, bool, type(None), list, str)) for a in args):
+            raise UnknownNodeKind(f"{function.__name__} of tensors is not supported")
+        return function(*args)
+
+    return run
+
+
+for _kind, _function in _COMPARISONS.items():
+    KERNELS[_kind] = _scalar_kernel(_function if _function else operator.not_)

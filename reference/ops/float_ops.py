@@ -1,0 +1,220 @@
+"""Float ops of the float islands a converted model keeps (dequantize -> float ops -> quantize).
+
+These run on float32 arrays, not QTensors, so they live in their own table `FLOAT_OPS`
+(torch op name -> function) next to the quantized registry `OPS`, which shares some
+names (`aten::relu` on a quantized tensor is a different kernel).
+
+Exact: slicing, constant padding, relu, dropout in eval mode, element-wise add (IEEE
+float32, one rounding per element; ATen's `a + alpha*b` is one fma, exact for alpha 1),
+flatten/view. NOT guaranteed bit-exact: `aten::linear` and `aten::conv2d`, whose float32
+sums torch hands to MKL/oneDNN in a blocked order the reference does not model; the
+reference sums exactly in float64 and rounds once (correctly rounded up to the float64
+sum's own error), so it can differ from torch in the last bit, and a following quantize
+can then differ by 1 at a tie. Node-by-node verification reports such nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..numerics import f32, fma32
+
+FLOAT_OPS: dict[str, Callable] = {}
+
+
+def _float_op(*names: str) -> Callable[[Callable], Callable]:
+    def decorate(function: Callable) -> Callable:
+        for name in names:
+            FLOAT_OPS[name] = function
+        return function
+
+    return decorate
+
+
+def _float32(x: np.ndarray, name: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise TypeError(f"{name} expects a float32 array, got {getattr(x, 'dtype', type(x).__name__)}")
+    return x
+
+
+@_float_op("aten::relu", "aten::relu_")
+def relu(x: np.ndarray) -> np.ndarray:
+    """`torch.relu` of float32: `max(x, 0)`, NaN stays NaN; exact.
+
+    >>> relu(np.array([-1.5, 0.0, 2.5], np.float32)).tolist()
+    [0.0, 0.0, 2.5]
+    """
+    x = _float32(x, "relu")
+    return np.where(np.isnan(x) | (x > 0), x, np.float32(0)).astype(np.float32)
+
+
+@_float_op("aten::add", "aten::add_")
+def add(a: np.ndarray, b: np.ndarray, alpha: float = 1) -> np.ndarray:
+    """`torch.add(a, b, alpha=alpha)` of float32 arrays (broadcasting): `fma32(b, alpha, a)`,
+    ATen's `a + alpha * b` contracted into one fma; for alpha 1 that is `f32(a + b)`.
+
+    >>> add(np.array([0.1], np.float32), np.array([0.2], np.float32)).tolist() == [np.float32(0.1) + np.float32(0.2)]
+    True
+    """
+    a, b = _float32(a, "add"), _float32(b, "add")
+    if alpha == 1:
+        return f32(a + b)
+    return fma32(b, np.float32(alpha), a)
+
+
+@_float_op("aten::slice")
+def slice_(x: np.ndarray, dim: int = 0, start: Optional[int] = None, end: Optional[int] = None, step: int = 1) -> np.ndarray:
+    """`x[..., start:end:step]` along `dim` (`aten::slice`, a view); exact. torch clamps
+    out-of-range bounds as Python slicing does (end = 2^63 - 1 means "to the end").
+
+    >>> slice_(np.arange(6, dtype=np.float32), 0, 0, None, 2).tolist()
+    [0.0, 2.0, 4.0]
+    """
+    if step < 1:
+        raise ValueError(f"slice step must be positive, got {step}")
+    index = [slice(None)] * x.ndim
+    index[dim] = slice(start, end, step)
+    return x[tuple(index)]
+
+
+@_float_op("aten::pad", "aten::constant_pad_nd")
+def pad(x: np.ndarray, pads: Sequence[int], mode: str = "constant", value: Optional[float] = None) -> np.ndarray:
+    """`F.pad(x, pads, "constant", value)`: pads given from the LAST dimension backwards
+    as (before, after) pairs; negative pads crop. Exact.
+
+    >>> pad(np.ones((1, 2), np.float32), (1, 0)).tolist()
+    [[0.0, 1.0, 1.0]]
+    """
+    if mode != "constant":
+        raise ValueError(f"pad mode {mode!r} is not supported; only 'constant'")
+    if len(pads) % 2 or len(pads) // 2 > x.ndim:
+        raise ValueError(f"pad needs (before, after) pairs for at most {x.ndim} dims, got {list(pads)}")
+    fill = np.float32(0 if value is None else value)
+    result = x
+    for i in range(len(pads) // 2):
+        dim = x.ndim - 1 - i
+        before, after = int(pads[2 * i]), int(pads[2 * i + 1])
+        result = _pad_dim(result, dim, before, after, fill)
+    return result
+
+
+def _pad_dim(x: np.ndarray, dim: int, before: int, after: int, fill: np.float32) -> np.ndarray:
+    length = x.shape[dim]
+    index = [slice(None)] * x.ndim
+    index[dim] = slice(max(0, -before), length - max(0, -after))
+    cropped = x[tuple(index)]
+    widths = [(0, 0)] * x.ndim
+    widths[dim] = (max(0, before), max(0, after))
+    return np.pad(cropped, widths, constant_values=fill)
+
+
+@_float_op("aten::dropout", "aten::dropout_", "aten::feature_dropout")
+def dropout(x: np.ndarray, p: float = 0.5, train: bool = False) -> np.ndarray:
+    """`F.dropout(x, p, training=False)`: the identity (a converted model is in eval mode).
+
+    >>> dropout(np.ones(2, np.float32), 0.5, False).tolist()
+    [1.0, 1.0]
+    """
+    if train:
+        raise ValueError("dropout with train=True is random; a converted model runs in eval mode")
+    return x
+
+
+@_float_op("aten::flatten")
+def flatten(x: np.ndarray, start_dim: int = 0, end_dim: int = -1) -> np.ndarray:
+    """`torch.flatten` of a float array (row-major); exact.
+
+    >>> flatten(np.zeros((2, 3, 1, 1), np.float32), 1).shape
+    (2, 3)
+    """
+    ndim = max(x.ndim, 1)
+    start, end = start_dim % ndim, end_dim % ndim
+    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
+
+
+@_float_op("aten::view", "aten::reshape")
+def view(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """`x.view(shape)` / `x.reshape(shape)` of a float array (row-major); exact.
+
+    >>> view(np.zeros(6, np.float32), (2, -1)).shape
+    (2, 3)
+    """
+    return x.reshape(tuple(int(s) for s in shape))
+
+
+@_float_op("aten::linear")
+def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None) -> np.ndarray:
+    """`F.linear(x, weight, bias)` in float32: `f32(sum_k x[k] * w[j, k] + bias[j])`, summed
+    in float64 (exact products, one float64 rounding per add) and rounded once. torch's
+    MKL sgemm sums in float32 in its own blocked order: NOT bit-exact in general.
+
+    >>> linear(np.array([[1, 2]], np.float32), np.array([[3, 4]], np.float32), np.array([0.5], np.float32)).tolist()
+    [[11.5]]
+    """
+    x, weight = _float32(x, "linear"), _float32(weight, "linear")
+    total = x.astype(np.float64) @ weight.astype(np.float64).T
+    if bias is not None:
+        total = total + _float32(bias, "linear bias").astype(np.float64)
+    return f32(total)
+
+
+@_float_op("aten::conv2d")
+def conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    stride: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (0, 0),
+    dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
+    """`F.conv2d` in float32 (NCHW), summed in float64 and rounded once; torch (oneDNN /
+    MKL) sums in float32 in a blocked order: NOT bit-exact in general.
+
+    >>> conv2d(np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 2, 2), np.float32)).tolist()
+    [[[[4.0]]]]
+    """
+    x, weight = _float32(x, "conv2d"), _float32(weight, "conv2d")
+    if isinstance(padding, str):
+        raise ValueError(f"string padding {padding!r} is not supported; give explicit pads")
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    n, c, _, _ = x.shape
+    oc, cpg, kh, kw = weight.shape
+    if c != cpg * groups or oc % groups:
+        raise ValueError(f"conv2d: input channels {c} and weight {weight.shape} do not match groups {groups}")
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # (n, c, oh, ow, kh, kw)
+    outputs = []
+    per_group = oc // groups
+    for g in range(groups):
+        patch = windows[:, g * cpg : (g + 1) * cpg]
+        kernel = weight[g * per_group : (g + 1) * per_group].astype(np.float64)
+        outputs.append(np.einsum("ncyxij,ocij->noyx", patch, kernel))
+    total = np.concatenate(outputs, axis=1)
+    if bias is not None:
+        total = total + _float32(bias, "conv2d bias").astype(np.float64).reshape(1, -1, 1, 1)
+    return f32(total)
+
+
+def _pair(value: Sequence[int] | int) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    values = tuple(int(v) for v in value)
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+@_float_op("aten::hardsigmoid", "aten::hardsigmoid_")
+def hardsigmoid(x: np.ndarray) -> np.ndarray:
+    """`F.hardsigmoid` of float32: `f32(min(max(f32(x + 3), 0), 6) / 6)` per element
+    (ATen's vector kernel multiplies by `f32(1/6)` instead: NOT guaranteed exact).
+
+    >>> hardsigmoid(np.array([0.0, 3.0, -4.0], np.float32)).tolist()
+    [0.5, 1.0, 0.0]
+    """
+    x = _float32(x, "hardsigmoid")
+    return f32(np.minimum(np.maximum(f32(x + np.float32(3)), np.float32(0)), np.float32(6)) / np.float32(6))
