@@ -1,0 +1,71 @@
+"""torch.nn.functional.adaptive_avg_pool2d on quantized tensors against
+reference.ops.adaptive_avg_pool2d: NCHW kernel (raw integers averaged), NHWC kernel (8-lane
+FBGEMM Quantize + quantize_val tail), float32 window bounds, C == 1 / H*W == 1 routing."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+from reference.ops import adaptive_avg_pool2d
+from reference.profile import NumericsProfile
+from reference.qtensor import MemoryFormat, QDtype, QTensor
+
+from ..oracles import from_torch, to_torch
+from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
+from . import OpCheck, register
+
+
+def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
+    return adaptive_avg_pool2d(case.x, case.kwargs["output_size"], profile)
+
+
+def oracle(case: PoolCase) -> QTensor:
+    with torch_threads(case.threads):
+        y = torch.nn.functional.adaptive_avg_pool2d(to_torch(case.x), case.kwargs["output_size"])
+    return from_torch(y)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> PoolCase:
+    x = draw(pool_inputs())
+    output_size = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
+    return PoolCase(x, {"output_size": output_size}, draw(st.integers(1, 2)))
+
+
+def label(case: PoolCase) -> Iterator[str]:
+    out = adaptive_avg_pool2d(case.x, case.kwargs["output_size"])
+    yield from pool_labels(case.x, out)
+    height, width = case.x.shape[2:]
+    oh, ow = case.kwargs["output_size"]
+    if height % oh or width % ow:
+        yield "uneven-windows"
+    if oh > height or ow > width:
+        yield "upsampling"
+
+
+EXAMPLES = (
+    # acc = -1, mult 0.5 in 9 NHWC channels, zp 1: 8 vector lanes (FBGEMM Quantize,
+    # 2.13 cvt(fma(-1, 0.5, 1)) = 0, 2.14 cvt(-0.5) + 1 = 1) and one quantize_val tail.
+    PoolCase(
+        QTensor(np.tile(np.array([0, 1], np.uint8), (1, 9, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last),
+        {"output_size": (1, 1)},
+    ),
+    # H*W == 1, C = 2, output 2x1: NHWC memory read back as NCHW.
+    PoolCase(QTensor(np.array([5, 9], np.uint8).reshape(1, 2, 1, 1), 0.1, 0, QDtype.quint8), {"output_size": (2, 1)}),
+)
+
+CHECK = register(
+    OpCheck(
+        name="adaptive_avg_pool2d",
+        op="aten::adaptive_avg_pool2d",
+        cases=cases(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+    )
+)

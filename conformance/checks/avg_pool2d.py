@@ -1,0 +1,94 @@
+"""torch.nn.functional.avg_pool2d on quantized tensors against reference.ops.avg_pool2d:
+NCHW kernel, NHWC kernel (vector lanes 16 on AVX512 / 8 on AVX2, scalar tail through
+quantize_val), ceil_mode, count_include_pad, divisor_override, C == 1 / H*W == 1 routing."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from reference.ops import avg_pool2d
+from reference.ops._pool_common import pooling_output_size
+from reference.profile import NumericsProfile
+from reference.qtensor import MemoryFormat, QDtype, QTensor
+
+from ..oracles import from_torch, to_torch
+from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
+from . import OpCheck, register
+
+
+def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
+    return avg_pool2d(case.x, **case.kwargs, profile=profile)
+
+
+def oracle(case: PoolCase) -> QTensor:
+    k = case.kwargs
+    with torch_threads(case.threads):
+        y = torch.nn.functional.avg_pool2d(
+            to_torch(case.x), k["kernel_size"], k["stride"], k["padding"], k["ceil_mode"],
+            k["count_include_pad"], k["divisor_override"],
+        )
+    return from_torch(y)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> PoolCase:
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    kwargs = {
+        "kernel_size": kernel,
+        "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "padding": (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2))),
+        "ceil_mode": draw(st.booleans()),
+        "count_include_pad": draw(st.booleans()),
+        "divisor_override": draw(st.one_of(st.none(), st.integers(1, 12))),
+    }
+    x = draw(pool_inputs())
+    sizes = [
+        pooling_output_size(x.shape[2 + i], kernel[i], kwargs["padding"][i], kwargs["stride"][i], 1, kwargs["ceil_mode"])
+        for i in (0, 1)
+    ]
+    assume(min(sizes) > 0)  # torch cannot allocate a negative size; an empty output compares nothing
+    return PoolCase(x, kwargs, draw(st.integers(1, 2)))
+
+
+def label(case: PoolCase) -> Iterator[str]:
+    out_shape_case = avg_pool2d(case.x, **case.kwargs)
+    yield from pool_labels(case.x, out_shape_case)
+    yield "count_include_pad" if case.kwargs["count_include_pad"] else "exclude_pad"
+    if case.kwargs["divisor_override"] is not None:
+        yield "divisor_override"
+    if case.kwargs["ceil_mode"]:
+        yield "ceil"
+
+
+EXAMPLES = (
+    # acc = 1, mult = 0.5 in 12 NHWC channels with zp 1: vector lanes give 1, the scalar
+    # tail 2 on 2.13 (1 on 2.14); AVX512 runs all 12 channels scalar, AVX2 the last 4.
+    PoolCase(
+        QTensor(np.tile(np.array([2, 1], np.uint8), (1, 12, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last),
+        {"kernel_size": (1, 2), "stride": (1, 2), "padding": (0, 0), "ceil_mode": False, "count_include_pad": True,
+         "divisor_override": None},
+    ),
+    # H*W == 1, C = 3, padding 1: a 2x2 output written as NHWC into an NCHW tensor.
+    PoolCase(
+        QTensor(np.array([10, 21, 30], np.uint8).reshape(1, 3, 1, 1), 0.1, 3, QDtype.quint8),
+        {"kernel_size": (2, 2), "stride": (1, 1), "padding": (1, 1), "ceil_mode": False, "count_include_pad": True,
+         "divisor_override": None},
+    ),
+)
+
+CHECK = register(
+    OpCheck(
+        name="avg_pool2d",
+        op="aten::avg_pool2d",
+        cases=cases(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+    )
+)

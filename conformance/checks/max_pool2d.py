@@ -1,0 +1,92 @@
+"""torch.nn.functional.max_pool2d / quantized::max_pool2d on quantized tensors against
+reference.ops.max_pool2d (exact integer max; NHWC routing incl. the H*W == 1 output)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from reference.ops import max_pool2d
+from reference.ops._pool_common import pooling_output_size
+from reference.profile import NumericsProfile
+from reference.qtensor import QDtype, QTensor
+
+from ..oracles import from_torch, to_torch
+from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
+from . import OpCheck, register
+
+
+def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
+    return max_pool2d(case.x, **case.kwargs)
+
+
+def oracle(case: PoolCase) -> QTensor:
+    k = case.kwargs
+    with torch_threads(case.threads):
+        if k["stride"][0] % 2:  # both entry points: aten::max_pool2d and quantized::max_pool2d
+            y = torch.nn.functional.max_pool2d(
+                to_torch(case.x), k["kernel_size"], k["stride"], k["padding"], k["dilation"], k["ceil_mode"]
+            )
+        else:
+            y = torch.ops.quantized.max_pool2d(
+                to_torch(case.x), list(k["kernel_size"]), list(k["stride"]), list(k["padding"]), list(k["dilation"]), k["ceil_mode"]
+            )
+    return from_torch(y)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> PoolCase:
+    x = draw(pool_inputs())
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    kwargs = {
+        "kernel_size": kernel,
+        "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "padding": (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2))),
+        "dilation": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "ceil_mode": draw(st.booleans()),
+    }
+    sizes = [
+        pooling_output_size(x.shape[2 + i], kernel[i], kwargs["padding"][i], kwargs["stride"][i], kwargs["dilation"][i], kwargs["ceil_mode"])
+        for i in (0, 1)
+    ]
+    assume(min(sizes) > 0)  # torch refuses empty outputs
+    return PoolCase(x, kwargs, draw(st.integers(1, 2)))
+
+
+def label(case: PoolCase) -> Iterator[str]:
+    yield from pool_labels(case.x, reference(case, None))  # max pooling has no profile question
+    if case.kwargs["ceil_mode"]:
+        yield "ceil"
+    if max(case.kwargs["dilation"]) > 1:
+        yield "dilation"
+
+
+def informative(case: PoolCase, out: QTensor) -> int:
+    """A max equal to the dtype's lowest value says nothing; every other one does."""
+    return int(np.count_nonzero(out.int_repr > out.dtype.qmin))
+
+
+EXAMPLES = (
+    # H*W == 1 with C > 1 upsampled by padding: torch returns NHWC memory read as NCHW.
+    PoolCase(
+        QTensor(np.array([10, 20, 30], np.uint8).reshape(1, 3, 1, 1), 0.5, 3, QDtype.quint8),
+        {"kernel_size": (2, 2), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "ceil_mode": False},
+    ),
+)
+
+CHECK = register(
+    OpCheck(
+        name="max_pool2d",
+        op="quantized::max_pool2d",
+        cases=cases(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+        informative=informative,
+    )
+)
