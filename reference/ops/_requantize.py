@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..numerics import cvt_rne, f32, fma32, saturate_int16, saturate_uint8
+from ..numerics import cvt_rne, f32, fma32, ieee_float_ops, saturate_int16, saturate_uint8
 from ._validate import as_float32_array
 
 
@@ -47,8 +47,9 @@ def requant_params(
     A per-tensor weight gives one value, broadcast to every channel.
     """
     per_channel = np.ndim(weight_scale) != 0
-    atws = f32(f32(act_scale) * f32(weight_scale))
-    multiplier = f32(atws / f32(out_scale))
+    with ieee_float_ops():  # extreme scales overflow/underflow in float32, as on the CPU
+        atws = f32(f32(act_scale) * f32(weight_scale))
+        multiplier = f32(atws / f32(out_scale))
     atws = np.broadcast_to(atws, (out_channels,)).astype(np.float32)
     multiplier = np.broadcast_to(multiplier, (out_channels,)).astype(np.float32)
     return RequantParams(atws, multiplier, per_channel)
@@ -86,9 +87,10 @@ def requantize_u8acc32(
     [12, 0]
     """
     xf = f32(acc)
-    if bias is not None:
-        xf = _add_bias(xf, bias, params, per_tensor_bias_fma)
-    rounded = cvt_rne(f32(xf * params.multiplier))
+    with ieee_float_ops():  # huge/NaN biases and extreme scales give inf/NaN, as on the CPU
+        if bias is not None:
+            xf = _add_bias(xf, bias, params, per_tensor_bias_fma)
+        rounded = cvt_rne(f32(xf * params.multiplier))
     packed = saturate_int16(saturate_int16(rounded) + output_zero_point)  # packs_epi32, adds_epi16
     out = saturate_uint8(packed)  # packus_epi16
     lower = output_zero_point if relu else 0

@@ -1,0 +1,140 @@
+"""Reference op speed against torch's fbgemm kernels, one thread each, measured in one run.
+
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/ops.py [--repeat N] [--only NAME ...]
+
+Each benchmark case builds its inputs once, then times the reference op and the torch op
+(fbgemm engine, `torch.set_num_threads(1)`; NumPy's BLAS is pinned to one thread below,
+before NumPy loads) as the best of `--repeat` runs, and checks that both give the same
+integers. To add an op, append `BenchCase`s to `CASES` (a `make` function returning the
+two callables).
+"""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS thread, like torch.set_num_threads(1): must be set before NumPy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from production.bridge import from_torch, to_torch  # noqa: E402
+from production.environment import detect_profile, fbgemm_engine  # noqa: E402
+from reference.ops import conv2d, conv_path, linear  # noqa: E402
+from reference.qtensor import QTensor  # noqa: E402
+
+Pair = tuple[Callable[[], QTensor], Callable[[], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One timed comparison: `make(rng)` returns (reference call, torch call)."""
+
+    name: str
+    make: Callable[[np.random.Generator], Pair]
+
+
+def _activation(rng: np.random.Generator, shape: tuple[int, ...]) -> QTensor:
+    """Post-ReLU-like quint8 activations (reduce_range: 0..127), zero point 0."""
+    return QTensor(rng.integers(0, 128, shape).astype(np.uint8), 0.05, 0, "quint8")
+
+
+def _weight(rng: np.random.Generator, shape: tuple[int, ...]) -> QTensor:
+    """Per-channel symmetric qint8 weights, as the fbgemm default qconfig makes them."""
+    scales = rng.uniform(0.002, 0.02, shape[0])
+    return QTensor(rng.integers(-128, 128, shape).astype(np.int8), scales, np.zeros(shape[0], np.int64), "qint8", axis=0)
+
+
+def conv_case(name: str, batch: int, cin: int, hw: int, cout: int, k: int, stride: int, groups: int = 1) -> BenchCase:
+    """A conv2d (+bias) benchmark; padding k // 2 as in ResNet/MobileNet."""
+
+    def make(rng: np.random.Generator) -> Pair:
+        x = _activation(rng, (batch, cin, hw, hw))
+        w = _weight(rng, (cout, cin // groups, k, k))
+        bias = rng.normal(0, 1, cout).astype(np.float32)
+        args = ((stride, stride), (k // 2, k // 2), (1, 1), groups)
+        with fbgemm_engine():
+            packed = torch.ops.quantized.conv2d_prepack(to_torch(w), torch.from_numpy(bias), *map(list, args[:3]), groups)
+        tx = to_torch(x)
+
+        def run_torch() -> torch.Tensor:
+            return torch.ops.quantized.conv2d(tx, packed, 0.1, 64)
+
+        return (lambda: conv2d(x, w, bias, *args, 0.1, 64, profile=PROFILE)), run_torch
+
+    path = conv_path(cin, cout, (k, k), (stride, stride), (k // 2, k // 2), (1, 1), groups, PROFILE)
+    return BenchCase(f"conv2d [{path}] {name}", make)
+
+
+def linear_case(name: str, batch: int, k: int, n: int) -> BenchCase:
+    """A linear (+bias) benchmark."""
+
+    def make(rng: np.random.Generator) -> Pair:
+        x = _activation(rng, (batch, k))
+        w = _weight(rng, (n, k))
+        bias = rng.normal(0, 1, n).astype(np.float32)
+        with fbgemm_engine():
+            packed = torch.ops.quantized.linear_prepack(to_torch(w), torch.from_numpy(bias))
+        tx = to_torch(x)
+        return (lambda: linear(x, w, bias, 0.1, 64, profile=PROFILE)), (lambda: torch.ops.quantized.linear(tx, packed, 0.1, 64))
+
+    return BenchCase(f"linear {name}", make)
+
+
+PROFILE = detect_profile()
+
+CASES: list[BenchCase] = [
+    conv_case("stem 1x3x224x224 7x7/2 ->64", 1, 3, 224, 64, 7, 2),
+    conv_case("1x64x56x56 3x3 ->64", 1, 64, 56, 64, 3, 1),
+    conv_case("1x128x28x28 3x3 ->128", 1, 128, 28, 128, 3, 1),
+    conv_case("1x256x14x14 3x3 ->256", 1, 256, 14, 256, 3, 1),
+    conv_case("1x512x7x7 3x3 ->512", 1, 512, 7, 512, 3, 1),
+    conv_case("downsample 1x64x56x56 1x1/2 ->128", 1, 64, 56, 128, 1, 2),
+    conv_case("pointwise 1x128x28x28 1x1 ->256", 1, 128, 28, 256, 1, 1),
+    conv_case("depthwise 1x32x112x112 3x3 (MobileNet)", 1, 32, 112, 32, 3, 1, groups=32),
+    conv_case("depthwise 1x144x56x56 3x3/2 (MobileNet)", 1, 144, 56, 144, 3, 2, groups=144),
+    linear_case("1x512 -> 1000", 1, 512, 1000),
+]
+
+
+def best_of(function: Callable[[], object], repeat: int) -> float:
+    """Best wall time of `repeat` calls, in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", nargs="*", default=None, help="substrings of case names to run")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel")
+    rng = np.random.default_rng(0)
+    print(f"profile {PROFILE.name}, torch {torch.__version__}, 1 thread")
+    print(f"{'case':58s} {'reference ms':>12s} {'torch ms':>9s} {'ratio':>6s}  same")
+    for case in CASES:
+        if args.only and not any(s in case.name for s in args.only):
+            continue
+        run_reference, run_torch = case.make(rng)
+        with fbgemm_engine():
+            same = np.array_equal(run_reference().int_repr, from_torch(run_torch()).int_repr)
+            t_torch = best_of(run_torch, args.repeat)
+        t_ref = best_of(run_reference, args.repeat)
+        print(f"{case.name:58s} {t_ref:12.2f} {t_torch:9.2f} {t_ref / t_torch:6.1f}  {same}")
+
+
+if __name__ == "__main__":
+    main()

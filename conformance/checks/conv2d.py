@@ -1,0 +1,366 @@
+"""quantized::conv2d / conv2d_relu (fbgemm) against reference.ops.conv2d, on every FBGEMM path.
+
+Cases are drawn per target path ("depthwise", "groupwise", "pointwise", "im2col") and the
+strategy asserts that `conv_path` agrees, so each path is reached by construction; the
+labels count cases per path. The hard inputs: activations near 255 and a_zp > 127 (int16
+pair saturation, also on depthwise borders, where padding reads a_zp), extreme weights,
+K large enough for |acc| > 2^24, tiny output scales (the INT32_MIN pitfall), per-tensor
+and per-channel weights with zero and odd zero points, biases on requantization ties,
+relu, and channel counts that are not multiples of 8/16/32 (vector tails).
+
+Two torch facts shape the cases (see docs/spec-parts/conv-linear.md):
+* FBGEMM's groupwise kernel is broken when groups is not a multiple of G_together (heap
+  corruption, nondeterministic outputs, sometimes an abort): those configurations are
+  never drawn.
+* `FBGEMM_ENABLE_INSTRUCTIONS` (how conformance emulates AVX2/AVX512 CPUs) does not reach
+  the groupwise path: its kernel choice and G_together follow CPUID. Cases on that path
+  are checked against the hardware's profile.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from production.environment import cpu_flags
+from reference.ops import conv2d, conv_path
+from reference.profile import NumericsProfile
+from reference.qtensor import QDtype, QTensor
+
+from ..oracles import from_torch, to_torch
+from . import OpCheck, register
+
+PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
+
+
+def hardware_cpu() -> str:
+    """The CPU features FBGEMM's CPUID checks see, ignoring FBGEMM_ENABLE_INSTRUCTIONS."""
+    flags = cpu_flags()
+    if not {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "avx2"
+    return "avx512_vnni" if "avx512_vnni" in flags else "avx512"
+
+
+HARDWARE_CPU = hardware_cpu()
+
+
+def groups_together(c_per_g: int, cpu: str = HARDWARE_CPU) -> int:
+    """FBGEMM `numOfGroupsTogether` (64-byte vectors on AVX512 hardware, else 32)."""
+    width = 64 if cpu != "avx2" else 32
+    return max(width // c_per_g // max(c_per_g, 4), 1)
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    """A conv2d case: structure and qparams as drawn; arrays expand from `seed` (`arrays()`)."""
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    size: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    act_scale: float
+    act_zero_point: int
+    act_kind: str
+    w_per_channel: bool
+    w_scale: float
+    w_zero_point_kind: str
+    w_kind: str
+    bias_kind: str
+    out_scale_rel: float
+    out_zero_point: int
+    relu: bool
+    seed: int
+
+    @property
+    def depth(self) -> int:
+        """K of one output: kH * kW * in_channels / groups."""
+        return self.kernel[0] * self.kernel[1] * self.in_channels // self.groups
+
+    def arrays(self) -> tuple[QTensor, QTensor, Optional[np.ndarray], float]:
+        """(x, weight, bias, output_scale), deterministic for the case."""
+        rng = np.random.default_rng(self.seed)
+        x = QTensor(
+            activation_ints(rng, (self.batch, self.in_channels) + self.size, self.act_kind, self.act_zero_point),
+            self.act_scale, self.act_zero_point, QDtype.quint8,
+        )
+        w_shape = (self.out_channels, self.in_channels // self.groups) + self.kernel
+        weight = weight_tensor(rng, w_shape, self.w_kind, self.w_per_channel, self.w_scale, self.w_zero_point_kind)
+        bias = bias_values(rng, self.out_channels, self.bias_kind, x, weight)
+        return x, weight, bias, output_scale(self.out_scale_rel, x, weight, self.depth)
+
+    def path(self, cpu: str = HARDWARE_CPU) -> str:
+        """The FBGEMM path of this configuration on a CPU with these features."""
+        profile = NumericsProfile("2.13", cpu)
+        return conv_path(self.in_channels, self.out_channels, self.kernel, self.stride, self.padding,
+                         self.dilation, self.groups, profile)
+
+
+# --- array expansion (shared with checks/linear.py) -------------------------------------------
+
+ACT_KINDS = ("uniform", "low", "high", "edges")
+W_KINDS = ("uniform", "extreme", "small")
+BIAS_KINDS = ("none", "normal", "normal", "ties", "ties", "huge")  # sampled uniformly: huge 1 in 6
+
+
+def activation_ints(rng: np.random.Generator, shape: tuple[int, ...], kind: str, zero_point: int) -> np.ndarray:
+    """quint8 integers: uniform; low (0..127, reduce_range: never saturates); high
+    (200..255: saturates u8 x s8 pairs); edges (0, 255, zp and neighbours)."""
+    if kind == "low":
+        ints = rng.integers(0, 128, shape)
+    elif kind == "high":
+        ints = rng.integers(200, 256, shape)
+    elif kind == "edges":
+        ints = rng.choice([0, 1, 254, 255, zero_point, min(zero_point + 1, 255)], shape)
+    else:
+        ints = rng.integers(0, 256, shape)
+    return ints.astype(np.uint8)
+
+
+def weight_tensor(
+    rng: np.random.Generator, shape: tuple[int, ...], kind: str, per_channel: bool, scale: float, zp_kind: str
+) -> QTensor:
+    """qint8 weights: uniform, extreme (+-127/-128 runs of one sign per channel), small."""
+    if kind == "extreme":
+        signs = rng.choice([-1, 1], (shape[0],) + (1,) * (len(shape) - 1))
+        ints = np.where(signs > 0, rng.choice([127, 126], shape), rng.choice([-128, -127], shape))
+        ints = np.where(rng.random(shape) < 0.1, rng.integers(-128, 128, shape), ints)
+    elif kind == "small":
+        ints = rng.integers(-8, 9, shape)
+    else:
+        ints = rng.integers(-128, 128, shape)
+    ints = ints.astype(np.int8)
+    channels = shape[0]
+    if not per_channel:
+        zp = 0 if zp_kind == "zero" else int(rng.integers(-9, 10)) | 1
+        return QTensor(ints, scale, zp, QDtype.qint8)
+    scales = scale * 2.0 ** rng.integers(-2, 3, channels) * np.where(rng.random(channels) < 0.5, 1.0, rng.uniform(0.5, 1.0, channels))
+    zps = np.zeros(channels, np.int64) if zp_kind == "zero" else rng.integers(-9, 10, channels) | 1
+    return QTensor(ints, scales, zps, QDtype.qint8, axis=0)
+
+
+def bias_values(rng: np.random.Generator, channels: int, kind: str, x: QTensor, weight: QTensor) -> Optional[np.ndarray]:
+    """float32 bias: none; normal (a few hundred quanta); ties ((k + 1/2) * act_scale * w_scale,
+    so bias / atws lands on or next to a half and the fma-vs-separate rounding shows);
+    huge (|bias| ~ 1e30 and +-inf, NaN: the INT32_MIN pitfall)."""
+    if kind == "none":
+        return None
+    atws = np.float64(np.float32(x.scale)) * np.asarray(weight.scale, np.float64)
+    if kind == "ties":
+        k = rng.integers(-2000, 2000, channels) + 0.5
+        return (k * atws).astype(np.float32)
+    if kind == "huge":
+        return rng.choice(np.array([1e30, -1e30, np.inf, -np.inf, np.nan, 1.0], np.float32), channels)
+    return (rng.normal(0, 300, channels) * atws).astype(np.float32)
+
+
+def output_scale(relative: float, x: QTensor, weight: QTensor, depth: int) -> float:
+    """`relative` times the scale that spreads a typical output over ~100 quanta:
+    act_scale * w_scale * sqrt(K) * rms(a - a_zp) * rms(w - w_zp) / 50 (at least 1e-3
+    quanta); relative 1e-9 gives the tiny scales of the INT32_MIN pitfall."""
+    a = x.int_repr.astype(np.float64) - x.zero_point
+    w_zp = np.asarray(weight.zero_point, np.float64).reshape((-1,) + (1,) * (weight.int_repr.ndim - 1))
+    w = weight.int_repr.astype(np.float64) - (w_zp if weight.per_channel else weight.zero_point)
+    spread = np.sqrt(depth) * max(np.sqrt(np.mean(a * a)), 1.0) * max(np.sqrt(np.mean(w * w)), 1.0) / 50
+    return float(relative * x.scale * float(np.mean(weight.scale)) * spread)
+
+
+# --- strategy ---------------------------------------------------------------------------------
+
+def input_scales() -> st.SearchStrategy[float]:
+    """Activation and weight scales: powers of two (exact products) and ordinary values."""
+    return st.one_of(st.integers(-10, -2).map(lambda e: 2.0**e), st.floats(1e-3, 0.2))
+
+
+def out_scale_factors() -> st.SearchStrategy[float]:
+    """Relative output scales (see `output_scale`): mostly ordinary, 1 in 7 tiny (INT32_MIN)."""
+    ordinary = st.one_of(st.floats(0.25, 4.0), st.integers(-2, 2).map(lambda e: 2.0**e))
+    return st.one_of(ordinary, ordinary, ordinary, ordinary, ordinary, ordinary, st.sampled_from([1e-9, 1e-12]))
+
+
+@st.composite
+def structure(draw: st.DrawFn, path: str) -> dict:
+    """Channels, groups, kernel, stride, padding, dilation for a target path."""
+    if path == "depthwise":
+        groups = 8 * draw(st.integers(1, 5))
+        k = draw(st.sampled_from([3, 5, 7]))
+        return dict(in_channels=groups, out_channels=groups * draw(st.sampled_from([1, 2])), groups=groups,
+                    kernel=(k, k), stride=(draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2]))),
+                    padding=((k - 1) // 2,) * 2, dilation=(1, 1))
+    if path == "groupwise":
+        c_per_g = draw(st.sampled_from([2, 4, 8, 16]))
+        groups = groups_together(c_per_g) * draw(st.integers(1, 3))
+        s = draw(st.sampled_from([1, 2]))
+        return dict(in_channels=c_per_g * groups, out_channels=c_per_g * groups, groups=groups,
+                    kernel=(3, 3), stride=(s, s), padding=(1, 1), dilation=(1, 1))
+    if path == "pointwise":
+        groups = draw(st.sampled_from([1, 1, 2, 3]))
+        return dict(in_channels=groups * draw(st.integers(1, 48)), out_channels=groups * draw(st.integers(1, 48)),
+                    groups=groups, kernel=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1))
+    groups = draw(st.sampled_from([1, 1, 2, 3, 5]))
+    return dict(
+        in_channels=groups * draw(st.integers(1, 40)), out_channels=groups * draw(st.integers(1, 24)), groups=groups,
+        kernel=(draw(st.integers(1, 5)), draw(st.integers(1, 5))),
+        stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        padding=(draw(st.integers(0, 3)), draw(st.integers(0, 3))),
+        dilation=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+    )
+
+
+@st.composite
+def conv_cases(draw: st.DrawFn) -> ConvCase:
+    """A ConvCase on a drawn target path, asserting FBGEMM takes it.
+
+    The extra target "deep" is an im2col conv with K = 9 * 48..128, activations 200..255
+    with zero point 0 and extreme weights: |acc| > 2^24, where `f32(acc)` rounds.
+    """
+    target = draw(st.sampled_from(PATHS + ("deep",)))
+    deep = target == "deep"
+    if deep:
+        shape = dict(in_channels=draw(st.integers(48, 128)), out_channels=draw(st.integers(1, 20)), groups=1,
+                     kernel=(3, 3), stride=(2, 2), padding=(0, 0), dilation=(1, 1))
+    else:
+        shape = draw(structure(target))
+    kh, kw = shape["kernel"]
+    span = (shape["dilation"][0] * (kh - 1) + 1, shape["dilation"][1] * (kw - 1) + 1)
+    size = tuple(max(1, s - 2 * p) + draw(st.integers(0, 9)) for s, p in zip(span, shape["padding"]))
+    case = ConvCase(
+        batch=draw(st.integers(1, 2)), size=size, **shape,
+        act_scale=draw(input_scales()),
+        act_zero_point=0 if deep else draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 128, 129, 255]))),
+        act_kind="high" if deep else draw(st.sampled_from(ACT_KINDS)),
+        w_per_channel=draw(st.booleans()), w_scale=draw(input_scales()),
+        w_zero_point_kind=draw(st.sampled_from(["zero", "zero", "odd"])),
+        w_kind="extreme" if deep else draw(st.sampled_from(W_KINDS)),
+        bias_kind=draw(st.sampled_from(BIAS_KINDS)), out_scale_rel=draw(out_scale_factors()),
+        out_zero_point=draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 1, 127, 255]))),
+        relu=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)),
+    )
+    path = case.path()
+    if target not in ("im2col", "deep"):
+        assert path == target, f"{case!r} takes {path}, not {target}"
+    c_per_g = case.in_channels // case.groups
+    assume(not (path == "groupwise" and case.groups % groups_together(c_per_g)))  # FBGEMM defect, see module doc
+    return case
+
+
+# --- reference, torch, labels -------------------------------------------------------------------
+
+
+def effective_profile(case: ConvCase, profile: NumericsProfile) -> NumericsProfile:
+    """The profile torch really runs: under FBGEMM_ENABLE_INSTRUCTIONS emulation the groupwise
+    path still follows CPUID (its kernel and G_together)."""
+    emulated = bool(os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS")) and profile.cpu != HARDWARE_CPU
+    if emulated and case.path(HARDWARE_CPU) == "groupwise":
+        return NumericsProfile(profile.torch_release, HARDWARE_CPU, profile.engine)
+    return profile
+
+
+def reference(case: ConvCase, profile: NumericsProfile) -> QTensor:
+    x, weight, bias, out_scale = case.arrays()
+    return conv2d(x, weight, bias, case.stride, case.padding, case.dilation, case.groups,
+                  out_scale, case.out_zero_point, case.relu, effective_profile(case, profile))
+
+
+def oracle(case: ConvCase) -> QTensor:
+    x, weight, bias, out_scale = case.arrays()
+    packed = torch.ops.quantized.conv2d_prepack(
+        to_torch(weight), None if bias is None else torch.from_numpy(bias),
+        list(case.stride), list(case.padding), list(case.dilation), case.groups,
+    )
+    op = torch.ops.quantized.conv2d_relu if case.relu else torch.ops.quantized.conv2d
+    return from_torch(op(to_torch(x), packed, out_scale, case.out_zero_point))
+
+
+def saturating_pairs(case: ConvCase) -> int:
+    """How many u8 x s8 product pairs of the kernel's pairing exceed int16 (computed here
+    directly, independently of the reference): taps (kh, kw) on depthwise, K = (kh, kw, c)
+    per group elsewhere; padding reads a_zp."""
+    x, weight, _, _ = case.arrays()
+    kh, kw = case.kernel
+    (ph, pw), (sh, sw), (dh, dw) = case.padding, case.stride, case.dilation
+    a = np.pad(x.int_repr.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=x.zero_point)
+    oh = (a.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    ow = (a.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    taps = [a[:, :, r * dh : r * dh + sh * oh : sh, s * dw : s * dw + sw * ow : sw] for r in range(kh) for s in range(kw)]
+    cols = np.stack(taps, axis=2)  # (N, C, taps, OH, OW)
+    c_per_g, k_per_g = case.in_channels // case.groups, case.out_channels // case.groups
+    count = 0
+    for j in range(case.out_channels):
+        g = j // k_per_g
+        w = weight.int_repr[j].astype(np.int64)  # (c_per_g, kh, kw)
+        if case.path() == "depthwise":
+            seq_a = cols[:, j * case.in_channels // case.out_channels]  # (N, taps, OH, OW)
+            seq_w = w.reshape(-1)[None, :, None, None]
+        else:  # K order (kh, kw, c)
+            seq_a = cols[:, g * c_per_g : (g + 1) * c_per_g].transpose(0, 2, 1, 3, 4).reshape(cols.shape[0], -1, oh, ow)
+            seq_w = w.transpose(1, 2, 0).reshape(-1)[None, :, None, None]
+        products = seq_a * seq_w
+        pairs = products[:, 0 : products.shape[1] // 2 * 2 : 2] + products[:, 1 : products.shape[1] // 2 * 2 : 2]
+        count += int(np.count_nonzero((pairs > 32767) | (pairs < -32768)))
+    return count
+
+
+def label(case: ConvCase) -> Iterator[str]:
+    path = case.path()
+    yield path
+    yield "per-channel" if case.w_per_channel else "per-tensor"
+    yield f"bias-{case.bias_kind}"
+    if case.relu:
+        yield "relu"
+    if case.w_zero_point_kind == "odd":
+        yield "w-zp"
+    if case.out_scale_rel < 1e-6:
+        yield "tiny-out-scale"
+    if case.out_channels % 8:
+        yield "oc-tail"
+    if saturating_pairs(case):
+        yield f"sat-pairs-{path}"
+    if np.abs(exact_accumulator(case)).max() > 2**24:
+        yield "acc>2^24"
+
+
+def exact_accumulator(case: ConvCase) -> np.ndarray:
+    """sum (a - a_zp)(w - w_zp) by torch's float64 conv (exact: every partial sum < 2^53)."""
+    x, weight, _, _ = case.arrays()
+    a = torch.from_numpy(x.int_repr.astype(np.float64) - x.zero_point)
+    w_zp = np.asarray(weight.zero_point, np.float64).reshape(-1, 1, 1, 1) if weight.per_channel else weight.zero_point
+    w = torch.from_numpy(weight.int_repr.astype(np.float64) - w_zp)
+    acc = torch.nn.functional.conv2d(a, w, None, case.stride, case.padding, case.dilation, case.groups)
+    return acc.numpy()
+
+
+EXAMPLES = (
+    # Depthwise border saturation: a_zp 255 and positive weights; padding taps pair to 64770 -> 32767.
+    ConvCase(1, 8, 8, 8, (3, 3), (3, 3), (1, 1), (1, 1), (1, 1), 0.5, 255, "high", False, 0.25, "zero", "extreme",
+             "none", 1.0, 128, False, 7),
+    # The INT32_MIN pitfall on a GEMM path: a tiny output scale and huge bias.
+    ConvCase(1, 5, 3, 1, (4, 4), (3, 3), (1, 1), (1, 1), (1, 1), 0.25, 3, "uniform", True, 0.125, "zero", "uniform",
+             "huge", 1e-9, 200, True, 11),
+    # Depthwise per-tensor bias on ties: fma (2.13) vs multiply-then-add (2.14).
+    ConvCase(1, 16, 16, 16, (6, 5), (3, 3), (1, 1), (1, 1), (1, 1), 0.0173, 7, "uniform", False, 0.0119, "zero", "uniform",
+             "ties", 0.0625, 131, False, 3),
+)
+
+CHECK = register(
+    OpCheck(
+        name="conv2d",
+        op="quantized::conv2d",
+        cases=conv_cases(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+        budget=0.5,
+    )
+)

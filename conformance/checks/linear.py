@@ -1,0 +1,147 @@
+"""quantized::linear / linear_relu (fbgemm) against reference.ops.linear.
+
+The GEMM is `fbgemmPacked` with `PackAWithRowOffset`: exact int32 on AVX512-VNNI, int16
+saturation of adjacent K pairs without VNNI. Cases: any leading dims, K from 1 to ~1100
+(|acc| > 2^24 with high activations and extreme weights), output features that end in
+vector tails, per-tensor/per-channel weights with zero or odd zero points, bias kinds
+(none, normal, on requantization ties, huge/inf/NaN), tiny output scales, relu.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+from reference.ops import linear
+from reference.profile import NumericsProfile
+from reference.qtensor import QDtype, QTensor
+
+from ..oracles import from_torch, to_torch
+from . import OpCheck, register
+from .conv2d import (
+    ACT_KINDS,
+    BIAS_KINDS,
+    W_KINDS,
+    activation_ints,
+    bias_values,
+    input_scales,
+    out_scale_factors,
+    output_scale,
+    weight_tensor,
+)
+
+
+@dataclass(frozen=True)
+class LinearCase:
+    """A linear case: structure and qparams as drawn; arrays expand from `seed` (`arrays()`)."""
+
+    leading: tuple[int, ...]
+    in_features: int
+    out_features: int
+    act_scale: float
+    act_zero_point: int
+    act_kind: str
+    w_per_channel: bool
+    w_scale: float
+    w_zero_point_kind: str
+    w_kind: str
+    bias_kind: str
+    out_scale_rel: float
+    out_zero_point: int
+    relu: bool
+    seed: int
+
+    def arrays(self) -> tuple[QTensor, QTensor, Optional[np.ndarray], float]:
+        """(x, weight, bias, output_scale), deterministic for the case."""
+        rng = np.random.default_rng(self.seed)
+        ints = activation_ints(rng, self.leading + (self.in_features,), self.act_kind, self.act_zero_point)
+        x = QTensor(ints, self.act_scale, self.act_zero_point, QDtype.quint8)
+        shape = (self.out_features, self.in_features)
+        weight = weight_tensor(rng, shape, self.w_kind, self.w_per_channel, self.w_scale, self.w_zero_point_kind)
+        bias = bias_values(rng, self.out_features, self.bias_kind, x, weight)
+        return x, weight, bias, output_scale(self.out_scale_rel, x, weight, self.in_features)
+
+
+@st.composite
+def linear_cases(draw: st.DrawFn) -> LinearCase:
+    """A LinearCase; one in four is "deep" (K 600..1100, activations 200..255 with zero
+    point 0, extreme weights: |acc| > 2^24)."""
+    deep = draw(st.integers(0, 3)) == 0
+    return LinearCase(
+        leading=tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))),
+        in_features=draw(st.integers(600, 1100)) if deep else draw(st.one_of(st.integers(1, 64), st.integers(64, 1100))),
+        out_features=draw(st.integers(1, 80)),
+        act_scale=draw(input_scales()),
+        act_zero_point=0 if deep else draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 128, 129, 255]))),
+        act_kind="high" if deep else draw(st.sampled_from(ACT_KINDS)),
+        w_per_channel=draw(st.booleans()),
+        w_scale=draw(input_scales()),
+        w_zero_point_kind=draw(st.sampled_from(["zero", "zero", "odd"])),
+        w_kind="extreme" if deep else draw(st.sampled_from(W_KINDS)),
+        bias_kind=draw(st.sampled_from(BIAS_KINDS)),
+        out_scale_rel=draw(out_scale_factors()),
+        out_zero_point=draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 1, 127, 255]))),
+        relu=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+def reference(case: LinearCase, profile: NumericsProfile) -> QTensor:
+    x, weight, bias, out_scale = case.arrays()
+    return linear(x, weight, bias, out_scale, case.out_zero_point, case.relu, profile)
+
+
+def oracle(case: LinearCase) -> QTensor:
+    x, weight, bias, out_scale = case.arrays()
+    packed = torch.ops.quantized.linear_prepack(to_torch(weight), None if bias is None else torch.from_numpy(bias))
+    op = torch.ops.quantized.linear_relu if case.relu else torch.ops.quantized.linear
+    return from_torch(op(to_torch(x), packed, out_scale, case.out_zero_point))
+
+
+def label(case: LinearCase) -> Iterator[str]:
+    yield "per-channel" if case.w_per_channel else "per-tensor"
+    yield f"bias-{case.bias_kind}"
+    if case.relu:
+        yield "relu"
+    if case.w_zero_point_kind == "odd":
+        yield "w-zp"
+    if case.out_scale_rel < 1e-6:
+        yield "tiny-out-scale"
+    if case.out_features % 8:
+        yield "n-tail"
+    x, weight, _, _ = case.arrays()
+    a = x.int_repr.reshape(-1, case.in_features).astype(np.int64)
+    w = weight.int_repr.astype(np.int64)
+    pairs = case.in_features // 2 * 2
+    sums = a[:, None, 0:pairs:2] * w[None, :, 0:pairs:2] + a[:, None, 1:pairs:2] * w[None, :, 1:pairs:2]
+    if np.any((sums > 32767) | (sums < -32768)):
+        yield "sat-pairs"
+    w_zp = np.asarray(weight.zero_point, np.int64).reshape(-1, 1) if weight.per_channel else weight.zero_point
+    exact = (a - x.zero_point).astype(np.float64) @ (w - w_zp).astype(np.float64).T  # exact: |sum| < 2^53
+    if np.abs(exact).max(initial=0) > 2**24:
+        yield "acc>2^24"
+
+
+EXAMPLES = (
+    # Pair saturation without VNNI: 255 * 127 * 2 = 64770 -> 32767 per pair.
+    LinearCase((2,), 6, 3, 0.5, 0, "high", False, 0.25, "zero", "extreme", "normal", 1.0, 10, False, 5),
+    # INT32_MIN pitfall: tiny output scale; relu lower bound.
+    LinearCase((1, 3), 17, 9, 0.125, 129, "uniform", True, 0.0625, "odd", "uniform", "huge", 1e-9, 77, True, 9),
+)
+
+CHECK = register(
+    OpCheck(
+        name="linear",
+        op="quantized::linear",
+        cases=linear_cases(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+        budget=0.5,
+    )
+)
