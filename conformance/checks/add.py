@@ -1,0 +1,136 @@
+"""quantized::add / add_relu against reference.ops.add: 64-element vector blocks and scalar
+tails in memory order, at::parallel_for ranges with 1 and 2 threads, NCHW and channels_last,
+exact ties with odd zero points, and tiny output scales (int32 clamp and wrap)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+from reference.numerics import f32
+from reference.ops import add
+from reference.profile import NumericsProfile
+from reference.qtensor import MemoryFormat, QDtype, QTensor
+
+from ..oracles import from_torch, to_torch
+from ..strategies import int_values, tail_lengths, zero_points
+from ._pool_cases import EIGHT_BIT, qtensor_literal, scale_values, torch_threads
+from . import OpCheck, register
+
+GRAIN = 32768  # at::internal::GRAIN_SIZE: above it, 2 threads split the walk
+
+
+@dataclass(frozen=True)
+class AddCase:
+    """Operands, output qparams, relu and torch's thread count."""
+
+    a: QTensor
+    b: QTensor
+    scale: float
+    zero_point: int
+    relu: bool = False
+    threads: int = 1
+
+    def __repr__(self) -> str:
+        return (
+            f"AddCase(a={qtensor_literal(self.a)}, b={qtensor_literal(self.b)}, scale={self.scale!r}, "
+            f"zero_point={self.zero_point}, relu={self.relu}, threads={self.threads})"
+        )
+
+
+def reference(case: AddCase, profile: NumericsProfile) -> QTensor:
+    return add(case.a, case.b, case.scale, case.zero_point, case.relu, case.threads, profile)
+
+
+def oracle(case: AddCase) -> QTensor:
+    op = torch.ops.quantized.add_relu if case.relu else torch.ops.quantized.add
+    with torch_threads(case.threads):
+        return from_torch(op(to_torch(case.a), to_torch(case.b), case.scale, case.zero_point))
+
+
+@st.composite
+def _shape_and_format(draw: st.DrawFn) -> tuple[tuple[int, ...], MemoryFormat, int]:
+    kind = draw(st.sampled_from(("flat", "flat", "nd", "threads")))
+    if kind == "threads":  # two ranges, each ending in its own tail
+        return (GRAIN + draw(tail_lengths(GRAIN + 4096)),), MemoryFormat.contiguous, 2
+    if kind == "nd":
+        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+        return shape, draw(st.sampled_from(tuple(MemoryFormat))), draw(st.integers(1, 2))
+    return (draw(tail_lengths()),), MemoryFormat.contiguous, draw(st.integers(1, 2))
+
+
+@st.composite
+def _scales(draw: st.DrawFn) -> tuple[float, float, float]:
+    """(sa, sb, so): power-of-two scales with so coarser than the inputs give exact .5 ties
+    of `c * inv`; tiny output scales overflow int32 in the vector path."""
+    kind = draw(st.sampled_from(("ties", "ties", "any", "tiny")))
+    if kind == "ties":
+        ea, eb = draw(st.integers(-4, 2)), draw(st.integers(-4, 2))
+        return 2.0**ea, 2.0**eb, 2.0 ** (min(ea, eb) + draw(st.integers(1, 4)))
+    sa, sb = draw(scale_values()), draw(scale_values())
+    so = draw(st.floats(1e-12, 1e-8)) if kind == "tiny" else draw(scale_values())
+    return sa, sb, so
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> AddCase:
+    dtype = draw(st.sampled_from(EIGHT_BIT))
+    shape, memory_format, threads = draw(_shape_and_format())
+    sa, sb, so = draw(_scales())
+    za, zb, zo = draw(zero_points(dtype)), draw(zero_points(dtype)), draw(zero_points(dtype))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = int(np.prod(shape))
+    a = QTensor(int_values(rng, n, dtype, np.int64(za)).reshape(shape), sa, za, dtype, memory_format=memory_format)
+    b = QTensor(int_values(rng, n, dtype, np.int64(zb)).reshape(shape), sb, zb, dtype, memory_format=memory_format)
+    return AddCase(a, b, so, zo, draw(st.booleans()), threads)
+
+
+def label(case: AddCase) -> Iterator[str]:
+    n = case.a.int_repr.size
+    yield case.a.dtype.label
+    yield case.a.memory_format.value
+    if case.threads == 2 and n > GRAIN:
+        yield "2-thread-split"
+    elif n % 64:
+        yield "tail"
+    if case.relu:
+        yield "relu"
+    if case.zero_point % 2:
+        yield "odd-zp"
+    if case.scale < 1e-7:
+        yield "tiny-scale"
+    # exact ties of the scalar path's c * inv: where the rounding order shows
+    da = f32(np.float32(case.a.scale) * f32(case.a.int_repr.astype(np.int64) - case.a.zero_point))
+    db = f32(np.float32(case.b.scale) * f32(case.b.int_repr.astype(np.int64) - case.b.zero_point))
+    t = f32(f32(da + db) * f32(np.float32(1) / np.float32(case.scale)))
+    if np.any(np.isfinite(t) & (t - np.floor(t) == 0.5)):
+        yield "exact-tie"
+
+
+def _ones(n: int, scale: float = 1.0) -> QTensor:
+    return QTensor(np.ones((n,), np.uint8), scale, 0, QDtype.quint8)
+
+
+EXAMPLES = (
+    # 65 ties: a vector block (1 on both releases) and a scalar tail (2.13: 2, 2.14: 1).
+    AddCase(_ones(65), _ones(65), 4.0, 1),
+    # 255 + 0 at output scale 1e-9: vector min(2.55e11, 2147483520) + zp 200 wraps -> 0; tail 255.
+    AddCase(QTensor(np.full((65,), 255, np.uint8), 1.0, 0, QDtype.quint8),
+            QTensor(np.zeros((65,), np.uint8), 1.0, 0, QDtype.quint8), 1e-9, 200),
+)
+
+CHECK = register(
+    OpCheck(
+        name="add",
+        op="quantized::add",
+        cases=cases(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+    )
+)
