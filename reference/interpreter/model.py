@@ -10,7 +10,7 @@ import numpy as np
 
 from ..profile import NumericsProfile
 from .file_format import ModelFileError, decode_value, read_model_file
-from .kernels import KERNELS, RunContext, UnknownNodeKind
+from .kernels import KERNELS, RunContext, ScriptException, UnknownNodeKind
 
 class NodeError(RuntimeError):
     """A node failed while running; names the node kind and its source line."""
@@ -180,12 +180,16 @@ def _run_nodes(nodes: Sequence[Node], env: dict, context: RunContext, trace: Opt
             continue
         kernel = KERNELS.get(node.kind)
         if kernel is None:
-            raise UnknownNodeKind(f"node kind {node.kind!r} is not supported by the reference interpreter (source: {node.source or 'unknown'})")
+            raise UnknownNodeKind(
+                f"node kind {node.kind!r} is not supported by the reference interpreter (source: {node.source or 'unknown'})"
+            )
         args = [env[name] for name in node.inputs]
         try:
             results = kernel(args, context)
         except UnknownNodeKind as error:
             raise UnknownNodeKind(f"{error} (node {node.kind}, source: {node.source or 'unknown'})") from None
+        except ScriptException:
+            raise
         except Exception as error:
             raise NodeError(node, error) from error
         results = results if len(node.outputs) != 1 else (results,)

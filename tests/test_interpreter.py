@@ -1,0 +1,158 @@
+"""reference.load / reference.run: execution, traces, and clear errors. The model files
+here are written by hand with the file-format writer, so most of this runs without torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference
+from reference.interpreter import ModelFileError, NodeError, ScriptException, UnknownNodeKind
+from reference.interpreter.file_format import FORMAT_VERSION, _ArrayStore, encode_value, write_model_file
+
+
+def write(path, nodes, constants, inputs=(("x", [None, 4]),), outputs=("y",), profile=None):
+    store = _ArrayStore()
+    document = {
+        "format_version": FORMAT_VERSION,
+        "profile": profile or {"torch_release": "2.13", "cpu": "avx512_vnni", "engine": "fbgemm"},
+        "torch_version": "2.13.0",
+        "inputs": [{"name": name, "dtype": "float32", "shape": shape} for name, shape in inputs],
+        "outputs": list(outputs),
+        "constants": {name: encode_value(value, store) for name, value in constants.items()},
+        "nodes": nodes,
+    }
+    write_model_file(path, document, store)
+    return path
+
+
+def node(kind, inputs, outputs, source="model.py:7"):
+    return {"kind": kind, "inputs": list(inputs), "outputs": list(outputs), "source": source}
+
+
+QUANT_RELU = [
+    node("aten::quantize_per_tensor", ["x", "scale", "zp", "dtype"], ["q"]),
+    node("aten::relu", ["q"], ["r"]),
+    node("aten::dequantize", ["r"], ["y"]),
+]
+CONSTANTS = {"scale": 0.5, "zp": 3, "dtype": 13}
+
+
+def test_run_quantize_relu_dequantize_by_hand(tmp_path):
+    model = reference.load(write(tmp_path / "m.qsm", QUANT_RELU, CONSTANTS))
+    # scale 0.5, zp 3 (2.13: zp before rounding): x / 0.5 + 3 = [-1, 3, 4, 7.5] -> rne [-1, 3, 4, 8] -> clamp [0, 3, 4, 8]
+    # relu: max(q, 3) = [3, 3, 4, 8]; dequantize 0.5 * (q - 3) = [0, 0, 0.5, 2.5]
+    x = np.array([[-2.0, 0.0, 0.5, 2.25]], np.float32)
+    trace = {}
+    y = reference.run(model, x, trace=trace)
+    assert y.tolist() == [[0.0, 0.0, 0.5, 2.5]]
+    assert trace["q"].int_repr.tolist() == [[0, 3, 4, 8]] and trace["r"].int_repr.tolist() == [[3, 3, 4, 8]]
+    assert list(trace) == ["q", "r", "y"]
+    assert model.profile.name == "torch2.13-avx512_vnni-fbgemm"
+
+
+def test_profile_recorded_in_the_file_selects_the_arithmetic(tmp_path):
+    # x = 2.25 -> 4.5 in units of 0.5; zp 3. 2.13: rne(3 + 4.5) = rne(7.5) = 8; 2.14: rne(4.5) + 3 = 4 + 3 = 7
+    x = np.array([[2.25, 0, 0, 0]], np.float32)
+    old = reference.load(write(tmp_path / "a.qsm", QUANT_RELU, CONSTANTS))
+    new = reference.load(
+        write(tmp_path / "b.qsm", QUANT_RELU, CONSTANTS, profile={"torch_release": "2.14", "cpu": "avx2", "engine": "fbgemm"})
+    )
+    assert reference.run(old, x)[0, 0] == 2.5 and reference.run(new, x)[0, 0] == 2.0
+
+
+def test_trace_callable_sees_nodes_in_order(tmp_path):
+    model = reference.load(write(tmp_path / "m.qsm", QUANT_RELU, CONSTANTS))
+    seen = []
+    reference.run(model, np.zeros((1, 4), np.float32), trace=lambda n, name, value: seen.append((n.kind, name)))
+    assert seen == [("aten::quantize_per_tensor", "q"), ("aten::relu", "r"), ("aten::dequantize", "y")]
+
+
+def test_prim_if_and_raise(tmp_path):
+    nodes = [
+        node("aten::size", ["x"], ["sizes"]),
+        node("aten::len", ["sizes"], ["rank"]),
+        node("aten::gt", ["rank", "two"], ["ok"]),
+        {**node("prim::If", ["ok"], []), "blocks": [
+            {"inputs": [], "nodes": [], "outputs": []},
+            {"inputs": [], "nodes": [node("prim::RaiseException", ["message", "none"], [])], "outputs": []},
+        ]},
+        node("aten::relu", ["x"], ["y"]),
+    ]
+    constants = {"two": 2, "message": "AssertionError: ", "none": None}
+    path = write(tmp_path / "m.qsm", nodes, constants, inputs=(("x", None),))
+    model = reference.load(path)
+    assert reference.run(model, np.ones((1, 1, 1), np.float32)).shape == (1, 1, 1)
+    with pytest.raises(ScriptException, match="AssertionError"):
+        reference.run(model, np.ones((1, 1), np.float32))
+
+
+def test_unknown_node_kind_names_kind_and_source(tmp_path):
+    nodes = [node("aten::quantize_per_tensor", ["x", "scale", "zp", "dtype"], ["q"]),
+             node("quantized::softmax", ["q"], ["y"], source="net.py:42")]
+    model = reference.load(write(tmp_path / "m.qsm", nodes, CONSTANTS))
+    with pytest.raises(UnknownNodeKind, match=r"'quantized::softmax'.*net\.py:42"):
+        reference.run(model, np.zeros((1, 4), np.float32))
+
+
+def test_failing_node_is_named(tmp_path):
+    nodes = [node("aten::quantize_per_tensor", ["x", "scale", "zp", "dtype"], ["y"], source="net.py:3")]
+    model = reference.load(write(tmp_path / "m.qsm", nodes, {**CONSTANTS, "scale": -1.0}))
+    with pytest.raises(NodeError, match=r"aten::quantize_per_tensor \(source: net\.py:3\).*scale"):
+        reference.run(model, np.zeros((1, 4), np.float32))
+
+
+def test_wrong_inputs_are_refused(tmp_path):
+    model = reference.load(write(tmp_path / "m.qsm", QUANT_RELU, CONSTANTS))
+    with pytest.raises(TypeError, match="dtype float32, got float64"):
+        reference.run(model, np.zeros((1, 4)))
+    with pytest.raises(ValueError, match=r"shape \('any', 4\), got \(1, 5\)"):
+        reference.run(model, np.zeros((1, 5), np.float32))
+    with pytest.raises(ValueError, match="takes 1 input"):
+        reference.run(model, [np.zeros((1, 4), np.float32)] * 2)
+    with pytest.raises(TypeError, match="NumPy array"):
+        reference.run(model, [[0.0, 0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="missing"):
+        reference.run(model, {"z": np.zeros((1, 4), np.float32)})
+
+
+def test_not_a_model_file(tmp_path):
+    junk = tmp_path / "junk.qsm"
+    junk.write_bytes(b"not a zip at all")
+    with pytest.raises(ModelFileError, match="not a readable model file"):
+        reference.load(junk)
+
+
+def test_converted_torch_model_runs_bit_exactly(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.ao.quantization import get_default_qconfig, quantize_jit
+
+    from production.environment import fbgemm_engine
+    from production.export import export
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+            self.act = torch.nn.Hardswish()
+            self.fc = torch.nn.Linear(16, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.act(self.conv(x))
+            return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+    torch.manual_seed(1)
+    with fbgemm_engine():
+        converted = quantize_jit(
+            torch.jit.script(Net().eval()), {"": get_default_qconfig("fbgemm")},
+            lambda m, d: [m(x) for x in d], [[torch.randn(2, 3, 9, 9) for _ in range(2)]],
+        )
+        export(converted, tmp_path / "net.qsm")
+        x = torch.randn(3, 3, 9, 9)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            expected = converted(x).numpy()
+        finally:
+            torch.set_num_threads(previous)
+    assert np.array_equal(reference.run(reference.load(tmp_path / "net.qsm"), x.numpy()), expected)

@@ -1,0 +1,129 @@
+"""production.verify: node-by-node bit-exact comparison of torch and the interpreter, and
+the first-mismatch report with its single-node repro file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import reference  # noqa: E402
+from production.environment import fbgemm_engine  # noqa: E402
+from production.verify import verify  # noqa: E402
+from reference.interpreter import kernels  # noqa: E402
+from reference.qtensor import QTensor  # noqa: E402
+
+nn = torch.nn
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block with a strided 1x1 downsample shortcut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.conv1 = nn.Conv2d(16, 24, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(24, 24, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(24)
+        self.down = nn.Sequential(nn.Conv2d(16, 24, 1, stride=2, bias=False), nn.BatchNorm2d(24))
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        y = self.relu(y + self.down(x))
+        y = nn.functional.adaptive_avg_pool2d(y, 1)
+        return self.fc(torch.flatten(y, 1))
+
+
+class DepthwiseBlock(nn.Module):
+    """MobileNetV2 inverted residual: expand 1x1, depthwise 3x3 (ReLU6), project 1x1, add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        self.expand = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
+        self.depthwise = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
+        self.project = nn.Sequential(nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return x + self.project(self.depthwise(self.expand(x)))
+
+
+def _randomize_bn(module: nn.Module, generator: torch.Generator) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.2)
+
+
+def convert(module: nn.Module) -> torch.jit.ScriptModule:
+    from torch.ao.quantization import get_default_qconfig, quantize_jit
+
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    _randomize_bn(module, generator)
+    with fbgemm_engine():
+        scripted = torch.jit.script(module.eval())
+        data = [torch.randn(2, 3, 12, 12, generator=generator) for _ in range(3)]
+        return quantize_jit(scripted, {"": get_default_qconfig("fbgemm")}, lambda m, d: [m(x) for x in d], [data])
+
+
+def inputs(kind: str) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(5)
+    if kind == "random":
+        return torch.randn(2, 3, 12, 12, generator=generator)
+    # tie-heavy: multiples of 1/64 with halves, many of them exact ties after scaling
+    return (torch.randint(-128, 128, (2, 3, 12, 12), generator=generator).float() + 0.5) / 64
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"basic": convert(BasicBlock()), "depthwise": convert(DepthwiseBlock())}
+
+
+@pytest.mark.parametrize("name", ["basic", "depthwise"])
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_blocks_verify_bit_exactly_node_by_node(models, name, kind, tmp_path):
+    report = verify(models[name], inputs(kind), model_path=tmp_path / "m.qsm")
+    assert report.ok, report.format()
+    kinds = report.by_kind()
+    quantized = [c for c in report.checks if c.quantized]
+    assert len(quantized) >= 5 and sum(c.elements for c in quantized) > 5_000
+    assert "quantized::conv2d" in kinds or "quantized::conv2d_relu" in kinds
+    assert ("quantized::add_relu" if name == "basic" else "quantized::add") in kinds
+    if name == "depthwise":
+        assert "aten::hardtanh" in kinds or "aten::hardtanh_" in kinds
+    assert report.format().endswith("elements")
+
+
+def test_first_mismatch_is_reported_with_a_replayable_repro(models, tmp_path, monkeypatch):
+    original = kernels.KERNELS["quantized::add"]
+
+    def off_by_one(args, context):
+        out = original(args, context)
+        ints = np.array(out.int_repr, dtype=np.int64)
+        ints.flat[0] = (ints.flat[0] + 1) % 256
+        return QTensor(ints, out.scale, out.zero_point, out.dtype, memory_format=out.memory_format)
+
+    monkeypatch.setitem(kernels.KERNELS, "quantized::add", off_by_one)
+    report = verify(models["depthwise"], inputs("random"), model_path=tmp_path / "m.qsm")
+    assert not report.ok
+    first = report.first_mismatch
+    assert first.kind == "quantized::add" and first.mismatches == 1
+    assert any("scale=" in line and "zero_point=" in line for line in report.mismatch_inputs)
+    assert "MISMATCH: first at" in report.format()
+    repro = reference.load(report.repro_path)
+    assert [n.kind for n in repro.nodes] == ["quantized::add"]
+    expected = repro.constants[f"expected:{first.name}"]
+    replayed = reference.run(repro, [])
+    assert int(np.count_nonzero(replayed.int_repr != expected.int_repr)) == 1  # the bug replays
+    monkeypatch.setitem(kernels.KERNELS, "quantized::add", original)
+    assert np.array_equal(reference.run(repro, []).int_repr, expected.int_repr)  # fixed kernel matches torch
