@@ -10,12 +10,18 @@ by the reference interpreter (`reference.run`), whose per-node trace gives each 
 QTensor. The float side runs the float TorchScript model (frozen, so BN is folded into conv
 as it is before quantization) with every intermediate tensor added as a graph output.
 
+Layers are labelled with the float node's module path (`layer2.0.conv1`) when the float
+model was saved unfrozen (TorchScript drops module paths from saved frozen graphs), else
+with the int8 value name.
+
 Matching rule (graph position). Both graphs are the same program after inlining; quantize_jit
 only fuses ops and inserts (de)quantize nodes. So each graph becomes its sequence of *compute
 ops* in program order, with
 - `quantized::conv2d_relu` read as `conv2d, relu` (likewise every `*_relu` fused op),
   `quantized::X` read as `X`, in-place `X_` read as `X`;
-- quantize/dequantize and pure plumbing (`prim::*`, `aten::size`, ...) left out.
+- quantize/dequantize, pure plumbing (`prim::*`, `aten::size`, ...) and every node that
+  produces no tensor (scalar/list arithmetic such as `aten::len`, `aten::gt`, which
+  freezing and quantize_jit's constant propagation keep or fold differently) left out.
 The two sequences must then be equal op for op (else an error names the first position where
 they differ); the k-th int8 node is matched to the float value produced by the *last* op of
 its expansion (a fused conv+relu is compared after the ReLU) and its weight to the float
@@ -27,7 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping, Optional, Sequence
+import re
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -43,11 +53,15 @@ WEIGHTED = frozenset({"conv1d", "conv2d", "conv3d", "linear"})
 
 @dataclass(frozen=True)
 class GraphNode:
-    """One node of a TorchScript graph or of an exported model: kind and value names."""
+    """One graph node: kind, value names, whether it produces a tensor (scalar and list
+    arithmetic such as `aten::gt` or `aten::len` is not compared), and the module it came
+    from (e.g. "layer1.0.conv1"; empty when TorchScript no longer knows)."""
 
     kind: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    tensor: bool = True
+    scope: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class Match:
     float_value: str
     kind: str
     float_weight_node: Optional[int] = None
+    float_node: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class LayerError:
 
     name: str
     kind: str
-    position: int
+    position: int  # index of the node in the int8 graph (execution order)
     sqnr_db: float
     max_abs_error: float
     elements: int
@@ -91,8 +106,8 @@ def canonical_ops(kind: str) -> tuple[str, ...]:
 
 
 def _sequence(nodes: Sequence[GraphNode]) -> list[tuple[str, int]]:
-    """(canonical op, node index) for every compute op in program order."""
-    return [(op, index) for index, node in enumerate(nodes) for op in canonical_ops(node.kind)]
+    """(canonical op, node index) for every tensor-producing compute op in program order."""
+    return [(op, index) for index, node in enumerate(nodes) if node.tensor for op in canonical_ops(node.kind)]
 
 
 def align(
@@ -119,13 +134,13 @@ def align(
     matches: list[Match] = []
     cursor = 0
     for index, node in enumerate(int8_nodes):
-        ops = canonical_ops(node.kind)
+        ops = canonical_ops(node.kind) if node.tensor else ()
         if ops:
             first, last = float_ops[cursor][1], float_ops[cursor + len(ops) - 1][1]
             cursor += len(ops)
             for value, float_value in zip(node.outputs, float_nodes[last].outputs):
                 float_of[value] = float_value
-                matches.append(Match(index, value, float_value, node.kind, first if ops[0] in WEIGHTED else None))
+                matches.append(Match(index, value, float_value, node.kind, first if ops[0] in WEIGHTED else None, first))
         elif node.kind == QUANTIZE and node.inputs[0] in float_of:
             float_of[node.outputs[0]] = float_of[node.inputs[0]]
             matches.append(Match(index, node.outputs[0], float_of[node.inputs[0]], node.kind))
@@ -193,12 +208,6 @@ class InspectReport:
         return {"meta": self.meta, "activations": [row(e) for e in self.activations], "weights": [row(e) for e in self.weights]}
 
 
-def accumulate(errors: Mapping[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Concatenate per-batch (float, int8) pairs so SQNR is computed over all inputs at once."""
-    return {name: (np.concatenate([f.ravel() for f, _ in pairs]), np.concatenate([q.ravel() for _, q in pairs]))
-            for name, pairs in errors.items()}
-
-
 def plot_report(report: InspectReport, path: str, top: int = 40) -> None:
     """Horizontal bars of per-layer activation SQNR (graph order) and weight SQNR (matplotlib, lazily)."""
     import matplotlib
@@ -228,40 +237,48 @@ def _bars(axis, rows: Sequence[LayerError], label: str, color: str) -> None:
     axis.tick_params(axis="y", labelsize=7)
 
 
+
+
 # --- the float side: the float TorchScript model, every intermediate captured ----------------
 
 
-def torchscript_nodes(graph) -> tuple[list[str], list[GraphNode]]:
-    """A TorchScript graph's input names (without `self`) and its top-level nodes."""
-    inputs = [value.debugName() for value in graph.inputs()][1:]
-    nodes = [
-        GraphNode(node.kind(), tuple(v.debugName() for v in node.inputs()), tuple(v.debugName() for v in node.outputs()))
-        for node in graph.nodes()
-    ]
-    return inputs, nodes
+def module_path(hierarchy: str) -> str:
+    """`layer1(Sequential).0(BasicBlock).conv1(Conv2d).SELF(Conv2d)` -> `layer1.0.conv1`.
+
+    >>> module_path("layer1(Sequential).0(BasicBlock).UNKNOWN_INSTANCE(UNKNOWN_TYPE)")
+    'layer1.0'
+    """
+    parts = [re.sub(r"\(.*\)$", "", part) for part in re.split(r"\.(?![^(]*\))", hierarchy)]
+    return ".".join(p for p in parts if p and p not in ("SELF", "UNKNOWN_INSTANCE"))
 
 
 class FloatModel:
     """A float TorchScript model, frozen (BN folded into conv, as before quantization), whose
-    forward can also return every intermediate tensor."""
+    every intermediate tensor can be captured (`production.verify.capture_intermediates`)."""
 
-    def __init__(self, module) -> None:
+    def __init__(self, module: Any) -> None:
         import torch
 
         module = module.eval()
         self.module = torch.jit.freeze(module) if _has_state(module) else module
-        self.inputs, self.nodes = torchscript_nodes(self.module.graph)
-        self._capture, self._names = _capturing_function(self.module.graph)
+        graph = self.module.graph
+        self.inputs = [value.debugName() for value in graph.inputs()][1:]
+        self.nodes = [
+            GraphNode(n.kind(), tuple(v.debugName() for v in n.inputs()), tuple(v.debugName() for v in n.outputs()),
+                      any(isinstance(v.type(), torch._C.TensorType) for v in n.outputs()), module_path(n.getModuleHierarchy()))
+            for n in graph.nodes()
+        ]
 
     def activations(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Every tensor the forward computes (plus the inputs), by value name, as float arrays."""
+        """Every float tensor the forward computes (plus the inputs), by value name."""
         import torch
 
-        with torch.no_grad():
-            values = self._capture(self.module._c, *(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
-        captured = {name: value.numpy() for name, value in zip(self._names, values) if not value.is_quantized}
-        captured.update(zip(self.inputs, inputs))
-        return captured
+        from .verify import capture_intermediates
+
+        captured = capture_intermediates(self.module, [torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+        values = {name: value.numpy() for name, value in captured.items() if not value.is_quantized}
+        values.update(zip(self.inputs, inputs))
+        return values
 
     def weight(self, node_index: int) -> np.ndarray:
         """The constant weight (input 1) of a frozen conv/linear node."""
@@ -272,31 +289,119 @@ class FloatModel:
         return weight.detach().numpy()
 
 
-def _has_state(module) -> bool:
+def _has_state(module: Any) -> bool:
     return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
-def _capturing_function(graph):
-    """A function of (self, *inputs) returning every non-constant tensor of `graph` as a tuple,
-    and those tensors' names in `graph`.
+# --- the comparison ---------------------------------------------------------------------------
 
-    Works on a copy: gathers each node's tensor outputs into one TupleConstruct and makes that
-    the only output (a TorchScript function has a single output). The copy renumbers unnamed
-    values, so names are read from `graph`, pairing values by position.
-    """
-    import torch
 
-    def tensors(g):
-        return [value for node in g.nodes() if node.kind() != "prim::Constant" for value in node.outputs()
-                if isinstance(value.type(), torch._C.TensorType)]
+def int8_model(path: Union[str, Path], scratch: Path):
+    """The reference model of `path`: a portable model file as is, or a TorchScript int8
+    model exported (under the fbgemm engine) into `scratch` first."""
+    import reference
 
-    names = [value.debugName() for value in tensors(graph)]
-    graph = graph.copy()
-    values = tensors(graph)
-    while len(list(graph.outputs())):
-        graph.eraseOutput(0)
-    pack = graph.create("prim::TupleConstruct", values, 1)
-    graph.appendNode(pack)
-    pack.output().setType(torch._C.TupleType([value.type() for value in values]))
-    graph.registerOutput(pack.output())
-    return torch._C._create_function_from_graph("quantspec_capture", graph), names
+    from .compare import is_torchscript
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no int8 model file at {path}")
+    if not is_torchscript(path):
+        return reference.load(path)
+    from .export import export
+    from .io import load
+
+    return reference.load(export(load(path), scratch / f"{path.stem}.qsm"))
+
+
+def inspect(
+    int8: Union[str, Path],
+    float_model: Union[str, Path],
+    data_dir: Union[str, Path],
+    limit: int = 32,
+    batch_size: int = 32,
+    progress: bool = True,
+    plot: Optional[Union[str, Path]] = None,
+) -> InspectReport:
+    """The Numeric Suite report of `int8` (TorchScript or exported) against `float_model`
+    (TorchScript, ideally unfrozen) on `limit` images of the ImageFolder tree `data_dir`."""
+    from reference.interpreter import run
+
+    from .data import ImageFolder
+    from .io import load
+
+    with tempfile.TemporaryDirectory() as scratch:
+        qmodel = int8_model(int8, Path(scratch))
+    fmodel = FloatModel(load(float_model))
+    data = ImageFolder(data_dir, _transform_for_images(data_dir), limit=limit)
+    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    matches: list[Match] = []
+    for images, _ in data.batches(batch_size, progress, desc="numeric suite"):
+        trace: dict[str, Any] = {}
+        run(qmodel, images, trace=trace, num_threads=1)
+        matches = matches or align(_int8_nodes(qmodel, trace), fmodel.nodes, [s.name for s in qmodel.inputs], fmodel.inputs)
+        floats = fmodel.activations(images)
+        for index, match in enumerate(matches):
+            value = trace.get(match.int8_value, qmodel.constants.get(match.int8_value))
+            if _is_qtensor(value):
+                pairs[index].append((floats[match.float_value], _dequantized(value)))
+    activations = [_activation_error(matches[index], fmodel, chunks) for index, chunks in pairs.items()]
+    weights = [_weight_error(match, qmodel, fmodel) for match in matches if match.float_weight_node is not None]
+    meta = {"int8": str(int8), "float": str(float_model), "data_dir": str(data_dir), "images": len(data),
+            "profile": qmodel.profile.name, "title": f"{Path(int8).name} vs {Path(float_model).name}, {len(data)} images"}
+    report = InspectReport(worst_first(activations), worst_first(weights), meta)
+    if plot is not None:
+        plot_report(report, str(plot))
+    return report
+
+
+def _int8_nodes(qmodel: Any, trace: dict[str, Any]) -> list[GraphNode]:
+    """The exported model's nodes; which produce tensors is read off a run's trace."""
+    return [GraphNode(n.kind, n.inputs, n.outputs, any(_is_tensor(trace.get(name)) for name in n.outputs)) for n in qmodel.nodes]
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or _is_qtensor(value)
+
+
+def _is_qtensor(value: Any) -> bool:
+    from reference.qtensor import QTensor
+
+    return isinstance(value, QTensor)
+
+
+def _dequantized(value: Any) -> np.ndarray:
+    from reference.ops import dequantize
+
+    return dequantize(value)
+
+
+def _label(match: Match, fmodel: FloatModel) -> str:
+    scope = fmodel.nodes[match.float_node].scope if match.float_node is not None else ""
+    return scope or f"%{match.int8_value}"
+
+
+def _activation_error(match: Match, fmodel: FloatModel, chunks: list[tuple[np.ndarray, np.ndarray]]) -> LayerError:
+    reference = np.concatenate([f.ravel() for f, _ in chunks])
+    test = np.concatenate([q.ravel() for _, q in chunks])
+    if chunks[0][0].shape != chunks[0][1].shape:
+        raise ValueError(f"%{match.int8_value} ({match.kind}): float shape {chunks[0][0].shape} but int8 shape {chunks[0][1].shape}")
+    return layer_error(_label(match, fmodel), match.kind, match.int8_node, reference, test)
+
+
+def _weight_error(match: Match, qmodel: Any, fmodel: FloatModel) -> LayerError:
+    """Dequantized int8 weight (the packed weight the int8 node reads) vs the float weight."""
+    node = qmodel.nodes[match.int8_node]
+    packed = qmodel.constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+    if packed is None or not hasattr(packed, "weight"):
+        raise ValueError(f"int8 node %{match.int8_value} ({match.kind}) has no packed weight input")
+    weight = fmodel.weight(match.float_weight_node)
+    return layer_error(_label(match, fmodel), match.kind, match.int8_node, weight, _dequantized(packed.weight))
+
+
+def _transform_for_images(data_dir: Union[str, Path]):
+    """CIFAR-sized images (shorter side <= 64) are used as they are; larger ones get ImageNet's 256/224."""
+    from .data import ImageFolder, cifar_transform, imagenet_transform, read_image
+
+    first = ImageFolder(data_dir, cifar_transform(), limit=1).samples[0][0]
+    return cifar_transform() if min(read_image(first).size) <= 64 else imagenet_transform()
