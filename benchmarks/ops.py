@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from production.bridge import from_torch, to_torch  # noqa: E402
 from production.environment import detect_profile, fbgemm_engine  # noqa: E402
-from reference.ops import conv2d, conv_path, linear  # noqa: E402
+from reference.ops import adaptive_avg_pool2d, add, avg_pool2d, cat, conv2d, conv_path, linear, max_pool2d  # noqa: E402
+from reference.qtensor import MemoryFormat  # noqa: E402
 from reference.qtensor import QTensor  # noqa: E402
 
 Pair = tuple[Callable[[], QTensor], Callable[[], torch.Tensor]]
@@ -89,6 +90,41 @@ def linear_case(name: str, batch: int, k: int, n: int) -> BenchCase:
     return BenchCase(f"linear {name}", make)
 
 
+def add_case(name: str, shape: tuple[int, ...], channels_last: bool = False) -> BenchCase:
+    """quantized::add of two activations (the ResNet shortcut), one thread."""
+
+    def make(rng: np.random.Generator) -> Pair:
+        fmt = MemoryFormat.channels_last if channels_last else MemoryFormat.contiguous
+        a = QTensor(rng.integers(0, 128, shape).astype(np.uint8), 0.05, 3, "quint8", memory_format=fmt)
+        b = QTensor(rng.integers(0, 128, shape).astype(np.uint8), 0.04, 1, "quint8", memory_format=fmt)
+        ta, tb = to_torch(a), to_torch(b)
+        return (lambda: add(a, b, 0.1, 5, profile=PROFILE)), (lambda: torch.ops.quantized.add(ta, tb, 0.1, 5))
+
+    return BenchCase(f"add {name}{' NHWC' if channels_last else ''}", make)
+
+
+def pool_case(name: str, shape: tuple[int, ...], channels_last: bool, op: str) -> BenchCase:
+    """A pooling or cat benchmark on one activation (ResNet/MobileNet shapes)."""
+    calls = {
+        "max_pool2d": (lambda x: max_pool2d(x, 3, 2, 1), lambda t: torch.nn.functional.max_pool2d(t, 3, 2, 1)),
+        "avg_pool2d": (lambda x: avg_pool2d(x, 2, profile=PROFILE), lambda t: torch.nn.functional.avg_pool2d(t, 2)),
+        "adaptive_avg_pool2d": (
+            lambda x: adaptive_avg_pool2d(x, 1, PROFILE),
+            lambda t: torch.nn.functional.adaptive_avg_pool2d(t, 1),
+        ),
+        "cat": (lambda x: cat([x, x], 1, 0.1, 5, PROFILE), lambda t: torch.ops.quantized.cat([t, t], 1, 0.1, 5)),
+    }
+    reference_call, torch_call = calls[op]
+
+    def make(rng: np.random.Generator) -> Pair:
+        fmt = MemoryFormat.channels_last if channels_last else MemoryFormat.contiguous
+        x = QTensor(rng.integers(0, 128, shape).astype(np.uint8), 0.05, 3, "quint8", memory_format=fmt)
+        t = to_torch(x)
+        return (lambda: reference_call(x)), (lambda: torch_call(t))
+
+    return BenchCase(f"{op} {name}{' NHWC' if channels_last else ''}", make)
+
+
 PROFILE = detect_profile()
 
 CASES: list[BenchCase] = [
@@ -102,6 +138,15 @@ CASES: list[BenchCase] = [
     conv_case("depthwise 1x32x112x112 3x3 (MobileNet)", 1, 32, 112, 32, 3, 1, groups=32),
     conv_case("depthwise 1x144x56x56 3x3/2 (MobileNet)", 1, 144, 56, 144, 3, 2, groups=144),
     linear_case("1x512 -> 1000", 1, 512, 1000),
+    add_case("1x64x56x56", (1, 64, 56, 56)),
+    add_case("1x64x56x56", (1, 64, 56, 56), channels_last=True),
+    pool_case("1x64x112x112 3x3/2 pad 1", (1, 64, 112, 112), False, "max_pool2d"),
+    pool_case("1x64x112x112 3x3/2 pad 1", (1, 64, 112, 112), True, "max_pool2d"),
+    pool_case("1x64x56x56 2x2", (1, 64, 56, 56), False, "avg_pool2d"),
+    pool_case("1x64x56x56 2x2", (1, 64, 56, 56), True, "avg_pool2d"),
+    pool_case("1x512x7x7 -> 1x1", (1, 512, 7, 7), False, "adaptive_avg_pool2d"),
+    pool_case("1x512x7x7 -> 1x1", (1, 512, 7, 7), True, "adaptive_avg_pool2d"),
+    pool_case("2 x 1x64x28x28", (1, 64, 28, 28), True, "cat"),
 ]
 
 

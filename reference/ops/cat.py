@@ -85,7 +85,8 @@ def _nhwc_requantize(t: QTensor, out: QTensor, profile: NumericsProfile) -> np.n
         return t.int_repr  # std::memcpy
     q = t.int_repr.astype(np.int64)
     scale = np.float32(t.scale)  # `float curr_scale = scales[tidx]`
-    vector_x = fma32(scale, f32(q), f32(scale * -np.float32(t.zero_point)))
+    levels = np.arange(t.dtype.qmin, t.dtype.qmax + 1)  # fma per possible value, then looked up
+    vector_x = fma32(scale, f32(levels), f32(scale * -np.float32(t.zero_point)))[q - t.dtype.qmin]
     inv = f32(1.0 / np.float64(out.scale))  # `static_cast<float>(1.0 / scale)`
     vector = aten_vec_quantize_round_then_add_zp(vector_x, inv, out.zero_point, out.dtype)
     scalar_x = f32(scale * f32(q - t.zero_point))  # dequantize_val
