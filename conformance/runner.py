@@ -58,6 +58,7 @@ class CheckResult:
     cases: int = 0
     elements: int = 0
     informative: int = 0
+    vacuous_cases: int = 0
     mismatched_elements: int = 0
     seconds: float = 0.0
     labels: dict[str, int] = field(default_factory=dict)
@@ -167,7 +168,9 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
         result.cases += 1
         size = int(np.asarray(expected.int_repr if isinstance(expected, QTensor) else expected).size)
         result.elements += size
-        result.informative += check.count_informative(case, expected)
+        informative = check.count_informative(case, expected)
+        result.informative += informative
+        result.vacuous_cases += informative == 0
         labels.update(check.label(case))
         difference = compare_outputs(expected, actual, case)
         if difference is not None:
@@ -258,7 +261,9 @@ def run(
 
 # --- the table -------------------------------------------------------------------------------
 
-_COLUMNS = f"{'check':<28} {'status':<9} {'cases':>7} {'elements':>11} {'inform.':>7} {'mismatch':>8} {'sec':>7}  labels"
+_COLUMNS = (
+    f"{'check':<28} {'status':<9} {'cases':>7} {'vacuous':>7} {'elements':>11} {'inform.':>7} {'mismatch':>8} {'sec':>7}  labels"
+)
 
 
 def format_environment(run: RunResult) -> str:
@@ -273,7 +278,7 @@ def format_environment(run: RunResult) -> str:
 def format_row(check: CheckResult) -> str:
     labels = ", ".join(f"{k}:{v}" for k, v in check.labels.items())
     row = (
-        f"{check.name:<28} {check.status:<9} {check.cases:>7} {check.elements:>11} "
+        f"{check.name:<28} {check.status:<9} {check.cases:>7} {check.vacuous_cases:>7} {check.elements:>11} "
         f"{check.informative_fraction:>7.1%} {check.mismatched_elements:>8} {check.seconds:>7.1f}  {labels}"
     )
     if check.failure:

@@ -91,26 +91,37 @@ def qdtypes(dtypes: Sequence[QDtype] = ALL_QDTYPES) -> st.SearchStrategy[QDtype]
     return st.sampled_from(tuple(dtypes))
 
 
-def scales(allow_extreme: bool = True) -> st.SearchStrategy[float]:
-    """Positive double scales: powers of two (exact ties), ordinary values, tiny and huge.
+COMMON_SCALES = st.one_of(
+    st.integers(-24, 24).map(lambda e: 2.0**e),  # exact ties
+    st.floats(1e-4, 1e2).filter(lambda s: s > 0),
+    st.floats(1e-3, 1.0).map(lambda s: float(np.float32(s))),  # already a float32 value
+)
+EXTREME_SCALES = st.one_of(
+    st.integers(-149, 127).map(lambda e: 2.0**e),
+    st.floats(1e-45, 1e-30),  # float32 subnormal / tiny: 1/float(scale) may overflow
+    st.floats(1e30, 3.4e38),
+    st.sampled_from([1e-46, 1e-300, 1e39, 1e300]),  # float(scale) is 0 or inf
+)
 
-    `allow_extreme` adds float32 subnormals and values whose float32 narrowing is 0 or
-    inf: torch accepts them (1/float(scale) becomes inf or 0).
+
+def scales(extreme: Optional[bool] = None) -> st.SearchStrategy[float]:
+    """Positive double scales (torch stores double, kernels mostly read float(scale)).
+
+    extreme=False: powers of two 2^-24..2^24 (exact ties), ordinary values, float32 values.
+    extreme=True: 2^-149..2^127, float32-tiny and huge values, and doubles whose float32
+    narrowing is 0 or inf (torch accepts them; 1/float(scale) becomes inf or 0).
+    None: mostly ordinary. Below ~2.9e-39 every output saturates, which tests one edge
+    and informs about nothing else, so checks draw extreme scales for small arrays only.
     """
-    common = st.one_of(
-        st.integers(-24, 24).map(lambda e: 2.0**e),
-        st.floats(1e-4, 1e2).filter(lambda s: s > 0),
-        st.floats(1e-3, 1.0).map(lambda s: float(np.float32(s))),  # already a float32 value
-    )
-    if not allow_extreme:
-        return common
-    extreme = st.one_of(
-        st.integers(-149, 127).map(lambda e: 2.0**e),
-        st.floats(1e-45, 1e-30),
-        st.floats(1e30, 3.4e38),
-        st.sampled_from([1e-46, 1e-300, 1e39, 1e300]),  # float(scale) is 0 or inf
-    )
-    return st.one_of(common, common, common, extreme)
+    if extreme is None:
+        return mostly(COMMON_SCALES, EXTREME_SCALES, 6)
+    return EXTREME_SCALES if extreme else COMMON_SCALES
+
+
+def mostly(common: st.SearchStrategy, rare: st.SearchStrategy, times: int) -> st.SearchStrategy:
+    """`common` about `times` times as often as `rare`. (`one_of` drops repeated branches,
+    so each copy is a distinct identity map.)"""
+    return st.one_of(*[common.map(lambda v: v) for _ in range(times)], rare)
 
 
 def zero_points(dtype: QDtype) -> st.SearchStrategy[int]:
@@ -127,10 +138,10 @@ def zero_points(dtype: QDtype) -> st.SearchStrategy[int]:
 
 
 @st.composite
-def qparams(draw: st.DrawFn, dtypes: Sequence[QDtype] = ALL_QDTYPES, allow_extreme: bool = True) -> QParams:
-    """A dtype with a scale and zero point valid for it."""
+def qparams(draw: st.DrawFn, dtypes: Sequence[QDtype] = ALL_QDTYPES, extreme: Optional[bool] = None) -> QParams:
+    """A dtype with a scale (see `scales` for `extreme`) and a zero point valid for it."""
     dtype = draw(qdtypes(dtypes))
-    return QParams(draw(scales(allow_extreme)), draw(zero_points(dtype)), dtype)
+    return QParams(draw(scales(extreme)), draw(zero_points(dtype)), dtype)
 
 
 # --- shapes ------------------------------------------------------------------------------
@@ -141,12 +152,13 @@ def tail_lengths(max_elements: int = MAX_ELEMENTS) -> st.SearchStrategy[int]:
     return st.builds(lambda m, r: max(1, 64 * m + r), st.integers(0, max_elements // 64 - 1), st.integers(0, 63))
 
 
-def shapes(min_dims: int = 1, max_dims: int = 4) -> st.SearchStrategy[tuple[int, ...]]:
-    """Array shapes: 1-d tail-hitting lengths (up to MAX_ELEMENTS) or n-d shapes with at
-    most MAX_ND_ELEMENTS elements."""
-    flat = tail_lengths(MAX_ELEMENTS).map(lambda n: (n,))
+def shapes(min_dims: int = 1, max_dims: int = 4, max_elements: int = MAX_ELEMENTS) -> st.SearchStrategy[tuple[int, ...]]:
+    """Array shapes: 1-d tail-hitting lengths (up to `max_elements`) or n-d shapes with at
+    most min(MAX_ND_ELEMENTS, max_elements) elements."""
+    flat = tail_lengths(max_elements).map(lambda n: (n,))
+    nd_limit = min(MAX_ND_ELEMENTS, max_elements)
     nd = hnp.array_shapes(min_dims=max(min_dims, 1), max_dims=max_dims, min_side=1, max_side=24).filter(
-        lambda s: int(np.prod(s)) <= MAX_ND_ELEMENTS
+        lambda s: int(np.prod(s)) <= nd_limit
     )
     return st.one_of(flat, nd) if min_dims <= 1 else nd
 
