@@ -69,8 +69,14 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """Bit-exact: every captured value equal."""
+        """Bit-exact: every captured value equal, quantized and float."""
         return all(check.equal for check in self.checks)
+
+    @property
+    def quantized_ok(self) -> bool:
+        """Every quantized intermediate bit-exact (float-island values may still differ:
+        torch's float conv/linear sum in BLAS order, see reference.ops.float_ops)."""
+        return all(check.equal for check in self.checks if check.quantized)
 
     def by_kind(self) -> dict[str, tuple[int, int, int]]:
         """node kind -> (values checked, elements compared, mismatching values)."""
@@ -87,8 +93,15 @@ class VerifyReport:
         lines = [f"profile {self.profile}"]
         for kind, (values, elements, bad) in self.by_kind().items():
             lines.append(f"{kind:32s} {values:5d} values {elements:10d} elements  {'OK' if not bad else f'{bad} MISMATCHING'}")
+        quantized = [c for c in self.checks if c.quantized]
+        float_bad = sorted({c.kind for c in self.checks if not c.quantized and not c.equal})
         if self.ok:
             lines.append(f"bit-exact: {len(self.checks)} values, {sum(c.elements for c in self.checks)} elements")
+        elif self.quantized_ok:
+            lines.append(
+                f"quantized values bit-exact ({len(quantized)} values, {sum(c.elements for c in quantized)} elements); "
+                f"float values differ at {', '.join(float_bad)}: NOT bit-exact"
+            )
         else:
             first = self.first_mismatch
             assert first is not None
