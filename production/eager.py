@@ -18,7 +18,9 @@ How the shortcut and the add are quantized, and why it matters for comparing wit
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+import contextlib
+import warnings
+from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +29,14 @@ from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QuantStub, convert, fuse_modules, get_default_qconfig, prepare
 
 from .environment import fbgemm_engine
+from .quantize import known_deprecations_silenced
 
-# The CIFAR ResNets by depth: depth = 6n + 2 with n BasicBlocks per stage.
-CIFAR_RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
+# torch marks the eager and FX quantization APIs deprecated (in favour of torchao); the
+# warning, by message, is silenced inside our calls only.
+AO_DEPRECATION = r"torch\.ao\.quantization is deprecated"
+
+# The zoo's CIFAR ResNets (production.zoo names) by depth: depth = 6n + 2, n blocks per stage.
+CIFAR_RESNET_DEPTHS = {"cifar_resnet20": 20, "cifar_resnet56": 56}
 
 
 class OptionAShortcut(nn.Module):
@@ -87,8 +94,8 @@ class QuantizableCifarResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(self.quant(x))))
         out = self.layer3(self.layer2(self.layer1(out)))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.dequant(self.linear(out))
+        out = F.avg_pool2d(out, out.size(3))  # as the float model: quantized avg_pool2d, input qparams
+        return self.dequant(self.linear(out.view(out.size(0), -1)))
 
     def fuse(self) -> None:
         """Fold every BN into its conv and fuse the following ReLU (eval mode only)."""
@@ -120,14 +127,23 @@ def quantizable_copy(arch: str, state_dict: Mapping[str, torch.Tensor]) -> Quant
     return model.eval()
 
 
+@contextlib.contextmanager
+def ao_deprecations_silenced() -> Iterator[None]:
+    """torch's known deprecation messages plus the eager/FX API deprecation, ignored in the block."""
+    with known_deprecations_silenced(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=AO_DEPRECATION)
+        yield
+
+
 def quantize_eager(
     model: QuantizableCifarResNet, calibrate: Callable[[nn.Module, Iterable], None], calibrate_args: Iterable
 ) -> nn.Module:
     """Eager PTQ as in torch's tutorial: fuse, default fbgemm qconfig, prepare, calibrate, convert.
 
-    Runs under the fbgemm engine (prepack happens in `convert`); `model` is modified in place.
+    Runs under the fbgemm engine (prepack happens in `convert`) with torch's known deprecation
+    warnings silenced; `model` is modified in place.
     """
-    with fbgemm_engine():
+    with ao_deprecations_silenced(), fbgemm_engine():
         model.eval()
         model.fuse()
         model.qconfig = get_default_qconfig("fbgemm")
