@@ -10,41 +10,51 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import INT16_MAX, INT16_MIN, saturate_int16
+from ..numerics import saturate_int16
 
 # float32 represents every integer of magnitude <= 2^24 exactly.
 _F32_EXACT = 2**24
 
 
-def exact_centered_matmul(a: np.ndarray, a_zero_point: int, w: np.ndarray, w_zero_point: np.ndarray) -> np.ndarray:
-    """`sum_k (a[g, i, k] - a_zp) * (w[g, k, j] - w_zp[g, j])` exactly, as int64.
+def centered_bound(values: np.ndarray, zero_point: int) -> int:
+    """max |values - zero_point| (0 for an empty array)."""
+    if values.size == 0:
+        return 0
+    return max(abs(int(values.max()) - zero_point), abs(int(values.min()) - zero_point))
+
+
+def centered_f32(values: np.ndarray, zero_point: np.typing.ArrayLike) -> np.ndarray:
+    """`values - zero_point` as float32 in one pass (exact: |difference| <= 255 + 128)."""
+    out = np.empty(values.shape, dtype=np.float32)
+    np.subtract(values, np.asarray(zero_point, dtype=np.float32), out=out, casting="unsafe")
+    return out
+
+
+def exact_matmul(a: np.ndarray, w: np.ndarray, a_bound: int) -> np.ndarray:
+    """`sum_k a[g, i, k] * w[g, k, j]` of integer-valued float32 operands, exactly, as int64.
 
     Args:
-        a: uint8 activations, shape (G, M, K) (one GEMM per group).
-        a_zero_point: the activation zero point.
-        w: int8 weights, shape (G, K, N).
-        w_zero_point: int64 weight zero points, shape (G, N) (per output channel).
+        a: centered activations `a - a_zp` as float32, shape (G, M, K) (one GEMM per group).
+        w: centered weights `w - w_zp` as float32, shape (G, K, N).
+        a_bound: an upper bound of |a| (from the raw tensor: cheaper than scanning `a`).
 
     Exactness (TFLite-style argument): every term is an integer with
-    |term| <= amax * wmax, where amax = max |a - a_zp| and wmax = max |w - w_zp| over the
-    data. BLAS sums in float32 in any order and may fuse multiply-adds, but every partial
-    sum it forms is a sum of at most `chunk` terms, so |partial| <= chunk * amax * wmax.
+    |term| <= amax * wmax, where amax = a_bound and wmax = max |w| over the data.
+    BLAS sums in float32 in any order and may fuse multiply-adds, but every partial sum
+    it forms is a sum of at most `chunk` terms, so |partial| <= chunk * amax * wmax.
     With chunk = floor((2^24 - 1) / (amax * wmax)) that is < 2^24, where float32 holds
     every integer: no product or addition ever rounds. Each K-chunk result is then an
-    exact integer, and the chunks are added in int64.
+    exact integer, and the chunks are added in int64 (|total| <= K * 255 * 255 < 2^63).
     """
-    a_c = a.astype(np.float32) - np.float32(a_zero_point)
-    w_c = w.astype(np.float32) - w_zero_point[:, None, :].astype(np.float32)
-    amax = float(np.abs(a_c).max(initial=0.0))
-    wmax = float(np.abs(w_c).max(initial=0.0))
+    amax = float(a_bound)
+    wmax = float(np.abs(w).max(initial=0.0))
     depth = a.shape[2]
-    total = np.zeros((a.shape[0], a.shape[1], w.shape[2]), dtype=np.int64)
     if amax == 0.0 or wmax == 0.0 or depth == 0:
-        return total
+        return np.zeros((a.shape[0], a.shape[1], w.shape[2]), dtype=np.int64)
     chunk = max(1, int((_F32_EXACT - 1) // (amax * wmax)))
-    for start in range(0, depth, chunk):
-        partial = np.matmul(a_c[:, :, start : start + chunk], w_c[:, start : start + chunk, :])
-        total += partial.astype(np.int64)
+    total = np.matmul(a[:, :, :chunk], w[:, :chunk, :]).astype(np.int64)
+    for start in range(chunk, depth, chunk):
+        total += np.matmul(a[:, :, start : start + chunk], w[:, start : start + chunk, :]).astype(np.int64)
     return total
 
 
@@ -87,10 +97,3 @@ def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:
         if excess.any():
             correction[g][np.ix_(r, c)] += excess
     return correction
-
-
-def saturated_pair_sum(products0: np.ndarray, products1: np.ndarray) -> np.ndarray:
-    """`sat16(p0 + p1)` of two int32 product arrays (one `vpmaddubsw` lane), as int32."""
-    pair = products0 + products1
-    np.clip(pair, INT16_MIN, INT16_MAX, out=pair)
-    return pair

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..numerics import cvt_rne, f32, fma32, ieee_float_ops, saturate_int16, saturate_uint8
+from ..numerics import INT16_MAX, INT16_MIN, cvt_rne, f32, fma32, ieee_float_ops
 from ._validate import as_float32_array
 
 
@@ -90,22 +90,27 @@ def requantize_u8acc32(
     with ieee_float_ops():  # huge/NaN biases and extreme scales give inf/NaN, as on the CPU
         if bias is not None:
             xf = _add_bias(xf, bias, params, per_tensor_bias_fma)
-        rounded = cvt_rne(f32(xf * params.multiplier))
-    packed = saturate_int16(saturate_int16(rounded) + output_zero_point)  # packs_epi32, adds_epi16
-    out = saturate_uint8(packed)  # packus_epi16
+        np.multiply(xf, params.multiplier, out=xf)  # mul_ps: float32 x float32, one rounding
+        rounded = cvt_rne(xf)
+    # The integer tail in place on int32 (each clip is `saturate_int16`/`saturate_uint8`
+    # without their int64 copies: these arrays are as large as the output).
+    np.clip(rounded, INT16_MIN, INT16_MAX, out=rounded)  # packs_epi32
+    rounded += np.int32(output_zero_point)  # adds_epi16: |sum| < 2^16, no int32 overflow ...
+    np.clip(rounded, INT16_MIN, INT16_MAX, out=rounded)  # ... then its int16 saturation
     lower = output_zero_point if relu else 0
-    return np.maximum(out, lower).astype(np.uint8)  # max_epu8 (min with 255 is a no-op after packus)
+    np.clip(rounded, lower, 255, out=rounded)  # packus_epi16 (0..255), max_epu8 with relu ? zp : 0
+    return rounded.astype(np.uint8)
 
 
 def _add_bias(xf: np.ndarray, bias: np.ndarray, params: RequantParams, fused: bool) -> np.ndarray:
     """The float bias step of `requantize_u8acc32` (see there for the formulas)."""
     if params.per_channel:
-        return f32(xf + f32(bias / params.act_times_w_scale))
+        return np.add(xf, f32(bias / params.act_times_w_scale), out=xf)  # add_ps: one float32 rounding
     # Per-tensor: one reciprocal, formed in double (`1.0 / act_times_w_scale[0]`).
     rcp = f32(1.0 / params.act_times_w_scale[:1].astype(np.float64))
     if fused:
         return fma32(bias, rcp, xf)
-    return f32(xf + f32(bias * rcp))
+    return np.add(xf, f32(bias * rcp), out=xf)  # add_ps: one float32 rounding
 
 
 def checked_bias(bias: np.ndarray | None, out_channels: int) -> np.ndarray | None:

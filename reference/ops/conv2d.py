@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..numerics import wrap_int32
+from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import exact_centered_matmul, pair_saturation_correction, saturated_pair_sum
+from ._gemm import centered_bound, centered_f32, exact_matmul, pair_saturation_correction
 from ._registry import register_op
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
@@ -204,13 +204,16 @@ def _gemm_acc(
     batch = padded.shape[0]
     out_channels, c_per_g, kh, kw = weight.shape
     k_per_g = out_channels // groups
-    cols = _im2col(padded, (kh, kw), stride, dilation, out_hw)  # (N, OH, OW, kh, kw, C)
-    rows = batch * out_hw[0] * out_hw[1]
-    a = cols.reshape(rows, kh, kw, groups, c_per_g).transpose(3, 0, 1, 2, 4).reshape(groups, rows, kh * kw * c_per_g)
-    w = weight.reshape(groups, k_per_g, c_per_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * c_per_g, k_per_g)
-    total = exact_centered_matmul(a, a_zp, w, w_zp.reshape(groups, k_per_g))
+    rows, depth = batch * out_hw[0] * out_hw[1], kh * kw * c_per_g
+    windows = _im2col(padded, (kh, kw), stride, dilation, out_hw)  # (N, OH, OW, kh, kw, C) view
+    by_group = windows.reshape(windows.shape[:5] + (groups, c_per_g)).transpose(5, 0, 1, 2, 3, 4, 6)
+    w_by_group = weight.reshape(groups, k_per_g, c_per_g, kh, kw).transpose(0, 3, 4, 2, 1)  # (G, kh, kw, c, K/G)
+    a_centered = centered_f32(by_group, a_zp).reshape(groups, rows, depth)  # one pass from the view
+    w_centered = centered_f32(w_by_group, w_zp.reshape(groups, 1, 1, 1, k_per_g)).reshape(groups, depth, k_per_g)
+    total = exact_matmul(a_centered, w_centered, centered_bound(padded, a_zp))
     if profile.gemm_pairs_saturate:
-        total += pair_saturation_correction(a, w)
+        raw_a = np.ascontiguousarray(by_group).reshape(groups, rows, depth)
+        total += pair_saturation_correction(raw_a, w_by_group.reshape(groups, depth, k_per_g))
     acc = wrap_int32(total)  # (G, rows, K/G): vpaddd/vpsubd wrap-around
     return acc.transpose(1, 0, 2).reshape(batch, out_hw[0], out_hw[1], out_channels)
 
@@ -228,7 +231,8 @@ def _depthwise_acc(
     `S = sum over tap pairs sat16(a_t0 w_t0 + a_t1 w_t1)` on raw values (padding reads
     a_zp), then `acc = S - a_zp * sum_t w - w_zp * sum_t a + taps * a_zp * w_zp`, all
     int32 (`requantize_` subtracts `a_zp * col_offsets` and `row_offsets * w_zp`).
-    |S| <= 25 * 32768 fits int32, so the pair sums accumulate without wrapping.
+    |S| <= 25 * 32768 fits int32, so the pair sums accumulate without wrapping. A pair
+    is clipped only if it can leave int16: max(a) * max_c(|w_t0| + |w_t1|) > 32767.
     """
     out_channels, _, kh, kw = weight.shape
     if out_channels != padded.shape[3]:  # OC = 2C: output channel j reads input channel j // 2
@@ -239,17 +243,28 @@ def _depthwise_acc(
         for s in range(kw)
     ]
     w_taps = weight.reshape(out_channels, kh * kw).T.astype(np.int32)  # (taps, OC), row-major taps
+    a_max = int(padded.max(initial=0))
     total = np.zeros(taps[0].shape, dtype=np.int32)
-    row_sum = np.zeros(taps[0].shape, dtype=np.int32)
+    pair = np.empty_like(total)
+    second = np.empty_like(total)
     for t in range(0, len(taps), 2):
-        p0 = taps[t].astype(np.int32) * w_taps[t]
-        p1 = taps[t + 1].astype(np.int32) * w_taps[t + 1] if t + 1 < len(taps) else np.zeros_like(p0)
-        total += saturated_pair_sum(p0, p1)
-    for tap in taps:
-        row_sum += tap
+        np.multiply(taps[t], w_taps[t], out=pair)  # u8 x s8 products (vpmaddubsw lanes)
+        if t + 1 < len(taps):
+            np.multiply(taps[t + 1], w_taps[t + 1], out=second)
+            pair += second
+            if a_max * int((np.abs(w_taps[t]) + np.abs(w_taps[t + 1])).max()) > INT16_MAX:
+                np.clip(pair, INT16_MIN, INT16_MAX, out=pair)  # saturate_int16, in place
+        total += pair
+    # Per-channel constant terms, wrapped once; the int32 array arithmetic below wraps
+    # like vpaddd/vpsubd/vpmulld.
     col_sum = w_taps.sum(axis=0, dtype=np.int64)
-    exact_terms = -a_zp * col_sum + len(taps) * a_zp * w_zp  # per channel
-    return wrap_int32(total.astype(np.int64) - w_zp * row_sum.astype(np.int64) + exact_terms)
+    total += wrap_int32(len(taps) * a_zp * w_zp - a_zp * col_sum)
+    if np.any(w_zp):  # row offsets (sum of the window's activations) only matter then
+        row_sum = np.zeros(taps[0].shape, dtype=np.int32)
+        for tap in taps:
+            row_sum += tap
+        total -= wrap_int32(w_zp) * row_sum
+    return total
 
 
 def _im2col(

@@ -7,7 +7,7 @@ import numpy as np
 from ..numerics import wrap_int32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import exact_centered_matmul, pair_saturation_correction
+from ._gemm import centered_bound, centered_f32, exact_matmul, pair_saturation_correction
 from ._registry import register_op
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
@@ -51,11 +51,11 @@ def linear(
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
 
     rows = x.int_repr.reshape(1, -1, in_features)  # (G=1, M, K)
-    w_kn = weight.int_repr.T[None]  # (1, K, N)
-    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))[None]
-    total = exact_centered_matmul(rows, x.zero_point, w_kn, w_zp)
+    w_zp = np.asarray(weight.zero_point).reshape(-1, 1)  # per row of w (a scalar broadcasts too)
+    a_bound = centered_bound(rows, x.zero_point)
+    total = exact_matmul(centered_f32(rows, x.zero_point), centered_f32(weight.int_repr, w_zp).T[None], a_bound)
     if profile.gemm_pairs_saturate:
-        total += pair_saturation_correction(rows, w_kn)
+        total += pair_saturation_correction(rows, weight.int_repr.T[None])
     acc = wrap_int32(total[0])  # vpaddd/vpsubd wrap-around
 
     params = requant_params(x.scale, weight.scale, out.scale, out_features)
