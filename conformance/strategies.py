@@ -50,7 +50,10 @@ MAX_ELEMENTS = 16384
 MAX_ND_ELEMENTS = 4096
 
 
-def format_array(values: np.ndarray, limit: int = 64) -> str:
+FORMAT_LIMIT = 64  # arrays up to this size print their values
+
+
+def format_array(values: np.ndarray, limit: int = FORMAT_LIMIT) -> str:
     """`np.array([...], dtype=np.float32)` text that round-trips exactly (or a summary if large)."""
     values = np.asarray(values)
     dtype = f"np.{values.dtype.name}"
@@ -170,7 +173,8 @@ def shapes(min_dims: int = 1, max_dims: int = 4, max_elements: int = MAX_ELEMENT
 class FloatArrayCase:
     """A float32 array drawn for given qparams (one per channel when `axis` is set).
 
-    `x` is the array itself; the other fields say how it was made.
+    `x` is the array itself; `mix`, `seed` and `pinned` say how it was made (see
+    `from_seed`). A case written by hand leaves them at their defaults.
     """
 
     x: np.ndarray
@@ -182,15 +186,49 @@ class FloatArrayCase:
     seed: int = 0
     pinned: tuple[float, ...] = field(default=())
 
+    @classmethod
+    def from_seed(
+        cls,
+        shape: tuple[int, ...],
+        scale: float | np.ndarray,
+        zero_point: int | np.ndarray,
+        dtype: QDtype,
+        axis: Optional[int] = None,
+        mix: str = "mixed",
+        seed: int = 0,
+        pinned: Sequence[float] = (),
+    ) -> "FloatArrayCase":
+        """Rebuild a drawn case exactly: the bulk from `tie_rich_values(seed)`, then the
+        `pinned` values at seed-chosen positions."""
+        n = int(np.prod(shape))
+        if axis is None:
+            scale_flat, zp_flat = np.full(n, scale, np.float64), np.full(n, zero_point, np.int64)
+        else:
+            scale_flat = _per_element(_column(np.asarray(scale, np.float64), len(shape), axis), shape)
+            zp_flat = _per_element(_column(np.asarray(zero_point, np.int64), len(shape), axis), shape)
+        rng = np.random.default_rng(seed)
+        values = tie_rich_values(rng, n, scale_flat, zp_flat, dtype, mix)
+        pinned_values = np.array(pinned, np.float32)
+        if n and pinned_values.size:
+            positions = rng.choice(n, size=min(n, pinned_values.size), replace=False)
+            values[positions] = pinned_values[: positions.size]
+        return cls(values.reshape(shape), scale, zero_point, dtype, axis, mix, seed, tuple(pinned_values.tolist()))
+
     def __repr__(self) -> str:
-        scale = self.scale if np.ndim(self.scale) == 0 else format_array(np.asarray(self.scale))
-        zp = self.zero_point if np.ndim(self.zero_point) == 0 else format_array(np.asarray(self.zero_point))
+        scale = _qparam_text(self.scale)
+        zp = _qparam_text(self.zero_point)
         axis = "" if self.axis is None else f", axis={self.axis}"
-        how = f"  # mix={self.mix}, seed={self.seed}, pinned={list(self.pinned)}" if self.mix != "pinned" else ""
+        if self.x.size <= FORMAT_LIMIT or self.mix == "pinned":
+            return f"FloatArrayCase(x={format_array(self.x)}, scale={scale}, zero_point={zp}, dtype=QDtype.{self.dtype.label}{axis})"
+        pinned = "(" + "".join(_float_literal(np.float32(v)) + ", " for v in self.pinned) + ")"
         return (
-            f"FloatArrayCase(x={format_array(self.x)}, scale={scale!r}, zero_point={zp!r}, "
-            f"dtype=QDtype.{self.dtype.label}{axis}){how}"
+            f"FloatArrayCase.from_seed(shape={self.x.shape}, scale={scale}, zero_point={zp}, "
+            f"dtype=QDtype.{self.dtype.label}{axis}, mix={self.mix!r}, seed={self.seed}, pinned={pinned})"
         )
+
+
+def _qparam_text(value: float | int | np.ndarray) -> str:
+    return repr(value) if np.ndim(value) == 0 else format_array(np.asarray(value), limit=1 << 16)
 
 
 def tie_rich_values(
@@ -270,22 +308,14 @@ def float_arrays(
 ) -> FloatArrayCase:
     """A tie-rich float32 array for per-tensor qparams `qp`."""
     shape = draw(shape_strategy if shape_strategy is not None else shapes())
-    x, mix, seed, pinned = _draw_values(draw, shape, qp.scale, qp.zero_point, qp.dtype, mixes)
-    return FloatArrayCase(x, qp.scale, qp.zero_point, qp.dtype, None, mix, seed, pinned)
+    return FloatArrayCase.from_seed(shape, qp.scale, qp.zero_point, qp.dtype, None, *_draw_recipe(draw, mixes))
 
 
-def _draw_values(draw: st.DrawFn, shape, scale, zero_point, dtype, mixes):
-    n = int(np.prod(shape))
+def _draw_recipe(draw: st.DrawFn, mixes: Sequence[str]) -> tuple[str, int, tuple[float, ...]]:
+    """The drawn part of an array: (mix, seed, pinned elements)."""
     mix = draw(st.sampled_from(tuple(mixes)))
     seed = draw(st.integers(0, 2**32 - 1))
-    pinned = draw(pinned_elements())
-    rng = np.random.default_rng(seed)
-    scale_flat, zp_flat = _per_element(scale, shape), _per_element(zero_point, shape)
-    values = tie_rich_values(rng, n, scale_flat, zp_flat, dtype, mix)
-    if n and pinned.size:
-        positions = rng.choice(n, size=min(n, pinned.size), replace=False)
-        values[positions] = pinned[: positions.size]
-    return values.reshape(shape), mix, seed, tuple(float(v) for v in pinned)
+    return mix, seed, tuple(draw(pinned_elements()).tolist())
 
 
 def _per_element(values, shape) -> np.ndarray:
@@ -332,9 +362,7 @@ def per_channel_float_arrays(
     dtype = draw(qdtypes(dtypes))
     shape, axis = draw(channel_shapes(max_channels))
     scale, zp = _channel_qparams(draw, dtype, shape[axis])
-    column_scale, column_zp = _column(scale, len(shape), axis), _column(zp, len(shape), axis)
-    x, mix, seed, pinned = _draw_values(draw, shape, column_scale, column_zp, dtype, tuple(MIXES))
-    return FloatArrayCase(x, scale, zp, dtype, axis, mix, seed, pinned)
+    return FloatArrayCase.from_seed(shape, scale, zp, dtype, axis, *_draw_recipe(draw, tuple(MIXES)))
 
 
 # --- quantized tensors -----------------------------------------------------------------------
@@ -342,19 +370,37 @@ def per_channel_float_arrays(
 
 @dataclass(frozen=True)
 class QTensorCase:
-    """A drawn QTensor, printed with its integers (when small) so it can be pinned."""
+    """A drawn QTensor, printed so that it can be rebuilt exactly (and pinned)."""
 
     q: QTensor
-    seed: int = 0
+    seed: Optional[int] = None  # set when the integers came from `from_seed`
+
+    @classmethod
+    def from_seed(
+        cls,
+        shape: tuple[int, ...],
+        scale: float | np.ndarray,
+        zero_point: int | np.ndarray,
+        dtype: QDtype,
+        axis: Optional[int] = None,
+        memory_format: MemoryFormat = MemoryFormat.contiguous,
+        seed: int = 0,
+    ) -> "QTensorCase":
+        """Rebuild a drawn case exactly: integers from `int_values(seed)`."""
+        zp = np.int64(zero_point) if axis is None else _per_element(_column(np.asarray(zero_point, np.int64), len(shape), axis), shape)
+        ints = int_values(np.random.default_rng(seed), int(np.prod(shape)), dtype, zp).reshape(shape)
+        return cls(QTensor(ints, scale, zero_point, dtype, axis=axis, memory_format=memory_format), seed)
 
     def __repr__(self) -> str:
         q = self.q
-        scale = q.scale if not q.per_channel else format_array(np.asarray(q.scale))
-        zp = q.zero_point if not q.per_channel else format_array(np.asarray(q.zero_point))
+        scale, zp = _qparam_text(q.scale), _qparam_text(q.zero_point)
         axis = "" if not q.per_channel else f", axis={q.axis}"
+        layout = f"memory_format=MemoryFormat.{q.memory_format.value}"
+        if self.seed is None or q.int_repr.size <= FORMAT_LIMIT:
+            return f"QTensorCase(QTensor({format_array(q.int_repr)}, {scale}, {zp}, QDtype.{q.dtype.label}{axis}, {layout}))"
         return (
-            f"QTensorCase(QTensor({format_array(q.int_repr)}, {scale!r}, {zp!r}, QDtype.{q.dtype.label}{axis}, "
-            f"memory_format=MemoryFormat.{q.memory_format.value}))  # seed={self.seed}"
+            f"QTensorCase.from_seed(shape={q.shape}, scale={scale}, zero_point={zp}, dtype=QDtype.{q.dtype.label}"
+            f"{axis}, {layout}, seed={self.seed})"
         )
 
 
@@ -386,18 +432,13 @@ def qtensors(
     memory_format = draw(st.sampled_from(tuple(memory_formats)))
     ndim = 4 if memory_format is MemoryFormat.channels_last else None
     seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
     if channelwise:
         # torch supports channels_last per-channel qparams only along axis 0 or 1.
         shape, axis = draw(channel_shapes(ndim=ndim, max_axis=1 if ndim == 4 else 3))
         scale, zp = _channel_qparams(draw, dtype, shape[axis])
-        ints = int_values(rng, int(np.prod(shape)), dtype, _per_element(_column(zp, len(shape), axis), shape))
-        q = QTensor(ints.reshape(shape), scale, zp, dtype, axis=axis, memory_format=memory_format)
-    else:
-        if shape_strategy is None:
-            shape_strategy = shapes(min_dims=4, max_dims=4) if ndim == 4 else shapes()
-        shape = draw(shape_strategy)
-        qp = draw(qparams([dtype]))
-        ints = int_values(rng, int(np.prod(shape)), dtype, np.int64(qp.zero_point))
-        q = QTensor(ints.reshape(shape), qp.scale, qp.zero_point, dtype, memory_format=memory_format)
-    return QTensorCase(q, seed)
+        return QTensorCase.from_seed(shape, scale, zp, dtype, axis, memory_format, seed)
+    if shape_strategy is None:
+        shape_strategy = shapes(min_dims=4, max_dims=4) if ndim == 4 else shapes()
+    shape = draw(shape_strategy)
+    qp = draw(qparams([dtype]))
+    return QTensorCase.from_seed(shape, qp.scale, qp.zero_point, dtype, None, memory_format, seed)

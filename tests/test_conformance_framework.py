@@ -10,13 +10,22 @@ import pytest
 
 pytest.importorskip("torch")
 
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from conformance import runner  # noqa: E402
 from conformance.checks import CHECKS, OpCheck, load_all  # noqa: E402
 from conformance.checks import quantize_per_tensor as qpt  # noqa: E402
-from conformance.strategies import FloatArrayCase, shapes  # noqa: E402
+from conformance.strategies import (  # noqa: E402
+    FloatArrayCase,
+    QParams,
+    QTensorCase,
+    float_arrays,
+    per_channel_float_arrays,
+    qtensors,
+    shapes,
+)
 from production import cli  # noqa: E402
 from reference.profile import get_profile  # noqa: E402
 from reference.qtensor import QDtype, QTensor  # noqa: E402
@@ -147,3 +156,20 @@ def test_smoke_cases_tell_the_torch_releases_apart(name) -> None:
     other = get_profile(running.name.replace(running.torch_release, "2.14" if running.torch_release == "2.13" else "2.13"))
     result = runner.run_check(load_all()[name], "smoke", other)
     assert result.status == "MISMATCH", runner.format_row(result)
+
+
+@settings(max_examples=15, deadline=None, database=None, derandomize=True)
+@given(st.one_of(float_arrays(QParams(0.5, 3, QDtype.quint8)), per_channel_float_arrays(), qtensors()))
+def test_a_printed_case_rebuilds_the_same_values(case) -> None:
+    # A failure report is only useful if pasting it back gives the very same input.
+    import reference.qtensor as qtensor_module
+
+    namespace = dict(np=np, QDtype=QDtype, QTensor=QTensor, MemoryFormat=qtensor_module.MemoryFormat,
+                     FloatArrayCase=FloatArrayCase, QTensorCase=QTensorCase)
+    rebuilt = eval(repr(case), namespace)
+    if isinstance(case, FloatArrayCase):
+        assert rebuilt.x.view(np.uint32).tolist() == case.x.view(np.uint32).tolist()
+        assert np.array_equal(rebuilt.scale, case.scale) and np.array_equal(rebuilt.zero_point, case.zero_point)
+    else:
+        assert rebuilt.q.int_repr.tolist() == case.q.int_repr.tolist()
+        assert (rebuilt.q.memory_format, rebuilt.q.axis) == (case.q.memory_format, case.q.axis)
