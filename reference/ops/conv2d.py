@@ -52,6 +52,8 @@ def conv_path(
         CPU-dependent condition (C/G = 2 needs G >= 8 on AVX512, G >= 4 on AVX2).
       pointwise (`takePointWiseFastPath`): 1x1, stride 1, dilation 1, padding 0 (any groups).
       im2col: everything else (the direct-conv path is for transposed convs only).
+    torch's groupwise kernel is broken when groups % G_together != 0 (nondeterministic
+    outputs, heap corruption); the reference gives the intended convolution there.
 
     >>> conv_path(32, 32, (3, 3), (1, 1), (1, 1), (1, 1), 32)
     'depthwise'
