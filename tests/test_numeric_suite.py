@@ -111,3 +111,85 @@ def test_float_model_captures_every_intermediate() -> None:
     assert acts[kinds["aten::mul"]].tolist() == [[3.0, 0.0]]
     linear_index = [node.kind for node in model.nodes].index("aten::linear")
     assert model.weight(linear_index).tolist() == [[1.0, 0.0], [0.0, -1.0]]
+
+
+def _tiny_models(torch, tmp_path, images):
+    """A conv-BN-ReLU / conv / add-ReLU / pool / linear net, quantized with quantize_jit
+    (calibrated on the test images, so activations stay inside the observed ranges)."""
+    from torch import nn
+
+    from production.data import ImageFolder, cifar_transform
+
+    from production.io import save
+    from production.quantize import quantize_jit
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = torch.relu(self.conv2(y) + y)
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    calib = [torch.from_numpy(x) for x, _ in ImageFolder(images, cifar_transform()).batches(4, progress=False)]
+    int8 = quantize_jit(net, None, lambda model, batches: [model(b) for b in batches], [calib])
+    save(int8, tmp_path / "int8.pt")
+    save(torch.jit.script(net), tmp_path / "float.pt")
+    return net
+
+
+def _tiny_images(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        folder = tmp_path / "images" / f"class{index % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    return tmp_path / "images"
+
+
+def test_inspect_end_to_end(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from production.data import ImageFolder, cifar_transform
+    from production.numeric_suite import inspect
+
+    images = _tiny_images(tmp_path)
+    _tiny_models(torch, tmp_path, images)
+    report = inspect(tmp_path / "int8.pt", tmp_path / "float.pt", images, limit=4, progress=False, plot=tmp_path / "ns.png")
+    kinds = {row.kind for row in report.activations}
+    assert {"aten::quantize_per_tensor", "quantized::conv2d_relu", "quantized::add_relu", "quantized::linear"} <= kinds
+    assert [row.sqnr_db for row in report.activations] == sorted(row.sqnr_db for row in report.activations)
+    # conv1 (BN folded), conv2 and fc carry weights; 8-bit per-channel weights keep > 30 dB
+    assert sorted(row.name for row in report.weights) == ["conv1", "conv2", "fc"]
+    assert all(row.sqnr_db > 30.0 for row in report.weights)
+    assert all(row.sqnr_db > 10.0 for row in report.activations)
+    # The input quantize row, recomputed with torch's own quantize on the same images and qparams.
+    row = next(r for r in report.activations if r.kind == "aten::quantize_per_tensor")
+    x = torch.from_numpy(next(ImageFolder(images, cifar_transform()).batches(4, progress=False))[0])
+    from production.io import load
+
+    node = next(n for n in load(tmp_path / "int8.pt").graph.nodes() if n.kind() == "aten::quantize_per_tensor")
+    scale, zero_point = (list(node.inputs())[i].toIValue() for i in (1, 2))
+    dequantized = torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).dequantize()
+    assert row.sqnr_db == sqnr_db(x.numpy(), dequantized.numpy())
+    assert (tmp_path / "ns.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_inspect_refuses_a_different_float_model(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from production.numeric_suite import inspect
+
+    images = _tiny_images(tmp_path)
+    _tiny_models(torch, tmp_path, images)
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.Sigmoid()).eval()
+    torch.jit.save(torch.jit.script(other), str(tmp_path / "other.pt"))
+    with pytest.raises(ValueError, match="differ at compute op 1: int8 quantized::conv2d_relu vs float aten::sigmoid"):
+        inspect(tmp_path / "int8.pt", tmp_path / "other.pt", images, limit=2, progress=False)
