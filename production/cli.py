@@ -2,7 +2,7 @@
 
 Add a verb: write `_cmd_<verb>(args) -> int` and an `_add_<verb>(subparsers)` that
 registers it with `set_defaults(handler=_cmd_<verb>)`, then list it in `build_parser`.
-Heavy imports (torch, conformance) happen inside the verb, so `--help` is instant.
+Each verb imports what it needs (conformance, Hypothesis, ...) inside its function.
 """
 
 from __future__ import annotations

@@ -173,3 +173,28 @@ def test_a_printed_case_rebuilds_the_same_values(case) -> None:
     else:
         assert rebuilt.q.int_repr.tolist() == case.q.int_repr.tolist()
         assert (rebuilt.q.memory_format, rebuilt.q.axis) == (case.q.memory_format, case.q.axis)
+
+
+def test_ci_runs_are_derandomized_and_database_free(monkeypatch) -> None:
+    from conformance import settings as conform_settings
+
+    monkeypatch.setenv("CI", "true")
+    ci = conform_settings.get("default")
+    assert (ci.derandomize, ci.database, ci.max_examples) == (True, None, 600)
+    monkeypatch.setenv("CI", "")
+    local = conform_settings.get("default", budget=0.5)
+    assert (local.derandomize, local.max_examples) == (False, 300)
+    assert conform_settings.get("smoke").derandomize  # smoke is reproducible everywhere
+
+
+def test_the_cli_imports_conformance_only_inside_the_verb() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    program = "import sys, production.cli as c; c.build_parser(); print(sorted({'conformance', 'hypothesis'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", program], cwd=root, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
