@@ -119,10 +119,11 @@ def test_mean_inner_dims_averages_raw_integers():
 
 
 def test_mean_channels_last_takes_the_float_path():
-    # channels_last (1, 1, 2, 2), s 0.5, zp 1, q = [1, 2, 3, 5]: x = [0, 0.5, 1, 2] (exact),
-    # sum 3.5, mean 0.875; quantize 2.13: rne(0.875 * 2 + 1) = rne(2.75) = 3
-    q = q8([[[[1, 2], [3, 5]]]], 0.5, 1, MemoryFormat.channels_last)
-    assert mean(q, (2, 3), keepdim=False, profile=P213).int_repr.tolist() == [[3]]
+    # channels_last (1, 2, 1, 2), s 0.5, zp 1: channel 0 q = [1, 2] -> x = [0, 0.5], mean 0.25;
+    # channel 1 q = [3, 5] -> x = [1, 2], mean 1.5.  Quantize 2.13 (zp before rounding):
+    # cvt(fma(0.25, 2, 1)) = cvt(1.5) = 2;  cvt(fma(1.5, 2, 1)) = 4
+    q = q8([[[[1, 2]], [[3, 5]]]], 0.5, 1, MemoryFormat.channels_last)
+    assert mean(q, (2, 3), keepdim=False, profile=P213).int_repr.tolist() == [[2, 4]]
 
 
 def test_mean_refuses_layouts_it_does_not_model():
@@ -205,3 +206,12 @@ def test_against_torch(channels_last):
         finally:
             torch.set_num_threads(previous)
     assert compared > 10_000
+
+
+def test_mean_of_channels_last_with_unit_spatial_size_takes_the_integer_path():
+    # channels_last (1, 2, 1, 1) is also NCHW-contiguous (size-1 dims' strides are ignored):
+    # qmean_inner_dim averages one integer each -> unchanged; torch fails without keepdim.
+    q = q8([[[[7]], [[200]]]], 0.3, 5, MemoryFormat.channels_last)
+    assert mean(q, (2, 3), keepdim=True).int_repr.reshape(-1).tolist() == [7, 200]
+    with pytest.raises(ValueError, match="torch fails"):
+        mean(q, (2, 3), keepdim=False)

@@ -26,7 +26,8 @@ def mean(
     """`torch.mean(q, dims, keepdim)` of a per-tensor quantized tensor (`mean_out_quantized_cpu`,
     quantized/cpu/ReduceOps.cpp). Output qparams = input's, memory format contiguous.
 
-    Contiguous input, `dims` the innermost dimensions (`qmean_inner_dim_kernel`):
+    NCHW-contiguous input (also a channels_last one with C == 1 or H*W == 1), `dims` the
+    innermost dimensions (`qmean_inner_dim_kernel`):
       `out = nearbyint(f32(float(sum q) / float(n)))`: the raw integers are averaged
       (the zero point cancels), the int64 sum is rounded once to float32, divided once.
     Otherwise (e.g. the channels_last output of a conv, reduced over H and W):
@@ -35,6 +36,9 @@ def mean(
       zp_in)` (FBGEMM quantize: the profile decides where the zero point is added).
       Modelled for 4-d channels_last inputs reduced over (2, 3), run on one thread (a
       reduction of >= 32768 elements on more threads splits columns differently).
+    torch itself fails (and so does this function, with a ValueError) on the fast path
+    with keepdim=False for a channels_last input: it allocates the 2-d result in
+    channels_last format.
 
     Hand-worked, contiguous (1, 1, 2, 2) q = [[1, 2], [4, 4]], dims (2, 3): sum 11,
       f32(11 / 4) = 2.75 -> nearbyint 3
@@ -49,10 +53,18 @@ def mean(
     ndim = q.int_repr.ndim
     axes = sorted({_wrap_dim(d, ndim) for d in dims}) if len(dims) else list(range(ndim))
     innermost = axes == list(range(ndim - len(axes), ndim))
-    if q.memory_format is MemoryFormat.contiguous and innermost:
+    if _is_contiguous_nchw(q) and innermost:
+        if q.memory_format is MemoryFormat.channels_last and not keepdim:
+            raise ValueError(
+                f"torch fails on this input: mean over innermost dims without keepdim of a channels_last {q.shape} "
+                "tensor that is also NCHW-contiguous (C == 1 or H*W == 1) allocates a 2-d output in channels_last "
+                "format ('required rank 4 tensor to use channels_last format')"
+            )
         ints = _inner_dim_mean(q.int_repr, len(axes))
         out_shape = q.shape[: ndim - len(axes)] + ((1,) * len(axes) if keepdim else ())
-        return QTensor(ints.reshape(out_shape).astype(q.dtype.storage), q.scale, q.zero_point, q.dtype)
+        return QTensor(
+            ints.reshape(out_shape).astype(q.dtype.storage), q.scale, q.zero_point, q.dtype, memory_format=q.memory_format
+        )
     if not (q.memory_format is MemoryFormat.channels_last and axes == [2, 3]):
         raise NotImplementedError(
             f"quantized mean over dims {tuple(dims)} of a {q.memory_format.value} tensor of shape {q.shape} "
@@ -65,6 +77,15 @@ def mean(
     out_shape = (n, c, 1, 1) if keepdim else (n, c)
     result = quantize_per_tensor(means.reshape(out_shape), q.scale, q.zero_point, q.dtype, profile)
     return result
+
+
+def _is_contiguous_nchw(q: QTensor) -> bool:
+    """`self.is_contiguous(MemoryFormat::Contiguous)`: size-1 dims' strides are ignored, so a
+    channels_last tensor with C == 1 or H*W == 1 counts as contiguous too."""
+    if q.memory_format is MemoryFormat.contiguous:
+        return True
+    _, c, h, w = q.shape
+    return c == 1 or h * w == 1
 
 
 def _wrap_dim(dim: int, ndim: int) -> int:
