@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from ..qtensor import MemoryFormat, QTensor
 from ._registry import register_op
 
