@@ -61,6 +61,26 @@ def test_profile_recorded_in_the_file_selects_the_arithmetic(tmp_path):
     assert reference.run(old, x)[0, 0] == 2.5 and reference.run(new, x)[0, 0] == 2.0
 
 
+def test_every_kernel_gets_the_recorded_profile(tmp_path):
+    # x = 1.5 -> q = 3 (scale 0.5, zp 0, exact).  quantized::add(q, q, scale 2, zp 1) on one
+    # element is all scalar tail: c = 1.5 + 1.5 = 3, 3 / 2 = 1.5.
+    # 2.13: rne(1 + 1.5) = rne(2.5) = 2 -> dequantized 2 * (2 - 1) = 2
+    # 2.14: rne(1.5) + 1 = 2 + 1 = 3  -> dequantized 2 * (3 - 1) = 4
+    nodes = [
+        node("aten::quantize_per_tensor", ["x", "scale", "zp", "dtype"], ["q"]),
+        node("quantized::add", ["q", "q", "out_scale", "out_zp"], ["s"]),
+        node("aten::dequantize", ["s"], ["y"]),
+    ]
+    constants = {"scale": 0.5, "zp": 0, "dtype": 13, "out_scale": 2.0, "out_zp": 1}
+    x = np.array([[1.5]], np.float32)
+    results = {}
+    for release in ("2.13", "2.14"):
+        profile = {"torch_release": release, "cpu": "avx512_vnni", "engine": "fbgemm"}
+        path = write(tmp_path / f"{release}.qsm", nodes, constants, inputs=(("x", [None, 1]),), profile=profile)
+        results[release] = reference.run(reference.load(path), x)[0, 0]
+    assert results == {"2.13": 2.0, "2.14": 4.0}
+
+
 def test_trace_callable_sees_nodes_in_order(tmp_path):
     model = reference.load(write(tmp_path / "m.qsm", QUANT_RELU, CONSTANTS))
     seen = []

@@ -132,18 +132,28 @@ def _unpack(args: list, context: RunContext) -> tuple:
 # --- element-wise ------------------------------------------------------------------
 
 
-def _binary(op: Callable, relu: bool) -> Kernel:
+def _quantized_add(relu: bool) -> Kernel:
     def run(args: list, context: RunContext) -> QTensor:
         a, b, scale, zero_point = args
-        return op(a, b, scale, zero_point, relu=relu, num_threads=context.num_threads)
+        return ops.OPS["quantized::add"](
+            a, b, scale, zero_point, relu=relu, num_threads=context.num_threads, profile=context.profile
+        )
 
     return run
 
 
-KERNELS["quantized::add"] = _binary(lambda *a, **k: ops.OPS["quantized::add"](*a, **k), False)
-KERNELS["quantized::add_relu"] = _binary(lambda *a, **k: ops.OPS["quantized::add"](*a, **k), True)
-KERNELS["quantized::mul"] = _binary(ops.mul, False)
-KERNELS["quantized::mul_relu"] = _binary(ops.mul, True)
+def _quantized_mul(relu: bool) -> Kernel:
+    def run(args: list, context: RunContext) -> QTensor:
+        a, b, scale, zero_point = args
+        return ops.mul(a, b, scale, zero_point, relu=relu, num_threads=context.num_threads)
+
+    return run
+
+
+KERNELS["quantized::add"] = _quantized_add(False)
+KERNELS["quantized::add_relu"] = _quantized_add(True)
+KERNELS["quantized::mul"] = _quantized_mul(False)
+KERNELS["quantized::mul_relu"] = _quantized_mul(True)
 
 
 @kernel("quantized::hardswish")
