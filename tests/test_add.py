@@ -63,6 +63,18 @@ def test_vector_requantize_clamps_then_wraps_the_zero_point_add() -> None:
     assert add(a, b, 1e-9, 200).int_repr[[0, 64]].tolist() == [0, 255]
 
 
+def test_qint32_blocks_of_16_and_the_fma_dequantize() -> None:
+    # qint32, a = 4 at scale 0.1f (13421773 * 2^-27), zp 3; b = 0; output scale 2^-30, zp 0.
+    # vector (elements 0..15): premul = f32(0.1f * -3) = -0.30000001192092896 (-10066330 * 2^-25);
+    #   fma32(0.1f, 4, premul) = 0.4000000059604645 - 0.30000001192092896 = 0.09999999403953552
+    #   (13421772 * 2^-27, exact), * 2^30 = 107374176.
+    # scalar (element 16): f32(0.1f * (4 - 3)) = 0.1f = 13421773 * 2^-27, * 2^30 = 107374184.
+    a = QTensor(np.full((17,), 4, np.int32), 0.1, 3, "qint32")
+    b = QTensor(np.zeros((17,), np.int32), 1.0, 0, "qint32")
+    out = add(a, b, 2.0**-30, 0).int_repr
+    assert out[:16].tolist() == [107374176] * 16 and out[16] == 107374184
+
+
 def test_add_relu_clamps_the_float_sum_at_zero() -> None:
     # qint8: a = -10 (scale 0.5, zp 0) -> -5.0; b = 2 (scale 1, zp 0) -> 2.0; c = -3.0.
     # add: -3.0 / 0.5 = -6, + zp 3 = -3.   add_relu: max(-3.0, 0) = 0 -> 0 + 3 = 3.
@@ -77,6 +89,7 @@ def test_add_relu_clamps_the_float_sum_at_zero() -> None:
     [
         (QTensor(np.ones((3,), np.uint8), 1.0, 0, "quint8"), "shapes"),
         (QTensor(np.ones((2,), np.int8), 1.0, 0, "qint8"), "dtypes"),
+        (QTensor(np.ones((2,), np.int32), 1.0, 0, "qint32"), "dtypes"),
         (QTensor(np.ones((2,), np.uint8), [1.0, 2.0], [0, 0], "quint8", axis=0), "per-channel"),
     ],
 )

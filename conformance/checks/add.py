@@ -1,5 +1,5 @@
-"""quantized::add / add_relu against reference.ops.add: 64-element vector blocks and scalar
-tails in memory order, at::parallel_for ranges with 1 and 2 threads, NCHW and channels_last,
+"""quantized::add / add_relu against reference.ops.add: 64-element vector blocks (16 for
+qint32) and scalar tails in memory order, at::parallel_for ranges with 1 and 2 threads, NCHW and channels_last,
 exact ties with odd zero points, and tiny output scales (int32 clamp and wrap)."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _scales(draw: st.DrawFn) -> tuple[float, float, float]:
 
 @st.composite
 def cases(draw: st.DrawFn) -> AddCase:
-    dtype = draw(st.sampled_from(EIGHT_BIT))
+    dtype = draw(st.sampled_from(EIGHT_BIT + (QDtype.qint32,)))
     shape, memory_format, threads = draw(_shape_and_format())
     sa, sb, so = draw(_scales())
     za, zb, zo = draw(zero_points(dtype)), draw(zero_points(dtype)), draw(zero_points(dtype))
@@ -93,9 +93,10 @@ def label(case: AddCase) -> Iterator[str]:
     n = case.a.int_repr.size
     yield case.a.dtype.label
     yield case.a.memory_format.value
+    block = 16 if case.a.dtype is QDtype.qint32 else 64
     if case.threads == 2 and n > GRAIN:
         yield "2-thread-split"
-    elif n % 64:
+    elif n % block:
         yield "tail"
     if case.relu:
         yield "relu"

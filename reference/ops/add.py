@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import f32, fma32
+from ..numerics import f32, fma32, wrap_int32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
-from ..qtensor import QTensor
+from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
-from ._pool_common import check_per_tensor_8bit
 from ._registry import register_op
 from ._tensor_iterator import vector_body_mask
 
 # `cpu_kernel_vec` (ATen/native/cpu/Loops.h, `vectorized_loop`) runs the vector lambda on
-# blocks of 2 * Vectorized<quint8/qint8>::size() elements. qadd_kernel is registered with
+# blocks of 2 * Vectorized<scalar_t>::size() elements. qadd_kernel is registered with
 # REGISTER_DISPATCH (no AVX512 build), so the AVX2 kernel runs on every x86 CPU we specify:
-# Vectorized<8-bit>::size() = 32, blocks of 64 (verified on an AVX512-VNNI CPU).
+# Vectorized<8-bit>::size() = 32, blocks of 64 (verified on an AVX512-VNNI CPU);
+# Vectorized<qint32>::size() = 8, blocks of 16.
 VECTOR_BLOCK = 64
+VECTOR_BLOCK_QINT32 = 16
 
 
 @register_op("quantized::add")
@@ -45,7 +46,8 @@ def add(
       `quantize_val(c, so, zo)`: zp added before rounding on torch 2.13, after on 2.14.
 
     `sa`, `sb`, `so` are the double scales narrowed to float32. The output has `a`'s
-    memory format. The vector and scalar paths agree except at exact .5 ties of
+    memory format. qint32: blocks of 16; `float(q)` may round; the vector lambda quantizes
+    through FBGEMM's scalar `Quantize` (precision 32), i.e. `quantize_val` as the tail does. The vector and scalar paths agree except at exact .5 ties of
     `c * inv` with an odd zero point (and the vector's fma dequantize).
 
     Hand-worked, quint8, a = b = [1] (sa = sb = 1, za = zb = 0), so = 4, zo = 1:
@@ -67,9 +69,10 @@ def add(
     _check_operands(a, b)
     out_params = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
     qa, qb = a.int_repr.astype(np.int64), b.int_repr.astype(np.int64)
-    vector = _vector_path(qa, qb, a, b, out_params, relu)
+    vector = _vector_path(qa, qb, a, b, out_params, relu, profile)
     scalar = _scalar_path(qa, qb, a, b, out_params, relu, profile)
-    use_vector = vector_body_mask(a.shape, a.memory_format, VECTOR_BLOCK, num_threads)
+    block = VECTOR_BLOCK_QINT32 if a.dtype is QDtype.qint32 else VECTOR_BLOCK
+    use_vector = vector_body_mask(a.shape, a.memory_format, block, num_threads)
     ints = np.where(use_vector, vector, scalar)
     return QTensor(ints, out_params.scale, out_params.zero_point, a.dtype, memory_format=a.memory_format)
 
@@ -98,20 +101,29 @@ def add_relu(
     return add(a, b, output_scale, output_zero_point, relu=True, num_threads=num_threads, profile=profile)
 
 
-def _vector_path(qa: np.ndarray, qb: np.ndarray, a: QTensor, b: QTensor, out: QTensor, relu: bool) -> np.ndarray:
+def _vector_path(
+    qa: np.ndarray, qb: np.ndarray, a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile
+) -> np.ndarray:
     c = f32(_vec_dequantize(qa, a) + _vec_dequantize(qb, b))
     if relu:
         c = np.maximum(c, np.float32(0))
+    if out.dtype is QDtype.qint32:
+        # Vectorized<qint32>::quantize -> quantize_vec<qint32, 32> -> FBGEMM Quantize with
+        # precision 32, which has no vector path: the scalar Quantize, i.e. quantize_val.
+        return quantize_val(c, out.scale, out.zero_point, out.dtype, profile)
     return aten_vec_quantize_round_then_add_zp(c, inverse_scale_f32(out.scale), out.zero_point, out.dtype)
 
 
 def _vec_dequantize(q: np.ndarray, t: QTensor) -> np.ndarray:
     """`Vectorized<q>::dequantize(scale, zp, premul)`: `fmadd(scale, float(q), f32(scale * -float(zp)))`.
 
-    Evaluated once per possible 8-bit value, then looked up (the same arithmetic, faster).
+    `float(q)` rounds for |q| > 2^24 (qint32). For 8-bit types it is evaluated once per
+    possible value, then looked up (the same arithmetic, faster).
     """
     scale = np.float32(t.scale)
     premul = f32(scale * -np.float32(t.zero_point))
+    if t.dtype is QDtype.qint32:
+        return fma32(scale, f32(q), premul)
     levels = np.arange(t.dtype.qmin, t.dtype.qmax + 1)
     return fma32(scale, f32(levels), premul)[q - t.dtype.qmin]
 
@@ -119,9 +131,10 @@ def _vec_dequantize(q: np.ndarray, t: QTensor) -> np.ndarray:
 def _scalar_path(
     qa: np.ndarray, qb: np.ndarray, a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile
 ) -> np.ndarray:
-    # dequantize_val: float(scale) * int32(q - zp), one float32 rounding; the sum rounds once more.
-    da = f32(np.float32(a.scale) * f32(qa - a.zero_point))
-    db = f32(np.float32(b.scale) * f32(qb - b.zero_point))
+    # dequantize_val: float(scale) * float(int32 q - zp) (the int32 difference wraps), one
+    # float32 rounding of the product (and of the int -> float conversion beyond 2^24).
+    da = f32(np.float32(a.scale) * f32(wrap_int32(qa - a.zero_point)))
+    db = f32(np.float32(b.scale) * f32(wrap_int32(qb - b.zero_point)))
     c = f32(da + db)
     if relu:
         c = np.maximum(c, np.float32(0))
@@ -129,8 +142,11 @@ def _scalar_path(
 
 
 def _check_operands(a: QTensor, b: QTensor) -> None:
-    check_per_tensor_8bit(a, "quantized::add", "a")
-    check_per_tensor_8bit(b, "quantized::add", "b")
+    for name, operand in (("a", a), ("b", b)):
+        if not isinstance(operand, QTensor):
+            raise TypeError(f"quantized::add: {name} must be a QTensor, got {type(operand).__name__}")
+        if operand.per_channel:
+            raise ValueError(f"quantized::add: {name} is per-channel (axis={operand.axis}); only per-tensor is supported")
     if a.dtype is not b.dtype:
         raise ValueError(f"quantized::add: operands have dtypes {a.dtype.label} and {b.dtype.label}; expected the same")
     if a.shape != b.shape:
