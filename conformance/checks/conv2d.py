@@ -165,13 +165,20 @@ def bias_values(rng: np.random.Generator, channels: int, kind: str, x: QTensor, 
 
 
 def output_scale(relative: float, x: QTensor, weight: QTensor, depth: int) -> float:
-    """`relative` times the scale that spreads a typical output over ~100 quanta:
-    act_scale * w_scale * sqrt(K) * rms(a - a_zp) * rms(w - w_zp) / 50 (at least 1e-3
-    quanta); relative 1e-9 gives the tiny scales of the INT32_MIN pitfall."""
+    """`relative` times a scale that spreads typical outputs over ~100 quanta; relative
+    1e-9 gives the tiny scales of the INT32_MIN pitfall.
+
+    A typical |acc| is sqrt(K) * rms(a - a_zp) * rms(w - w_zp) when the centered values
+    average to zero, and K * |mean(a - a_zp)| * |mean(w_c - w_zp_c)| when they do not
+    (high activations with one-signed weight channels: the |acc| > 2^24 cases).
+    """
     a = x.int_repr.astype(np.float64) - x.zero_point
     w_zp = np.asarray(weight.zero_point, np.float64).reshape((-1,) + (1,) * (weight.int_repr.ndim - 1))
     w = weight.int_repr.astype(np.float64) - (w_zp if weight.per_channel else weight.zero_point)
-    spread = np.sqrt(depth) * max(np.sqrt(np.mean(a * a)), 1.0) * max(np.sqrt(np.mean(w * w)), 1.0) / 50
+    w_rows = w.reshape(w.shape[0], -1)
+    random_part = np.sqrt(depth) * np.sqrt(np.mean(a * a)) * np.sqrt(np.mean(w_rows * w_rows))
+    biased_part = depth * abs(float(a.mean())) * float(np.abs(w_rows.mean(axis=1)).mean())
+    spread = max(random_part + biased_part, 1.0) / 50
     return float(relative * x.scale * float(np.mean(weight.scale)) * spread)
 
 
