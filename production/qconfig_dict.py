@@ -28,9 +28,14 @@ def check_qconfig_dict(model: nn.Module, qconfig_dict: QConfigDict) -> None:
         if key not in known:
             close = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
             hint = f"closest: {', '.join(repr(name) for name in close)}" if close else f"submodules: {', '.join(repr(n) for n in names[1:6])}..."
-            raise KeyError(f"qconfig_dict key {key!r} names no submodule of {type(model).__name__} ({hint})")
+            raise KeyError(f"qconfig_dict key {key!r} names no submodule of {model_name(model)} ({hint})")
         if value is not None and not isinstance(value, QConfig):
             raise TypeError(f"qconfig_dict[{key!r}] must be a QConfig or None, got {type(value).__name__}")
+
+
+def model_name(model: nn.Module) -> str:
+    """The class name a user wrote (`original_name` for a scripted module)."""
+    return str(getattr(model, "original_name", type(model).__name__))
 
 
 def resolve_qconfig(model: nn.Module, qconfig_dict: QConfigDict) -> dict[str, Optional[QConfig]]:
