@@ -52,6 +52,13 @@ def test_channels_last_walks_nhwc_memory() -> None:
     assert nhwc.memory_format is MemoryFormat.channels_last
 
 
+def test_mixed_memory_formats_run_every_element_scalar() -> None:
+    # a NCHW, b channels_last, shape (1, 2, 8, 5): no unit-stride inner loop for both, so
+    # basic_loop handles all 80 elements: 2.13 rne(1 + 0.5) = 2 everywhere (no vector 1s).
+    out = add(ones((1, 2, 8, 5)), ones((1, 2, 8, 5), MemoryFormat.channels_last), 4.0, 1, profile=P213)
+    assert out.int_repr.ravel().tolist() == [2] * 80 and out.memory_format is MemoryFormat.contiguous
+
+
 def test_vector_requantize_clamps_then_wraps_the_zero_point_add() -> None:
     # a = 255 (scale 1, zp 0), b = 0: c = 255; output scale 1e-9: c * inv ~ 2.55e11.
     # Vector: min(2.55e11, 2147483520) -> cvt 2147483520; + zp 5 = 2147483525 <= INT32_MAX -> 255;

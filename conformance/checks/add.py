@@ -85,7 +85,10 @@ def cases(draw: st.DrawFn) -> AddCase:
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n = int(np.prod(shape))
     a = QTensor(int_values(rng, n, dtype, np.int64(za)).reshape(shape), sa, za, dtype, memory_format=memory_format)
-    b = QTensor(int_values(rng, n, dtype, np.int64(zb)).reshape(shape), sb, zb, dtype, memory_format=memory_format)
+    b_format = memory_format
+    if len(shape) == 4 and draw(st.integers(0, 3)) == 0:  # mixed layouts: all scalar lambda
+        b_format = MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
+    b = QTensor(int_values(rng, n, dtype, np.int64(zb)).reshape(shape), sb, zb, dtype, memory_format=b_format)
     return AddCase(a, b, so, zo, draw(st.booleans()), threads)
 
 
@@ -93,6 +96,8 @@ def label(case: AddCase) -> Iterator[str]:
     n = case.a.int_repr.size
     yield case.a.dtype.label
     yield case.a.memory_format.value
+    if case.a.memory_format is not case.b.memory_format:
+        yield "mixed-formats"
     block = 16 if case.a.dtype is QDtype.qint32 else 64
     if case.threads == 2 and n > GRAIN:
         yield "2-thread-split"

@@ -46,7 +46,8 @@ def add(
       `quantize_val(c, so, zo)`: zp added before rounding on torch 2.13, after on 2.14.
 
     `sa`, `sb`, `so` are the double scales narrowed to float32. The output has `a`'s
-    memory format. qint32: blocks of 16; `float(q)` may round; the vector lambda quantizes
+    memory format. If `a` and `b` are in different memory formats (and C > 1, H*W > 1),
+    every element takes the scalar lambda. qint32: blocks of 16; `float(q)` may round; the vector lambda quantizes
     through FBGEMM's scalar `Quantize` (precision 32), i.e. `quantize_val` as the tail does. The vector and scalar paths agree except at exact .5 ties of
     `c * inv` with an odd zero point (and the vector's fma dequantize).
 
@@ -73,6 +74,10 @@ def add(
     scalar = _scalar_path(qa, qb, a, b, out_params, relu, profile)
     block = VECTOR_BLOCK_QINT32 if a.dtype is QDtype.qint32 else VECTOR_BLOCK
     use_vector = vector_body_mask(a.shape, a.memory_format, block, num_threads)
+    if _layouts_differ(a, b):
+        # TensorIterator cannot give b unit stride along the output's innermost dim, so
+        # `VectorizedLoop2d` falls back to `basic_loop`: every element takes the scalar lambda.
+        use_vector = np.zeros_like(use_vector)
     ints = np.where(use_vector, vector, scalar)
     return QTensor(ints, out_params.scale, out_params.zero_point, a.dtype, memory_format=a.memory_format)
 
@@ -151,10 +156,12 @@ def _check_operands(a: QTensor, b: QTensor) -> None:
         raise ValueError(f"quantized::add: operands have dtypes {a.dtype.label} and {b.dtype.label}; expected the same")
     if a.shape != b.shape:
         raise ValueError(f"quantized::add: shapes {a.shape} and {b.shape} differ; broadcasting is not specified")
-    if a.memory_format is not b.memory_format and a.int_repr.ndim == 4:
-        _, c, h, w = a.shape
-        if c != 1 and h * w != 1:  # with C == 1 or H*W == 1 both layouts are the same memory
-            raise ValueError(
-                f"quantized::add: a is {a.memory_format.value} but b is {b.memory_format.value}; "
-                "mixed memory formats are not specified (torch walks them without vector blocks)"
-            )
+
+
+def _layouts_differ(a: QTensor, b: QTensor) -> bool:
+    """Whether a and b sit in memory in different orders (with C == 1 or H*W == 1 the
+    NCHW and NHWC orders coincide)."""
+    if a.memory_format is b.memory_format or a.int_repr.ndim != 4:
+        return False
+    _, c, h, w = a.shape
+    return c != 1 and h * w != 1
