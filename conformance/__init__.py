@@ -6,7 +6,9 @@ Layout (one idea per module):
   scales; odd and extreme zero points), tie-rich float32 arrays (exact .5 ties for the
   drawn qparams, nextafter neighbours, NaN/+-inf, subnormals, huge values), QTensors of
   every dtype, per-tensor and per-channel, contiguous and channels_last, and lengths that
-  end in vector tails. Strategies return data objects that print as constructor calls.
+  end in vector tails. Strategies return data objects that print as constructor calls
+  (`FloatArrayCase(x=np.array([...]), ...)`, or `FloatArrayCase.from_seed(...)` for large
+  arrays), so a shrunk failure pastes straight into a check's `examples`.
 * `checks` — the registry. One module per op, `checks/<op>.py`, defines an `OpCheck`
   (name, case strategy, `reference(case, profile)`, `torch(case)`, coverage `label`,
   pinned `examples`, vacuity rule) and calls `register`. Modules are discovered

@@ -39,7 +39,7 @@ def label(case: FloatArrayCase) -> Iterator[str]:
 
 
 EXAMPLES = (
-    # Hand-worked in the op's docstring: 2.13 [[0], [2]] (zp before rounding), 2.14 [[0], [3]]... see tests.
+    # The docstring example: 2.13 [[0], [2]] (zp before rounding), 2.14 [[0], [3]] (round first).
     FloatArrayCase(np.array([[0.25], [3.0]], np.float32), np.array([0.5, 2.0]), np.array([0, 1]), QDtype.qint8, axis=0),
     # NaN gives 0 for 8-bit types (clamp passes NaN, the cast gives INT32_MIN's low byte).
     FloatArrayCase(
