@@ -21,6 +21,8 @@ import math
 import numpy as np
 
 from ..numerics import f32, fma32
+from ..ops._tensor_iterator import vector_body_mask
+from ..qtensor import MemoryFormat
 
 # `Vectorized<float>::size()` of the AVX2 build that runs ATen's sum on x86.
 SUM_LANES = 8
@@ -66,7 +68,7 @@ def cascade_sum_f32(x: np.ndarray) -> np.float32:
 def _row_sum(vectors: np.ndarray) -> np.ndarray:
     """SumKernel.cpp `row_sum`: 4 interleaved partial sums over `multi_row_sum`, then tail."""
     rows = vectors.shape[0] // _ILP
-    sums = _multi_row_sum(vectors[: rows * _ILP].reshape(rows, _ILP, -1))
+    sums = _multi_row_sum(vectors[: rows * _ILP].reshape(rows, _ILP, vectors.shape[1]))
     first = sums[0].copy()
     for vector in vectors[rows * _ILP :]:
         first = first + vector
@@ -108,7 +110,8 @@ def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
     index i < steps//2 gives `fma32(step, i, start)`, the others
     `fma32(-step, steps - 1 - i, end)` (the AVX2/AVX512 builds contract
     `start + step*i` and `end - step*(steps-i-1)` into one fma). So the first value is
-    `start` and the last is `end` exactly.
+    `start` and the last `end` exactly, unless `end - start` overflows: then step is inf
+    and both ends are `inf * 0 = NaN`.
 
     >>> linspace_f32(0.0, 1.0, 5).tolist()
     [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -127,39 +130,45 @@ def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
 def histc_f32(x: np.ndarray, bins: int, low: float, high: float) -> np.ndarray:
     """`torch.histc(x, bins, min=low, max=high)` of a float32 array, as float32 counts.
 
-    Range (`histc_select_outer_bin_edges`, in double): if low == high, the data's own
-    min/max; if still equal, low - 1 and high + 1. The edges are `linspace_f32`, so the
-    outer edges are `lo = f32(low)`, `hi = f32(high)`. Elements outside [lo, hi] and NaN
-    are skipped; the bin is `trunc(f32(f32(f32(x - lo) * bins) / f32(hi - lo)))`, and
-    `x == hi` goes to the last bin.
+    Range (Histogram.cpp `histc_select_outer_bin_edges`, in double): if low == high, the
+    data's own min/max; if still equal, `bins_edges_correction` widens it to
+    `(min(nextafter_f32(v, -inf), v - 1), max(nextafter_f32(v, +inf), v + 1))`, so
+    large constants get their float32 neighbours as edges. Non-finite or empty ranges
+    raise, as in torch. The edges are `linspace_f32(lo, hi, bins + 1)`; its two ends
+    (`fma32(step, 0, lo)`, `fma32(-step, 0, hi)`) bound the data: they are NaN when
+    `hi - lo` overflows float32 (inf * 0), and then every element is skipped. Elements
+    outside the ends and NaN are skipped; the bin is
+    `trunc(f32(f32(f32(x - lo) * bins) / f32(hi - lo)))`, and `x == hi` goes to the last bin.
+    When `f32(x - lo) * bins` overflows (ranges near float32's limit) the quotient is inf
+    and torch's int64 cast (undefined behaviour, INT64_MIN on x86-64) lands in bin 0.
 
-    Raises ValueError where torch raises (non-finite or empty range), and where torch's
-    kernel has undefined behaviour: a range that is empty in float32 (|value| >= 2^25
-    constant data, where value +- 1 rounds back to value) divides by zero.
+    Hand-worked, 4 bins over [0, 1]: 0.25 -> f32(0.25 * 4) / 1 = 1.0 -> bin 1; 1.0 -> 4 -> last bin 3.
 
     >>> histc_f32(np.array([0.0, 0.5, 1.0, 0.25], np.float32), 4, 0.0, 1.0).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
+    values = np.asarray(x, np.float32).ravel()
     left, right = float(low), float(high)
-    if left == right and x.size:
-        left, right = float(np.min(x)), float(np.max(x))
+    if left == right and values.size:
+        left, right = float(np.min(values)), float(np.max(values))
     if left == right:
-        left, right = left - 1.0, right + 1.0
+        left = min(float(np.nextafter(np.float32(left), np.float32(-np.inf))), left - 1.0)
+        right = max(float(np.nextafter(np.float32(right), np.float32(np.inf))), right + 1.0)
     if not (math.isfinite(left) and math.isfinite(right)):
         raise ValueError(f"torch.histc: range of [{left}, {right}] is not finite")
     if not left < right:
         raise ValueError(f"torch.histc: max must be larger than min, got [{left}, {right}]")
-    lo, hi = np.float32(left), np.float32(right)
-    width = f32(hi - lo)
-    if not width > 0:
-        raise ValueError(
-            f"torch.histc range [{left}, {right}] is empty in float32 (edges {lo}, {hi}); "
-            "torch's kernel divides by zero here (undefined behaviour), so the reference refuses it"
-        )
-    values = np.asarray(x, np.float32).ravel()
-    values = values[(values >= lo) & (values <= hi)]  # NaN fails both
-    scaled = f32(f32(f32(values - lo) * np.float32(bins)) / width)
-    position = np.minimum(np.trunc(scaled).astype(np.int64), bins - 1)  # x == hi: last bin
+    start, end = np.float32(left), np.float32(right)
+    with np.errstate(invalid="ignore", over="ignore"):
+        step = f32(f32(end - start) / np.float32(bins))
+        lo, hi = fma32(step, np.float32(0), start), fma32(-step, np.float32(0), end)
+        values = values[(values >= lo) & (values <= hi)]  # NaN fails both
+        scaled = f32(f32(f32(values - lo) * np.float32(bins)) / f32(hi - lo))
+    # `static_cast<int64_t>` of an overflowed (inf) quotient is INT64_MIN on x86-64; the
+    # kernel then writes hist[INT64_MIN], whose byte offset INT64_MIN * 4 wraps to 0: bin 0.
+    finite = np.isfinite(scaled)
+    position = np.where(finite, np.trunc(np.where(finite, scaled, 0)), 0).astype(np.int64)
+    position = np.minimum(position, bins - 1)  # x == hi: last bin
     return np.bincount(position, minlength=bins).astype(np.float32)
 
 
@@ -188,3 +197,38 @@ def div_floor_f32(a: np.ndarray, b: np.float32) -> np.ndarray:
         floor = np.where(div == 0, np.copysign(np.float32(0), basic), floor)
         floor = np.where(b == 0, basic, floor)
     return floor.astype(np.float32)
+
+
+# `std::numeric_limits<float>::quiet_NaN()` and the all-ones NaN `_mm256_or_ps(max, unord)` makes.
+_SCALAR_NAN = np.array(0x7FC00000, np.uint32).view(np.float32)
+_VECTOR_NAN = np.array(0xFFFFFFFF, np.uint32).view(np.float32)
+# Binary min/max run `cpu_kernel_vec` in the AVX2 build: 2 * 8 floats per vector step.
+_MINMAX_STEP = 16
+
+
+def aten_maximum_f32(a: np.typing.ArrayLike, b: np.typing.ArrayLike) -> np.ndarray:
+    """`torch.max(a, b)` / `torch.maximum` of float32 tensors (BinaryOpsKernel.cpp `maximum_kernel`).
+
+    The larger value; any NaN operand gives a canonical NaN whose bits depend on the
+    element's position in the 1-d result: the vector body (`vec::maximum`, an
+    `or` with the unordered mask) writes all-ones 0xFFFFFFFF, the scalar tail
+    (`n % 16` last elements; all of a 0-d result) writes quiet_NaN 0x7FC00000.
+
+    >>> [hex(v) for v in aten_maximum_f32(np.full(17, np.nan, np.float32), np.float32(0)).view(np.uint32)[15:]]
+    ['0xffffffff', '0x7fc00000']
+    """
+    return _canonical_nan(np.maximum(np.asarray(a, np.float32), np.asarray(b, np.float32)))
+
+
+def aten_minimum_f32(a: np.typing.ArrayLike, b: np.typing.ArrayLike) -> np.ndarray:
+    """`torch.min(a, b)` / `torch.minimum` of float32 tensors; NaN as `aten_maximum_f32`."""
+    return _canonical_nan(np.minimum(np.asarray(a, np.float32), np.asarray(b, np.float32)))
+
+
+def _canonical_nan(result: np.ndarray) -> np.ndarray:
+    flat = np.atleast_1d(result).astype(np.float32)
+    if flat.ndim != 1:
+        raise ValueError(f"ATen min/max NaN placement is modelled for 1-d results, got shape {flat.shape}")
+    vector = vector_body_mask(flat.shape, MemoryFormat.contiguous, _MINMAX_STEP, 1)
+    nan = np.where(vector, _VECTOR_NAN, _SCALAR_NAN)
+    return np.where(np.isnan(flat), nan, flat).reshape(np.shape(result)).astype(np.float32)

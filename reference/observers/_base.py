@@ -67,9 +67,12 @@ def as_observed_float32(x: np.typing.ArrayLike, observer: str) -> np.ndarray:
 def channel_rows(x: np.ndarray, ch_axis: int, observer: str) -> np.ndarray:
     """torch's per-channel view: swap `ch_axis` with axis 0, flatten the rest -> (C, -1).
 
-    Negative axes count from the end, like the Python list assignment torch does.
+    Negative axes count from the end, like the Python list assignment torch does. torch's
+    `flatten(start_dim=1)` rejects inputs of fewer than 2 dims, and so does the reference.
     """
-    if x.ndim == 0 or not -x.ndim <= ch_axis < x.ndim:
+    if x.ndim < 2:
+        raise IndexError(f"{observer} needs an input of at least 2 dims (channels and values), got shape {x.shape}")
+    if not -x.ndim <= ch_axis < x.ndim:
         raise IndexError(f"{observer}: ch_axis {ch_axis} is out of range for an input of shape {x.shape}")
     return np.swapaxes(x, 0, ch_axis).reshape(x.shape[ch_axis], -1)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..numerics import cvt_rne, f32, rne, wrap_int32
 from ..qtensor import QDtype
+from ._aten import aten_maximum_f32, aten_minimum_f32
 
 # torch.finfo(torch.float32).eps, the observers' default eps.
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -100,7 +101,9 @@ def calculate_qparams(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`UniformQuantizationObserverBase._calculate_qparams`, float32 tensor steps.
 
-    `neg = minimum(min, 0)`, `pos = maximum(max, 0)` (NaN propagates, as torch.min/max do).
+    `neg = minimum(min, 0)`, `pos = maximum(max, 0)`; minimum/maximum are ATen's
+    (`_aten.aten_minimum_f32`): NaN propagates as a canonical NaN whose bits depend on
+    the channel's position (all-ones in the 16-wide vector body, 0x7FC00000 after).
     symmetric: `scale = maximum(f32(maximum(-neg, pos) / f32((qmax - qmin) / 2)), eps)`;
       zero point 0, or for quint8 128 (custom range: (qmin + qmax) // 2).
     affine: `scale = maximum(f32(f32(pos - neg) / f32(qmax - qmin)), eps)`;
@@ -129,15 +132,15 @@ def calculate_qparams(
             scale = np.where(scale > eps, scale, np.float32(1)).astype(np.float32)
             zero_point = f32(f32(np.float32(-1) * min_val) / scale)
             return np.atleast_1d(scale), np.atleast_1d(zero_point)
-        neg = np.minimum(min_val, np.float32(0))
-        pos = np.maximum(max_val, np.float32(0))
+        neg = aten_minimum_f32(min_val, np.float32(0))
+        pos = aten_maximum_f32(max_val, np.float32(0))
         if qscheme.symmetric:
-            scale = np.maximum(f32(np.maximum(-neg, pos) / np.float32((qmax - qmin) / 2)), eps)
+            scale = aten_maximum_f32(f32(aten_maximum_f32(-neg, pos) / np.float32((qmax - qmin) / 2)), eps)
             zero_point = np.zeros(scale.shape, np.int64)
             if dtype is QDtype.quint8:
                 zero_point[...] = (qmin + qmax) // 2 if customized_range else 128
         else:
-            scale = np.maximum(f32(f32(pos - neg) / np.float32(qmax - qmin)), eps)
+            scale = aten_maximum_f32(f32(f32(pos - neg) / np.float32(qmax - qmin)), eps)
             # torch.round -> .to(torch.int): an exact integer, or INT32_MIN for NaN/overflow.
             rounded = cvt_rne(rne(f32(neg / scale)))
             zero_point = np.clip(wrap_int32(qmin - rounded.astype(np.int64)), qmin, qmax).astype(np.int64)

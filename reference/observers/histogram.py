@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from typing import Optional, Union
 
 import numpy as np
@@ -149,16 +151,17 @@ class HistogramObserver(UniformObserver):
         first candidate whose error exceeds the best so far stops the search.
         """
         total = float(cascade_sum_f32(self.histogram))
-        csum = np.cumsum(self.histogram, dtype=np.float64).astype(np.float32)
+        # Python floats holding float32 values: bisect on a list is the fast scalar search.
+        csum = np.cumsum(self.histogram, dtype=np.float64).astype(np.float32).tolist()
         alpha, beta = 0.0, 1.0
         start_bin, end_bin = 0, self.bins - 1
         norm_min = float("inf")
         while alpha < beta:
             next_alpha, next_beta = alpha + SEARCH_STEP, beta - SEARCH_STEP
             # `while l < end_bin and csum[l] < a*total: l += 1` over a non-decreasing csum.
-            first_at_least = int(np.searchsorted(csum, np.float32(next_alpha * total), side="left"))
+            first_at_least = bisect.bisect_left(csum, float(np.float32(next_alpha * total)))
             left = min(max(first_at_least, start_bin), end_bin)
-            last_at_most = int(np.searchsorted(csum, np.float32(next_beta * total), side="right")) - 1
+            last_at_most = bisect.bisect_right(csum, float(np.float32(next_beta * total))) - 1
             right = max(min(last_at_most, end_bin), start_bin)
             next_start, next_end = start_bin, end_bin
             if left - start_bin > end_bin - right:
