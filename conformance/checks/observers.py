@@ -220,10 +220,11 @@ def _flat(scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
 
 
 def informative(case: ObserverCase, output: np.ndarray) -> int:
-    """Scales that are finite and neither the default 1.0 nor clamped to eps."""
+    """2 (scale and zero point) per channel whose scale is finite and neither the
+    default 1.0 nor clamped to eps."""
     scales = output[: output.size // 2]
     eps = np.float32(dict(case.kwargs).get("eps", np.finfo(np.float32).eps))
-    return int(np.count_nonzero(np.isfinite(scales) & (scales != 1.0) & (scales != eps)))
+    return 2 * int(np.count_nonzero(np.isfinite(scales) & (scales != 1.0) & (scales != eps)))
 
 
 def label(case: ObserverCase) -> Iterator[str]:
@@ -254,7 +255,7 @@ CHECK = register(
         label=label,
         examples=EXAMPLES,
         informative=informative,
-        min_informative=0.5,
+        min_informative=0.3,
         budget=0.5,
     )
 )
