@@ -149,7 +149,7 @@ def check_per_channel_qparams(
     bad_scale = ~(np.isfinite(scales) & (scales > 0))
     if bad_scale.any():
         index = int(np.argmax(bad_scale))
-        raise ValueError(f"scales must be finite and positive; scales[{index}] = {scales[index]!r}")
+        raise ValueError(f"scales must be finite and positive; scales[{index}] = {float(scales[index])!r}")
     if not np.issubdtype(zero_points_in.dtype, np.integer):
         if not np.all(np.mod(zero_points_in, 1) == 0):
             raise ValueError(f"zero_points must be integers, got {zero_points_in!r}")
