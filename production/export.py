@@ -23,7 +23,7 @@ from reference.interpreter.file_format import (
     FORMAT_VERSION,
     PackedConv,
     PackedLinear,
-    _ArrayStore,
+    ArrayStore,
     encode_value,
     write_model_file,
 )
@@ -54,7 +54,7 @@ def export(
     if not isinstance(converted, torch.jit.ScriptModule):
         raise TypeError(f"export needs a TorchScript module (the output of quantize_jit), got {type(converted).__name__}")
     graph = converted.graph
-    store = _ArrayStore()
+    store = ArrayStore()
     constants: dict[str, dict] = {}
     nodes = _export_block(graph, converted, store, constants)
     inputs = [value for value in graph.inputs() if not _is_module(value)]
@@ -76,7 +76,7 @@ def _profile_fields() -> dict:
     return {"torch_release": profile.torch_release, "cpu": profile.cpu, "engine": profile.engine}
 
 
-def _export_block(block: Any, module: torch.jit.ScriptModule, store: _ArrayStore, constants: dict) -> list[dict]:
+def _export_block(block: Any, module: torch.jit.ScriptModule, store: ArrayStore, constants: dict) -> list[dict]:
     exported = []
     for node in block.nodes():
         kind = node.kind()

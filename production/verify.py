@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import reference.interpreter as interpreter
-from reference.interpreter.file_format import FORMAT_VERSION, _ArrayStore, encode_value, write_model_file
+from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, encode_value, write_model_file
 from reference.qtensor import QTensor
 
 from .bridge import from_torch
@@ -261,7 +261,7 @@ def write_repro(
     """Write a model file that replays the single node producing `name`: its inputs as
     constants, the node, and torch's value as the constant `expected:<name>`."""
     node = next(n for n in model.nodes if name in n.outputs)
-    store = _ArrayStore()
+    store = ArrayStore()
     constants = {}
     for input_name in node.inputs:
         value = trace[input_name] if input_name in trace else model.constants[input_name]

@@ -8,11 +8,11 @@ import pytest
 
 import reference
 from reference.interpreter import ModelFileError, NodeError, ScriptException, UnknownNodeKind
-from reference.interpreter.file_format import FORMAT_VERSION, _ArrayStore, encode_value, write_model_file
+from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, encode_value, write_model_file
 
 
 def write(path, nodes, constants, inputs=(("x", [None, 4]),), outputs=("y",), profile=None):
-    store = _ArrayStore()
+    store = ArrayStore()
     document = {
         "format_version": FORMAT_VERSION,
         "profile": profile or {"torch_release": "2.13", "cpu": "avx512_vnni", "engine": "fbgemm"},

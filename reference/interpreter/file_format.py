@@ -64,7 +64,7 @@ class PackedLinear:
     bias: np.ndarray | None
 
 
-class _ArrayStore:
+class ArrayStore:
     """Arrays collected while encoding, keyed a0, a1, ..."""
 
     def __init__(self) -> None:
@@ -76,7 +76,7 @@ class _ArrayStore:
         return key
 
 
-def encode_value(value: Any, store: _ArrayStore) -> dict:
+def encode_value(value: Any, store: ArrayStore) -> dict:
     """A JSON-able description of a constant. Floats are stored as `float.hex` strings,
     so every double (and NaN, inf) round-trips exactly."""
     if value is None:
@@ -116,7 +116,7 @@ def encode_value(value: Any, store: _ArrayStore) -> dict:
     raise TypeError(f"cannot store a constant of type {type(value).__name__}: {value!r}")
 
 
-def _encode_qtensor(q: QTensor, store: _ArrayStore) -> dict:
+def _encode_qtensor(q: QTensor, store: ArrayStore) -> dict:
     encoded = {
         "type": "qtensor",
         "dtype": q.dtype.label,
@@ -187,7 +187,7 @@ def _array(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
     return arrays[key]
 
 
-def write_model_file(path: Union[str, Path], graph: dict, store: _ArrayStore) -> None:
+def write_model_file(path: Union[str, Path], graph: dict, store: ArrayStore) -> None:
     """Write `graph` (already encoded) and the collected arrays as one model file."""
     graph_bytes = json.dumps(graph, indent=1, sort_keys=True).encode("utf-8")
     buffer = io.BytesIO()

@@ -317,10 +317,11 @@ def _cast(args: list, context: RunContext) -> Any:
     return args[0]
 
 
-_COMPARISONS = {
+# Scalar (int/float/bool) arithmetic and comparisons TorchScript emits around shapes.
+_SCALAR_OPS = {
     "aten::gt": operator.gt, "aten::ge": operator.ge, "aten::lt": operator.lt, "aten::le": operator.le,
     "aten::eq": operator.eq, "aten::ne": operator.ne, "aten::floordiv": operator.floordiv,
-    "aten::mul": operator.mul, "aten::sub": operator.sub, "aten::__not__": None,
+    "aten::mul": operator.mul, "aten::sub": operator.sub, "aten::__not__": operator.not_,
     "aten::__is__": operator.is_, "aten::__isnot__": operator.is_not, "aten::remainder": operator.mod,
 }
 
@@ -334,5 +335,5 @@ def _scalar_kernel(function: Callable) -> Kernel:
     return run
 
 
-for _kind, _function in _COMPARISONS.items():
-    KERNELS[_kind] = _scalar_kernel(_function if _function else operator.not_)
+for _kind, _function in _SCALAR_OPS.items():
+    KERNELS[_kind] = _scalar_kernel(_function)
