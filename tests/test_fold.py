@@ -1,0 +1,104 @@
+"""fold_conv_bn: hand-worked folds, float32 rounding order, bad input, and torch's JIT pass."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from reference.fold import fold_conv_bn
+
+
+def f32s(*values: float) -> np.ndarray:
+    return np.array(values, np.float32)
+
+
+def test_hand_worked_two_channels() -> None:
+    # Channel 0: var 0.99999, eps 1e-5 -> f32(1.0) -> r = 1; gamma 2 -> W * 2; b: (1 - 0) * 1 * 2 + 0.5 = 2.5.
+    # Channel 1: var 15.99999 + 1e-5 -> 16 (float32) -> r = 0.25; gamma 4 -> W * 1; b: (1 - 2) * 0.25 * 4 + 0 = -1.
+    weight = np.array([[[[1.0]], [[3.0]]], [[[2.0]], [[-1.0]]]], np.float32)  # (2, 2, 1, 1)
+    w, b = fold_conv_bn(weight, f32s(1.0, 1.0), f32s(0.0, 2.0), f32s(0.99999, 15.99999), f32s(2.0, 4.0), f32s(0.5, 0.0))
+    assert w.reshape(2, 2).tolist() == [[2.0, 6.0], [2.0, -1.0]]
+    assert b.tolist() == [2.5, -1.0]
+
+
+def test_missing_bias_and_affine_default_to_zero_and_one() -> None:
+    # No conv bias: (0 - mean) * r; no gamma/beta: * 1 + 0. var 3 + eps 1 = 4 -> r = 0.5; mean 6 -> -3.
+    w, b = fold_conv_bn(np.ones((1, 1, 2, 2), np.float32), None, f32s(6.0), f32s(3.0), None, None, eps=1.0)
+    assert w.ravel().tolist() == [0.5] * 4 and b.tolist() == [-3.0]
+
+
+def test_rsqrt_is_sqrt_then_divide_in_float32() -> None:
+    # var + eps = 6: sqrt(6) rounds to float32 first, then 1 / that rounds again. A correctly
+    # rounded 1/sqrt(6) narrowed once is one ulp away; ATen's rsqrt gives the two-step value.
+    _, b = fold_conv_bn(np.ones((1, 1, 1, 1), np.float32), f32s(1.0), f32s(0.0), f32s(6.0), None, None, eps=0.0)
+    two_step = np.float32(1.0) / np.sqrt(np.float32(6.0))
+    one_step = np.float32(1.0 / np.sqrt(6.0))
+    assert two_step != one_step
+    assert b.tolist() == [float(two_step)]
+
+
+def test_transposed_conv_scales_dim_1() -> None:
+    # ConvTranspose weights are (in, out, kh, kw): the per-output-channel factor runs along dim 1.
+    weight = np.ones((3, 2, 1, 1), np.float32)
+    w, _ = fold_conv_bn(weight, None, f32s(0, 0), f32s(1, 1), f32s(2, 5), None, eps=0.0, transpose=True)
+    assert w[:, :, 0, 0].tolist() == [[2.0, 5.0]] * 3
+
+
+def test_bad_input() -> None:
+    weight = np.ones((2, 1, 1, 1), np.float32)
+    ones = np.ones(2, np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        fold_conv_bn(weight.astype(np.float64), None, ones, ones, None, None)
+    with pytest.raises(ValueError, match=r"running_var must have shape \(2,\)"):
+        fold_conv_bn(weight, None, ones, np.ones(3, np.float32), None, None)
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        fold_conv_bn(np.ones(2, np.float32), None, ones, ones, None, None)
+
+
+def test_negative_variance_gives_nan_like_torch() -> None:
+    # sqrt of a negative is NaN in ATen too; the fold does not guard against it.
+    w, b = fold_conv_bn(np.ones((1, 1, 1, 1), np.float32), None, f32s(0.0), f32s(-4.0), None, None, eps=0.0)
+    assert np.isnan(w).all() and np.isnan(b).all()
+
+
+def test_matches_torch_jit_fold_pass() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.jit._recursive import wrap_cpp_module
+
+    class ConvBN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 8, 3, groups=2, bias=True)
+            self.bn = torch.nn.BatchNorm2d(8, eps=1e-3)
+
+        def forward(self, x):
+            return self.bn(self.conv(x))
+
+    rng = np.random.default_rng(5)
+    model = ConvBN().eval()
+    with torch.no_grad():
+        model.bn.running_mean.copy_(torch.from_numpy(rng.standard_normal(8).astype(np.float32)))
+        model.bn.running_var.copy_(torch.from_numpy((rng.random(8) * 10.0 ** rng.uniform(-6, 2, 8)).astype(np.float32)))
+        model.bn.weight.copy_(torch.from_numpy(rng.standard_normal(8).astype(np.float32)))
+        model.bn.bias.copy_(torch.from_numpy(rng.standard_normal(8).astype(np.float32)))
+    params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if v.dtype == torch.float32}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folded = wrap_cpp_module(torch._C._jit_pass_fold_convbn(torch.jit.script(model)._c))
+    w, b = fold_conv_bn(
+        params["conv.weight"], params["conv.bias"], params["bn.running_mean"], params["bn.running_var"],
+        params["bn.weight"], params["bn.bias"], eps=1e-3,
+    )
+    assert np.array_equal(w.view(np.uint32), folded.conv.weight.detach().numpy().view(np.uint32))
+    assert np.array_equal(b.view(np.uint32), folded.conv.bias.detach().numpy().view(np.uint32))
+    # Eager fusion (torch.nn.utils.fusion) runs the same float32 steps.
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    eager_w, eager_b = fuse_conv_bn_weights(
+        model.conv.weight, model.conv.bias, model.bn.running_mean, model.bn.running_var, 1e-3,
+        model.bn.weight, model.bn.bias,
+    )
+    assert np.array_equal(w.view(np.uint32), eager_w.detach().numpy().view(np.uint32))
+    assert np.array_equal(b.view(np.uint32), eager_b.detach().numpy().view(np.uint32))

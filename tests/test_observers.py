@@ -1,0 +1,310 @@
+"""Observers: hand-worked qparams, the ATen kernels they rest on, bad input, and torch."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from reference.observers import (
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    PerChannelMinMaxObserver,
+)
+from reference.observers._aten import cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
+from reference.qconfig import default_qconfig, get_default_qconfig
+
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def f32s(*values: float) -> np.ndarray:
+    return np.array(values, np.float32)
+
+
+# --- hand-worked qparams ---------------------------------------------------------------------
+
+
+def test_minmax_affine_quint8_hand_worked() -> None:
+    # min -1, max 3: scale = f32(4 / 255) = 0.015686275; -1 / scale = -63.75 -> rne -64 -> zp 0 - (-64) = 64.
+    obs = MinMaxObserver()
+    obs.observe(f32s(-1.0, 0.5, 3.0))
+    scale, zp = obs.calculate_qparams()
+    assert scale.dtype == np.float32 and scale.tolist() == [np.float32(4.0) / np.float32(255.0)]
+    assert zp.tolist() == [64]
+
+
+def test_minmax_keeps_zero_in_range() -> None:
+    # Only positive data [2, 6]: min is clamped to 0 first, so scale = 6 / 255 and zp = 0.
+    obs = MinMaxObserver()
+    obs.observe(f32s(2.0, 6.0))
+    scale, zp = obs.calculate_qparams()
+    assert scale.tolist() == [np.float32(6.0) / np.float32(255.0)] and zp.tolist() == [0]
+
+
+def test_minmax_symmetric_quint8_zero_point_128_and_reduce_range() -> None:
+    # Symmetric quint8: zp 128; scale = max(|-2|, 1) / 127.5.
+    obs = MinMaxObserver(qscheme="per_tensor_symmetric")
+    obs.observe(f32s(-2.0, 1.0))
+    scale, zp = obs.calculate_qparams()
+    assert scale.tolist() == [np.float32(2.0) / np.float32(127.5)] and zp.tolist() == [128]
+    # reduce_range quint8 affine: 0..127, so scale = 4 / 127 for [-1, 3]; -1 / (4/127) = -31.75 -> -32 -> zp 32.
+    reduced = MinMaxObserver(reduce_range=True)
+    reduced.observe(f32s(-1.0, 3.0))
+    scale, zp = reduced.calculate_qparams()
+    assert scale.tolist() == [np.float32(4.0) / np.float32(127.0)] and zp.tolist() == [32]
+
+
+def test_eps_floor_for_constant_zero_input() -> None:
+    # All zeros: scale 0 / 255 = 0 is raised to eps, zp = 0 - rne(0 / eps) = 0.
+    obs = MinMaxObserver()
+    obs.observe(np.zeros(5, np.float32))
+    scale, zp = obs.calculate_qparams()
+    assert scale.tolist() == [np.float32(F32_EPS)] and zp.tolist() == [0]
+
+
+def test_moving_average_float32_steps() -> None:
+    # c = 0.01 (float32 0.0099999998): [0, 1] then [0, 2]: max = f32(1 + f32(c32 * (2 - 1))) = 1.01 (float32).
+    obs = MovingAverageMinMaxObserver()
+    obs.observe(f32s(0.0, 1.0))
+    obs.observe(f32s(0.0, 2.0))
+    assert obs.max_val == np.float32(np.float32(1.0) + np.float32(0.01) * np.float32(1.0))
+    assert obs.min_val == 0.0
+
+
+def test_per_channel_axis_and_negative_axis() -> None:
+    # Shape (2, 3): channels along axis 1 are columns: column 1 holds [-4, 1] -> symmetric 4 / 127.5.
+    x = np.array([[1.0, -4.0, 0.5], [2.0, 1.0, -0.25]], np.float32)
+    for axis in (1, -1):
+        obs = PerChannelMinMaxObserver(ch_axis=axis, dtype="qint8", qscheme="per_channel_symmetric")
+        obs.observe(x)
+        scale, zp = obs.calculate_qparams()
+        assert scale.tolist() == [np.float32(v) / np.float32(127.5) for v in (2.0, 4.0, 0.5)]
+        assert zp.tolist() == [0, 0, 0]
+
+
+def test_moving_average_per_channel_hand_worked() -> None:
+    # c = 0.5, two channels: first [[0, 4], [-2, 2]] -> min [0, -2]; then [[2, 2], [-4, 0]]:
+    # min = [0 + 0.5 * 2, -2 + 0.5 * -2] = [1, -3], max = [4 + 0.5 * -2, 2 + 0.5 * -2] = [3, 1].
+    obs = MovingAveragePerChannelMinMaxObserver(averaging_constant=0.5)
+    obs.observe(np.array([[0.0, 4.0], [-2.0, 2.0]], np.float32))
+    obs.observe(np.array([[2.0, 2.0], [-4.0, 0.0]], np.float32))
+    assert obs.min_val.tolist() == [1.0, -3.0] and obs.max_val.tolist() == [3.0, 1.0]
+
+
+def test_histogram_second_batch_rebins_by_midpoints() -> None:
+    # 2 bins over [0, 1] hold [1, 1]; then [2]: range [0, 2]. Old bins split into 16 parts of 1/16,
+    # midpoints (k + 0.5) / 32 for k < 32 all fall below 1.0, i.e. in new bin 0: 32 * 1/16 = 2.
+    # The new batch's 2.0 is the top edge: last bin. -> [2, 1].
+    obs = HistogramObserver(bins=2)
+    obs.observe(f32s(0.0, 1.0))
+    obs.observe(f32s(2.0))
+    assert obs.histogram.tolist() == [2.0, 1.0]
+    assert (obs.min_val, obs.max_val) == (0.0, 2.0)
+
+
+def test_histogram_constant_then_wider_uses_point_branch() -> None:
+    # 4 bins, [1, 1, 1] (one point) then [0, 2]: the point 1.0 goes to histc bin
+    # f32((1 - 0) * 4 / 2) = 2 with weight sum([..]) = 3; update [0, 2] -> bins 0 and 3.
+    obs = HistogramObserver(bins=4)
+    obs.observe(f32s(1.0, 1.0, 1.0))
+    obs.observe(f32s(0.0, 2.0))
+    assert obs.histogram.tolist() == [1.0, 0.0, 3.0, 1.0]
+
+
+def test_uninitialized_observers_return_defaults_with_warning() -> None:
+    for obs in (MinMaxObserver(), PerChannelMinMaxObserver(), HistogramObserver()):
+        with pytest.warns(UserWarning, match="must run observer"):
+            scale, zp = obs.calculate_qparams()
+        assert scale.tolist() == [1.0] and zp.tolist() == [0]
+
+
+def test_qconfig_presets() -> None:
+    activation = get_default_qconfig("fbgemm").activation.create()
+    assert type(activation).__name__ == "HistogramObserver" and activation.bins == 2048
+    assert (activation.quant_min, activation.quant_max) == (0, 127)
+    weight = get_default_qconfig("x86").weight.create()
+    assert (weight.dtype.label, weight.qscheme.value, weight.ch_axis) == ("qint8", "per_channel_symmetric", 0)
+    assert (default_qconfig.activation.create().quant_max, default_qconfig.weight.observer) == (127, "MinMaxObserver")
+    with pytest.raises(ValueError, match="not supported"):
+        get_default_qconfig("tensorrt")
+
+
+# --- the ATen kernels ------------------------------------------------------------------------
+
+
+def test_cascade_sum_order_differs_from_left_to_right() -> None:
+    # n = 5: partials [1e8, 1, 1, 1], tail -1e8 joins partial 0 first -> 0, then + 1 + 1 + 1 = 3.
+    assert cascade_sum_f32(f32s(1e8, 1, 1, 1, -1e8)) == 3.0
+    # n = 16: two 8-lane vectors; lane 0 holds 1e8 and -1e8 (sum 0), the other lanes 1 each: 14.
+    x = np.ones(16, np.float32)
+    x[0], x[8] = 1e8, -1e8
+    assert cascade_sum_f32(x) == 14.0
+
+
+def test_linspace_fma_ends() -> None:
+    # step = 1/3 (float32); the upper half is end - step*(n-1-i): element 2 = fma(-step, 1, 1).
+    values = linspace_f32(0.0, 1.0, 4)
+    third = np.float32(1.0) / np.float32(3.0)
+    assert values[0] == 0.0 and values[3] == 1.0
+    assert values[1] == third and values[2] == np.float32(1.0 - np.float64(third))
+
+
+def test_histc_constant_input_uses_float32_neighbours() -> None:
+    # Constant v = 2^25: edges min(nextafter_f32(v, -inf), v - 1) and max(nextafter_f32(v, +inf), v + 1).
+    # Below 2^25 the float32 spacing is 2, above it 4: edges v - 2 and v + 4.
+    # (v - lo) * 16 / 6 = 32 / 6 = 5.33 -> bin 5 (torch 2.13 gives bin 5 too).
+    hist = histc_f32(f32s(2.0**25, 2.0**25), 16, 2.0**25, 2.0**25)
+    assert np.flatnonzero(hist).tolist() == [5] and hist[5] == 2.0
+
+
+def test_histc_overflowing_quotient_lands_in_bin_0() -> None:
+    # [-1.5e38, 1.5e38]: (0 + 1.5e38) * 8 overflows to inf -> inf / 3e38 = inf -> torch's int64 cast
+    # gives INT64_MIN, whose 4-byte offset wraps to bin 0. Every element here ends in bin 0.
+    x = f32s(-1.5e38, 0.0, 1e38, 1.5e38)
+    assert histc_f32(x, 8, -1.5e38, 1.5e38).tolist() == [4.0] + [0.0] * 7
+
+
+def test_div_floor_python_semantics() -> None:
+    # -7 // 2: fmod -1, (-7 + 1) / 2 = -3, mod and b differ in sign -> -4. 7 // 2 = 3. 0 // 2 = 0.
+    # 7 // -2: fmod 1, (7 - 1) / -2 = -3, signs differ -> -4. 0 // -2 keeps the sign of 0 / -2: -0.
+    result = div_floor_f32(f32s(-7.0, 7.0, 0.0), np.float32(2.0))
+    assert result.tolist() == [-4.0, 3.0, 0.0]
+    negative = div_floor_f32(f32s(7.0, 0.0), np.float32(-2.0))
+    assert negative[0] == -4.0 and np.signbit(negative[1])
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_bad_parameters_raise_clear_errors() -> None:
+    with pytest.raises(NotImplementedError, match="symmetric"):
+        MinMaxObserver(qscheme="per_tensor_symmetric", reduce_range=True)
+    with pytest.raises(NotImplementedError, match="per-tensor qscheme"):
+        MinMaxObserver(qscheme="per_channel_affine")
+    with pytest.raises(ValueError, match="include 0"):
+        MinMaxObserver(quant_min=1, quant_max=10)
+    with pytest.raises(ValueError, match="unknown qscheme"):
+        MinMaxObserver(qscheme="per_tensor_cubic")
+    with pytest.raises(ValueError, match="bins"):
+        HistogramObserver(bins=0)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(IndexError, match="ch_axis 2"):
+        PerChannelMinMaxObserver(ch_axis=2).observe(np.zeros((2, 3), np.float32))
+    with pytest.raises(IndexError, match="at least 2 dims"):
+        PerChannelMinMaxObserver().observe(np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="complex"):
+        MinMaxObserver().observe(np.zeros(3, np.complex64))
+    with pytest.raises(TypeError, match="float32"):
+        HistogramObserver().observe(np.zeros(3, np.float64))
+    with pytest.raises(ValueError, match="NaN"):
+        HistogramObserver().observe(f32s(1.0, np.nan))
+    per_channel = PerChannelMinMaxObserver()
+    per_channel.observe(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="saw 2 channels before, now 3"):
+        per_channel.observe(np.zeros((3, 3), np.float32))
+
+
+def test_empty_and_infinite_inputs_are_ignored_where_torch_ignores_them() -> None:
+    obs = HistogramObserver(bins=4)
+    obs.observe(np.zeros((0, 3), np.float32))
+    obs.observe(f32s(np.inf, -np.inf))  # only infinities: nothing left to observe
+    assert obs.min_val == np.inf
+    obs.observe(f32s(np.inf, 1.0, 3.0))
+    assert (obs.min_val, obs.max_val) == (1.0, 3.0)
+
+
+def test_nan_sticks_in_minmax_and_gives_nan_scale() -> None:
+    # torch: min/max become NaN; scale NaN (quiet NaN 0x7FC00000 for a 0-d result); zp: NaN
+    # converts to INT32_MIN, 0 - INT32_MIN wraps to INT32_MIN, clamped to qmin 0.
+    obs = MinMaxObserver()
+    obs.observe(f32s(1.0, np.nan))
+    obs.observe(f32s(2.0))
+    scale, zp = obs.calculate_qparams()
+    assert scale.view(np.uint32).tolist() == [0x7FC00000] and zp.tolist() == [0]
+
+
+# --- against torch -----------------------------------------------------------------------------
+
+
+def _torch_observer(torch, name: str, **kwargs):
+    import torch.ao.quantization.observer as observers
+
+    for key in ("dtype", "qscheme"):
+        if key in kwargs:
+            kwargs[key] = getattr(torch, kwargs[key])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getattr(observers, name)(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("MinMaxObserver", {}),
+        ("MinMaxObserver", {"dtype": "qint8", "qscheme": "per_tensor_symmetric"}),
+        ("MovingAverageMinMaxObserver", {"averaging_constant": 0.3, "reduce_range": True}),
+        ("PerChannelMinMaxObserver", {"dtype": "qint8", "qscheme": "per_channel_symmetric", "ch_axis": 1}),
+        ("MovingAveragePerChannelMinMaxObserver", {"quant_min": 0, "quant_max": 127}),
+        ("HistogramObserver", {"reduce_range": True}),
+        ("HistogramObserver", {"dtype": "qint8", "qscheme": "per_tensor_symmetric", "bins": 256}),
+    ],
+)
+def test_matches_torch_on_batches_of_different_ranges(name: str, kwargs: dict) -> None:
+    torch = pytest.importorskip("torch")
+    import reference.observers as ours
+
+    rng = np.random.default_rng(7)
+    batches = [
+        (rng.standard_normal((4, 6, 5, 5)) * scale + shift).astype(np.float32)
+        for scale, shift in ((1.0, 0.0), (3.0, 1.0), (0.5, -2.0))
+    ]
+    expected = getattr(ours, name)(**kwargs)
+    actual = _torch_observer(torch, name, **dict(kwargs))
+    for batch in batches:
+        expected.observe(batch)
+        actual(torch.from_numpy(batch.copy()))
+    scale, zp = expected.calculate_qparams()
+    torch_scale, torch_zp = actual.calculate_qparams()
+    assert np.array_equal(scale.view(np.uint32), torch_scale.numpy().view(np.uint32))
+    assert np.array_equal(zp, torch_zp.numpy().astype(np.int64))
+
+
+def test_histogram_matches_scripted_torch_observer() -> None:
+    # Graph mode (prepare_jit) runs observers as TorchScript; their arithmetic is the eager one.
+    torch = pytest.importorskip("torch")
+    import torch.ao.quantization.observer as observers
+
+    rng = np.random.default_rng(11)
+    batches = [(rng.standard_t(2, 3000) * s).astype(np.float32) for s in (1.0, 4.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(observers.HistogramObserver(reduce_range=True))
+    ours = HistogramObserver(reduce_range=True)
+    for batch in batches:
+        scripted(torch.from_numpy(batch.copy()))
+        ours.observe(batch)
+    assert np.array_equal(ours.histogram, scripted.histogram.numpy())
+    scale, zp = ours.calculate_qparams()
+    torch_scale, torch_zp = scripted.calculate_qparams()
+    assert scale.view(np.uint32).tolist() == torch_scale.numpy().view(np.uint32).tolist()
+    assert zp.tolist() == torch_zp.tolist()
+
+
+def test_aten_kernels_match_torch() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    for n in (5, 8, 100, 2048, 20000):
+        x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n)).astype(np.float32)
+        assert cascade_sum_f32(x) == torch.from_numpy(x).sum().item()
+    edges = torch.linspace(torch.tensor(-1.3), torch.tensor(7.1), 2049).numpy()
+    assert np.array_equal(linspace_f32(np.float32(-1.3), np.float32(7.1), 2049), edges)
+    x = rng.standard_normal(5000).astype(np.float32)
+    assert np.array_equal(histc_f32(x, 64, -1.5, 2.0), torch.histc(torch.from_numpy(x), 64, min=-1.5, max=2.0).numpy())
+    b = np.float32(0.37)
+    expected = torch.div(torch.from_numpy(x), float(b), rounding_mode="floor").numpy()
+    assert np.array_equal(div_floor_f32(x, b), expected)
