@@ -110,3 +110,34 @@ def test_matches_torch_on_both_paths() -> None:
             assert np.array_equal(from_torch(expected).int_repr, ours.int_repr)
             compared += ours.int_repr.size
     assert compared > 1000
+
+
+def test_add_pool_cat_conformance_cases_print_as_rebuild_recipes() -> None:
+    # A failure report must paste back into the very same inputs (integers, layout, qparams).
+    pytest.importorskip("torch")
+    from hypothesis import HealthCheck, given, settings
+
+    import conformance.checks.add as add_check
+    import conformance.checks.avg_pool2d as avg_check
+    import conformance.checks.cat as cat_check
+    from conformance.checks._pool_cases import PoolCase
+    from conformance.strategies import QTensorCase
+    from reference.qtensor import QDtype
+
+    namespace = dict(np=np, QDtype=QDtype, QTensor=QTensor, MemoryFormat=MemoryFormat, QTensorCase=QTensorCase,
+                     AddCase=add_check.AddCase, CatCase=cat_check.CatCase, PoolCase=PoolCase)
+
+    def tensors(case: object) -> list[QTensor]:
+        if isinstance(case, add_check.AddCase):
+            return [case.a.q, case.b.q]
+        return case.tensors if isinstance(case, cat_check.CatCase) else [case.x]
+
+    @settings(max_examples=10, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(add_check.cases() | avg_check.cases() | cat_check.cases())
+    def rebuilds(case: object) -> None:
+        rebuilt = eval(repr(case), namespace)
+        for original, copy in zip(tensors(case), tensors(rebuilt), strict=True):
+            assert copy.int_repr.tolist() == original.int_repr.tolist()
+            assert (copy.scale, copy.zero_point, copy.memory_format) == (original.scale, original.zero_point, original.memory_format)
+
+    rebuilds()

@@ -18,18 +18,10 @@ from hypothesis import strategies as st
 
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
-from ..strategies import format_array, int_values, zero_points
+from ..strategies import QTensorCase, zero_points
 
 EIGHT_BIT = (QDtype.quint8, QDtype.qint8)
 LANE_CHANNELS = (1, 2, 3, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 32, 33, 40, 47, 48, 64, 65)
-
-
-def qtensor_literal(q: QTensor) -> str:
-    """A QTensor as a constructor call (integers listed when small)."""
-    return (
-        f"QTensor({format_array(q.int_repr, limit=256)}, {q.scale!r}, {q.zero_point!r}, QDtype.{q.dtype.label}, "
-        f"memory_format=MemoryFormat.{q.memory_format.value})"
-    )
 
 
 @contextlib.contextmanager
@@ -56,14 +48,13 @@ def nchw_qtensors(
     memory_format: MemoryFormat,
     scale: float | None = None,
     zero_point: int | None = None,
-) -> QTensor:
-    """A per-tensor 4-d QTensor with integers from `strategies.int_values` (uniform, range
-    ends, values near the zero point)."""
+) -> QTensorCase:
+    """A per-tensor 4-d QTensor whose integers come from `strategies.int_values` (uniform,
+    range ends, values near the zero point) for a drawn seed: it prints as a rebuild recipe."""
     zp = draw(zero_points(dtype)) if zero_point is None else zero_point
     s = draw(scale_values()) if scale is None else scale
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    ints = int_values(rng, int(np.prod(shape)), dtype, np.int64(zp)).reshape(shape)
-    return QTensor(ints, s, zp, dtype, memory_format=memory_format)
+    seed = draw(st.integers(0, 2**32 - 1))
+    return QTensorCase.from_seed(shape, s, zp, dtype, None, memory_format, seed)
 
 
 @st.composite
@@ -83,7 +74,7 @@ def pool_shapes(draw: st.DrawFn, max_side: int = 10) -> tuple[int, int, int, int
 
 
 @st.composite
-def pool_inputs(draw: st.DrawFn) -> QTensor:
+def pool_inputs(draw: st.DrawFn) -> QTensorCase:
     """A 4-d quint8/qint8 input for the pooling ops, NCHW or channels_last."""
     dtype = draw(st.sampled_from(EIGHT_BIT))
     memory_format = draw(st.sampled_from(tuple(MemoryFormat)))
@@ -94,12 +85,13 @@ def pool_inputs(draw: st.DrawFn) -> QTensor:
 class PoolCase:
     """One pooling call: the input, the op's keyword arguments and torch's thread count."""
 
-    x: QTensor
+    input: QTensorCase
     kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
 
-    def __repr__(self) -> str:
-        return f"PoolCase(x={qtensor_literal(self.x)}, kwargs={self.kwargs!r}, threads={self.threads})"
+    @property
+    def x(self) -> QTensor:
+        return self.input.q
 
 
 def pool_labels(x: QTensor, out: QTensor) -> Iterator[str]:

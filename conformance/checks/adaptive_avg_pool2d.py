@@ -15,6 +15,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
+from ..strategies import QTensorCase
 from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
 from . import OpCheck, register
 
@@ -31,9 +32,10 @@ def oracle(case: PoolCase) -> QTensor:
 
 @st.composite
 def cases(draw: st.DrawFn) -> PoolCase:
-    x = draw(pool_inputs())
+    source = draw(pool_inputs())
+    x = source.q
     output_size = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
-    return PoolCase(x, {"output_size": output_size}, draw(st.integers(1, 2)))
+    return PoolCase(source, {"output_size": output_size}, draw(st.integers(1, 2)))
 
 
 def label(case: PoolCase) -> Iterator[str]:
@@ -51,11 +53,11 @@ EXAMPLES = (
     # acc = -1, mult 0.5 in 9 NHWC channels, zp 1: 8 vector lanes (FBGEMM Quantize,
     # 2.13 cvt(fma(-1, 0.5, 1)) = 0, 2.14 cvt(-0.5) + 1 = 1) and one quantize_val tail.
     PoolCase(
-        QTensor(np.tile(np.array([0, 1], np.uint8), (1, 9, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last),
+        QTensorCase(QTensor(np.tile(np.array([0, 1], np.uint8), (1, 9, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last)),
         {"output_size": (1, 1)},
     ),
     # H*W == 1, C = 2, output 2x1: NHWC memory read back as NCHW.
-    PoolCase(QTensor(np.array([5, 9], np.uint8).reshape(1, 2, 1, 1), 0.1, 0, QDtype.quint8), {"output_size": (2, 1)}),
+    PoolCase(QTensorCase(QTensor(np.array([5, 9], np.uint8).reshape(1, 2, 1, 1), 0.1, 0, QDtype.quint8)), {"output_size": (2, 1)}),
 )
 
 CHECK = register(

@@ -17,6 +17,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
+from ..strategies import QTensorCase
 from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
 from . import OpCheck, register
 
@@ -46,13 +47,14 @@ def cases(draw: st.DrawFn) -> PoolCase:
         "count_include_pad": draw(st.booleans()),
         "divisor_override": draw(st.one_of(st.none(), st.integers(1, 12))),
     }
-    x = draw(pool_inputs())
+    source = draw(pool_inputs())
+    x = source.q
     sizes = [
         pooling_output_size(x.shape[2 + i], kernel[i], kwargs["padding"][i], kwargs["stride"][i], 1, kwargs["ceil_mode"])
         for i in (0, 1)
     ]
     assume(min(sizes) > 0)  # torch cannot allocate a negative size; an empty output compares nothing
-    return PoolCase(x, kwargs, draw(st.integers(1, 2)))
+    return PoolCase(source, kwargs, draw(st.integers(1, 2)))
 
 
 def label(case: PoolCase) -> Iterator[str]:
@@ -69,13 +71,13 @@ EXAMPLES = (
     # acc = 1, mult = 0.5 in 12 NHWC channels with zp 1: vector lanes give 1, the scalar
     # tail 2 on 2.13 (1 on 2.14); AVX512 runs all 12 channels scalar, AVX2 the last 4.
     PoolCase(
-        QTensor(np.tile(np.array([2, 1], np.uint8), (1, 12, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last),
+        QTensorCase(QTensor(np.tile(np.array([2, 1], np.uint8), (1, 12, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last)),
         {"kernel_size": (1, 2), "stride": (1, 2), "padding": (0, 0), "ceil_mode": False, "count_include_pad": True,
          "divisor_override": None},
     ),
     # H*W == 1, C = 3, padding 1: a 2x2 output written as NHWC into an NCHW tensor.
     PoolCase(
-        QTensor(np.array([10, 21, 30], np.uint8).reshape(1, 3, 1, 1), 0.1, 3, QDtype.quint8),
+        QTensorCase(QTensor(np.array([10, 21, 30], np.uint8).reshape(1, 3, 1, 1), 0.1, 3, QDtype.quint8)),
         {"kernel_size": (2, 2), "stride": (1, 1), "padding": (1, 1), "ceil_mode": False, "count_include_pad": True,
          "divisor_override": None},
     ),

@@ -17,8 +17,8 @@ from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
-from ..strategies import int_values, zero_points
-from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, qtensor_literal, scale_values, torch_threads
+from ..strategies import QTensorCase, zero_points
+from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values, torch_threads
 from . import OpCheck, register
 
 
@@ -26,18 +26,15 @@ from . import OpCheck, register
 class CatCase:
     """Inputs, dim and output qparams (None: torch.cat, which uses tensors[0]'s)."""
 
-    tensors: tuple[QTensor, ...]
+    inputs: tuple[QTensorCase, ...]
     dim: int
     scale: Optional[float] = None
     zero_point: Optional[int] = None
     threads: int = 1
 
-    def __repr__(self) -> str:
-        tensors = ", ".join(qtensor_literal(t) for t in self.tensors)
-        return (
-            f"CatCase(tensors=({tensors},), dim={self.dim}, scale={self.scale!r}, zero_point={self.zero_point!r}, "
-            f"threads={self.threads})"
-        )
+    @property
+    def tensors(self) -> list[QTensor]:
+        return [case.q for case in self.inputs]
 
 
 def reference(case: CatCase, profile: NumericsProfile) -> QTensor:
@@ -76,8 +73,7 @@ def cases(draw: st.DrawFn) -> CatCase:
         else:
             scale, zp = draw(_pow2_or_any_scale()), draw(zero_points(dtype))
         memory_format = _format(layout, index)
-        ints = int_values(rng, int(np.prod(shape)), dtype, np.int64(zp)).reshape(shape)
-        tensors.append(QTensor(ints, scale, zp, dtype, memory_format=memory_format))
+        tensors.append(QTensorCase.from_seed(tuple(shape), scale, zp, dtype, None, memory_format, int(rng.integers(2**32))))
     use_torch_cat = draw(st.integers(0, 4)) == 0
     return CatCase(
         tuple(tensors), dim, None if use_torch_cat else out_scale, None if use_torch_cat else out_zp, draw(st.integers(1, 2))
@@ -117,8 +113,8 @@ def label(case: CatCase) -> Iterator[str]:
         yield "odd-zp"
 
 
-def _twos(channels: int, memory_format: MemoryFormat) -> QTensor:
-    return QTensor(np.full((1, channels, 1, 2), 2, np.uint8), 0.25, 0, QDtype.quint8, memory_format=memory_format)
+def _twos(channels: int, memory_format: MemoryFormat) -> QTensorCase:
+    return QTensorCase(QTensor(np.full((1, channels, 1, 2), 2, np.uint8), 0.25, 0, QDtype.quint8, memory_format=memory_format))
 
 
 EXAMPLES = (

@@ -16,6 +16,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
+from ..strategies import QTensorCase
 from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
 from . import OpCheck, register
 
@@ -40,7 +41,8 @@ def oracle(case: PoolCase) -> QTensor:
 
 @st.composite
 def cases(draw: st.DrawFn) -> PoolCase:
-    x = draw(pool_inputs())
+    source = draw(pool_inputs())
+    x = source.q
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     kwargs = {
         "kernel_size": kernel,
@@ -54,7 +56,7 @@ def cases(draw: st.DrawFn) -> PoolCase:
         for i in (0, 1)
     ]
     assume(min(sizes) > 0)  # torch refuses empty outputs
-    return PoolCase(x, kwargs, draw(st.integers(1, 2)))
+    return PoolCase(source, kwargs, draw(st.integers(1, 2)))
 
 
 def label(case: PoolCase) -> Iterator[str]:
@@ -73,7 +75,7 @@ def informative(case: PoolCase, out: QTensor) -> int:
 EXAMPLES = (
     # H*W == 1 with C > 1 upsampled by padding: torch returns NHWC memory read as NCHW.
     PoolCase(
-        QTensor(np.array([10, 20, 30], np.uint8).reshape(1, 3, 1, 1), 0.5, 3, QDtype.quint8),
+        QTensorCase(QTensor(np.array([10, 20, 30], np.uint8).reshape(1, 3, 1, 1), 0.5, 3, QDtype.quint8)),
         {"kernel_size": (2, 2), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "ceil_mode": False},
     ),
 )
