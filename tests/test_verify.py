@@ -55,6 +55,25 @@ class DepthwiseBlock(nn.Module):
         return x + self.project(self.depthwise(self.expand(x)))
 
 
+class OptionAShortcut(nn.Module):
+    """CIFAR ResNet option-A block: the parameter-free shortcut (stride-2 slice, zero channel
+    padding) leaves a float island: dequantize, slice, pad, float add, float relu, quantize."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.relu = nn.ReLU()
+        self.head = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        shortcut = nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 4, 4), "constant", 0.0)
+        y = self.head(self.relu(self.conv(x) + shortcut))  # the quantized head quantizes the island's result
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
 def _randomize_bn(module: nn.Module, generator: torch.Generator) -> None:
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -86,7 +105,7 @@ def inputs(kind: str) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def models():
-    return {"basic": convert(BasicBlock()), "depthwise": convert(DepthwiseBlock())}
+    return {"basic": convert(BasicBlock()), "depthwise": convert(DepthwiseBlock()), "option_a": convert(OptionAShortcut())}
 
 
 @pytest.mark.parametrize("name", ["basic", "depthwise"])
@@ -102,6 +121,16 @@ def test_blocks_verify_bit_exactly_node_by_node(models, name, kind, tmp_path):
     if name == "depthwise":
         assert "aten::hardtanh" in kinds or "aten::hardtanh_" in kinds
     assert report.format().endswith("elements")
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_float_island_of_an_option_a_shortcut_is_bit_exact(models, kind, tmp_path):
+    report = verify(models["option_a"], inputs(kind), model_path=tmp_path / "m.qsm", num_threads=2)
+    assert report.ok, report.format()
+    kinds = report.by_kind()
+    for island_kind in ("aten::slice", "aten::pad", "aten::add", "aten::dequantize", "aten::quantize_per_tensor"):
+        assert island_kind in kinds, sorted(kinds)
+    assert any(not c.quantized for c in report.checks) and any(c.quantized for c in report.checks)
 
 
 def test_first_mismatch_is_reported_with_a_replayable_repro(models, tmp_path, monkeypatch):
