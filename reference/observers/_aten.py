@@ -162,13 +162,19 @@ def histc_f32(x: np.ndarray, bins: int, low: float, high: float) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         step = f32(f32(end - start) / np.float32(bins))
         lo, hi = fma32(step, np.float32(0), start), fma32(-step, np.float32(0), end)
-        values = values[(values >= lo) & (values <= hi)]  # NaN fails both
-        scaled = f32(f32(f32(values - lo) * np.float32(bins)) / f32(hi - lo))
-    # `static_cast<int64_t>` of an overflowed (inf) quotient is INT64_MIN on x86-64; the
-    # kernel then writes hist[INT64_MIN], whose byte offset INT64_MIN * 4 wraps to 0: bin 0.
-    finite = np.isfinite(scaled)
-    position = np.where(finite, np.trunc(np.where(finite, scaled, 0)), 0).astype(np.int64)
-    position = np.minimum(position, bins - 1)  # x == hi: last bin
+        width = f32(hi - lo)
+        if values.size and not (values.min() >= lo and values.max() <= hi):
+            values = values[(values >= lo) & (values <= hi)]  # NaN fails both
+        # In place, each step a float32 operation rounded once (the kernel's scalar code).
+        scaled = np.subtract(values, lo, dtype=np.float32)
+        scaled *= np.float32(bins)
+        scaled /= width
+    if scaled.size and not np.isfinite(scaled.max()):
+        # `static_cast<int64_t>` of an overflowed (inf) quotient is INT64_MIN on x86-64; the
+        # kernel then writes hist[INT64_MIN], whose byte offset INT64_MIN * 4 wraps to 0: bin 0.
+        scaled[~np.isfinite(scaled)] = 0
+    position = scaled.astype(np.int64)  # truncation; every quotient is >= 0
+    np.minimum(position, bins - 1, out=position)  # x == hi: last bin
     return np.bincount(position, minlength=bins).astype(np.float32)
 
 

@@ -92,12 +92,14 @@ class HistogramObserver(UniformObserver):
             )
         if values.size == 0:
             return
-        if np.isnan(values).any():
-            raise ValueError("HistogramObserver got NaN; torch.histc raises 'range of [nan, nan] is not finite'")
-        values = values[np.abs(values) != np.inf]  # torch drops +-inf (with a warning)
-        if values.size == 0:
-            return
-        x_min, x_max = np.min(values), np.max(values)
+        x_min, x_max = np.min(values), np.max(values)  # NaN propagates into both
+        if not (np.isfinite(x_min) and np.isfinite(x_max)):
+            if np.isnan(x_min) or np.isnan(x_max):
+                raise ValueError("HistogramObserver got NaN; torch.histc raises 'range of [nan, nan] is not finite'")
+            values = values[np.abs(values) != np.inf]  # torch drops +-inf (with a warning)
+            if values.size == 0:
+                return
+            x_min, x_max = np.min(values), np.max(values)
         if self.min_val == np.inf or self.max_val == -np.inf:
             self.histogram = histc_f32(values, self.bins, x_min, x_max)
             self.min_val, self.max_val = x_min, x_max

@@ -1,0 +1,101 @@
+"""Reference observers against torch's, on ResNet-sized tensors, in one run.
+
+    PYTHONPATH=. python benchmarks/observers.py [--repeat N] [--batches B]
+
+Each observer sees the same `--batches` float32 batches (activations of a ResNet-50
+stage-1 block, 8 x 256 x 56 x 56 = 6.4M values each, from different distributions, or a
+256 x 256 x 3 x 3 conv weight for the per-channel observers), then computes its qparams.
+Time is the best of `--repeat` runs of observe-all + calculate_qparams, one torch thread
+(torch.set_num_threads(1)), and the qparams are checked bitwise equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.ao.quantization.observer as torch_observers
+
+import reference.observers as reference_observers
+
+ACTIVATION_SHAPE = (8, 256, 56, 56)
+WEIGHT_SHAPE = (256, 256, 3, 3)
+CASES: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("MinMaxObserver", {}, "activation"),
+    ("MovingAverageMinMaxObserver", {}, "activation"),
+    ("PerChannelMinMaxObserver", {"dtype": "qint8", "qscheme": "per_channel_symmetric"}, "weight"),
+    ("MovingAveragePerChannelMinMaxObserver", {"dtype": "qint8", "qscheme": "per_channel_symmetric"}, "weight"),
+    ("HistogramObserver", {"reduce_range": True}, "activation"),  # get_default_qconfig('fbgemm')
+)
+
+
+def batches(kind: str, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Post-ReLU-like activations with growing ranges, or weight-like tensors."""
+    if kind == "weight":
+        return [(rng.standard_normal(WEIGHT_SHAPE) * 0.05 * (i + 1)).astype(np.float32) for i in range(count)]
+    out = []
+    for i in range(count):
+        x = rng.standard_normal(ACTIVATION_SHAPE, dtype=np.float32)
+        x *= np.float32(1 + i)
+        np.maximum(x, np.float32(-0.1 * i), out=x)
+        out.append(x)
+    return out
+
+
+def torch_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    converted = dict(kwargs)
+    for key in ("dtype", "qscheme"):
+        if key in converted:
+            converted[key] = getattr(torch, converted[key])
+    return converted
+
+
+def best_time(run: Callable[[], tuple[np.ndarray, np.ndarray]], repeat: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    assert result is not None
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")  # reduce_range deprecation notices
+    rng = np.random.default_rng(0)
+    data = {kind: batches(kind, args.batches, rng) for kind in ("activation", "weight")}
+    tensors = {kind: [torch.from_numpy(b) for b in arrays] for kind, arrays in data.items()}
+    print(f"torch {torch.__version__}, 1 thread, {args.batches} batches, best of {args.repeat}")
+    print(f"{'observer':<40} {'reference s':>11} {'torch s':>9} {'ratio':>7}  equal")
+    for name, kwargs, kind in CASES:
+
+        def reference_run() -> tuple[np.ndarray, np.ndarray]:
+            observer = getattr(reference_observers, name)(**kwargs)
+            for batch in data[kind]:
+                observer.observe(batch)
+            return observer.calculate_qparams()
+
+        def torch_run() -> tuple[np.ndarray, np.ndarray]:
+            observer = getattr(torch_observers, name)(**torch_kwargs(kwargs))
+            for batch in tensors[kind]:
+                observer(batch)
+            scale, zero_point = observer.calculate_qparams()
+            return scale.numpy(), zero_point.numpy()
+
+        ours, (scale, zp) = best_time(reference_run, args.repeat)
+        theirs, (torch_scale, torch_zp) = best_time(torch_run, args.repeat)
+        equal = np.array_equal(scale.view(np.uint32), torch_scale.view(np.uint32)) and np.array_equal(zp, torch_zp)
+        print(f"{name:<40} {ours:>11.3f} {theirs:>9.3f} {ours / theirs:>7.2f}  {equal}")
+
+
+if __name__ == "__main__":
+    main()
