@@ -4,10 +4,12 @@ This package never imports torch. Every op takes its numerics as data: a
 `NumericsProfile` naming the torch release, CPU features and engine.
 """
 
-from . import ops
+from . import observers, ops
+from .fold import fold_conv_bn
 from .interpreter import Model, load, run
 from .ops import dequantize, quantize_per_channel, quantize_per_tensor
 from .profile import DEFAULT_PROFILE, PROFILES, NumericsProfile, get_profile
+from .qconfig import QConfig, default_qconfig, get_default_qconfig
 from .qtensor import MemoryFormat, QDtype, QTensor
 
 __all__ = [
@@ -16,11 +18,16 @@ __all__ = [
     "MemoryFormat",
     "Model",
     "NumericsProfile",
+    "QConfig",
     "QDtype",
     "QTensor",
+    "default_qconfig",
     "dequantize",
+    "fold_conv_bn",
+    "get_default_qconfig",
     "get_profile",
     "load",
+    "observers",
     "ops",
     "quantize_per_channel",
     "quantize_per_tensor",
