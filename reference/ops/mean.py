@@ -34,8 +34,10 @@ def mean(
       `x = dequantize(q)`; `s = cascade_sum(x)` (float32, SumKernel.cpp, see
       `_cascade_outer_sum`); `m = f32(s / float(n))`; `out = quantize_per_tensor(m, s_in,
       zp_in)` (FBGEMM quantize: the profile decides where the zero point is added).
-      Modelled for 4-d channels_last inputs reduced over (2, 3), run on one thread (a
-      reduction of >= 32768 elements on more threads splits columns differently).
+      Modelled for 4-d channels_last inputs reduced over (2, 3). Threads do not change it:
+      `parallel_dim_reduction` splits the outermost kept dimension (N) when N >= threads,
+      and each batch is then summed exactly as on one thread; with N < threads one range
+      does all the work.
     torch itself fails (and so does this function, with a ValueError) on the fast path
     with keepdim=False for a channels_last input: it allocates the 2-d result in
     channels_last format.
