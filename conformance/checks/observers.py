@@ -261,9 +261,9 @@ CHECK = register(
 )
 
 
-def agreement(observer: str, cases: int) -> tuple[int, int, list[str]]:
+def agreement(observer: str, cases: int, progress: int = 0) -> tuple[int, int, list[str]]:
     """Run `cases` Hypothesis cases of one observer outside the runner; return
-    (agreeing, total, the first few disagreeing cases)."""
+    (agreeing, total, the first few disagreeing cases). `progress`: print counts every N cases."""
     counts = {"agree": 0, "total": 0}
     failures: list[str] = []
 
@@ -279,6 +279,8 @@ def agreement(observer: str, cases: int) -> tuple[int, int, list[str]]:
             counts["agree"] += 1
         elif len(failures) < 5:
             failures.append(repr(case))
+        if progress and counts["total"] % progress == 0:
+            print(f"  {observer}: {counts['agree']} of {counts['total']} so far", flush=True)
 
     run()
     return counts["agree"], counts["total"], failures
@@ -288,9 +290,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observer", choices=OBSERVERS, required=True)
     parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--progress", type=int, default=0, help="print the counts every N cases")
     args = parser.parse_args()
     start = time.perf_counter()
-    agree, total, failures = agreement(args.observer, args.cases)
+    agree, total, failures = agreement(args.observer, args.cases, args.progress)
     print(f"{args.observer}: {agree} of {total} cases bitwise equal ({time.perf_counter() - start:.0f} s), torch {torch.__version__}")
     for failure in failures:
         print("  differs:", failure)
