@@ -295,3 +295,57 @@ def kind_counts(model: interpreter.Model) -> Counter:
 
     walk(model.nodes)
     return counts
+
+
+def profile_note(model: interpreter.Model) -> Optional[str]:
+    """A plain sentence when `model` was converted under another numerics profile than this
+    process runs (torch release, CPU features or engine), else None. The reference always
+    computes the file's profile; torch here computes this process's."""
+    from .environment import detect_profile
+
+    here = detect_profile()
+    if here == model.profile:
+        return None
+    return (
+        f"this model file was converted under {model.profile.name} (torch {model.torch_version}); this process is "
+        f"{here.name}: the reference computes {model.profile.name}'s arithmetic, torch here may differ at ties"
+    )
+
+
+def verify_command(
+    model_path: Union[str, Path],
+    inputs_path: Optional[Union[str, Path]] = None,
+    random: Optional[int] = None,
+    input_shape: Sequence[int] = (3, 224, 224),
+    seed: int = 0,
+    num_threads: int = 1,
+) -> int:
+    """`quantspec verify OUT.pt [--inputs X.npy | --random N]`: print one line per checked node
+    kind and a bit-exact verdict; return the exit status (0 bit-exact, 1 any mismatch).
+
+    Inputs: a float32 .npy batch (`inputs_path`), or `random` N(0, 1) images of
+    `input_shape` (seeded), half of them moved onto ties of the input quantization grid.
+    """
+    from .io import load as load_scripted
+
+    converted = load_scripted(model_path)
+    if inputs_path is not None:
+        batch = np.load(inputs_path, allow_pickle=False)
+        if batch.dtype != np.float32:
+            raise TypeError(f"{inputs_path}: inputs must be float32, got {batch.dtype}")
+        inputs = torch.from_numpy(batch)
+    else:
+        inputs = _random_inputs(random or 2, input_shape, seed)
+    repro = Path(model_path).with_suffix(".repro.qsm")
+    report = verify(converted, inputs, repro_path=repro, num_threads=num_threads)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _random_inputs(count: int, shape: Sequence[int], seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.randn(count, *shape, generator=generator)
+    ties = (torch.randint(-64, 64, (count, *shape), generator=generator).float() + 0.5) / 32
+    half = count // 2
+    batch[half:] = ties[half:]
+    return batch

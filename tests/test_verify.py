@@ -91,7 +91,7 @@ def convert(module: nn.Module) -> torch.jit.ScriptModule:
     _randomize_bn(module, generator)
     with fbgemm_engine():
         scripted = torch.jit.script(module.eval())
-        data = [torch.randn(2, 3, 12, 12, generator=generator) for _ in range(3)]
+        data = [torch.randn(2, 3, 12, 12, generator=generator) for _ in range(2)]
         return quantize_jit(scripted, {"": get_default_qconfig("fbgemm")}, lambda m, d: [m(x) for x in d], [data])
 
 
@@ -156,3 +156,15 @@ def test_first_mismatch_is_reported_with_a_replayable_repro(models, tmp_path, mo
     assert int(np.count_nonzero(replayed.int_repr != expected.int_repr)) == 1  # the bug replays
     monkeypatch.setitem(kernels.KERNELS, "quantized::add", original)
     assert np.array_equal(reference.run(repro, []).int_repr, expected.int_repr)  # fixed kernel matches torch
+
+
+def test_verify_command_prints_kinds_and_returns_the_exit_status(models, tmp_path, capsys):
+    from production.io import save
+    from production.verify import verify_command
+
+    save(models["basic"], tmp_path / "basic.pt")
+    assert verify_command(tmp_path / "basic.pt", random=2, input_shape=(3, 12, 12)) == 0
+    printed = capsys.readouterr().out
+    assert "quantized::conv2d" in printed and printed.strip().splitlines()[-1].startswith("bit-exact")
+    np.save(tmp_path / "x.npy", inputs("ties").numpy())
+    assert verify_command(tmp_path / "basic.pt", inputs_path=tmp_path / "x.npy") == 0
