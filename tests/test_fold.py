@@ -102,3 +102,62 @@ def test_matches_torch_jit_fold_pass() -> None:
     )
     assert np.array_equal(w.view(np.uint32), eager_w.detach().numpy().view(np.uint32))
     assert np.array_equal(b.view(np.uint32), eager_b.detach().numpy().view(np.uint32))
+
+
+RESNET20 = "/work/shared/data/models/resnet20-12fca82f.th"
+
+
+def test_resnet20_quantize_jit_weights_and_input_qparams_match_reference() -> None:
+    """Whole model (CIFAR ResNet-20, real checkpoint): torch's quantize_jit with
+    get_default_qconfig('fbgemm') against the reference's calibration decisions.
+
+    Checked per conv, in graph order: the folded float bias, the per-channel weight
+    qparams (PerChannelMinMaxObserver, qint8 symmetric) and the int8 weights
+    (quantize_per_channel of the folded weight); and the input's activation qparams
+    (HistogramObserver(reduce_range=True) fed the same calibration batches). Intermediate
+    activations' qparams need the tensors torch's observers saw: not checked here.
+    """
+    torch = pytest.importorskip("torch")
+    import os
+
+    if not os.path.exists(RESNET20):
+        pytest.skip(f"{RESNET20} not available")
+    from production.quantize import quantize_jit
+    from production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
+    from reference.observers import HistogramObserver, PerChannelMinMaxObserver
+    from reference.ops import quantize_per_channel
+
+    model = load_checkpoint(cifar_resnet20(), RESNET20).eval()
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal((2, 3, 32, 32)).astype(np.float32) * s for s in (1.0, 2.5)]
+
+    def calibrate(prepared) -> None:
+        for batch in calibration:
+            prepared(torch.from_numpy(batch.copy()))
+
+    converted = quantize_jit(model, calibrate=calibrate)
+    convs = [n for n in converted.graph.nodes() if n.kind() in ("quantized::conv2d", "quantized::conv2d_relu")]
+    modules = dict(model.named_modules())
+    conv_names = [name for name, m in modules.items() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == len(conv_names) == 19
+    for node, name in zip(convs, conv_names):
+        conv, bn = modules[name], modules[name.replace("conv", "bn")]
+        params = [t.detach().numpy() for t in (conv.weight, bn.running_mean, bn.running_var, bn.weight, bn.bias)]
+        weight, bias = fold_conv_bn(params[0], None, *params[1:], eps=bn.eps)
+        observer = PerChannelMinMaxObserver(dtype="qint8", qscheme="per_channel_symmetric")
+        observer.observe(weight)
+        scales, zero_points = observer.calculate_qparams()
+        expected = quantize_per_channel(weight, scales.astype(np.float64), zero_points, 0, "qint8")
+        packed = converted._c.getattr(list(node.inputs())[1].node().s("name"))
+        torch_weight, torch_bias = packed.unpack()
+        assert np.array_equal(torch_weight.q_per_channel_scales().numpy(), scales.astype(np.float64)), name
+        assert np.array_equal(torch_weight.q_per_channel_zero_points().numpy(), zero_points), name
+        assert np.array_equal(torch_weight.int_repr().numpy(), expected.int_repr), name
+        assert np.array_equal(torch_bias.detach().numpy().view(np.uint32), bias.view(np.uint32)), name
+    quantize_input = list(convs[0].inputs())[0].node()
+    torch_scale, torch_zp = [i.toIValue() for i in list(quantize_input.inputs())[1:3]]
+    observer = HistogramObserver(reduce_range=True)
+    for batch in calibration:
+        observer.observe(batch)
+    scale, zero_point = observer.calculate_qparams()
+    assert (float(scale[0]), int(zero_point[0])) == (torch_scale, torch_zp)
