@@ -9,6 +9,9 @@ import numpy as np
 from ..qtensor import QDtype
 from ._qparams import FLOAT32_EPS, QScheme, calculate_qparams, parse_observer_dtype, quant_range
 
+# torch's default `eps=torch.finfo(torch.float32).eps`.
+DEFAULT_EPS = FLOAT32_EPS
+
 
 class UniformObserver:
     """Parameters and qparams arithmetic common to the min/max and histogram observers.
@@ -76,5 +79,3 @@ def channel_rows(x: np.ndarray, ch_axis: int, observer: str) -> np.ndarray:
         raise IndexError(f"{observer}: ch_axis {ch_axis} is out of range for an input of shape {x.shape}")
     return np.swapaxes(x, 0, ch_axis).reshape(x.shape[ch_axis], -1)
 
-
-DEFAULT_EPS = FLOAT32_EPS
