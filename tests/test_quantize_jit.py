@@ -194,10 +194,21 @@ def test_scriptable_module_is_scripted_even_with_example_inputs() -> None:
     assert node_kinds(converted)["prim::If"] == 1
 
 
-def test_script_module_input_and_inplace() -> None:
+def test_inplace_converts_the_callers_script_module_and_only_then() -> None:
     scripted = torch.jit.script(island_net())
+    before = {key: value.clone() for key, value in scripted.state_dict().items()}
+    copy = quantize_jit(scripted, None, calibrate, (batches(),))
+    assert copy is not scripted and scripted.state_dict().keys() == before.keys()
+    assert all(torch.equal(value, before[key]) for key, value in scripted.state_dict().items())
     converted = quantize_jit(scripted, None, calibrate, (batches(),), inplace=True)
-    assert converted is not None and node_kinds(converted)["quantized::linear"] == 1
+    assert converted is scripted and node_kinds(converted)["quantized::linear_relu"] == 1
+
+
+def test_nn_module_weights_are_never_changed() -> None:
+    model = island_net()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    quantize_jit(model, None, calibrate, (batches(),), inplace=True)
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
 
 
 # --- save / load ----------------------------------------------------------------------
