@@ -1,0 +1,44 @@
+"""Shared case drawing for the element-wise model ops (mul, hardswish, hardsigmoid, clamp,
+relu) and mean: shapes whose memory-order walk hits every vector tail, 2-thread splits,
+NCHW and channels_last, and scales that put results on exact .5 ties."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from reference.qtensor import MemoryFormat, QDtype
+
+from ..strategies import QTensorCase, tail_lengths, zero_points
+from ._pool_cases import scale_values
+
+GRAIN = 32768  # at::internal::GRAIN_SIZE: above it, 2 threads split the walk
+
+
+@st.composite
+def shape_format_threads(draw: st.DrawFn) -> tuple[tuple[int, ...], MemoryFormat, int]:
+    """(shape, memory format, torch threads): flat tail lengths, small 4-d tensors in either
+    layout, or a length above GRAIN on 2 threads (two ranges, each with its own tail)."""
+    kind = draw(st.sampled_from(("flat", "nd", "nd", "threads")))
+    if kind == "threads":
+        return (GRAIN + draw(tail_lengths(GRAIN + 4096)),), MemoryFormat.contiguous, 2
+    if kind == "nd":
+        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+        return shape, draw(st.sampled_from(tuple(MemoryFormat))), draw(st.integers(1, 2))
+    return (draw(tail_lengths(4096)),), MemoryFormat.contiguous, draw(st.integers(1, 2))
+
+
+@st.composite
+def qtensor_cases(
+    draw: st.DrawFn, dtype: QDtype, shape: tuple[int, ...], memory_format: MemoryFormat, scale: float | None = None
+) -> QTensorCase:
+    """A per-tensor QTensor (integers from a drawn seed, so it prints as a rebuild recipe)."""
+    s = draw(scale_values()) if scale is None else scale
+    return QTensorCase.from_seed(
+        shape, s, draw(zero_points(dtype)), dtype, None, memory_format, draw(st.integers(0, 2**32 - 1))
+    )
+
+
+@st.composite
+def power_of_two_scales(draw: st.DrawFn) -> float:
+    """Mostly powers of two (exact ties downstream), sometimes ordinary values."""
+    return draw(st.one_of(st.integers(-8, 4).map(lambda e: 2.0**e), st.integers(-8, 4).map(lambda e: 2.0**e), scale_values()))

@@ -1,0 +1,91 @@
+"""quantized::mul / mul_relu against reference.ops.mul: 64-element vector blocks and scalar
+tails in memory order (they differ only beyond int32), 1 and 2 threads, NCHW and
+channels_last, broadcast gates (SE blocks), power-of-two scales for exact ties, tiny output
+scales that overflow int32."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+from reference.ops import mul
+from reference.profile import NumericsProfile
+from reference.qtensor import QDtype, QTensor
+
+from ..oracles import from_torch, to_torch
+from ..strategies import QTensorCase, zero_points
+from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
+from ._pool_cases import EIGHT_BIT, torch_threads
+from . import OpCheck, register
+
+
+@dataclass(frozen=True)
+class MulCase:
+    a: QTensorCase
+    b: QTensorCase
+    scale: float
+    zero_point: int
+    relu: bool = False
+    threads: int = 1
+
+
+def reference(case: MulCase, profile: NumericsProfile) -> QTensor:
+    return mul(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads)
+
+
+def oracle(case: MulCase) -> QTensor:
+    op = torch.ops.quantized.mul_relu if case.relu else torch.ops.quantized.mul
+    with torch_threads(case.threads):
+        return from_torch(op(to_torch(case.a.q), to_torch(case.b.q), case.scale, case.zero_point))
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> MulCase:
+    dtype = draw(st.sampled_from(EIGHT_BIT))
+    shape, memory_format, threads = draw(shape_format_threads())
+    a = draw(qtensor_cases(dtype, shape, memory_format, draw(power_of_two_scales())))
+    gate = len(shape) == 4 and draw(st.integers(0, 3)) == 0
+    b_shape = (shape[0], shape[1], 1, 1) if gate else shape
+    b = draw(qtensor_cases(dtype, b_shape, memory_format, draw(power_of_two_scales())))
+    tiny = draw(st.integers(0, 9)) == 0
+    scale = draw(st.floats(1e-9, 1e-6)) if tiny else draw(power_of_two_scales())
+    return MulCase(a, b, scale, draw(zero_points(dtype)), draw(st.booleans()), threads)
+
+
+def label(case: MulCase) -> Iterator[str]:
+    a, b = case.a.q, case.b.q
+    yield a.dtype.label
+    yield a.memory_format.value
+    if a.shape != b.shape:
+        yield "broadcast-gate"
+    elif a.int_repr.size % 64:
+        yield "tail"
+    if case.threads == 2 and a.int_repr.size > 32768:
+        yield "2-thread-split"
+    if case.relu:
+        yield "relu"
+    if case.scale < 1e-5:
+        yield "tiny-scale"
+    c = (a.int_repr.astype(np.int64) - a.zero_point) * (b.int_repr.astype(np.int64) - b.zero_point)
+    mult = np.float32(np.float32(np.float32(a.scale) * np.float32(b.scale)) * np.float32(np.float32(1) / np.float32(case.scale)))
+    t = (c.astype(np.float32) * mult).astype(np.float32)
+    if np.any(t - np.floor(t) == 0.5):
+        yield "exact-tie"
+
+
+def _full(n: int, value: int) -> QTensorCase:
+    return QTensorCase(QTensor(np.full((n,), value, np.uint8), 1.0, 0, QDtype.quint8))
+
+
+EXAMPLES = (
+    # 65 x (255 * 255) at output scale 2^-20: vector block overflows int32 -> 0, scalar tail -> 255.
+    MulCase(_full(65, 255), _full(65, 255), 2.0**-20, 0),
+)
+
+CHECK = register(
+    OpCheck(name="mul", op="quantized::mul", cases=cases(), reference=reference, torch=oracle, label=label, examples=EXAMPLES)
+)

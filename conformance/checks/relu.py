@@ -1,0 +1,47 @@
+"""aten::relu on quantized tensors against reference.ops.relu: max(q, zp), layout kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from hypothesis import strategies as st
+
+from reference.ops import relu
+from reference.profile import NumericsProfile
+from reference.qtensor import QTensor
+
+from ..oracles import from_torch, to_torch
+from ..strategies import QTensorCase
+from ._elementwise_cases import qtensor_cases, shape_format_threads
+from ._pool_cases import EIGHT_BIT
+from . import OpCheck, register
+
+
+@dataclass(frozen=True)
+class ReluCase:
+    x: QTensorCase
+
+
+def reference(case: ReluCase, profile: NumericsProfile) -> QTensor:
+    return relu(case.x.q)
+
+
+def oracle(case: ReluCase) -> QTensor:
+    return from_torch(torch.relu(to_torch(case.x.q)))
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> ReluCase:
+    dtype = draw(st.sampled_from(EIGHT_BIT))
+    shape, memory_format, _ = draw(shape_format_threads())
+    return ReluCase(draw(qtensor_cases(dtype, shape, memory_format)))
+
+
+def label(case: ReluCase) -> Iterator[str]:
+    yield case.x.q.dtype.label
+    yield case.x.q.memory_format.value
+
+
+CHECK = register(OpCheck(name="relu", op="aten::relu", cases=cases(), reference=reference, torch=oracle, label=label))
