@@ -5,7 +5,7 @@
 Each observer sees the same `--batches` float32 batches (activations of a ResNet-50
 stage-1 block, 8 x 256 x 56 x 56 = 6.4M values each, from different distributions, or a
 256 x 256 x 3 x 3 conv weight for the per-channel observers), then computes its qparams.
-Time is the best of `--repeat` runs of observe-all + calculate_qparams, one torch thread
+Time is the best of `--repeat` alternating runs of observe-all + calculate_qparams, one torch thread
 (torch.set_num_threads(1)), and the qparams are checked bitwise equal.
 """
 
@@ -54,19 +54,23 @@ def torch_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def best_time(run: Callable[[], tuple[np.ndarray, np.ndarray]], repeat: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
-    best, result = float("inf"), None
+def best_times(
+    reference_run: Callable[[], Any], torch_run: Callable[[], Any], repeat: int
+) -> tuple[float, float, Any, Any]:
+    """Best-of-`repeat` times of both, alternating runs so that machine load hits both alike."""
+    best = [float("inf"), float("inf")]
+    results: list[Any] = [None, None]
     for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    assert result is not None
-    return best, result
+        for index, run in enumerate((reference_run, torch_run)):
+            start = time.perf_counter()
+            results[index] = run()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return best[0], best[1], results[0], results[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batches", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -91,8 +95,7 @@ def main() -> None:
             scale, zero_point = observer.calculate_qparams()
             return scale.numpy(), zero_point.numpy()
 
-        ours, (scale, zp) = best_time(reference_run, args.repeat)
-        theirs, (torch_scale, torch_zp) = best_time(torch_run, args.repeat)
+        ours, theirs, (scale, zp), (torch_scale, torch_zp) = best_times(reference_run, torch_run, args.repeat)
         equal = np.array_equal(scale.view(np.uint32), torch_scale.view(np.uint32)) and np.array_equal(zp, torch_zp)
         print(f"{name:<40} {ours:>11.3f} {theirs:>9.3f} {ours / theirs:>7.2f}  {equal}")
 

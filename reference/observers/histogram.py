@@ -10,7 +10,7 @@ import numpy as np
 
 from ..numerics import f32
 from ..qtensor import QDtype
-from ._aten import cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
+from ._aten import aminmax_f32, cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
 from ._base import DEFAULT_EPS, UniformObserver
 from ._qparams import QScheme, default_qparams
 
@@ -92,14 +92,14 @@ class HistogramObserver(UniformObserver):
             )
         if values.size == 0:
             return
-        x_min, x_max = np.min(values), np.max(values)  # NaN propagates into both
+        x_min, x_max = aminmax_f32(values)  # NaN propagates into both
         if not (np.isfinite(x_min) and np.isfinite(x_max)):
             if np.isnan(x_min) or np.isnan(x_max):
                 raise ValueError("HistogramObserver got NaN; torch.histc raises 'range of [nan, nan] is not finite'")
             values = values[np.abs(values) != np.inf]  # torch drops +-inf (with a warning)
             if values.size == 0:
                 return
-            x_min, x_max = np.min(values), np.max(values)
+            x_min, x_max = aminmax_f32(values)
         if self.min_val == np.inf or self.max_val == -np.inf:
             self.histogram = histc_f32(values, self.bins, x_min, x_max)
             self.min_val, self.max_val = x_min, x_max

@@ -7,6 +7,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..qtensor import QDtype
+from ._aten import aminmax_f32
 from ._base import DEFAULT_EPS, UniformObserver, as_observed_float32
 from ._qparams import QScheme, default_qparams
 
@@ -52,8 +53,9 @@ class MinMaxObserver(UniformObserver):
         values = as_observed_float32(x, type(self).__name__)
         if values.size == 0:
             return
-        self.min_val = np.minimum(np.min(values), self.min_val)
-        self.max_val = np.maximum(np.max(values), self.max_val)
+        batch_min, batch_max = aminmax_f32(values)
+        self.min_val = np.minimum(batch_min, self.min_val)
+        self.max_val = np.maximum(batch_max, self.max_val)
 
     def calculate_qparams(self) -> tuple[np.ndarray, np.ndarray]:
         """(scale float32 [1], zero point int64 [1]) as torch's `calculate_qparams` gives them."""

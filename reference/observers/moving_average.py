@@ -8,6 +8,7 @@ import numpy as np
 
 from ..numerics import f32
 from ..qtensor import QDtype
+from ._aten import aminmax_f32
 from ._base import DEFAULT_EPS, as_observed_float32
 from ._qparams import QScheme
 from .minmax import MinMaxObserver
@@ -49,7 +50,7 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
         values = as_observed_float32(x, type(self).__name__)
         if values.size == 0:
             return
-        current_min, current_max = np.min(values), np.max(values)
+        current_min, current_max = aminmax_f32(values)
         if self.min_val == np.inf and self.max_val == -np.inf:
             self.min_val, self.max_val = current_min, current_max
             return
