@@ -221,11 +221,11 @@ class DepthwiseNet(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
         self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(16, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.depthwise(self.stem(x))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+        return self.fc(torch.flatten(self.pool(self.depthwise(self.stem(x))), 1))
 
 
 def test_save_load_round_trip_is_bit_identical(tmp_path, caller_engine: str) -> None:
