@@ -308,3 +308,63 @@ def test_aten_kernels_match_torch() -> None:
     b = np.float32(0.37)
     expected = torch.div(torch.from_numpy(x), float(b), rounding_mode="floor").numpy()
     assert np.array_equal(div_floor_f32(x, b), expected)
+
+
+RESNET20 = "/work/shared/data/models/resnet20-12fca82f.th"
+CIFAR_CALIB = "/work/shared/data/cifar10/calib"
+
+
+def test_resnet20_calibration_every_activation_observer_matches_reference() -> None:
+    """Whole model: what each of ResNet-20's 30 activation observers saw during graph-mode
+    calibration (prepare_jit with get_default_qconfig('fbgemm'), real CIFAR images),
+    recorded by a second prepare_jit whose activation observer is torch's RecordingObserver
+    (same graph, so the same observer positions and the same float tensors), fed to the
+    reference HistogramObserver: its qparams equal the calibrated torch observer's, which
+    convert_jit turns into the int8 model's activation qparams."""
+    torch = pytest.importorskip("torch")
+    import os
+
+    if not (os.path.exists(RESNET20) and os.path.isdir(CIFAR_CALIB)):
+        pytest.skip("the shared ResNet-20 checkpoint or CIFAR calibration images are not available")
+    from torch.ao.quantization import QConfig, prepare_jit
+    from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
+    from torch.ao.quantization.observer import RecordingObserver
+
+    from production.data import ImageFolder, cifar_transform
+    from production.environment import fbgemm_engine
+    from production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
+
+    model = load_checkpoint(cifar_resnet20(), RESNET20).eval()
+    images = [torch.from_numpy(x) for x, _ in ImageFolder(CIFAR_CALIB, cifar_transform(), limit=16).batches(8, progress=False)]
+    qconfig = torch_default_qconfig("fbgemm")
+    recording = QConfig(activation=RecordingObserver.with_args(dtype=torch.quint8), weight=qconfig.weight)
+    with fbgemm_engine(), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        calibrated = prepare_jit(torch.jit.script(model), {"": qconfig})
+        recorded = prepare_jit(torch.jit.script(model), {"": recording})
+        for batch in images:
+            calibrated(batch)
+            recorded(batch)
+    torch_observers = _observer_modules(calibrated)
+    recorders = {k: v for k, v in _observer_modules(recorded).items() if v.original_name == "RecordingObserver"}
+    assert len(recorders) == 30
+    for path, recorder in recorders.items():
+        ours = HistogramObserver(reduce_range=True)
+        for tensor in recorder._c.getattr("tensor_val"):
+            ours.observe(tensor.numpy())
+        scale, zp = ours.calculate_qparams()
+        torch_scale, torch_zp = torch_observers[path].calculate_qparams()
+        assert scale.view(np.uint32).tolist() == torch_scale.numpy().view(np.uint32).tolist(), path
+        assert zp.tolist() == torch_zp.tolist(), path
+
+
+def _observer_modules(module, prefix: str = "") -> dict:
+    """The `_observer_N` submodules prepare_jit inserted, by dotted path."""
+    found = {}
+    for name, child in module.named_children():
+        path = f"{prefix}{name}"
+        if name.startswith("_observer_"):
+            found[path] = child
+        else:
+            found.update(_observer_modules(child, path + "."))
+    return found
