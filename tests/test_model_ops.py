@@ -158,6 +158,17 @@ def test_float_island_ops():
         FLOAT_OPS["aten::relu"](np.array([1.0]))
 
 
+def test_float_pools_of_islands():
+    # 1x1x3x3 = 0..8, kernel 2, stride 2, padding 1 (windows clipped at the input):
+    # max: [[0, 2], [6, 8]]; avg count_include_pad: window sizes 2*2 each ->
+    # [[0/4, (1+2)/4], [(3+6)/4, (4+5+7+8)/4]] = [[0, 0.75], [2.25, 6]]; without pad counting:
+    # [[0/1, 3/2], [9/2, 24/4]] = [[0, 1.5], [4.5, 6]]
+    x = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
+    assert FLOAT_OPS["aten::max_pool2d"](x, [2, 2], [2, 2], [1, 1], [1, 1], False).tolist() == [[[[0, 2], [6, 8]]]]
+    assert FLOAT_OPS["aten::avg_pool2d"](x, [2, 2], [2, 2], [1, 1], False, True, None).tolist() == [[[[0, 0.75], [2.25, 6]]]]
+    assert FLOAT_OPS["aten::avg_pool2d"](x, [2, 2], [2, 2], [1, 1], False, False, None).tolist() == [[[[0, 1.5], [4.5, 6]]]]
+
+
 # --- torch cross-check -------------------------------------------------------------
 
 

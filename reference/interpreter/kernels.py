@@ -181,24 +181,26 @@ for _kind in ("aten::dropout", "aten::dropout_", "aten::feature_dropout"):
 # --- pooling, reductions, cat ------------------------------------------------------
 
 
-@kernel("aten::max_pool2d", "quantized::max_pool2d")
-def _max_pool2d(args: list, context: RunContext) -> QTensor:
-    x, kernel_size, stride, padding, dilation, ceil_mode = args
-    return ops.OPS["aten::max_pool2d"](x, kernel_size, stride or None, padding, dilation, ceil_mode)
+def _max_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
+    kernel_size, stride, padding, dilation, ceil_mode = rest
+    return ops.OPS["aten::max_pool2d"](q, kernel_size, stride or None, padding, dilation, ceil_mode)
 
 
-@kernel("aten::avg_pool2d")
-def _avg_pool2d(args: list, context: RunContext) -> QTensor:
-    x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor = args
+def _avg_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor = rest
     return ops.OPS["aten::avg_pool2d"](
-        x, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor, profile=context.profile
+        q, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor, profile=context.profile
     )
 
 
-@kernel("aten::adaptive_avg_pool2d")
-def _adaptive_avg_pool2d(args: list, context: RunContext) -> QTensor:
-    x, output_size = args
-    return ops.OPS["aten::adaptive_avg_pool2d"](x, output_size, profile=context.profile)
+def _adaptive_avg_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
+    return ops.OPS["aten::adaptive_avg_pool2d"](q, rest[0], profile=context.profile)
+
+
+KERNELS["aten::max_pool2d"] = _float_or_quantized("aten::max_pool2d", _max_pool2d)
+KERNELS["quantized::max_pool2d"] = KERNELS["aten::max_pool2d"]
+KERNELS["aten::avg_pool2d"] = _float_or_quantized("aten::avg_pool2d", _avg_pool2d)
+KERNELS["aten::adaptive_avg_pool2d"] = _float_or_quantized("aten::adaptive_avg_pool2d", _adaptive_avg_pool2d)  # float: unsupported
 
 
 @kernel("aten::mean")
