@@ -83,6 +83,18 @@ def test_engine_restored_when_qconfig_dict_is_bad(caller_engine: str) -> None:
     assert torch.backends.quantized.engine == caller_engine
 
 
+def test_same_model_as_torchs_quantize_jit_under_fbgemm() -> None:
+    from torch.ao.quantization import quantize_jit as torch_quantize_jit
+
+    model, data = island_net(), batches()
+    ours = quantize_jit(model, qconfig_dict("island_net"), calibrate, (data,))
+    with known_deprecations_silenced(), fbgemm_engine():
+        theirs = torch_quantize_jit(torch.jit.script(model), qconfig_dict("island_net"), calibrate, [data])
+    assert node_kinds(ours) == node_kinds(theirs)
+    x = batches(1, seed=11)[0]
+    assert np.array_equal(ours(x).numpy().view(np.int32), theirs(x).numpy().view(np.int32))
+
+
 def test_calibrate_is_required() -> None:
     with pytest.raises(TypeError, match="calibrate must be a function"):
         quantize_jit(island_net())
