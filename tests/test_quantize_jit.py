@@ -153,7 +153,18 @@ def weight_observed_modules(model: nn.Module, qdict: dict) -> set[str]:
     ids=["exclusions", "child-overrides-none", "no-global", "global-none", "global"],
 )
 def test_resolution_matches_which_weights_torch_observes(qdict: dict) -> None:
-    model = island_net()
+    assert_resolution_matches_torch(island_net(), qdict)
+
+
+def test_resolution_matches_torch_in_nested_blocks() -> None:
+    # layer2 float except its first block's conv1; layer3.1 float; the rest quantized.
+    qdict = {"": QCONFIG, "layer2": None, "layer2.0.conv1": QCONFIG, "layer3.1": None}
+    model = build("resnet18", width=0.125)
+    assert_resolution_matches_torch(model, qdict)
+    assert "layer2.0.conv2" in float_modules(model, qdict) and "layer2.0.conv1" not in float_modules(model, qdict)
+
+
+def assert_resolution_matches_torch(model: nn.Module, qdict: dict) -> None:
     resolved = resolve_qconfig(model, qdict)
     ours = {name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear)) and resolved[name] is not None}
     assert ours == weight_observed_modules(model, qdict)
