@@ -1,0 +1,321 @@
+"""Random whole models, converted by `production.quantize_jit` and checked node by node.
+
+`model_specs()` is a Hypothesis strategy of small CNNs: a stem convolution, then a chain of
+blocks drawn from conv (random kernel, stride, padding, dilation, groups incl. depthwise,
+optional BN, relu / relu6 / hardswish / none), residual (two convs and an add, optional
+relu), concat (two branches, `torch.cat`), max / avg pooling (ceil_mode, padding) and
+squeeze-excitation (mean, hardsigmoid gate, mul), and a head (adaptive average pool,
+flatten, linear); random qconfig_dict exclusions leave pooling blocks float (float islands:
+dequantize, float pool, quantize). `check_spec` builds
+the model with seeded weights and BN statistics, calibrates, converts, and runs
+`production.verify` on random and tie-heavy inputs. A spec prints as a rebuild recipe, so
+a shrunk failure is a small model you can paste.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+from production.quantize import quantize_jit
+from production.verify import VerifyReport, verify
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    out_channels: int
+    kernel: int = 3
+    stride: int = 1
+    padding: int = 1
+    dilation: int = 1
+    depthwise: bool = False
+    groups: int = 1
+    bn: bool = True
+    act: str = "relu"  # relu, relu6, hardswish, none
+
+
+@dataclass(frozen=True)
+class ResidualSpec:
+    act: bool = True
+
+
+@dataclass(frozen=True)
+class ConcatSpec:
+    branch_channels: int = 4
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    kind: str = "max"  # max, avg
+    kernel: int = 2
+    stride: int = 2
+    padding: int = 0
+    ceil_mode: bool = False
+
+
+@dataclass(frozen=True)
+class SqueezeSpec:
+    reduced: int = 4
+
+
+BlockSpec = Union[ConvSpec, ResidualSpec, ConcatSpec, PoolSpec, SqueezeSpec]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A whole model: input size, stem width, blocks, classes, float (excluded) blocks, seed."""
+
+    size: int
+    stem: int
+    blocks: tuple[BlockSpec, ...]
+    classes: int = 5
+    excluded: tuple[int, ...] = ()
+    seed: int = 0
+    batch: int = 2
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
+
+
+def _activation(name: str) -> nn.Module:
+    return _ACTIVATIONS[name]() if name in _ACTIVATIONS else nn.Identity()
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_channels: int, spec: ConvSpec) -> None:
+        super().__init__()
+        groups = in_channels if spec.depthwise else spec.groups
+        out_channels = in_channels if spec.depthwise else spec.out_channels
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, spec.kernel, spec.stride, spec.padding, spec.dilation, groups, bias=not spec.bn
+        )
+        self.bn = nn.BatchNorm2d(out_channels) if spec.bn else nn.Identity()
+        self.act = _activation(spec.act)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, spec: ResidualSpec) -> None:
+        super().__init__()
+        self.first = ConvBlock(channels, ConvSpec(channels))
+        self.second = ConvBlock(channels, ConvSpec(channels, act="none"))
+        self.act = nn.ReLU() if spec.act else nn.Identity()
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.second(self.first(x)) + x)
+
+
+class ConcatBlock(nn.Module):
+    def __init__(self, channels: int, spec: ConcatSpec) -> None:
+        super().__init__()
+        self.left = ConvBlock(channels, ConvSpec(spec.branch_channels, kernel=1, padding=0))
+        self.right = ConvBlock(channels, ConvSpec(spec.branch_channels))
+        self.out_channels = 2 * spec.branch_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.left(x), self.right(x)], 1)
+
+
+class PoolBlock(nn.Module):
+    def __init__(self, channels: int, spec: PoolSpec) -> None:
+        super().__init__()
+        if spec.kind == "max":
+            self.pool: nn.Module = nn.MaxPool2d(spec.kernel, spec.stride, spec.padding, ceil_mode=spec.ceil_mode)
+        else:
+            self.pool = nn.AvgPool2d(spec.kernel, spec.stride, spec.padding, ceil_mode=spec.ceil_mode)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+class SqueezeBlock(nn.Module):
+    def __init__(self, channels: int, spec: SqueezeSpec) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, spec.reduced, 1)
+        self.relu = nn.ReLU()
+        self.expand = nn.Conv2d(spec.reduced, channels, 1)
+        self.gate = nn.Hardsigmoid()
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.relu(self.reduce(scale))))
+
+
+def _block(channels: int, spec: BlockSpec) -> nn.Module:
+    if isinstance(spec, ConvSpec):
+        return ConvBlock(channels, spec)
+    if isinstance(spec, ResidualSpec):
+        return ResidualBlock(channels, spec)
+    if isinstance(spec, ConcatSpec):
+        return ConcatBlock(channels, spec)
+    if isinstance(spec, PoolSpec):
+        return PoolBlock(channels, spec)
+    return SqueezeBlock(channels, spec)
+
+
+class RandomNet(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.stem = ConvBlock(3, ConvSpec(spec.stem))
+        blocks = []
+        channels = spec.stem
+        for block_spec in spec.blocks:
+            block = _block(channels, block_spec)
+            blocks.append(block)
+            channels = block.out_channels
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(channels, spec.classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def build(spec: ModelSpec) -> nn.Module:
+    """The float model of `spec`: weights and BN statistics drawn from `spec.seed`, eval mode."""
+    generator = torch.Generator().manual_seed(spec.seed)
+    model = RandomNet(spec)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / fan_in**0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+            elif isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
+    return model.eval()
+
+
+def qconfig_dict(spec: ModelSpec) -> dict:
+    """Default fbgemm qconfig, with the excluded blocks left float."""
+    config: dict = {"": torch.ao.quantization.get_default_qconfig("fbgemm")}
+    for index in spec.excluded:
+        config[f"blocks.{index}"] = None
+    return config
+
+
+def inputs(spec: ModelSpec, kind: str) -> torch.Tensor:
+    """Random N(0, 1) or tie-heavy ((k + 0.5) / 32) inputs of the spec's size."""
+    generator = torch.Generator().manual_seed(spec.seed + 1)
+    shape = (spec.batch, 3, spec.size, spec.size)
+    if kind == "random":
+        return torch.randn(shape, generator=generator)
+    return (torch.randint(-64, 64, shape, generator=generator).float() + 0.5) / 32
+
+
+def convert(spec: ModelSpec) -> torch.jit.ScriptModule:
+    """`production.quantize_jit` of the spec's model, calibrated on two seeded batches."""
+    generator = torch.Generator().manual_seed(spec.seed + 2)
+    data = [torch.randn(spec.batch, 3, spec.size, spec.size, generator=generator) for _ in range(2)]
+    return quantize_jit(build(spec), qconfig_dict(spec), lambda model, batches: [model(b) for b in batches], [data])
+
+
+@dataclass
+class SpecResult:
+    """Node-by-node results of one spec on random and tie-heavy inputs."""
+
+    spec: ModelSpec
+    reports: dict[str, VerifyReport] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(report.ok for report in self.reports.values())
+
+
+def check_spec(spec: ModelSpec, num_threads: int = 1) -> SpecResult:
+    """Convert `spec` and verify it node by node on random and tie-heavy inputs."""
+    converted = convert(spec)
+    result = SpecResult(spec)
+    for kind in ("random", "ties"):
+        result.reports[kind] = verify(converted, inputs(spec, kind), num_threads=num_threads)
+    return result
+
+
+# --- Hypothesis strategy -------------------------------------------------------------
+
+
+@st.composite
+def conv_specs(draw: st.DrawFn, size: int) -> ConvSpec:
+    kernel = draw(st.sampled_from((1, 3, 3, 5)))
+    dilation = draw(st.sampled_from((1, 1, 1, 2))) if kernel > 1 else 1
+    reach = dilation * (kernel - 1)
+    padding = draw(st.integers(0, (reach + 1) // 2)) if reach else 0
+    if size + 2 * padding - reach < 1:
+        padding = (reach - size + 2) // 2
+    stride = draw(st.sampled_from((1, 1, 2)))
+    depthwise = kernel > 1 and draw(st.integers(0, 3)) == 0
+    groups = 1 if depthwise else draw(st.sampled_from((1, 1, 2)))
+    out_channels = draw(st.sampled_from((4, 6, 8, 12, 16)))
+    return ConvSpec(
+        out_channels=out_channels, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+        depthwise=depthwise, groups=groups, bn=draw(st.booleans()),
+        act=draw(st.sampled_from(("relu", "relu", "relu6", "hardswish", "none"))),
+    )
+
+
+def _conv_out(size: int, spec: ConvSpec) -> int:
+    return (size + 2 * spec.padding - spec.dilation * (spec.kernel - 1) - 1) // spec.stride + 1
+
+
+def _pool_out(size: int, spec: PoolSpec) -> int:
+    span = size + 2 * spec.padding - spec.kernel
+    out = (-(-span // spec.stride) if spec.ceil_mode else span // spec.stride) + 1
+    if spec.ceil_mode and (out - 1) * spec.stride >= size + spec.padding:
+        out -= 1
+    return out
+
+
+@st.composite
+def model_specs(draw: st.DrawFn, max_blocks: int = 5) -> ModelSpec:
+    """Small random CNNs (see the module docstring); every spec builds and runs."""
+    input_size = draw(st.integers(6, 14))
+    stem = draw(st.sampled_from((4, 8, 12)))
+    size, channels, blocks = input_size, stem, []
+    for _ in range(draw(st.integers(1, max_blocks))):
+        kind = draw(st.sampled_from(("conv", "conv", "residual", "concat", "pool", "squeeze")))
+        if kind == "conv":
+            spec: BlockSpec = draw(conv_specs(size))
+            if not spec.depthwise and (channels % spec.groups or spec.out_channels % spec.groups):
+                spec = ConvSpec(**{**spec.__dict__, "groups": 1})
+            if _conv_out(size, spec) < 1:
+                continue
+            size = _conv_out(size, spec)
+            channels = channels if spec.depthwise else spec.out_channels
+        elif kind == "pool":
+            kernel = draw(st.sampled_from((2, 3)))
+            spec = PoolSpec(draw(st.sampled_from(("max", "avg"))), kernel, draw(st.sampled_from((1, 2))),
+                            draw(st.integers(0, kernel // 2)), draw(st.booleans()))
+            if size < kernel or _pool_out(size, spec) < 1:
+                continue
+            size = _pool_out(size, spec)
+        elif kind == "residual":
+            spec = ResidualSpec(draw(st.booleans()))
+        elif kind == "concat":
+            spec = ConcatSpec(draw(st.sampled_from((2, 4, 6))))
+            channels = 2 * spec.branch_channels
+        else:
+            spec = SqueezeSpec(draw(st.sampled_from((2, 4))))
+        blocks.append(spec)
+    # Exclusions leave a block float. Only pooling blocks before the last block: a float
+    # conv/linear island is not bit-exact (BLAS summation order, see reference.ops.float_ops)
+    # and the head's float adaptive_avg_pool2d is not modelled.
+    poolable = [i for i, b in enumerate(blocks[:-1]) if isinstance(b, PoolSpec)]
+    excluded: tuple[int, ...] = ()
+    if poolable and draw(st.booleans()):
+        excluded = (draw(st.sampled_from(poolable)),)
+    return ModelSpec(input_size, stem, tuple(blocks), excluded=excluded, seed=draw(st.integers(0, 2**16)))
