@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import saturate_int16
+from ..numerics import saturate_int16, wrap_int32
 
 # float32 represents every integer of magnitude <= 2^24 exactly.
 _F32_EXACT = 2**24
@@ -31,7 +31,9 @@ def centered_f32(values: np.ndarray, zero_point: np.typing.ArrayLike) -> np.ndar
 
 
 def exact_matmul(a: np.ndarray, w: np.ndarray, a_bound: int) -> np.ndarray:
-    """`sum_k a[g, i, k] * w[g, k, j]` of integer-valued float32 operands, exactly, as int64.
+    """`wrap_int32(sum_k a[g, i, k] * w[g, k, j])` of integer-valued float32 operands, exactly.
+
+    The int32 accumulator FBGEMM forms when no pair saturates (its adds wrap).
 
     Args:
         a: centered activations `a - a_zp` as float32, shape (G, M, K) (one GEMM per group).
@@ -43,19 +45,22 @@ def exact_matmul(a: np.ndarray, w: np.ndarray, a_bound: int) -> np.ndarray:
     BLAS sums in float32 in any order and may fuse multiply-adds, but every partial sum
     it forms is a sum of at most `chunk` terms, so |partial| <= chunk * amax * wmax.
     With chunk = floor((2^24 - 1) / (amax * wmax)) that is < 2^24, where float32 holds
-    every integer: no product or addition ever rounds. Each K-chunk result is then an
-    exact integer, and the chunks are added in int64 (|total| <= K * 255 * 255 < 2^63).
+    every integer: no product or addition ever rounds. One chunk converts to int32
+    directly; several are added in int64 (|total| <= K * 255 * 255 < 2^63) and wrapped.
     """
     amax = float(a_bound)
     wmax = float(np.abs(w).max(initial=0.0))
     depth = a.shape[2]
     if amax == 0.0 or wmax == 0.0 or depth == 0:
-        return np.zeros((a.shape[0], a.shape[1], w.shape[2]), dtype=np.int64)
+        return np.zeros((a.shape[0], a.shape[1], w.shape[2]), dtype=np.int32)
     chunk = max(1, int((_F32_EXACT - 1) // (amax * wmax)))
-    total = np.matmul(a[:, :, :chunk], w[:, :chunk, :]).astype(np.int64)
+    first = np.matmul(a[:, :, :chunk], w[:, :chunk, :])
+    if chunk >= depth:
+        return first.astype(np.int32)  # |sum| < 2^24: exact, no wrap possible
+    total = first.astype(np.int64)
     for start in range(chunk, depth, chunk):
         total += np.matmul(a[:, :, start : start + chunk], w[:, start : start + chunk, :]).astype(np.int64)
-    return total
+    return wrap_int32(total)
 
 
 def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -212,11 +212,10 @@ def _gemm_acc(
     w_by_group = weight.reshape(groups, k_per_g, c_per_g, kh, kw).transpose(0, 3, 4, 2, 1)  # (G, kh, kw, c, K/G)
     a_centered = centered_f32(by_group, a_zp).reshape(groups, rows, depth)  # one pass from the view
     w_centered = centered_f32(w_by_group, w_zp.reshape(groups, 1, 1, 1, k_per_g)).reshape(groups, depth, k_per_g)
-    total = exact_matmul(a_centered, w_centered, centered_bound(padded, a_zp))
-    if profile.gemm_pairs_saturate:
+    acc = exact_matmul(a_centered, w_centered, centered_bound(padded, a_zp))  # (G, rows, K/G)
+    if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
         raw_a = np.ascontiguousarray(by_group).reshape(groups, rows, depth)
-        total += pair_saturation_correction(raw_a, w_by_group.reshape(groups, depth, k_per_g))
-    acc = wrap_int32(total)  # (G, rows, K/G): vpaddd/vpsubd wrap-around
+        acc = wrap_int32(acc + pair_saturation_correction(raw_a, w_by_group.reshape(groups, depth, k_per_g)))
     return acc.transpose(1, 0, 2).reshape(batch, out_hw[0], out_hw[1], out_channels)
 
 
