@@ -38,12 +38,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from reference.interpreter import NodeError, UnknownNodeKind
+
 from . import zoo
 from .data import EvalTransform, ImageFolder, cifar_transform, imagenet_transform
 from .eager import CIFAR_RESNET_DEPTHS, ao_deprecations_silenced, quantizable_copy, quantize_eager
 from .environment import ENGINE, detect_profile, fbgemm_engine
+from .export import ExportError
 from .io import load, save
 from .quantize import known_deprecations_silenced, quantize_jit
+from .verify import verify
 
 PathLike = Union[str, Path]
 
@@ -258,7 +262,7 @@ def accuracy(variants: Sequence[Variant], data: ImageFolder, batch_size: int, pr
     return {name: (100.0 * top1[name] / len(data), 100.0 * top5[name] / len(data)) for name in top1}
 
 
-def latency(variants: Sequence[Variant], image: torch.Tensor, repeats: int, warmup: int = 3) -> dict[str, float]:
+def latency(variants: Sequence[Variant], image: torch.Tensor, repeats: int, warmup: int = 5) -> dict[str, float]:
     """Median single-image latency (ms) on one thread, variants timed round-robin.
 
     Each round runs every variant once, starting from a different variant each round, so
@@ -292,11 +296,6 @@ def bit_exact(variant: Variant, inputs: torch.Tensor, out_dir: Path) -> tuple[st
     "not checked" when the model cannot be exported or the reference cannot run it (detail:
     why). Runs under the variant's engine, so the x86 row checks oneDNN's conv kernels.
     """
-    from reference.interpreter import NodeError, UnknownNodeKind
-
-    from .export import ExportError
-    from .verify import verify
-
     stem = variant.name.replace(" ", "_")
     try:
         with known_deprecations_silenced(), _engine(variant.engine):
@@ -329,7 +328,7 @@ def compare(
         arch: the production.zoo architecture name (e.g. "cifar_resnet20").
         data_dir, calib_dir: ImageFolder trees for evaluation and calibration.
         calib_count: calibration images (evenly spread over classes); limit: evaluation images.
-        latency_repeats: timed rounds per variant (after 3 warm-up rounds).
+        latency_repeats: timed rounds per variant (after 5 warm-up rounds).
         verify_inputs: test images the bit-exact check runs node by node.
         plot: also draw a bar chart of accuracy and latency to this PNG.
     """
@@ -339,11 +338,11 @@ def compare(
     float_module = load_float(model, arch)
     calib = calibration_batches(calib_dir, transform, calib_count, batch_size, progress)
     variants = build_variants(float_module, arch, calib, out)
-    scores = accuracy(variants, test, batch_size, progress)
-    first = torch.from_numpy(test[0][0][None])
-    times = latency(variants, first, latency_repeats)
     verify_batch = torch.from_numpy(np.stack([test[i][0] for i in range(min(verify_inputs, len(test)))]))
-    rows = [_row(v, scores, times, verify_batch, out) for v in variants]
+    checks = {v.name: ("n/a", "float model") if v.name == "float" else bit_exact(v, verify_batch, out) for v in variants}
+    scores = accuracy(variants, test, batch_size, progress)
+    times = latency(variants, torch.from_numpy(test[0][0][None]), latency_repeats)
+    rows = [_row(v, scores, times, checks[v.name]) for v in variants]
     result = Comparison(rows, _meta(arch, data_dir, calib_dir, len(test), sum(len(b) for b in calib), latency_repeats))
     (out / "compare.json").write_text(result.to_json())
     (out / "compare.md").write_text(result.markdown())
@@ -352,8 +351,7 @@ def compare(
     return result
 
 
-def _row(variant: Variant, scores: dict, times: dict, verify_batch: torch.Tensor, out: Path) -> Row:
-    verdict, detail = ("n/a", "float model") if variant.name == "float" else bit_exact(variant, verify_batch, out)
+def _row(variant: Variant, scores: dict, times: dict, check: tuple[str, str]) -> Row:
     return Row(
         variant=variant.name,
         size_mb=variant.path.stat().st_size / 1e6,
@@ -361,8 +359,8 @@ def _row(variant: Variant, scores: dict, times: dict, verify_batch: torch.Tensor
         top5=scores[variant.name][1],
         latency_ms=times[variant.name],
         latency_ratio=times[variant.name] / times["float"],
-        bit_exact=verdict,
-        bit_exact_detail=detail,
+        bit_exact=check[0],
+        bit_exact_detail=check[1],
         quant_seconds=variant.quant_seconds,
         note=variant.note,
     )
