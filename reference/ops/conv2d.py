@@ -200,22 +200,28 @@ def _gemm_acc(
 ) -> np.ndarray:
     """int32 accumulators (N, OH, OW, OC) of the im2col / pointwise / groupwise paths.
 
-    The im2col matrix is laid out as FBGEMM's `PackAWithIm2Col` and the packed weight
-    (`KRSC`): per group, K = (kh, kw, c) with c fastest.
+    FBGEMM's `PackAWithIm2Col` and packed weight (`KRSC`) order K as (kh, kw, c) per
+    group; only the pair saturation depends on that order. The exact sum does not, so
+    it transposes whichever operand is smaller: the weights into (kh, kw, c) when there
+    are more output pixels than channels, else the activations into (c, kh, kw).
     """
     batch = padded.shape[0]
     out_channels, c_per_g, kh, kw = weight.shape
     k_per_g = out_channels // groups
     rows, depth = batch * out_hw[0] * out_hw[1], kh * kw * c_per_g
-    windows = _im2col(padded, (kh, kw), stride, dilation, out_hw)  # (N, OH, OW, kh, kw, C) view
-    by_group = windows.reshape(windows.shape[:5] + (groups, c_per_g)).transpose(5, 0, 1, 2, 3, 4, 6)
-    w_by_group = weight.reshape(groups, k_per_g, c_per_g, kh, kw).transpose(0, 3, 4, 2, 1)  # (G, kh, kw, c, K/G)
-    a_centered = centered_f32(by_group, a_zp).reshape(groups, rows, depth)  # one pass from the view
-    w_centered = centered_f32(w_by_group, w_zp.reshape(groups, 1, 1, 1, k_per_g)).reshape(groups, depth, k_per_g)
-    acc = exact_matmul(a_centered, w_centered, centered_bound(padded, a_zp))  # (G, rows, K/G)
+    windows = _im2col(padded, (kh, kw), stride, dilation, out_hw)  # (N, OH, OW, C, kh, kw) view
+    windows = windows.reshape(windows.shape[:3] + (groups, c_per_g, kh, kw))
+    krsc = windows.transpose(3, 0, 1, 2, 5, 6, 4)  # (G, N, OH, OW, kh, kw, c)
+    w_krsc = weight.transpose(0, 2, 3, 1)  # (OC, kh, kw, c)
+    a_view, w_view = (krsc, w_krsc) if rows >= out_channels else (windows.transpose(3, 0, 1, 2, 4, 5, 6), weight)
+    a_centered = centered_f32(a_view, a_zp).reshape(groups, rows, depth)  # one pass from the view
+    w_centered = centered_f32(w_view, w_zp.reshape(-1, 1, 1, 1)).reshape(groups, k_per_g, depth)
+    bounds = centered_bound(padded, a_zp), centered_bound(weight, w_zp)
+    acc = exact_matmul(a_centered, w_centered, *bounds)  # (G, rows, K/G)
     if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
-        raw_a = np.ascontiguousarray(by_group).reshape(groups, rows, depth)
-        acc = wrap_int32(acc + pair_saturation_correction(raw_a, w_by_group.reshape(groups, depth, k_per_g)))
+        raw_a = np.ascontiguousarray(krsc).reshape(groups, rows, depth)
+        raw_w = np.ascontiguousarray(w_krsc).reshape(groups, k_per_g, depth)
+        acc = wrap_int32(acc + pair_saturation_correction(raw_a, raw_w))
     return acc.transpose(1, 0, 2).reshape(batch, out_hw[0], out_hw[1], out_channels)
 
 
@@ -271,12 +277,12 @@ def _depthwise_acc(
 def _im2col(
     padded: np.ndarray, kernel: tuple[int, int], stride: Sequence[int], dilation: Sequence[int], out_hw: tuple[int, int]
 ) -> np.ndarray:
-    """Windows of the padded NHWC input: (N, OH, OW, kh, kw, C), a strided view."""
+    """Windows of the padded NHWC input: (N, OH, OW, C, kh, kw), a strided view."""
     kh, kw = kernel
     span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # (N, H', W', C, span_h, span_w)
     windows = windows[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]]
-    return windows[:, : out_hw[0], : out_hw[1]].transpose(0, 1, 2, 4, 5, 3)
+    return windows[:, : out_hw[0], : out_hw[1]]
 
 
 def _padded_nhwc(x: QTensor, padding: Sequence[int]) -> np.ndarray:
