@@ -52,6 +52,27 @@ def test_every_zoo_model_scripts_converts_and_runs(name: str) -> None:
     assert out.shape == (1, 7) and out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
+# Parameter counts torchvision publishes for its definitions (weights metadata "num_params";
+# GoogLeNet without aux heads) and akamaster's CIFAR ResNets (README: 0.27 M, 0.85 M).
+PUBLISHED_PARAMETERS = {
+    "resnet18": 11_689_512,
+    "resnet50": 25_557_032,
+    "mobilenet_v2": 3_504_872,
+    "mobilenet_v3_small": 2_542_856,
+    "shufflenet_v2": 2_278_604,
+    "googlenet": 6_624_904,
+    "squeezenet": 1_235_496,
+    "cifar_resnet20": 269_722,
+    "cifar_resnet56": 853_018,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
+def test_full_width_models_have_the_published_parameter_counts(name: str) -> None:
+    classes = 10 if name.startswith("cifar") else 1000
+    assert sum(p.numel() for p in ZOO[name](num_classes=classes).parameters()) == PUBLISHED_PARAMETERS[name]
+
+
 def test_build_is_deterministic_and_bn_statistics_are_not_trivial() -> None:
     first, again, other = (build("resnet18", width=0.125, seed=s) for s in (0, 0, 1))
     for key, value in first.state_dict().items():

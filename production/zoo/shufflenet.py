@@ -56,7 +56,8 @@ class ShuffleNetV2(nn.Module):
 
     def __init__(self, num_classes: int = 1000, width: float = 1.0) -> None:
         super().__init__()
-        stage_out = [scaled(c, width, 16) for c in (116, 232, 464)]
+        # Multiples of 4 (two even halves), exactly torchvision's x1.0 widths at width 1.
+        stage_out = [max(8, round(c * width / 4) * 4) for c in (116, 232, 464)]
         stem = scaled(24, width)
         last = scaled(1024, max(1.0, width))
         self.conv1 = nn.Sequential(nn.Conv2d(3, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
