@@ -318,7 +318,7 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
     """Whole model: what each of ResNet-20's 30 activation observers saw during graph-mode
     calibration (prepare_jit with get_default_qconfig('fbgemm'), real CIFAR images),
     recorded by a second prepare_jit whose activation observer is torch's RecordingObserver
-    (same graph, so the same observer positions and the same float tensors), fed to the
+    (same graph, so the same observed values and the same float tensors), fed to the
     reference HistogramObserver: its qparams equal the calibrated torch observer's, which
     convert_jit turns into the int8 model's activation qparams."""
     torch = pytest.importorskip("torch")
@@ -359,12 +359,16 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
 
 
 def _observer_modules(module, prefix: str = "") -> dict:
-    """The `_observer_N` submodules prepare_jit inserted, by dotted path."""
+    """The observers prepare_jit inserted, keyed by (module path, name of the observed
+    graph value): their `_observer_N` numbering is not stable between two prepare_jit runs."""
     found = {}
+    for node in module.graph.nodes():
+        inputs = list(node.inputs())
+        if node.kind() == "prim::CallMethod" and inputs[0].node().kind() == "prim::GetAttr":
+            name = inputs[0].node().s("name")
+            if name.startswith("_observer_"):
+                found[(prefix, inputs[1].debugName())] = getattr(module, name)
     for name, child in module.named_children():
-        path = f"{prefix}{name}"
-        if name.startswith("_observer_"):
-            found[path] = child
-        else:
-            found.update(_observer_modules(child, path + "."))
+        if not name.startswith("_observer_"):
+            found.update(_observer_modules(child, f"{prefix}{name}."))
     return found
