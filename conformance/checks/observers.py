@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.ao.quantization.observer as torch_observers
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reference import observers as reference_observers
@@ -267,8 +267,7 @@ def agreement(observer: str, cases: int, progress: int = 0) -> tuple[int, int, l
     counts = {"agree": 0, "total": 0}
     failures: list[str] = []
 
-    @settings(max_examples=cases, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(__import__("hypothesis").HealthCheck))
+    @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(observer_cases((observer,)))
     def run(case: ObserverCase) -> None:
         expected = reference(case, None)  # type: ignore[arg-type]
