@@ -54,6 +54,7 @@ def export(
     if not isinstance(converted, torch.jit.ScriptModule):
         raise TypeError(f"export needs a TorchScript module (the output of quantize_jit), got {type(converted).__name__}")
     graph = converted.graph
+    _check_inlined(graph)
     store = ArrayStore()
     constants: dict[str, dict] = {}
     nodes = _export_block(graph, converted, store, constants)
@@ -69,6 +70,16 @@ def export(
     }
     write_model_file(path, document, store)
     return Path(path)
+
+
+def _check_inlined(graph: Any) -> None:
+    """A converted model is frozen and inlined; a scripted float model still calls methods."""
+    for node in graph.nodes():
+        if node.kind() in ("prim::CallMethod", "prim::CallFunction"):
+            raise ExportError(
+                f"the graph still has {node.kind()} ({source_line(node) or 'no source'}): export needs the frozen, "
+                "inlined output of quantize_jit, not a scripted float model"
+            )
 
 
 def _profile_fields() -> dict:

@@ -122,3 +122,10 @@ def test_tampered_truncated_missing_and_future_files_are_refused(exported, tmp_p
 def test_export_refuses_a_plain_module(tmp_path):
     with pytest.raises(TypeError, match="TorchScript"):
         export(SmallNet(), tmp_path / "x.qsm")
+
+
+def test_export_refuses_an_unconverted_scripted_module(tmp_path):
+    from production.export import ExportError
+
+    with pytest.raises(ExportError, match="prim::Call.*frozen, inlined output of quantize_jit"):
+        export(torch.jit.script(SmallNet().eval()), tmp_path / "x.qsm")
