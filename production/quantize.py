@@ -100,8 +100,9 @@ def quantize_jit(
         calibrate_args: further positional arguments of `calibrate`.
         inplace: transform the TorchScript module in place (for an nn.Module input: the
             scripted copy; the nn.Module's own weights are not changed).
-        debug: torch's debug convert: quantize/dequantize pairs around float ops instead of
-            quantized kernels (not bit-identical to the real int8 model).
+        debug: torch's debug convert: float ops between quantize/dequantize pairs instead
+            of quantized kernels, not frozen (the tutorial claims the same numerics as the
+            real int8 model; the interpreter's comparison measures that claim).
         example_inputs: forward arguments, used only to trace when scripting fails.
 
     Returns:
