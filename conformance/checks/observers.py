@@ -237,7 +237,7 @@ def label(case: ObserverCase) -> Iterator[str]:
 
 
 EXAMPLES = (
-    # The HistogramObserver doctest: 4 bins over [0, 1, 2, 3] stop at bins 0..2.
+    # Few bins and few values: the L2 search moves through every bin (the doctest's shape).
     ObserverCase("HistogramObserver", (("bins", 4), ("dtype", "quint8"), ("qscheme", "per_tensor_affine")),
                  (Batch("normal", (4,), 0.0, 0.0),), 0),
     # A constant first batch, then a wider one: _combine_histograms' one-point branch.
