@@ -51,13 +51,12 @@ def linear(
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
 
     rows = x.int_repr.reshape(1, -1, in_features)  # (G=1, M, K)
-    w_zp = np.asarray(weight.zero_point).reshape(-1, 1)  # per row of w (a scalar broadcasts too)
-    w_zp_all = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))
-    bounds = centered_bound(rows, x.zero_point), centered_bound(weight.int_repr, w_zp_all)
-    acc = exact_matmul(centered_f32(rows, x.zero_point), centered_f32(weight.int_repr, w_zp)[None], *bounds)
+    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))  # per row of w
+    bounds = centered_bound(rows, x.zero_point), centered_bound(weight.int_repr, w_zp)
+    acc = exact_matmul(centered_f32(rows, x.zero_point), centered_f32(weight.int_repr, w_zp[:, None])[None], *bounds)
     if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
         acc = wrap_int32(acc + pair_saturation_correction(rows, weight.int_repr[None]))
-    acc = acc[0]
+    acc = acc[0]  # (M, N)
 
     params = requant_params(x.scale, weight.scale, out.scale, out_features)
     ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
