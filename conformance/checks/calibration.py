@@ -1,5 +1,6 @@
-"""Whole-model calibration: every observer of a zoo model's graph-mode calibration against
-the reference observers fed the tensors that observer saw.
+"""Whole-model calibration: every observer of a model's graph-mode calibration against the
+reference observers fed the tensors that observer saw. Models: the zoo (small widths) and
+`conformance.models`' random CNNs.
 
 torch side: `prepare_jit` with the model's qconfig_dict (default: get_default_qconfig('fbgemm')),
 calibration batches, then each observer's `calculate_qparams()` (what `convert_jit` bakes
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 import numpy as np
 import torch
@@ -23,11 +24,12 @@ from hypothesis import strategies as st
 from torch.ao.quantization import QConfig, prepare_jit
 from torch.ao.quantization.observer import RecordingObserver
 
+from production import zoo
 from production.environment import fbgemm_engine
-from production.zoo import build, qconfig_dict
 from reference.profile import NumericsProfile
 from reference.qconfig import get_default_qconfig
 
+from .. import models
 from . import OpCheck, register
 
 # A scripted observer's `dtype` attribute reads back as its c10::ScalarType number.
@@ -38,23 +40,37 @@ MODELS = ("cifar_resnet20", "island_net", "mobilenet_v2", "shufflenet_v2", "sque
 
 @dataclass(frozen=True)
 class CalibrationCase:
-    """Zoo model `model` (width, seed) calibrated on `batches` normal batches of (2, 3, 32, 32)."""
+    """A zoo model (`model` a name; `width`, `seed`) or a random CNN (`model` a ModelSpec),
+    calibrated on `batches` normal batches of 2 images."""
 
-    model: str
+    model: Union[str, models.ModelSpec]
     width: float
     seed: int
     batches: int
     input_seed: int
 
+    def float_model(self) -> torch.nn.Module:
+        if isinstance(self.model, str):
+            return zoo.build(self.model, width=self.width, seed=self.seed)
+        return models.build(self.model)
+
+    def qconfig_dict(self) -> dict[str, Any]:
+        return zoo.qconfig_dict(self.model) if isinstance(self.model, str) else models.qconfig_dict(self.model)
+
     def inputs(self) -> list[torch.Tensor]:
+        size = 32 if isinstance(self.model, str) else self.model.size
         rng = np.random.default_rng(self.input_seed)
-        return [torch.from_numpy((rng.standard_normal((2, 3, 32, 32)) * (1 + i)).astype(np.float32)) for i in range(self.batches)]
+        return [
+            torch.from_numpy((rng.standard_normal((2, 3, size, size)) * (1 + i)).astype(np.float32))
+            for i in range(self.batches)
+        ]
 
 
 @st.composite
 def calibration_cases(draw: st.DrawFn) -> CalibrationCase:
+    model = draw(st.sampled_from(MODELS) | models.model_specs())
     return CalibrationCase(
-        draw(st.sampled_from(MODELS)),
+        model,
         draw(st.sampled_from([0.25, 0.5])),
         draw(st.integers(0, 2**16)),
         draw(st.integers(1, 3)),
@@ -65,7 +81,7 @@ def calibration_cases(draw: st.DrawFn) -> CalibrationCase:
 def _prepared(case: CalibrationCase, qconfigs: dict[str, Any]) -> torch.jit.ScriptModule:
     with fbgemm_engine(), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit deprecation and reduce_range notices
-        prepared = prepare_jit(torch.jit.script(build(case.model, width=case.width, seed=case.seed)), qconfigs)
+        prepared = prepare_jit(torch.jit.script(case.float_model()), qconfigs)
         for batch in case.inputs():
             prepared(batch)
     return prepared
@@ -91,7 +107,7 @@ def _recording_qconfigs(case: CalibrationCase) -> dict[str, Any]:
         activation=RecordingObserver.with_args(dtype=torch.quint8),
         weight=RecordingObserver.with_args(dtype=torch.qint8),
     )
-    return {key: (None if value is None else recording) for key, value in qconfig_dict(case.model).items()}
+    return {key: (None if value is None else recording) for key, value in case.qconfig_dict().items()}
 
 
 def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
@@ -114,13 +130,13 @@ def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
 
 
 def oracle(case: CalibrationCase) -> np.ndarray:
-    observers = observer_modules(_prepared(case, qconfig_dict(case.model)))
+    observers = observer_modules(_prepared(case, case.qconfig_dict()))
     pairs = [observers[key].calculate_qparams() for key in sorted(observers)]
     return np.concatenate([s.numpy().astype(np.float64) for s, _ in pairs] + [z.numpy().astype(np.float64) for _, z in pairs])
 
 
 def label(case: CalibrationCase) -> Iterator[str]:
-    yield case.model
+    yield case.model if isinstance(case.model, str) else "random-model"
     yield f"{case.batches}-batch"
 
 
