@@ -189,7 +189,7 @@ def test_against_torch(channels_last):
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            for shape in [(1, 8, 5, 5), (2, 16, 7, 7), (1, 3, 3, 3)]:
+            for shape in [(1, 8, 5, 5), (2, 16, 7, 7), (1, 3, 3, 3), (2, 4, 6, 6), (1, 7, 4, 4)]:
                 for _ in range(3):
                     scale, zp = float(rng.choice([0.5, 0.25, 1 / 3, 0.0375])), int(rng.integers(0, 256)) | 1
                     x = torch._make_per_tensor_quantized_tensor(
@@ -226,3 +226,18 @@ def test_mean_of_channels_last_with_unit_spatial_size_takes_the_integer_path():
     assert mean(q, (2, 3), keepdim=True).int_repr.reshape(-1).tolist() == [7, 200]
     with pytest.raises(ValueError, match="torch fails"):
         mean(q, (2, 3), keepdim=False)
+
+
+def test_mean_with_fewer_than_8_channels_uses_scalar_outer_sum():
+    # channels_last (2, 4, 6, 6): with C < 8 ATen's cascade_sum runs scalar_outer_sum, whose
+    # groups of 4 columns take multi_row_sum (36 rows < 16-row step: a plain running sum),
+    # not row_sum's 4 interleaved streams; on these integers the two orders give different
+    # float means and one quantized mean differs (120 vs 121). Found by conformance.models.
+    torch, from_torch, profile, fbgemm_engine = _torch_cases()
+    from production.bridge import to_torch
+
+    ints = np.random.default_rng(0).integers(0, 256, (2, 4, 6, 6)).astype(np.uint8)
+    q = QTensor(ints, 0.1, 3, "quint8", memory_format=MemoryFormat.channels_last)
+    with fbgemm_engine():
+        expected = torch.mean(to_torch(q), (2, 3), keepdim=True)
+    assert np.array_equal(mean(q, (2, 3), True, profile).int_repr, expected.int_repr().numpy())

@@ -1,7 +1,8 @@
 """aten::mean on quantized tensors against reference.ops.mean: the integer fast path
 (NCHW-contiguous, innermost dims, incl. channels_last with C == 1 or H*W == 1 and keepdim)
 and the channels_last float path (ATen's cascade sum over H*W, FBGEMM re-quantize), with
-channel counts around the 32-column blocks and H*W around the cascade's 16-row steps."""
+channel counts around the 32-column blocks (>= 8 channels) and the 4-column groups (< 8
+channels, `scalar_outer_sum`), and H*W around the cascade's 16-row steps."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def oracle(case: MeanCase) -> QTensor:
 @st.composite
 def cases(draw: st.DrawFn) -> MeanCase:
     dtype = draw(st.sampled_from(EIGHT_BIT))
-    channels = draw(st.sampled_from(LANE_CHANNELS + (96, 100, 128)))
+    channels = draw(st.sampled_from(LANE_CHANNELS + (4, 5, 6, 96, 100, 128)))
     h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
     shape = (draw(st.integers(1, 3)), channels, h, w)
     memory_format = draw(st.sampled_from(tuple(MemoryFormat)))

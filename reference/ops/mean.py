@@ -104,16 +104,21 @@ def _inner_dim_mean(ints: np.ndarray, reduced: int) -> np.ndarray:
 
 
 def _cascade_outer_sum(rows: np.ndarray) -> np.ndarray:
-    """Column sums of a (size, columns) float32 array as `vectorized_outer_sum` forms them.
+    """Column sums of a (size, columns) float32 array as `cascade_sum` forms them when the
+    kept dimension (channels) is the contiguous one.
 
-    Columns in whole blocks of 32 (4 vectors of 8): `multi_row_sum` over all rows. The
-    remaining columns (whole vectors, then scalars: same arithmetic per lane): `row_sum`,
-    i.e. rows taken as (size // 4, 4): `multi_row_sum` of each of the 4 interleaved
-    streams, the `size % 4` leftover rows added into stream 0, then streams 1..3 added
-    to stream 0 in order.
+    columns >= 8 (`vectorized_outer_sum`): whole blocks of 32 columns (4 vectors of 8) take
+    `multi_row_sum` over all rows; the remaining columns (whole vectors, then scalars: the
+    same arithmetic per lane) take `row_sum`.
+    columns < 8 (`scalar_outer_sum`): groups of 4 columns take `multi_row_sum`; the last
+    `columns % 4` take `row_sum`.
+    `row_sum`: the rows as (size // 4, 4): `multi_row_sum` of each of the 4 interleaved
+    streams, the `size % 4` leftover rows added into stream 0, then streams 1..3 added to
+    stream 0 in order.
     """
     size, columns = rows.shape
-    blocked = columns // (_OUTER_ROWS * _FLOAT_LANES) * (_OUTER_ROWS * _FLOAT_LANES)
+    group = _OUTER_ROWS * _FLOAT_LANES if columns >= _FLOAT_LANES else _OUTER_ROWS
+    blocked = columns // group * group
     result = np.empty(columns, dtype=np.float32)
     result[:blocked] = _multi_row_sum(rows[:, :blocked])
     rest = rows[:, blocked:]
