@@ -302,9 +302,12 @@ def bit_exact(variant: Variant, inputs: torch.Tensor, out_dir: Path) -> tuple[st
             report = verify(variant.model, inputs, model_path=out_dir / f"{stem}.qsm", repro_path=out_dir / f"{stem}.repro.qsm")
     except (ExportError, UnknownNodeKind, NodeError) as error:
         return "not checked", f"{type(error).__name__}: {error}"
-    summary = report.format().splitlines()[-1] if report.ok else " ".join(
-        line.strip() for line in report.format().splitlines() if "MISMATCH" in line or "repro" in line)
-    return ("yes" if report.ok else "NO"), f"{len(inputs)} images: {summary}"
+    lines = report.format().splitlines()
+    if report.ok:
+        return "yes", f"{len(inputs)} images: {lines[-1]}"
+    bad = sum(not check.equal for check in report.checks)
+    first = next(line for line in lines if line.startswith("MISMATCH:"))
+    return "NO", f"{len(inputs)} images: {bad} of {len(report.checks)} values differ; {first[len('MISMATCH: '):]}; repro file {report.repro_path}"
 
 
 def compare(
@@ -389,11 +392,13 @@ def plot_comparison(result: Comparison, path: PathLike) -> None:
 
     names = [row.variant for row in result.rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.barh(names, [row.top1 or 0.0 for row in result.rows], color="tab:blue")
+    top1 = [row.top1 or 0.0 for row in result.rows]
+    left.bar_label(left.barh(names, top1, color="tab:blue"), fmt="%.2f", padding=3)
     left.set_xlabel("top-1 accuracy (%)")
-    low = min(row.top1 or 0.0 for row in result.rows)
-    left.set_xlim(max(0.0, low - 5.0), 100.0)
-    right.barh(names, [row.latency_ms or 0.0 for row in result.rows], color="tab:orange")
+    left.set_xlim(max(0.0, min(top1) - 5.0), min(100.0, max(top1) + 3.0))
+    bars = right.barh(names, [row.latency_ms or 0.0 for row in result.rows], color="tab:orange")
+    right.bar_label(bars, labels=[f"{row.latency_ms:.2f} ms ({row.latency_ratio:.2f}x)" for row in result.rows], padding=3)
+    right.set_xlim(0.0, 1.35 * max(row.latency_ms or 0.0 for row in result.rows))
     right.set_xlabel("latency, batch 1, 1 thread (ms)")
     right.set_yticklabels([])
     for axis in (left, right):

@@ -131,6 +131,7 @@ def align(
     if len(int8_ops) != len(float_ops):
         raise ValueError(f"the int8 graph has {len(int8_ops)} compute ops, the float graph {len(float_ops)}")
     float_of: dict[str, str] = dict(zip(int8_inputs, float_inputs))
+    producer = {value: index for index, node in enumerate(float_nodes) for value in node.outputs}
     matches: list[Match] = []
     cursor = 0
     for index, node in enumerate(int8_nodes):
@@ -142,8 +143,9 @@ def align(
                 float_of[value] = float_value
                 matches.append(Match(index, value, float_value, node.kind, first if ops[0] in WEIGHTED else None, first))
         elif node.kind == QUANTIZE and node.inputs[0] in float_of:
-            float_of[node.outputs[0]] = float_of[node.inputs[0]]
-            matches.append(Match(index, node.outputs[0], float_of[node.inputs[0]], node.kind))
+            source = float_of[node.inputs[0]]
+            float_of[node.outputs[0]] = source
+            matches.append(Match(index, node.outputs[0], source, node.kind, None, producer.get(source)))
     return matches
 
 
@@ -377,8 +379,9 @@ def _dequantized(value: Any) -> np.ndarray:
 
 
 def _label(match: Match, fmodel: FloatModel) -> str:
-    scope = fmodel.nodes[match.float_node].scope if match.float_node is not None else ""
-    return scope or f"%{match.int8_value}"
+    if match.float_node is None:
+        return "model input" if match.kind == QUANTIZE else f"%{match.int8_value}"
+    return fmodel.nodes[match.float_node].scope or f"%{match.int8_value}"
 
 
 def _activation_error(match: Match, fmodel: FloatModel, chunks: list[tuple[np.ndarray, np.ndarray]]) -> LayerError:
