@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -281,20 +280,6 @@ def write_repro(
     }
     write_model_file(path, document, store)
     return Path(path)
-
-
-def kind_counts(model: interpreter.Model) -> Counter:
-    """How many nodes of each kind the exported model has (nested blocks included)."""
-    counts: Counter = Counter()
-
-    def walk(nodes: Sequence[interpreter.Node]) -> None:
-        for node in nodes:
-            counts[node.kind] += 1
-            for block in node.blocks:
-                walk(block.nodes)
-
-    walk(model.nodes)
-    return counts
 
 
 def profile_note(model: interpreter.Model) -> Optional[str]:
