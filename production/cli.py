@@ -66,7 +66,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     try:
         result = compare(args.model, args.arch, args.data, args.calib, calib_count=args.calib_count, limit=args.limit,
                          out_dir=args.out_dir, latency_repeats=args.latency_repeats, plot=args.plot)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         print(f"quantspec compare: {error}", file=sys.stderr)
         return 2
     print(result.text(), end="")
@@ -99,7 +99,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     try:
         report = inspect(args.int8, args.float_model, args.data, limit=args.limit, plot=args.plot)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         print(f"quantspec inspect: {error}", file=sys.stderr)
         return 2
     print(report.text(args.top), end="")

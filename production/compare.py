@@ -335,6 +335,8 @@ def compare(
         verify_inputs: test images the bit-exact check runs node by node.
         plot: also draw a bar chart of accuracy and latency to this PNG.
     """
+    if plot is not None:
+        require_matplotlib()
     out = Path(out_dir)
     transform = transform_for(arch)
     test = ImageFolder(data_dir, transform, limit=limit)
@@ -381,6 +383,14 @@ def _meta(arch: str, data_dir: PathLike, calib_dir: PathLike, test_images: int, 
         "profile": detect_profile().name,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def require_matplotlib() -> None:
+    """Fail early, before minutes of work, when a plot is asked for and matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'quantspec[plot]'") from None
 
 
 def plot_comparison(result: Comparison, path: PathLike) -> None:

@@ -329,8 +329,12 @@ def inspect(
     (TorchScript, ideally unfrozen) on `limit` images of the ImageFolder tree `data_dir`."""
     from reference.interpreter import run
 
+    from .compare import require_matplotlib
     from .data import ImageFolder
     from .io import load
+
+    if plot is not None:
+        require_matplotlib()
 
     with tempfile.TemporaryDirectory() as scratch:
         qmodel = int8_model(int8, Path(scratch))

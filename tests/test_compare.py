@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,6 +16,8 @@ SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 CHECKPOINT = SHARED / "models" / "resnet20-12fca82f.th"
 needs_data = pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"shared data not found at {SHARED}")
 
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
 VARIANTS = ["float", "graph int8", "graph debug", "eager int8", "fx int8", "graph int8 x86"]
 
 
@@ -26,7 +29,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Comparison, Path]:
     comparison = compare(
         CHECKPOINT, "cifar_resnet20", SHARED / "cifar10" / "test", SHARED / "cifar10" / "calib",
         calib_count=32, limit=50, out_dir=out, latency_repeats=3, verify_inputs=1, batch_size=50,
-        progress=False, plot=out / "compare.png",
+        progress=False, plot=out / "compare.png" if HAVE_MATPLOTLIB else None,
     )
     return comparison, out
 
@@ -41,7 +44,8 @@ def test_one_row_per_variant_with_every_column(result: tuple[Comparison, Path]) 
     assert written["meta"]["test_images"] == 50 and written["meta"]["calib_images"] == 32
     markdown = (out / "compare.md").read_text()
     assert all(f"| {name} |" in markdown for name in VARIANTS)
-    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if HAVE_MATPLOTLIB:
+        assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_data
@@ -86,3 +90,13 @@ def test_bad_arguments(tmp_path: Path) -> None:
         load_float(tmp_path / "x.th", "resnet9000")
     with pytest.raises(FileNotFoundError, match="no model file"):
         load_float(tmp_path / "missing.th", "cifar_resnet20")
+
+
+def test_plot_without_matplotlib_fails_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from production.compare import require_matplotlib
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise
+    with pytest.raises(ImportError, match=r"pip install 'quantspec\[plot\]'"):
+        require_matplotlib()
