@@ -100,3 +100,24 @@ def test_plot_without_matplotlib_fails_early(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise
     with pytest.raises(ImportError, match=r"pip install 'quantspec\[plot\]'"):
         require_matplotlib()
+
+
+def test_eager_copy_computes_the_zoo_model() -> None:
+    from production import zoo
+    from production.eager import quantizable_copy
+
+    float_model = zoo.build("cifar_resnet20", seed=3)
+    copy = quantizable_copy("cifar_resnet20", float_model.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        # before quantization the stubs are identities and add_relu is relu(add): the same float ops
+        assert torch.equal(copy(x), float_model(x))
+
+
+def test_eager_copy_bad_arguments() -> None:
+    from production.eager import QuantizableCifarResNet, quantizable_copy
+
+    with pytest.raises(ValueError, match="no eager-mode quantizable copy of 'resnet18'"):
+        quantizable_copy("resnet18", {})
+    with pytest.raises(ValueError, match="depth 21: expected 6n \\+ 2"):
+        QuantizableCifarResNet(21)
