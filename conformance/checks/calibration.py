@@ -1,19 +1,23 @@
-"""Whole-model calibration: every observer of a model's graph-mode calibration against the
-reference observers fed the tensors that observer saw. Models: the zoo (small widths) and
+"""Whole-model calibration: every observer of a model's graph-mode calibration, fed the
+tensors it saw, in torch and in the reference. Models: the zoo (small widths) and
 `conformance.models`' random CNNs.
 
-torch side: `prepare_jit` with the model's qconfig_dict (default: get_default_qconfig('fbgemm')),
-calibration batches, then each observer's `calculate_qparams()` (what `convert_jit` bakes
-into the int8 model). Reference side: a twin `prepare_jit` whose observers are torch's
-RecordingObserver (quint8 for activations, qint8 for weights, so the two stay apart) runs
-the same batches; the tensors each recorder kept (activations; the folded float weights)
-go to `reference.qconfig.get_default_qconfig('fbgemm')`'s observers. Observers are matched
-by (module path, name of the observed graph value): prepare_jit's `_observer_N` numbering
-differs between runs. Output: `[scale..., zero_point...]` over all observers, sorted by key.
+One `prepare_jit` of the model, with torch's RecordingObserver in every observer slot its
+qconfig_dict gives (quint8 for activations, qint8 for weights, so the two stay apart),
+runs the calibration batches; each recorder keeps the float tensors that observer saw (the
+activations; the folded weights). torch side: the qconfig's own observers
+(get_default_qconfig('fbgemm'): HistogramObserver(reduce_range=True), per-channel
+symmetric qint8 weights) fed those tensors, `calculate_qparams()` as `convert_jit` reads
+it (eager and TorchScript observers compute alike: tests/test_observers.py). Reference
+side: `reference.qconfig.get_default_qconfig('fbgemm')`'s observers fed the same tensors.
+One recording serves both sides: two prepare_jit runs number their observers differently
+and can even see different float activations. Output: `[scale..., zero_point...]` over
+all observers, in graph order.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Union
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 from torch.ao.quantization import QConfig, prepare_jit
+from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
 from torch.ao.quantization.observer import RecordingObserver
 
 from production import zoo
@@ -79,9 +84,8 @@ def calibration_cases(draw: st.DrawFn) -> CalibrationCase:
 
 
 def _prepared(case: CalibrationCase, qconfigs: dict[str, Any]) -> torch.jit.ScriptModule:
-    """The calibrated prepare_jit model. One thread: on 2 threads two calibrations of the
-    same shufflenet_v2 once saw different float activations (2 observers of 115 differed,
-    not reproducible), so the twin runs must not depend on thread scheduling."""
+    """The calibrated prepare_jit model, calibrated on one thread so that a case's float
+    activations do not depend on thread scheduling."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -96,7 +100,8 @@ def _prepared(case: CalibrationCase, qconfigs: dict[str, Any]) -> torch.jit.Scri
 
 
 def observer_modules(module: torch.jit.ScriptModule, prefix: str = "") -> dict[tuple[str, str], Any]:
-    """prepare_jit's observers keyed by (module path, debug name of the observed value)."""
+    """prepare_jit's observers in graph order (each module's graph, then its children),
+    keyed by (module path, debug name of the observed value)."""
     found = {}
     for node in module.graph.nodes():
         inputs = list(node.inputs())
@@ -118,29 +123,46 @@ def _recording_qconfigs(case: CalibrationCase) -> dict[str, Any]:
     return {key: (None if value is None else recording) for key, value in case.qconfig_dict().items()}
 
 
+@functools.lru_cache(maxsize=1)
+def recordings(case: CalibrationCase) -> tuple[tuple[bool, tuple[np.ndarray, ...]], ...]:
+    """Per observer, in graph order: (is a weight observer, the float tensors it saw)."""
+    recorders = observer_modules(_prepared(case, _recording_qconfigs(case)))
+    return tuple(
+        (recorder.dtype in (torch.qint8, QINT8_SCALAR_TYPE), tuple(t.numpy().copy() for t in recorder._c.getattr("tensor_val")))
+        for recorder in recorders.values()
+    )
+
+
 def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
     del profile  # observers do not depend on the numerics profile
     preset = get_default_qconfig("fbgemm")
-    recorders = observer_modules(_prepared(case, _recording_qconfigs(case)))
-    scales, zero_points = [], []
+    pairs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for key in sorted(recorders):
-            recorder = recorders[key]
-            spec = preset.weight if recorder.dtype in (torch.qint8, QINT8_SCALAR_TYPE) else preset.activation
-            observer = spec.create()
-            for tensor in recorder._c.getattr("tensor_val"):
-                observer.observe(tensor.numpy())
-            scale, zero_point = observer.calculate_qparams()
-            scales.append(scale.astype(np.float64))
-            zero_points.append(zero_point.astype(np.float64))
-    return np.concatenate(scales + zero_points)
+        for is_weight, tensors in recordings(case):
+            observer = (preset.weight if is_weight else preset.activation).create()
+            for tensor in tensors:
+                observer.observe(tensor)
+            pairs.append(observer.calculate_qparams())
+    return _flat(pairs)
 
 
 def oracle(case: CalibrationCase) -> np.ndarray:
-    observers = observer_modules(_prepared(case, case.qconfig_dict()))
-    pairs = [observers[key].calculate_qparams() for key in sorted(observers)]
-    return np.concatenate([s.numpy().astype(np.float64) for s, _ in pairs] + [z.numpy().astype(np.float64) for _, z in pairs])
+    qconfig = torch_default_qconfig("fbgemm")
+    pairs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for is_weight, tensors in recordings(case):
+            observer = (qconfig.weight if is_weight else qconfig.activation)()
+            for tensor in tensors:
+                observer(torch.from_numpy(tensor.copy()))
+            scale, zero_point = observer.calculate_qparams()
+            pairs.append((scale.numpy(), zero_point.numpy()))
+    return _flat(pairs)
+
+
+def _flat(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    return np.concatenate([np.asarray(s, np.float64) for s, _ in pairs] + [np.asarray(z, np.float64) for _, z in pairs])
 
 
 def label(case: CalibrationCase) -> Iterator[str]:
