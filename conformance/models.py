@@ -10,6 +10,10 @@ dequantize, float pool, quantize). `check_spec` builds
 the model with seeded weights and BN statistics, calibrates, converts, and runs
 `production.verify` on random and tie-heavy inputs. A spec prints as a rebuild recipe, so
 a shrunk failure is a small model you can paste.
+
+torch's JIT keeps the types of every scripted and converted module for the life of the
+process (about 20 MB per model here): run long campaigns in chunks of a few hundred
+models per process.
 """
 
 from __future__ import annotations
