@@ -89,16 +89,19 @@ def _activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]() if name in _ACTIVATIONS else nn.Identity()
 
 
+# Module constructors take plain values, not the spec dataclasses: TorchScript (2.14)
+# inspects constructor annotations and cannot get the source of a dataclass __init__.
+
+
 class ConvBlock(nn.Module):
-    def __init__(self, in_channels: int, spec: ConvSpec) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, padding: int = 1,
+                 dilation: int = 1, depthwise: bool = False, groups: int = 1, bn: bool = True, act: str = "relu") -> None:
         super().__init__()
-        groups = in_channels if spec.depthwise else spec.groups
-        out_channels = in_channels if spec.depthwise else spec.out_channels
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, spec.kernel, spec.stride, spec.padding, spec.dilation, groups, bias=not spec.bn
-        )
-        self.bn = nn.BatchNorm2d(out_channels) if spec.bn else nn.Identity()
-        self.act = _activation(spec.act)
+        groups = in_channels if depthwise else groups
+        out_channels = in_channels if depthwise else out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, dilation, groups, bias=not bn)
+        self.bn = nn.BatchNorm2d(out_channels) if bn else nn.Identity()
+        self.act = _activation(act)
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,11 +109,11 @@ class ConvBlock(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, spec: ResidualSpec) -> None:
+    def __init__(self, channels: int, act: bool) -> None:
         super().__init__()
-        self.first = ConvBlock(channels, ConvSpec(channels))
-        self.second = ConvBlock(channels, ConvSpec(channels, act="none"))
-        self.act = nn.ReLU() if spec.act else nn.Identity()
+        self.first = ConvBlock(channels, channels)
+        self.second = ConvBlock(channels, channels, act="none")
+        self.act = nn.ReLU() if act else nn.Identity()
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,23 +121,23 @@ class ResidualBlock(nn.Module):
 
 
 class ConcatBlock(nn.Module):
-    def __init__(self, channels: int, spec: ConcatSpec) -> None:
+    def __init__(self, channels: int, branch_channels: int) -> None:
         super().__init__()
-        self.left = ConvBlock(channels, ConvSpec(spec.branch_channels, kernel=1, padding=0))
-        self.right = ConvBlock(channels, ConvSpec(spec.branch_channels))
-        self.out_channels = 2 * spec.branch_channels
+        self.left = ConvBlock(channels, branch_channels, kernel=1, padding=0)
+        self.right = ConvBlock(channels, branch_channels)
+        self.out_channels = 2 * branch_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.left(x), self.right(x)], 1)
 
 
 class PoolBlock(nn.Module):
-    def __init__(self, channels: int, spec: PoolSpec) -> None:
+    def __init__(self, channels: int, kind: str, kernel: int, stride: int, padding: int, ceil_mode: bool) -> None:
         super().__init__()
-        if spec.kind == "max":
-            self.pool: nn.Module = nn.MaxPool2d(spec.kernel, spec.stride, spec.padding, ceil_mode=spec.ceil_mode)
+        if kind == "max":
+            self.pool: nn.Module = nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil_mode)
         else:
-            self.pool = nn.AvgPool2d(spec.kernel, spec.stride, spec.padding, ceil_mode=spec.ceil_mode)
+            self.pool = nn.AvgPool2d(kernel, stride, padding, ceil_mode=ceil_mode)
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,11 +145,11 @@ class PoolBlock(nn.Module):
 
 
 class SqueezeBlock(nn.Module):
-    def __init__(self, channels: int, spec: SqueezeSpec) -> None:
+    def __init__(self, channels: int, reduced: int) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(channels, spec.reduced, 1)
+        self.reduce = nn.Conv2d(channels, reduced, 1)
         self.relu = nn.ReLU()
-        self.expand = nn.Conv2d(spec.reduced, channels, 1)
+        self.expand = nn.Conv2d(reduced, channels, 1)
         self.gate = nn.Hardsigmoid()
         self.out_channels = channels
 
@@ -157,28 +160,23 @@ class SqueezeBlock(nn.Module):
 
 def _block(channels: int, spec: BlockSpec) -> nn.Module:
     if isinstance(spec, ConvSpec):
-        return ConvBlock(channels, spec)
+        return ConvBlock(channels, spec.out_channels, spec.kernel, spec.stride, spec.padding, spec.dilation,
+                         spec.depthwise, spec.groups, spec.bn, spec.act)
     if isinstance(spec, ResidualSpec):
-        return ResidualBlock(channels, spec)
+        return ResidualBlock(channels, spec.act)
     if isinstance(spec, ConcatSpec):
-        return ConcatBlock(channels, spec)
+        return ConcatBlock(channels, spec.branch_channels)
     if isinstance(spec, PoolSpec):
-        return PoolBlock(channels, spec)
-    return SqueezeBlock(channels, spec)
+        return PoolBlock(channels, spec.kind, spec.kernel, spec.stride, spec.padding, spec.ceil_mode)
+    return SqueezeBlock(channels, spec.reduced)
 
 
 class RandomNet(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, stem: nn.Module, blocks: list, features: int, classes: int) -> None:
         super().__init__()
-        self.stem = ConvBlock(3, ConvSpec(spec.stem))
-        blocks = []
-        channels = spec.stem
-        for block_spec in spec.blocks:
-            block = _block(channels, block_spec)
-            blocks.append(block)
-            channels = block.out_channels
+        self.stem = stem
         self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(channels, spec.classes)
+        self.fc = nn.Linear(features, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))
@@ -188,7 +186,11 @@ class RandomNet(nn.Module):
 def build(spec: ModelSpec) -> nn.Module:
     """The float model of `spec`: weights and BN statistics drawn from `spec.seed`, eval mode."""
     generator = torch.Generator().manual_seed(spec.seed)
-    model = RandomNet(spec)
+    blocks, channels = [], spec.stem
+    for block_spec in spec.blocks:
+        blocks.append(_block(channels, block_spec))
+        channels = blocks[-1].out_channels
+    model = RandomNet(ConvBlock(3, spec.stem), blocks, channels, spec.classes)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
