@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 CONFORM_PROFILES = ("smoke", "default", "thorough")
 
@@ -109,6 +109,206 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- quantize / export / verify ----------------------------------------------------------------
+
+QCONFIG_PRESETS = ("fbgemm", "x86", "qnnpack", "default")
+
+
+def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quantize",
+        help="graph-mode post-training static quantization (fbgemm) of a float model, calibrated on images",
+        description="Script (or load) the float model, calibrate it on an ImageFolder tree and convert it with "
+        "production.quantize_jit (fbgemm pinned); write the int8 TorchScript model to --out.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="float TorchScript file, or a checkpoint with --arch")
+    parser.add_argument("--calib", required=True, metavar="DIR", help="calibration images (ImageFolder layout)")
+    parser.add_argument("--out", required=True, metavar="OUT.pt", help="where the int8 TorchScript model goes")
+    parser.add_argument("--qconfig", metavar="FILE.json", help='submodule name ("" = global) -> preset name or null '
+                        f"(leave float); presets: {', '.join(QCONFIG_PRESETS)} (default: {{\"\": \"fbgemm\"}})")
+    parser.add_argument("--input-shape", nargs=4, type=int, metavar=("N", "C", "H", "W"),
+                        help="calibration batches of N images resized and center-cropped to HxW (C must be 3; "
+                        "default: batches of 32, the --arch's transform or ImageNet's 256/224)")
+    parser.add_argument("--calib-count", type=int, default=100, metavar="N", help="calibration images (default 100)")
+    parser.add_argument("--arch", metavar="NAME", help="production.zoo architecture of a checkpoint MODEL")
+    parser.set_defaults(handler=_cmd_quantize)
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from production.compare import calibration_batches
+    from production.io import save
+    from production.quantize import quantize_jit
+
+    try:
+        model = _float_model(args.model, args.arch)
+        qconfig_dict = _qconfig_file(args.qconfig) if args.qconfig else None
+        batch_size, transform = _calibration_transform(args.input_shape, args.arch)
+        if args.calib_count <= 0:
+            raise ValueError(f"--calib-count {args.calib_count}: expected a positive count")
+        batches = calibration_batches(args.calib, transform, args.calib_count, batch_size, progress=True)
+        converted = quantize_jit(model, qconfig_dict, lambda prepared, data: [prepared(b) for b in data], [batches])
+        save(converted, args.out)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        return _fail("quantize", error)
+    shape = tuple(batches[0].shape[1:])
+    print(f"wrote {args.out}: calibrated on {sum(len(b) for b in batches)} images of shape {shape}")
+    print(f"verify it: quantspec verify {args.out} --random 2 --input-shape {' '.join(map(str, shape))}")
+    return 0
+
+
+def _fail(verb: str, error: BaseException) -> int:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError quotes its text
+    print(f"quantspec {verb}: {message}", file=sys.stderr)
+    return 2
+
+
+def _float_model(path: str, arch: Optional[str]) -> Any:
+    """The float model to quantize: a zoo `arch` holding a checkpoint's (or unfrozen script's)
+    weights, or without `arch` a float TorchScript file as it is."""
+    from pathlib import Path
+
+    from production.compare import is_torchscript, load_float
+    from production.io import load
+
+    if arch is not None:
+        return load_float(path, arch)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    if not is_torchscript(Path(path)):
+        raise ValueError(f"{path} is not a TorchScript file; for a checkpoint give --arch (a production.zoo name)")
+    return load(path)
+
+
+def _qconfig_file(path: str) -> dict[str, Any]:
+    """A --qconfig JSON file as a qconfig_dict: {name: preset or null}."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            entries = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--qconfig {path}: not valid JSON ({error})") from error
+    if not isinstance(entries, dict):
+        raise ValueError(f"--qconfig {path}: expected a JSON object {{submodule name: preset or null}}, "
+                         f"got {type(entries).__name__}")
+    return {key: _qconfig_preset(value, f"--qconfig {path}: entry {key!r}") for key, value in entries.items()}
+
+
+def _qconfig_preset(name: Any, where: str) -> Any:
+    """torch's qconfig for a preset name; None stays None (leave float)."""
+    import difflib
+
+    from torch.ao.quantization import default_qconfig, get_default_qconfig
+
+    if name is None:
+        return None
+    if name not in QCONFIG_PRESETS:
+        close = difflib.get_close_matches(str(name), QCONFIG_PRESETS, n=2, cutoff=0.5)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise ValueError(f"{where}: unknown qconfig preset {name!r}; {hint}expected one of {QCONFIG_PRESETS} or null")
+    return default_qconfig if name == "default" else get_default_qconfig(name)
+
+
+def _calibration_transform(shape: Optional[Sequence[int]], arch: Optional[str]) -> tuple[int, Any]:
+    """(batch size, image transform) for --input-shape N C H W, or the defaults."""
+    from production.compare import transform_for
+    from production.data import EvalTransform, imagenet_transform
+
+    if shape is None:
+        return 32, transform_for(arch) if arch else imagenet_transform()
+    batch, channels, height, width = shape
+    if batch <= 0 or channels != 3 or height != width or height <= 0:
+        raise ValueError(f"--input-shape {' '.join(map(str, shape))}: expected N 3 S S "
+                         "(positive batch, RGB images, a square center crop)")
+    return batch, EvalTransform(height, height)
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a converted TorchScript model as quantspec's portable file for the NumPy interpreter",
+        description="Load the int8 TorchScript model (fbgemm pinned) and write the portable model file "
+        "(JSON + arrays in one zip, no pickle) that reference.load / reference.run execute.",
+    )
+    parser.add_argument("model", metavar="OUT.pt", help="int8 TorchScript model (quantspec quantize output)")
+    parser.add_argument("file", metavar="FILE", help="the portable model file to write")
+    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("C", "H", "W"),
+                        help="record the input shape (batch left free) so the interpreter refuses other shapes")
+    parser.set_defaults(handler=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from production.export import export
+    from production.io import load
+
+    try:
+        examples = [torch.zeros(1, *args.input_shape)] if args.input_shape else None
+        path = export(load(args.model), args.file, example_inputs=examples)
+    except (OSError, ValueError, TypeError, RuntimeError) as error:
+        return _fail("export", f"{args.model}: {_first_line(error)}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_verify(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "verify",
+        help="run torch and the NumPy interpreter on the same inputs and compare every node bit for bit",
+        description="Compare every intermediate value of the int8 model, torch against the reference "
+        "interpreter; print one line per node kind and the verdict. Exit 1 on any mismatch (a repro "
+        "file replaying the first differing node is written next to the model), 2 on bad input.",
+    )
+    parser.add_argument("model", metavar="OUT.pt", help="int8 TorchScript model (quantspec quantize output)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--inputs", metavar="X.npy", help="a float32 N C H W batch (.npy, no pickle)")
+    source.add_argument("--random", type=int, metavar="N", help="N seeded random images, half on quantization ties (default 2)")
+    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("C", "H", "W"),
+                        help="image shape for --random (default 3 224 224); with --inputs, the shape they must have")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of --random (default 0)")
+    parser.add_argument("--threads", type=int, default=1, metavar="T", help="torch and interpreter threads (default 1)")
+    parser.set_defaults(handler=_cmd_verify)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from production.verify import verify_command
+
+    try:
+        if args.inputs is not None:
+            _check_inputs_file(args.inputs, args.input_shape)
+        if args.random is not None and args.random <= 0:
+            raise ValueError(f"--random {args.random}: expected a positive count")
+        if args.threads <= 0:
+            raise ValueError(f"--threads {args.threads}: expected a positive count")
+        shape = tuple(args.input_shape) if args.input_shape else (3, 224, 224)
+        return verify_command(args.model, args.inputs, args.random, shape, args.seed, args.threads)
+    except (OSError, ValueError, TypeError, NotImplementedError) as error:
+        return _fail("verify", error)
+    except RuntimeError as error:  # torch cannot read the file or run it on these inputs
+        return _fail("verify", f"{args.model}: {_first_line(error)}")
+
+
+def _check_inputs_file(path: str, shape: Optional[Sequence[int]]) -> None:
+    """Refuse an --inputs file that is not a float32 N C H W batch (of `shape`, if given)."""
+    import numpy as np
+
+    try:
+        batch = np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError as error:
+        raise ValueError(f"--inputs {path}: not a plain .npy array ({error})") from error
+    if batch.dtype != np.float32 or batch.ndim != 4:
+        raise ValueError(f"--inputs {path}: {batch.dtype} array of shape {batch.shape}; expected float32 N C H W")
+    if shape is not None and tuple(batch.shape[1:]) != tuple(shape):
+        raise ValueError(f"--inputs {path}: images of shape {tuple(batch.shape[1:])}, expected {tuple(shape)} (--input-shape)")
+
+
+def _first_line(error: BaseException) -> str:
+    """The most telling line of a (TorchScript) error: the last non-empty one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb."""
     parser = argparse.ArgumentParser(prog="quantspec", description="The exact integer arithmetic of torch's int8 models.")
@@ -116,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conform(subparsers)
     _add_compare(subparsers)
     _add_inspect(subparsers)
+    _add_quantize(subparsers)
+    _add_export(subparsers)
+    _add_verify(subparsers)
     return parser
 
 
