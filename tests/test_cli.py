@@ -1,0 +1,161 @@
+"""`quantspec quantize / export / verify` end to end on a tiny model and a tiny ImageFolder
+tree built here, their exit-2 errors, and `quantspec conform --ops models` on smoke."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+Image = pytest.importorskip("PIL.Image")
+
+import reference.interpreter as interpreter  # noqa: E402
+from production import zoo  # noqa: E402
+from production.cli import main  # noqa: E402
+
+SHAPE = ["2", "3", "16", "16"]  # --input-shape N C H W of the calibration batches
+
+
+class Tiny(torch.nn.Module):
+    """conv-bn-relu, global average pool, linear: quantize_jit fuses conv+bn+relu."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.relu = torch.nn.ReLU()
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.relu(self.bn(self.conv(x)))), 1))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny.pt (float TorchScript) and imgs/<class>/<n>.png: 2 classes x 3 random 20x24 images."""
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(Tiny().eval()), str(root / "tiny.pt"))
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (root / "imgs" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / "imgs" / name / f"{index}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def quantized(files: Path) -> Path:
+    out = files / "tiny_int8.pt"
+    assert main(["quantize", str(files / "tiny.pt"), "--calib", str(files / "imgs"), "--out", str(out),
+                 "--input-shape", *SHAPE]) == 0
+    return out
+
+
+def test_quantize_export_verify_end_to_end(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kinds = {node.kind() for node in torch.jit.load(str(quantized)).graph.nodes()}
+    assert "quantized::conv2d_relu" in kinds and "quantized::linear" in kinds  # conv+bn+relu fused, int8
+    assert main(["export", str(quantized), str(files / "tiny.qsm"), "--input-shape", "3", "16", "16"]) == 0
+    model = interpreter.load(files / "tiny.qsm")
+    assert model.inputs[0].shape == (None, 3, 16, 16)  # the recorded shape, batch free
+    assert main(["verify", str(quantized), "--random", "3", "--input-shape", "3", "16", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "quantized::conv2d_relu" in out and "bit-exact: " in out and "MISMATCH" not in out
+
+
+def test_verify_inputs_file(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = files / "x.npy"
+    np.save(inputs, np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32))
+    assert main(["verify", str(quantized), "--inputs", str(inputs)]) == 0
+    # 2 images x 3 x 16 x 16 = 1536 elements quantized at the input
+    assert "aten::quantize_per_tensor            1 values       1536 elements  OK" in capsys.readouterr().out
+
+
+def test_float_island_from_qconfig_is_reported_not_bit_exact(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # "fc": null leaves the linear float; torch sums it in BLAS order, the reference does not
+    # promise that order (reference.ops.float_ops), so verify must say so and exit 1.
+    config = files / "float_fc.json"
+    config.write_text(json.dumps({"": "fbgemm", "fc": None}))
+    out = files / "float_fc.pt"
+    assert main(["quantize", str(files / "tiny.pt"), "--calib", str(files / "imgs"), "--out", str(out),
+                 "--qconfig", str(config), "--input-shape", *SHAPE]) == 0
+    assert "quantized::linear" not in {node.kind() for node in torch.jit.load(str(out)).graph.nodes()}
+    status = main(["verify", str(out), "--random", "2", "--input-shape", "3", "16", "16"])
+    text = capsys.readouterr().out
+    assert status in (0, 1) and ("NOT bit-exact" in text) == (status == 1)
+
+
+def test_quantize_from_checkpoint_and_arch(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = files / "resnet20.th"
+    torch.save({"state_dict": zoo.build("cifar_resnet20").state_dict()}, checkpoint)
+    out = files / "resnet20_int8.pt"
+    assert main(["quantize", str(checkpoint), "--arch", "cifar_resnet20", "--calib", str(files / "imgs"),
+                 "--out", str(out), "--calib-count", "2", "--input-shape", "2", "3", "32", "32"]) == 0
+    assert "calibrated on 2 images of shape (3, 32, 32)" in capsys.readouterr().out
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_qconfig_typos_name_close_names(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["quantize", str(files / "tiny.pt"), "--calib", str(files / "imgs"), "--out", str(files / "x.pt"),
+            "--input-shape", *SHAPE]
+    config = files / "typo.json"
+    config.write_text(json.dumps({"": "fbgemm", "fcc": None}))
+    assert "names no submodule of Tiny (closest: 'fc')" in _error(capsys, [*base, "--qconfig", str(config)])
+    config.write_text(json.dumps({"": "fbgem"}))
+    assert "unknown qconfig preset 'fbgem'; did you mean 'fbgemm'?" in _error(capsys, [*base, "--qconfig", str(config)])
+    config.write_text('{"": ')
+    assert "not valid JSON" in _error(capsys, [*base, "--qconfig", str(config)])
+    config.write_text('["fbgemm"]')
+    assert "expected a JSON object" in _error(capsys, [*base, "--qconfig", str(config)])
+    assert not (files / "x.pt").exists()
+
+
+def test_quantize_bad_arguments(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    calib, out = str(files / "imgs"), str(files / "x.pt")
+    assert "no model file at" in _error(capsys, ["quantize", str(files / "nope.pt"), "--calib", calib, "--out", out])
+    np.save(files / "weights.npy", np.zeros(3))
+    assert "is not a TorchScript file; for a checkpoint give --arch" in _error(
+        capsys, ["quantize", str(files / "weights.npy"), "--calib", calib, "--out", out])
+    assert "unknown architecture 'resnet7'" in _error(
+        capsys, ["quantize", str(files / "tiny.pt"), "--arch", "resnet7", "--calib", calib, "--out", out])
+    assert "does not exist" in _error(capsys, ["quantize", str(files / "tiny.pt"), "--calib", str(files / "no"), "--out", out])
+    assert "--input-shape 2 1 16 16: expected N 3 S S" in _error(
+        capsys, ["quantize", str(files / "tiny.pt"), "--calib", calib, "--out", out, "--input-shape", "2", "1", "16", "16"])
+
+
+def test_verify_bad_inputs(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = str(quantized)
+    np.save(files / "channels4.npy", np.zeros((2, 4, 16, 16), np.float32))
+    assert "expected input (NCHW) 2, 4, 16, 16 to have 3 channels" in _error(
+        capsys, ["verify", model, "--inputs", str(files / "channels4.npy")])
+    np.save(files / "f64.npy", np.zeros((2, 3, 16, 16), np.float64))
+    assert "float64 array of shape (2, 3, 16, 16); expected float32 N C H W" in _error(
+        capsys, ["verify", model, "--inputs", str(files / "f64.npy")])
+    np.save(files / "small.npy", np.zeros((1, 3, 8, 8), np.float32))
+    assert "images of shape (3, 8, 8), expected (3, 16, 16)" in _error(
+        capsys, ["verify", model, "--inputs", str(files / "small.npy"), "--input-shape", "3", "16", "16"])
+    np.save(files / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    assert "not a plain .npy array" in _error(capsys, ["verify", model, "--inputs", str(files / "objects.npy")])
+
+
+def test_tampered_or_missing_model_file(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tampered = files / "tampered.pt"
+    tampered.write_bytes(quantized.read_bytes()[:-200])  # cut the zip's central directory
+    assert "PytorchStreamReader failed" in _error(capsys, ["verify", str(tampered), "--random", "1"])
+    assert "PytorchStreamReader failed" in _error(capsys, ["export", str(tampered), str(files / "t.qsm")])
+    assert "no TorchScript model file" in _error(capsys, ["export", str(files / "gone.pt"), str(files / "t.qsm")])
+
+
+def test_conform_models_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conform", "--ops", "models", "--profile", "smoke"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("models "))
+    fields = row.split()
+    assert fields[1] == "ok" and int(fields[2]) >= 2 and int(fields[4]) > 0 and fields[6] == "0"  # cases, elements, mismatch
