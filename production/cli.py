@@ -22,7 +22,8 @@ def _add_conform(subparsers: argparse._SubParsersAction) -> None:
         "Exits 1 on any mismatch, vacuous check or error.",
     )
     parser.add_argument("--profile", choices=CONFORM_PROFILES, default="default", help="settings profile (default: default)")
-    parser.add_argument("--ops", nargs="+", metavar="OP", help="only these checks (default: all registered)")
+    parser.add_argument("--ops", nargs="+", metavar="OP",
+                        help="only these checks, e.g. conv2d add, or models for random whole models (default: all registered)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.set_defaults(handler=_cmd_conform)
 
@@ -169,6 +170,7 @@ def _float_model(path: str, arch: Optional[str]) -> Any:
 
     from production.compare import is_torchscript, load_float
     from production.io import load
+    from production.quantize import node_kinds
 
     if arch is not None:
         return load_float(path, arch)
@@ -176,7 +178,11 @@ def _float_model(path: str, arch: Optional[str]) -> Any:
         raise FileNotFoundError(f"no model file at {path}")
     if not is_torchscript(Path(path)):
         raise ValueError(f"{path} is not a TorchScript file; for a checkpoint give --arch (a production.zoo name)")
-    return load(path)
+    module = load(path)
+    quantized = sorted(kind for kind in node_kinds(module) if kind.startswith("quantized::"))
+    if quantized:  # prepare_jit would pass the int8 ops through and "convert" nothing
+        raise ValueError(f"{path} is already quantized ({', '.join(quantized)}); give the float model")
+    return module
 
 
 def _qconfig_file(path: str) -> dict[str, Any]:

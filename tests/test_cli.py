@@ -118,7 +118,7 @@ def test_qconfig_typos_name_close_names(files: Path, capsys: pytest.CaptureFixtu
     assert not (files / "x.pt").exists()
 
 
-def test_quantize_bad_arguments(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quantize_bad_arguments(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
     calib, out = str(files / "imgs"), str(files / "x.pt")
     assert "no model file at" in _error(capsys, ["quantize", str(files / "nope.pt"), "--calib", calib, "--out", out])
     np.save(files / "weights.npy", np.zeros(3))
@@ -126,6 +126,8 @@ def test_quantize_bad_arguments(files: Path, capsys: pytest.CaptureFixture[str])
         capsys, ["quantize", str(files / "weights.npy"), "--calib", calib, "--out", out])
     assert "unknown architecture 'resnet7'" in _error(
         capsys, ["quantize", str(files / "tiny.pt"), "--arch", "resnet7", "--calib", calib, "--out", out])
+    assert "is already quantized (quantized::conv2d_relu, quantized::linear); give the float model" in _error(
+        capsys, ["quantize", str(quantized), "--calib", calib, "--out", out])
     assert "does not exist" in _error(capsys, ["quantize", str(files / "tiny.pt"), "--calib", str(files / "no"), "--out", out])
     assert "--input-shape 2 1 16 16: expected N 3 S S" in _error(
         capsys, ["quantize", str(files / "tiny.pt"), "--calib", calib, "--out", out, "--input-shape", "2", "1", "16", "16"])
