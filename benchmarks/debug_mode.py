@@ -243,8 +243,10 @@ def clean_conv_pairs(comparison: Comparison) -> list[tuple[QuantizedPoint, Quant
         if d.node.kind() != "aten::quantize_per_tensor":
             continue
         op = float_producer(d.node)
-        if op.kind() not in ("aten::conv2d", "aten::linear") or op.inputsAt(0).node().kind() != "aten::dequantize":
+        if op.kind() not in ("aten::conv2d", "aten::linear"):
             continue
+        if any(op.inputsAt(i).node().kind() != "aten::dequantize" for i in (0, 1)):
+            continue  # a float island's conv (qconfig None) takes float values
         source = by_debug_name.get(op.inputsAt(0).node().inputsAt(0).debugName())
         x_debug = comparison.debug_captured[op.inputsAt(0).node().inputsAt(0).debugName()]
         if source is not None and torch.equal(source.value.int_repr(), x_debug.int_repr()):
