@@ -84,6 +84,13 @@ def _full(n: int, value: int) -> QTensorCase:
 EXAMPLES = (
     # 65 x (255 * 255) at output scale 2^-20: vector block overflows int32 -> 0, scalar tail -> 255.
     MulCase(_full(65, 255), _full(65, 255), 2.0**-20, 0),
+    # Found by the default profile: a broadcast gate on a 2-element row. The row is all
+    # scalar tail (lrintf saturates: 255), not vector (int32 overflow -> 0).
+    MulCase(
+        QTensorCase(QTensor(np.array([217, 0], dtype=np.uint8).reshape((1, 1, 1, 2)), 1.0, 1, QDtype.quint8)),
+        QTensorCase(QTensor(np.array([217], dtype=np.uint8).reshape((1, 1, 1, 1)), 1.0, 1, QDtype.quint8)),
+        1e-09, 1,
+    ),
 )
 
 CHECK = register(

@@ -31,20 +31,31 @@ def thread_ranges(numel: int, num_threads: int) -> list[tuple[int, int]]:
 
 
 def vector_body_mask(
-    shape: tuple[int, ...], memory_format: MemoryFormat, step: int, num_threads: int
+    shape: tuple[int, ...], memory_format: MemoryFormat, step: int, num_threads: int, row: int | None = None
 ) -> np.ndarray:
     """Boolean array (logical order, `shape`): True where the vector lambda computes the element.
 
     `step` is `2 * Vectorized<scalar_t>::size()`: 64 for 8-bit types in the AVX2 build.
+    `row` is the length of the inner loop run in memory order (default: all `numel`, one
+    coalesced run). When an operand broadcasts, TensorIterator cannot coalesce across the
+    dims where its stride turns 0, so `loop_2d` calls `vectorized_loop` once per row and
+    each row (cut further at thread-range ends) has its own vector body and scalar tail.
 
     >>> vector_body_mask((70,), MemoryFormat.contiguous, 64, 1).sum()
     np.int64(64)
+    >>> vector_body_mask((2, 70), MemoryFormat.contiguous, 64, 1, row=70).sum()  # 64 + 64
+    np.int64(128)
     """
     numel = int(np.prod(shape, dtype=np.int64))
+    row = numel if row is None else row
+    position = np.arange(numel)
+    row_begin = position // max(row, 1) * row
     in_memory_order = np.zeros(numel, dtype=bool)
     for begin, end in thread_ranges(numel, num_threads):
-        body = (end - begin) // step * step
-        in_memory_order[begin : begin + body] = True
+        inside = slice(begin, end)
+        start = np.maximum(row_begin[inside], begin)  # a run: one row cut to the range
+        length = np.minimum(row_begin[inside] + row, end) - start
+        in_memory_order[inside] = position[inside] - start < length // step * step
     return from_memory_order(in_memory_order, shape, memory_format)
 
 

@@ -32,8 +32,9 @@ def mul(
         `out = clamp(zp + lrintf(f32(float(c) * mult)))`, lrintf is 64-bit, so out of
         int32 range saturates to qmin/qmax instead.
       The two differ only when |c * mult| >= 2^31. relu (`quantized::mul_relu`):
-      `max(out, zp)`. b broadcasts against a (SE blocks multiply by an (N, C, 1, 1) gate);
-      the vector/tail split is modelled for same-shape operands, where it can matter.
+      `max(out, zp)`. b broadcasts against a (SE blocks multiply by an (N, C, 1, 1) gate):
+      then the vector/tail split restarts at each inner run (`_inner_run`: H*W for NCHW,
+      C for channels_last gates; measured against torch 2.13.0).
     Output: scale/zp given, memory format of `a` (`qa.suggest_memory_format()`).
 
     Hand-worked, sa = sb = 0.5, za = zb = 0, out scale 0.25 zp 1 (quint8):
@@ -58,10 +59,7 @@ def mul(
     zp = out_qparams.zero_point
     vector = wrap_int32(cvt_rne(scaled).astype(np.int64) + zp)
     scalar = np.rint(scaled.astype(np.float64)) + zp  # lrintf: 64-bit, never wraps here
-    if a.shape == b.shape == shape:
-        use_vector = vector_body_mask(shape, a.memory_format, _STEP, num_threads)
-    else:
-        use_vector = np.ones(shape, dtype=bool)
+    use_vector = vector_body_mask(shape, a.memory_format, _STEP, num_threads, _inner_run(a, b, shape))
     result = np.clip(np.where(use_vector, vector, scalar), a.dtype.qmin, a.dtype.qmax).astype(np.int64)
     if relu:
         result = np.maximum(result, zp)
@@ -85,3 +83,28 @@ def mul_relu(a: QTensor, b: QTensor, output_scale: float, output_zero_point: int
 def _format(a: QTensor, shape: tuple[int, ...]) -> MemoryFormat:
     """The output takes a's memory format (a 4-d result of a 4-d `a`)."""
     return a.memory_format if len(shape) == 4 else MemoryFormat.contiguous
+
+
+def _inner_run(a: QTensor, b: QTensor, shape: tuple[int, ...]) -> int:
+    """The length of TensorIterator's inner loop over the output in a's memory order.
+
+    Adjacent dims coalesce only while every operand's broadcast pattern stays the same
+    (a stride that turns 0 breaks `stride[d] * size[d] == stride[d + 1]`); size-1 dims
+    never break a run. Same-shape operands: one run of numel.
+    """
+    order = (0, 2, 3, 1) if len(shape) == 4 and a.memory_format is MemoryFormat.channels_last else range(len(shape))
+    run, pattern = 1, None
+    for dim in reversed(tuple(order)):
+        if shape[dim] == 1:
+            continue
+        broadcast = tuple(_size(q, dim, len(shape)) == 1 for q in (a, b))
+        if pattern is not None and broadcast != pattern:
+            break
+        pattern, run = broadcast, run * shape[dim]
+    return run
+
+
+def _size(q: QTensor, dim: int, ndim: int) -> int:
+    """q's size at output dim `dim` (right-aligned broadcasting; missing dims are 1)."""
+    offset = ndim - len(q.shape)
+    return 1 if dim < offset else q.shape[dim - offset]
