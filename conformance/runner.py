@@ -187,7 +187,7 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
 
     start = time.perf_counter()
     try:
-        with reporting.with_reporter(reports.append):
+        with reporting.with_reporter(reports.append), profiles.active(settings_profile):
             test()
     except MismatchError:
         result.status = "MISMATCH"

@@ -2,12 +2,26 @@
 
 Registered under "quantspec-<name>" so they never replace Hypothesis's own "default"
 profile for other test suites in the same process. `max_examples` is per check,
-multiplied by the check's `budget`.
+multiplied by the check's `budget` for that profile.
 
 * smoke:    derandomized, ~40 cases per check; all checks together well under a minute.
-* default:  ~600 cases per check, enough for >= 10^6 compared elements on the
-            elementwise ops; a few minutes.
+* default:  ~600 cases per check; >= 10^6 compared elements per op; a few minutes.
 * thorough: 20000 cases per check; hours, not for CI.
+
+Budgets (the case-count lever). A check's `budget` is one multiplier for every profile
+or a mapping {profile: multiplier}. Ops whose cases are small (pooling windows, conv and
+linear outputs, mean's reductions, folded weights) use a mapping: a small smoke budget
+keeps CI fast, a larger default budget reaches 10^6 compared elements. Only the number
+of cases changes, never their distribution, so every hard case (ties, tails, conv paths,
+|acc| > 2^24, saturation) keeps its share at every profile.
+
+Sizes (the elements-per-case lever). `size_scale()` multiplies the upper bound of the
+batch dimension in the strategies of those ops (N of NCHW inputs, linear's first leading
+dim; fold_conv_bn, which has no batch, its channel counts): 1 under smoke, larger under
+default and thorough. A bigger batch repeats the per-image structure (channels, windows,
+tails) that the hard cases live in, and small values stay drawable, so it adds elements
+without thinning any hard case. The runner sets the active profile
+with `active(profile)` while a check's cases are drawn; outside it the scale is 1.
 
 In CI (env `CI` set to true) every profile is derandomized and uses no example database,
 so a run is reproducible from the commit alone. Locally "default" and "thorough" keep
@@ -16,12 +30,20 @@ the database (.hypothesis/), so a failure found once is replayed first next time
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from typing import Iterator, Mapping, Union
 
 from hypothesis import HealthCheck, settings
 
 PROFILE_NAMES = ("smoke", "default", "thorough")
 MAX_EXAMPLES = {"smoke": 40, "default": 600, "thorough": 20000}
+SIZE_SCALE = {"smoke": 1, "default": 3, "thorough": 3}
+
+Budget = Union[float, Mapping[str, float]]
+
+_ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("quantspec_conformance_profile", default="smoke")
 
 
 def in_ci() -> bool:
@@ -56,8 +78,36 @@ def register_profiles() -> None:
         )
 
 
-def get(profile: str, budget: float = 1.0) -> settings:
+def budget_for(profile: str, budget: Budget) -> float:
+    """A check's case multiplier under `profile`: the float itself, or the mapping's entry
+    (a mapping must name every profile, so no profile silently falls back to 1)."""
+    hypothesis_name(profile)  # validates the name
+    if not isinstance(budget, Mapping):
+        return float(budget)
+    missing = [name for name in PROFILE_NAMES if name not in budget]
+    if missing:
+        raise ValueError(f"budget {dict(budget)!r} names no multiplier for profile(s) {missing}; expected all of {PROFILE_NAMES}")
+    return float(budget[profile])
+
+
+def get(profile: str, budget: Budget = 1.0) -> settings:
     """The settings of a conformance profile, with max_examples scaled by a check's budget."""
     register_profiles()
     base = settings.get_profile(hypothesis_name(profile))
-    return settings(base, max_examples=max(1, round(base.max_examples * budget)))
+    return settings(base, max_examples=max(1, round(base.max_examples * budget_for(profile, budget))))
+
+
+@contextlib.contextmanager
+def active(profile: str) -> Iterator[None]:
+    """Make `profile` the one `size_scale()` reads while its cases are drawn."""
+    hypothesis_name(profile)  # validates the name
+    token = _ACTIVE.set(profile)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def size_scale() -> int:
+    """The batch-size multiplier of the active profile (1 outside `active`, and under smoke)."""
+    return SIZE_SCALE[_ACTIVE.get()]

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from reference.profile import NumericsProfile
 from reference.qtensor import QTensor
 
+from ..settings import Budget
+
 Output = Union[QTensor, np.ndarray]
 
 
@@ -40,7 +42,9 @@ class OpCheck:
             (qmin, qmax), float elements that are finite).
         min_informative: the run is VACUOUS when informative elements are a smaller
             fraction than this of all compared elements.
-        budget: multiplies the profile's max_examples (slow ops use < 1).
+        budget: multiplies the profile's max_examples: one float for every profile (slow ops
+            use < 1), or a mapping {profile: multiplier} naming every profile (see
+            `conformance.settings`: small cases get a larger default budget).
     """
 
     name: str
@@ -52,7 +56,7 @@ class OpCheck:
     examples: Sequence[Any] = ()
     informative: Optional[Callable[[Any, Output], int]] = None
     min_informative: float = 0.2
-    budget: float = 1.0
+    budget: Budget = 1.0
 
     def count_informative(self, case: Any, output: Output) -> int:
         """The vacuity rule's count for one case."""

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
+from ..settings import size_scale
 from ..strategies import QTensorCase, zero_points
 
 EIGHT_BIT = (QDtype.quint8, QDtype.qint8)
@@ -67,10 +68,11 @@ def pool_shapes(draw: st.DrawFn, max_side: int = 10) -> tuple[int, int, int, int
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     channels = int(rng.choice(LANE_CHANNELS))
     kind = rng.choice(("any", "any", "any", "hw1", "c1"))
+    batch = st.integers(1, 2 * size_scale())  # more images per case under default/thorough
     if kind == "hw1":
-        return draw(st.integers(1, 2)), channels, 1, 1
+        return draw(batch), channels, 1, 1
     height, width = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
-    return draw(st.integers(1, 2)), 1 if kind == "c1" else channels, height, width
+    return draw(batch), 1 if kind == "c1" else channels, height, width
 
 
 @st.composite

@@ -69,5 +69,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        budget={"smoke": 1, "default": 2.2, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

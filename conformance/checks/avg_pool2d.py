@@ -92,5 +92,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        budget={"smoke": 1, "default": 2.8, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

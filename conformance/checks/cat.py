@@ -17,6 +17,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
+from ..settings import size_scale
 from ..strategies import QTensorCase, zero_points
 from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values, torch_threads
 from . import OpCheck, register
@@ -59,7 +60,7 @@ def cases(draw: st.DrawFn) -> CatCase:
     # dim and layout from the seed: Hypothesis alone would favour the first choices.
     dim = int(rng.choice((1, 0, 2, 3, -1), p=(0.6, 0.1, 0.1, 0.1, 0.1)))
     hw1 = rng.random() < 0.2
-    n, h, w = draw(st.integers(1, 2)), (1 if hw1 else draw(st.integers(1, 6))), (1 if hw1 else draw(st.integers(1, 6)))
+    n, h, w = draw(st.integers(1, 2 * size_scale())), (1 if hw1 else draw(st.integers(1, 6))), (1 if hw1 else draw(st.integers(1, 6)))
     layout = str(rng.choice(("channels_last", "contiguous", "mixed"), p=(0.5, 0.25, 0.25)))
     out_scale, out_zp = draw(_pow2_or_any_scale()), draw(zero_points(dtype))
     common_channels = int(rng.choice(LANE_CHANNELS))
@@ -134,5 +135,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        budget={"smoke": 1, "default": 1.2, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

@@ -34,6 +34,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
+from ..settings import size_scale
 from . import OpCheck, register
 
 PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
@@ -243,7 +244,7 @@ def conv_cases(draw: st.DrawFn) -> ConvCase:
     span = (shape["dilation"][0] * (kh - 1) + 1, shape["dilation"][1] * (kw - 1) + 1)
     size = tuple(max(1, s - 2 * p) + draw(st.integers(0, 9)) for s, p in zip(span, shape["padding"]))
     case = ConvCase(
-        batch=draw(st.integers(1, 2)), size=size, **shape,
+        batch=draw(st.integers(1, 2 * size_scale())), size=size, **shape,
         act_scale=draw(input_scales()),
         act_zero_point=0 if deep else draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 128, 129, 255]))),
         act_kind="high" if deep else draw(st.sampled_from(ACT_KINDS)),
@@ -369,6 +370,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
-        budget=0.5,
+        budget={"smoke": 0.5, "default": 0.75, "thorough": 0.5},  # default: >= 10^6 outputs
     )
 )

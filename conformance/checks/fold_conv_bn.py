@@ -14,6 +14,7 @@ from torch.jit._recursive import wrap_cpp_module
 from reference.fold import fold_conv_bn
 from reference.profile import NumericsProfile
 
+from ..settings import size_scale
 from . import OpCheck, register
 
 
@@ -52,8 +53,8 @@ class FoldCase:
 @st.composite
 def fold_cases(draw: st.DrawFn) -> FoldCase:
     groups = draw(st.sampled_from([1, 1, 2, 4]))
-    in_channels = groups * draw(st.integers(1, 8))
-    out_channels = groups * draw(st.integers(1, 16))
+    in_channels = groups * draw(st.integers(1, 8 * size_scale()))  # no batch: channels scale
+    out_channels = groups * draw(st.integers(1, 16 * size_scale()))
     return FoldCase(
         in_channels,
         out_channels,
@@ -126,6 +127,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=(FoldCase(1, 1, 1, 1, True, True, 1e-5, 0.0, 0),),
-        budget=0.25,
+        budget={"smoke": 0.25, "default": 0.5, "thorough": 0.25},  # default: >= 10^6 values
     )
 )

@@ -21,6 +21,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
+from ..settings import size_scale
 from . import OpCheck, register
 from .conv2d import (
     ACT_KINDS,
@@ -67,12 +68,22 @@ class LinearCase:
 
 
 @st.composite
+def leading_dims(draw: st.DrawFn) -> tuple[int, ...]:
+    """1-3 leading dims of 1..6; under default/thorough the first is multiplied by up to
+    `size_scale()` (more rows per case; smoke draws exactly as before)."""
+    dims = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
+    if size_scale() > 1:
+        dims[0] *= draw(st.integers(1, size_scale()))
+    return tuple(dims)
+
+
+@st.composite
 def linear_cases(draw: st.DrawFn) -> LinearCase:
     """A LinearCase; one in four is "deep" (K 600..1100, activations 200..255 with zero
     point 0, extreme weights: |acc| > 2^24)."""
     deep = draw(st.integers(0, 3)) == 0
     return LinearCase(
-        leading=tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))),
+        leading=draw(leading_dims()),
         in_features=draw(st.integers(600, 1100)) if deep else draw(st.one_of(st.integers(1, 64), st.integers(64, 1100))),
         out_features=draw(st.integers(1, 80)),
         act_scale=draw(input_scales()),
@@ -142,6 +153,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
-        budget=0.5,
+        budget={"smoke": 0.5, "default": 1.75, "thorough": 0.5},  # default: >= 10^6 outputs
     )
 )

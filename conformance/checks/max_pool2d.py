@@ -90,5 +90,6 @@ CHECK = register(
         label=label,
         examples=EXAMPLES,
         informative=informative,
+        budget={"smoke": 1, "default": 4.2, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

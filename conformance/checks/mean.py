@@ -17,6 +17,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QTensor
 
 from ..oracles import from_torch, to_torch
+from ..settings import size_scale
 from ..strategies import QTensorCase
 from ._elementwise_cases import qtensor_cases
 from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, torch_threads
@@ -45,7 +46,7 @@ def cases(draw: st.DrawFn) -> MeanCase:
     dtype = draw(st.sampled_from(EIGHT_BIT))
     channels = draw(st.sampled_from(LANE_CHANNELS + (4, 5, 6, 96, 100, 128)))
     h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
-    shape = (draw(st.integers(1, 3)), channels, h, w)
+    shape = (draw(st.integers(1, 3 * size_scale())), channels, h, w)
     memory_format = draw(st.sampled_from(tuple(MemoryFormat)))
     x = draw(qtensor_cases(dtype, shape, memory_format))
     nchw_contiguous = memory_format is MemoryFormat.contiguous or channels == 1 or h * w == 1
@@ -65,4 +66,9 @@ def label(case: MeanCase) -> Iterator[str]:
         yield "multi-level"
 
 
-CHECK = register(OpCheck(name="mean", op="aten::mean", cases=cases(), reference=reference, torch=oracle, label=label))
+CHECK = register(
+    OpCheck(
+        name="mean", op="aten::mean", cases=cases(), reference=reference, torch=oracle, label=label,
+        budget={"smoke": 1, "default": 5.5, "thorough": 1},  # default: >= 10^6 means (outputs)
+    )
+)
