@@ -7,32 +7,21 @@ these helpers so that every oracle call runs the same way.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from production.bridge import TORCH_QDTYPES, from_torch, to_torch
-from production.environment import fbgemm_engine
+from production.environment import fbgemm_engine, known_deprecations_silenced
 from reference.qtensor import QDtype
 
 __all__ = ["from_torch", "to_torch", "torch_dtype", "float_tensor", "oracle"]
 
-# torch's own notices about the APIs we call on purpose (the same list pyproject.toml
-# filters in pytest): they say nothing about the numerics.
-_KNOWN_NOTICES = (
-    r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation functions",
-    r"`torch\.jit\.[a-z_]+` is deprecated",
-)
-
-
 @contextlib.contextmanager
 def oracle() -> Iterator[None]:
     """Run torch with the fbgemm engine pinned and its known deprecation notices silenced."""
-    with fbgemm_engine(), warnings.catch_warnings():
-        for message in _KNOWN_NOTICES:
-            warnings.filterwarnings("ignore", message=message)
+    with fbgemm_engine(), known_deprecations_silenced():
         yield
 
 

@@ -42,11 +42,11 @@ from reference.interpreter import NodeError, UnknownNodeKind
 
 from . import zoo
 from .data import EvalTransform, ImageFolder, cifar_transform, imagenet_transform
-from .eager import CIFAR_RESNET_DEPTHS, ao_deprecations_silenced, quantizable_copy, quantize_eager
-from .environment import ENGINE, detect_profile, fbgemm_engine
+from .eager import CIFAR_RESNET_DEPTHS, quantizable_copy, quantize_eager
+from .environment import ENGINE, detect_profile, fbgemm_engine, known_deprecations_silenced
 from .export import ExportError
 from .io import load, save
-from .quantize import known_deprecations_silenced, quantize_jit
+from .quantize import quantize_jit
 from .verify import verify
 
 PathLike = Union[str, Path]
@@ -229,7 +229,7 @@ def _quantize_fx(module: nn.Module, calib: Sequence[torch.Tensor]) -> nn.Module:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    with ao_deprecations_silenced(), fbgemm_engine():
+    with known_deprecations_silenced(), fbgemm_engine():
         prepared = prepare_fx(module.eval(), get_default_qconfig_mapping(ENGINE), example_inputs=(calib[0][:1],))
         _calibrate(prepared, calib)
         return convert_fx(prepared)

@@ -19,9 +19,7 @@ How the shortcut and the add are quantized, and why it matters for comparing wit
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -29,12 +27,7 @@ from torch import nn
 from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QuantStub, convert, fuse_modules, get_default_qconfig, prepare
 
-from .environment import fbgemm_engine
-from .quantize import known_deprecations_silenced
-
-# torch marks the eager and FX quantization APIs deprecated (in favour of torchao); the
-# warning, by message, is silenced inside our calls only.
-AO_DEPRECATION = r"torch\.ao\.quantization is deprecated"
+from .environment import fbgemm_engine, known_deprecations_silenced
 
 # The zoo's CIFAR ResNets (production.zoo names) by depth: depth = 6n + 2, n blocks per stage.
 CIFAR_RESNET_DEPTHS = {"cifar_resnet20": 20, "cifar_resnet56": 56}
@@ -128,14 +121,6 @@ def quantizable_copy(arch: str, state_dict: Mapping[str, torch.Tensor]) -> Quant
     return model.eval()
 
 
-@contextlib.contextmanager
-def ao_deprecations_silenced() -> Iterator[None]:
-    """torch's known deprecation messages plus the eager/FX API deprecation, ignored in the block."""
-    with known_deprecations_silenced(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=AO_DEPRECATION)
-        yield
-
-
 def quantize_eager(
     model: QuantizableCifarResNet, calibrate: Callable[[nn.Module, Iterable], None], calibrate_args: Iterable
 ) -> nn.Module:
@@ -144,7 +129,7 @@ def quantize_eager(
     Runs under the fbgemm engine (prepack happens in `convert`) with torch's known deprecation
     warnings silenced; `model` is modified in place.
     """
-    with ao_deprecations_silenced(), fbgemm_engine():
+    with known_deprecations_silenced(), fbgemm_engine():
         model.eval()
         model.fuse()
         model.qconfig = get_default_qconfig("fbgemm")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import warnings
 from typing import Iterator
 
 import torch
@@ -73,3 +74,24 @@ def fbgemm_engine() -> Iterator[None]:
         yield
     finally:
         torch.backends.quantized.engine = previous
+
+
+# torch's own notices about the APIs quantspec calls on purpose (pyproject.toml filters the
+# same messages in pytest). They say nothing about numerics; anything else stays visible.
+KNOWN_DEPRECATIONS = (
+    r"`torch\.jit\.[a-z_]+` is deprecated",
+    r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation functions",
+    r"Please use quant_min and quant_max to specify the range for observers",
+    r"The \.grad attribute of a Tensor that is not a leaf Tensor is being accessed",
+    r"torch\.ao\.quantization is deprecated",
+)
+
+
+@contextlib.contextmanager
+def known_deprecations_silenced() -> Iterator[None]:
+    """Ignore exactly torch's known deprecation messages inside the block; every other
+    warning (and these same messages outside the block) is untouched."""
+    with warnings.catch_warnings():
+        for message in KNOWN_DEPRECATIONS:
+            warnings.filterwarnings("ignore", message=message)
+        yield

@@ -11,8 +11,7 @@ import os
 
 import torch
 
-from .environment import fbgemm_engine
-from .quantize import known_deprecations_silenced
+from .environment import fbgemm_engine, known_deprecations_silenced
 
 
 def save(model: torch.jit.ScriptModule, path: str | os.PathLike[str]) -> None:

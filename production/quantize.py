@@ -10,44 +10,25 @@ silenced inside the call only.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from collections import Counter
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 from torch.ao.quantization import convert_jit, get_default_qconfig, prepare_jit
 
-from .environment import ENGINE, fbgemm_engine
+from .environment import ENGINE, KNOWN_DEPRECATIONS, fbgemm_engine, known_deprecations_silenced
 from .qconfig_dict import QConfigDict, check_qconfig_dict
 
 LOG = logging.getLogger(__name__)
 
 # The deprecation notices torch 2.13 (DeprecationWarning/UserWarning) and 2.14 (FutureWarning)
 # raise from the calls quantspec makes; matched by message (regex at the start), nothing else.
-KNOWN_DEPRECATIONS = (
-    r"`torch\.jit\.[a-z_]+` is deprecated",
-    r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation functions",
-    r"Please use quant_min and quant_max to specify the range for observers",
-    r"The \.grad attribute of a Tensor that is not a leaf Tensor is being accessed",
-)
-
-
 class TracedFallbackWarning(UserWarning):
     """An nn.Module could not be scripted and was traced instead: its control flow and
     shapes are frozen to those of `example_inputs`."""
-
-
-@contextlib.contextmanager
-def known_deprecations_silenced() -> Iterator[None]:
-    """Ignore exactly torch's known deprecation messages inside the block; every other
-    warning (and these same messages outside the block) is untouched."""
-    with warnings.catch_warnings():
-        for message in KNOWN_DEPRECATIONS:
-            warnings.filterwarnings("ignore", message=message)
-        yield
 
 
 def to_torchscript(model: nn.Module, example_inputs: Sequence[Any] | None = None) -> torch.jit.ScriptModule:

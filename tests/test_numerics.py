@@ -8,7 +8,6 @@ import ctypes.util
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reference.numerics import INT32_MIN, cvt_rne, cvt_rne_fbgemm_clamped, f32, fma32, saturate_int16, wrap_int32

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -237,9 +235,7 @@ def _torch_observer(torch, name: str, **kwargs):
     for key in ("dtype", "qscheme"):
         if key in kwargs:
             kwargs[key] = getattr(torch, kwargs[key])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return getattr(observers, name)(**kwargs)
+    return getattr(observers, name)(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -281,9 +277,7 @@ def test_histogram_matches_scripted_torch_observer() -> None:
 
     rng = np.random.default_rng(11)
     batches = [(rng.standard_t(2, 3000) * s).astype(np.float32) for s in (1.0, 4.0)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scripted = torch.jit.script(observers.HistogramObserver(reduce_range=True))
+    scripted = torch.jit.script(observers.HistogramObserver(reduce_range=True))
     ours = HistogramObserver(reduce_range=True)
     for batch in batches:
         scripted(torch.from_numpy(batch.copy()))
@@ -330,23 +324,24 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
     from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
     from torch.ao.quantization.observer import RecordingObserver
 
+    from conformance.checks.calibration import observer_modules
     from production.data import ImageFolder, cifar_transform
     from production.environment import fbgemm_engine
+    from production.quantize import known_deprecations_silenced
     from production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
 
     model = load_checkpoint(cifar_resnet20(), RESNET20).eval()
     images = [torch.from_numpy(x) for x, _ in ImageFolder(CIFAR_CALIB, cifar_transform(), limit=16).batches(8, progress=False)]
     qconfig = torch_default_qconfig("fbgemm")
     recording = QConfig(activation=RecordingObserver.with_args(dtype=torch.quint8), weight=qconfig.weight)
-    with fbgemm_engine(), warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with fbgemm_engine(), known_deprecations_silenced(), torch.no_grad():
         calibrated = prepare_jit(torch.jit.script(model), {"": qconfig})
         recorded = prepare_jit(torch.jit.script(model), {"": recording})
         for batch in images:
             calibrated(batch)
             recorded(batch)
-    torch_observers = _observer_modules(calibrated)
-    recorders = {k: v for k, v in _observer_modules(recorded).items() if v.original_name == "RecordingObserver"}
+    torch_observers = observer_modules(calibrated)
+    recorders = {k: v for k, v in observer_modules(recorded).items() if v.original_name == "RecordingObserver"}
     assert len(recorders) == 30
     for path, recorder in recorders.items():
         ours = HistogramObserver(reduce_range=True)
@@ -356,19 +351,3 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
         torch_scale, torch_zp = torch_observers[path].calculate_qparams()
         assert scale.view(np.uint32).tolist() == torch_scale.numpy().view(np.uint32).tolist(), path
         assert zp.tolist() == torch_zp.tolist(), path
-
-
-def _observer_modules(module, prefix: str = "") -> dict:
-    """The observers prepare_jit inserted, keyed by (module path, name of the observed
-    graph value): their `_observer_N` numbering is not stable between two prepare_jit runs."""
-    found = {}
-    for node in module.graph.nodes():
-        inputs = list(node.inputs())
-        if node.kind() == "prim::CallMethod" and inputs[0].node().kind() == "prim::GetAttr":
-            name = inputs[0].node().s("name")
-            if name.startswith("_observer_"):
-                found[(prefix, inputs[1].debugName())] = getattr(module, name)
-    for name, child in module.named_children():
-        if not name.startswith("_observer_"):
-            found.update(_observer_modules(child, f"{prefix}{name}."))
-    return found

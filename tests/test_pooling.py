@@ -139,7 +139,7 @@ def test_adaptive_hw1_upsampling_is_scrambled_like_torch() -> None:
 
 
 def test_pools_match_torch_on_tie_inputs() -> None:
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import torch.nn.functional as F
 
     from production.bridge import from_torch, to_torch
