@@ -8,7 +8,9 @@ For each thread count T: torch runs with `torch.set_num_threads(T)` and the inte
 with `num_threads=T` and T BLAS threads. NumPy's BLAS thread count is fixed when NumPy
 loads (threadpoolctl is not installed here), so each T runs in a child process started
 with OPENBLAS/OMP/MKL_NUM_THREADS=T; inside it torch and the interpreter alternate on the
-same image, `--repeat` rounds after a warm-up, and the medians are reported. Also timed:
+same image, `--repeat` rounds after a warm-up, and the medians are reported. The children
+get OMP_WAIT_POLICY=PASSIVE unless it is set: on a shared, oversubscribed machine OpenMP's
+spinning barriers made torch's 2-thread ResNet-18 take ~500 ms instead of ~18 ms. Also timed:
 one whole `production.verify.verify` of ResNet-18 on one image (export, torch capture,
 interpreter trace, node-by-node comparison) at one thread.
 """
@@ -88,6 +90,7 @@ def time_verify() -> tuple[float, bool]:
 
 def _child(threads: int, repeat: int) -> dict[str, float]:
     environment = dict(os.environ, **{name: str(threads) for name in BLAS_THREAD_VARIABLES})
+    environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     command = [sys.executable, __file__, "--child", str(threads), "--repeat", str(repeat)]
     output = subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -104,7 +107,8 @@ def main() -> None:
         return
     import torch
 
-    print(f"ResNet-18 int8, 224x224, batch 1, torch {torch.__version__}, median of {args.repeat} interleaved rounds")
+    print(f"ResNet-18 int8, 224x224, batch 1, torch {torch.__version__}, median of {args.repeat} interleaved rounds, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}")
     print(f"{'threads':>7} {'torch ms':>9} {'interp. ms':>10} {'ratio':>6}")
     for threads in args.threads:
         result = _child(threads, args.repeat)
