@@ -161,3 +161,26 @@ def test_conform_models_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("models "))
     fields = row.split()
     assert fields[1] == "ok" and int(fields[2]) >= 2 and int(fields[4]) > 0 and fields[6] == "0"  # cases, elements, mismatch
+
+
+def test_models_check_catches_one_differing_word() -> None:
+    # One fixed tiny model (nothing to shrink): as is, 0 mismatches; with the reference's last
+    # compared word (the float output's last element bits) moved by one, exactly 1.
+    import dataclasses
+
+    from hypothesis import strategies as st
+
+    from conformance import models, runner
+    from conformance.checks.models import CHECK
+    from production.environment import detect_profile
+
+    fixed = dataclasses.replace(CHECK, cases=st.just(models.ModelSpec(8, 4, (models.ConvSpec(4),))))
+    assert runner.run_check(fixed, "smoke", detect_profile()).status == "ok"
+
+    def off_by_one(case: models.ModelSpec, profile: object) -> np.ndarray:
+        words = CHECK.reference(case, profile).copy()
+        words[-1] += 1
+        return words
+
+    result = runner.run_check(dataclasses.replace(fixed, reference=off_by_one), "smoke", detect_profile())
+    assert (result.status, result.mismatched_elements) == ("MISMATCH", 1)
