@@ -41,7 +41,7 @@ from production.zoo.node_kinds import input_size
 
 BATCH = 4
 CALIBRATION_BATCHES = 3
-# Float ops of the debug graph whose result feeds a quantize_per_tensor through relu/hardtanh.
+# Activations the debug graph may apply between a float conv/linear and its quantize_per_tensor.
 ACTIVATIONS = {"aten::relu", "aten::relu_", "aten::hardtanh", "aten::hardtanh_"}
 
 
@@ -63,7 +63,7 @@ def convert_pair(name: str, width: float, seed: int = 0) -> tuple[torch.jit.Scri
         return convert_jit(prepared, False, False), convert_jit(prepared, False, True)
 
 
-def test_inputs(name: str, batches: int, seed: int = 0) -> list[tuple[str, torch.Tensor]]:
+def input_batches(name: str, batches: int, seed: int = 0) -> list[tuple[str, torch.Tensor]]:
     """`batches` random N(0, 1) and `batches` tie-heavy ((k + 0.5) / 32) input batches."""
     generator = torch.Generator().manual_seed(seed + 100)
     shape = (BATCH, 3, input_size(name), input_size(name))
@@ -122,12 +122,13 @@ def quantized_points(module: torch.jit.ScriptModule, captured: dict[str, Any]) -
 
 
 def float_producer(node: torch._C.Node) -> torch._C.Node:
-    """The float op behind a debug-graph quantize_per_tensor: its input's producer, skipping
-    an in-place activation (relu_, hardtanh_) to the conv/linear/add it follows."""
+    """The float op behind a debug-graph quantize_per_tensor: its input's producer, or, when
+    that is a ReLU/ReLU6 applied to a float result (conv then relu_), the op before it."""
     producer = node.inputsAt(0).node()
-    if producer.kind() in ACTIVATIONS and producer.inputsAt(0).node().kind() != "prim::Param":
+    if producer.kind() in ACTIVATIONS:
         inner = producer.inputsAt(0).node()
-        return inner if inner.kind() not in ("aten::dequantize",) else producer
+        if inner.kind() not in ("prim::Param", "aten::dequantize"):
+            return inner
     return producer
 
 
@@ -306,7 +307,7 @@ def measure(name: str, width: float, batches: int) -> tuple[OutputDiff, Optional
     """Output comparison of zoo model `name`, the first differing quantized activation on
     the first batch where one differs, and the number of aligned activations."""
     real, debug = convert_pair(name, width)
-    inputs = test_inputs(name, batches)
+    inputs = input_batches(name, batches)
     outputs = run_outputs(real, debug, inputs)
     for _, batch in inputs:
         comparison = compare_activations(real, debug, batch)
@@ -322,7 +323,7 @@ def explain(name: str, width: float, batches: int, total: BoundaryEvidence) -> s
     real, debug = convert_pair(name, width)
     evidence = BoundaryEvidence()
     firsts = []
-    for kind, batch in test_inputs(name, batches):
+    for kind, batch in input_batches(name, batches):
         comparison = compare_activations(real, debug, batch)
         if comparison.diffs:
             firsts.append(f"{kind}: {comparison.diffs[0].describe()}")

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 
 from production.quantize import quantize_jit  # noqa: E402
 from production.verify import capture_intermediates  # noqa: E402
+from reference.numerics import cvt_rne, f32, fma32  # noqa: E402
 
 nn = torch.nn
 
@@ -87,12 +88,27 @@ def exact_t(conv: nn.Conv2d, x_q: torch.Tensor, w_q: torch.Tensor, out: torch.Te
     return (value / out.q_scale() + out.q_zero_point()).numpy()
 
 
-def test_hand_worked_boundary_distance() -> None:
-    # t = 37.5000004 is 4e-7 step from the boundary 37.5: a float32 error of that size can
-    # round it either way; t = 37.2 is 0.3 step away: both routes round it to 37.
-    t = np.array([37.5000004, 37.2])
-    assert np.allclose(np.abs(t - np.floor(t) - 0.5), [4e-7, 0.3])
-    assert (np.abs(t - np.floor(t) - 0.5) < FLOAT32_ERROR).tolist() == [True, False]
+def test_hand_worked_resnet18_node_rounds_apart() -> None:
+    # The worked node of docs/spec-parts/debug-mode.md (resnet18, first conv of layer1.0):
+    # acc = 22418, s_x = 0.04443393647670746, s_w = 0.0029063483234494925,
+    # bias = -2.6249923706054688, s_out = 0.03601054474711418, zp = 0.
+    # Exact: s_x * s_w * acc = 2.89507165..., + bias = 0.27007928628...,
+    # t = 0.27007928628 / 0.03601054475 = 7.50000557: 5.6e-6 step above the boundary 7.5.
+    s_x, s_w, bias, s_out, acc = 0.04443393647670746, 0.0029063483234494925, -2.6249923706054688, 0.03601054474711418, 22418
+    t = (s_x * s_w * acc + bias) / s_out
+    assert abs(t - 7.5000056) < 1e-7
+    # int8 route (FBGEMM requantization, per-channel bias): atws = f32(s_x * s_w),
+    # mult = f32(atws / s_out), xf = f32(f32(acc) + f32(bias / atws)), out = cvt(f32(xf * mult)).
+    atws = f32(np.float32(s_x) * np.float32(s_w))
+    mult = f32(atws / np.float32(s_out))
+    xf = f32(f32(acc) + f32(np.float32(bias) / atws))
+    assert int(cvt_rne(f32(xf * mult))) == 8  # 7.5000024: stays above the boundary
+    # debug route: torch's float32 conv returned y = 0.27007794 for this element (its float32
+    # sum of 144 products is 1.35e-6 = 3.7e-5 step below the exact 0.2700793, more than t's
+    # 5.6e-6 step margin); quantize_per_tensor (2.13.0) rounds fma(y, f32(1 / s_out), zp).
+    y = np.float32(0.27007794)
+    assert abs(float(y) - (s_x * s_w * acc + bias)) / s_out > abs(t - 7.5)
+    assert int(cvt_rne(fma32(y, f32(np.float32(1.0) / np.float32(s_out)), np.float32(0.0)))) == 7
 
 
 def test_debug_and_int8_differ_at_a_float_conv_by_one_step_at_a_rounding_boundary(converted) -> None:
