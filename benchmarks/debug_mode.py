@@ -26,7 +26,7 @@ import argparse
 import difflib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -303,7 +303,7 @@ class BoundaryEvidence:
         )
 
 
-def measure(name: str, width: float, batches: int) -> tuple[OutputDiff, Optional[NodeDiff], int]:
+def measure(name: str, width: float, batches: int) -> tuple[OutputDiff, NodeDiff | None, int]:
     """Output comparison of zoo model `name`, the first differing quantized activation on
     the first batch where one differs, and the number of aligned activations."""
     real, debug = convert_pair(name, width)
