@@ -157,7 +157,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fail(verb: str, error: "BaseException | str") -> int:
+def _fail(verb: str, error: BaseException | str) -> int:
     """Print the one-line error of `quantspec <verb>` on stderr; the exit status for bad input."""
     message = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError quotes its text
     print(f"quantspec {verb}: {message}", file=sys.stderr)
