@@ -19,7 +19,7 @@ models per process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Union
 
 import torch
 from hypothesis import strategies as st

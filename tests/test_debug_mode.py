@@ -3,7 +3,7 @@ the final quantized model". It does not: the debug graph runs each conv as a flo
 `aten::conv2d` on dequantized int8 values and then `quantize_per_tensor`, where the int8
 model accumulates exactly in int32 and requantizes in FBGEMM's float32 arithmetic. Both
 approximate the same real number, so they can disagree only where it lies within float32
-rounding error of a .5 boundary, and then by one step (docs/spec-parts/debug-mode.md,
+rounding error of a .5 boundary, and then by one step (docs/models.md, "debug=True",
 benchmarks/debug_mode.py measures it on the zoo)."""
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def exact_t(conv: nn.Conv2d, x_q: torch.Tensor, w_q: torch.Tensor, out: torch.Te
 
 
 def test_hand_worked_resnet18_node_rounds_apart() -> None:
-    # The worked node of docs/spec-parts/debug-mode.md (resnet18, first conv of layer1.0):
+    # The worked node of docs/models.md, "debug=True" (resnet18, first conv of layer1.0):
     # acc = 22418, s_x = 0.04443393647670746, s_w = 0.0029063483234494925,
     # bias = -2.6249923706054688, s_out = 0.03601054474711418, zp = 0.
     # Exact: s_x * s_w * acc = 2.89507165..., + bias = 0.27007928628...,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -84,9 +82,7 @@ def test_matches_torch_jit_fold_pass() -> None:
         model.bn.weight.copy_(torch.from_numpy(rng.standard_normal(8).astype(np.float32)))
         model.bn.bias.copy_(torch.from_numpy(rng.standard_normal(8).astype(np.float32)))
     params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if v.dtype == torch.float32}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        folded = wrap_cpp_module(torch._C._jit_pass_fold_convbn(torch.jit.script(model)._c))
+    folded = wrap_cpp_module(torch._C._jit_pass_fold_convbn(torch.jit.script(model)._c))
     w, b = fold_conv_bn(
         params["conv.weight"], params["conv.bias"], params["bn.running_mean"], params["bn.running_var"],
         params["bn.weight"], params["bn.bias"], eps=1e-3,

@@ -33,7 +33,6 @@ def oracle(case: PoolCase) -> QTensor:
 @st.composite
 def cases(draw: st.DrawFn) -> PoolCase:
     source = draw(pool_inputs())
-    x = source.q
     output_size = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
     return PoolCase(source, {"output_size": output_size}, draw(st.integers(1, 2)))
 

@@ -18,7 +18,6 @@ all observers, in graph order.
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Union
 
@@ -30,12 +29,13 @@ from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
 from torch.ao.quantization.observer import RecordingObserver
 
 from production import zoo
-from production.environment import fbgemm_engine
+from production.environment import fbgemm_engine, known_deprecations_silenced
 from reference.profile import NumericsProfile
 from reference.qconfig import get_default_qconfig
 
 from .. import models
 from . import OpCheck, register
+from .observers import observer_notices_silenced
 
 # A scripted observer's `dtype` attribute reads back as its c10::ScalarType number.
 QINT8_SCALAR_TYPE = 12
@@ -89,8 +89,7 @@ def _prepared(case: CalibrationCase, qconfigs: dict[str, Any]) -> torch.jit.Scri
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with fbgemm_engine(), warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # torch.jit deprecation and reduce_range notices
+        with fbgemm_engine(), known_deprecations_silenced(), torch.no_grad():
             prepared = prepare_jit(torch.jit.script(case.float_model()), qconfigs)
             for batch in case.inputs():
                 prepared(batch)
@@ -137,8 +136,7 @@ def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
     del profile  # observers do not depend on the numerics profile
     preset = get_default_qconfig("fbgemm")
     pairs = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with observer_notices_silenced():
         for is_weight, tensors in recordings(case):
             observer = (preset.weight if is_weight else preset.activation).create()
             for tensor in tensors:
@@ -150,8 +148,7 @@ def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
 def oracle(case: CalibrationCase) -> np.ndarray:
     qconfig = torch_default_qconfig("fbgemm")
     pairs = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with observer_notices_silenced():
         for is_weight, tensors in recordings(case):
             observer = (qconfig.weight if is_weight else qconfig.activation)()
             for tensor in tensors:

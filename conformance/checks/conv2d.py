@@ -8,7 +8,7 @@ K large enough for |acc| > 2^24, tiny output scales (the INT32_MIN pitfall), per
 and per-channel weights with zero and odd zero points, biases on requantization ties,
 relu, and channel counts that are not multiples of 8/16/32 (vector tails).
 
-Two torch facts shape the cases (see docs/spec-parts/conv-linear.md):
+Two torch facts shape the cases (see docs/spec.md, "Convolution and linear"):
 * FBGEMM's groupwise kernel is broken when groups is not a multiple of G_together (heap
   corruption, nondeterministic outputs, sometimes an abort): those configurations are
   never drawn.

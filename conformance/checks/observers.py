@@ -14,6 +14,7 @@ runs one observer's cases outside CI and prints the agreement count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ import torch.ao.quantization.observer as torch_observers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from production.environment import known_deprecations_silenced
 from reference import observers as reference_observers
 from reference.profile import NumericsProfile
-from reference.qtensor import QDtype
 
 from ..oracles import oracle
 from ..strategies import format_array
@@ -181,11 +182,24 @@ def observer_cases(draw: st.DrawFn, observers: tuple[str, ...] = OBSERVERS) -> O
 REFUSED_MIN_ABOVE_MAX = np.array([-1.0])
 
 
+# What torch's observers (and the reference's, which mirror them) say on purpose: an
+# observer that saw nothing returns default qparams, an infinite batch is skipped.
+OBSERVER_NOTICES = (r"must run observer before calling calculate_qparams", r"torch\.inf detected in input tensor")
+
+
+@contextlib.contextmanager
+def observer_notices_silenced() -> Iterator[None]:
+    """Ignore torch's known deprecations and the two observer notices above, by message."""
+    with known_deprecations_silenced(), warnings.catch_warnings():
+        for message in OBSERVER_NOTICES:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
 def reference(case: ObserverCase, profile: NumericsProfile) -> np.ndarray:
-    del profile  # observers are the same on every profile (docs/spec-parts/observers.md)
+    del profile  # observers are the same on every profile (docs/spec.md, "Calibration")
     observer = getattr(reference_observers, case.observer)(**dict(case.kwargs))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "must run observer before calling calculate_qparams"
+    with observer_notices_silenced():
         for array in case.arrays():
             observer.observe(array)
         try:
@@ -201,8 +215,7 @@ def oracle_qparams(case: ObserverCase) -> np.ndarray:
     kwargs = dict(case.kwargs)
     kwargs["dtype"] = getattr(torch, kwargs["dtype"])
     kwargs["qscheme"] = getattr(torch, kwargs["qscheme"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # reduce_range deprecation, inf and "must run observer" notices
+    with observer_notices_silenced():
         observer = getattr(torch_observers, case.observer)(**kwargs)
         for array in case.arrays():
             observer(torch.from_numpy(np.array(array, copy=True)))
