@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    warnings.simplefilter("ignore")  # reduce_range deprecation notices
+    warnings.filterwarnings("ignore", message="Please use quant_min and quant_max")  # reduce_range notice
     rng = np.random.default_rng(0)
     data = {kind: batches(kind, args.batches, rng) for kind in ("activation", "weight")}
     tensors = {kind: [torch.from_numpy(b) for b in arrays] for kind, arrays in data.items()}
