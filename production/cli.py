@@ -113,6 +113,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 # --- quantize / export / verify ----------------------------------------------------------------
 
 QCONFIG_PRESETS = ("fbgemm", "x86", "qnnpack", "default")
+# verify --random draws images of this (C, H, W) when neither --input-shape nor the file says.
+DEFAULT_IMAGE_SHAPE = (3, 224, 224)
 
 
 def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
@@ -148,12 +150,12 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
             raise ValueError(f"--calib-count {args.calib_count}: expected a positive count")
         batches = calibration_batches(args.calib, transform, args.calib_count, batch_size, progress=True)
         converted = quantize_jit(model, qconfig_dict, lambda prepared, data: [prepared(b) for b in data], [batches])
-        save(converted, args.out)
+        shape = tuple(batches[0].shape[1:])
+        save(converted, args.out, input_shape=shape)
     except (OSError, ValueError, TypeError, KeyError) as error:
         return _fail("quantize", error)
-    shape = tuple(batches[0].shape[1:])
     print(f"wrote {args.out}: calibrated on {sum(len(b) for b in batches)} images of shape {shape}")
-    print(f"verify it: quantspec verify {args.out} --random 2 --input-shape {' '.join(map(str, shape))}")
+    print(f"verify it: quantspec verify {args.out} --random 2")
     return 0
 
 
@@ -240,7 +242,8 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", metavar="OUT.pt", help="int8 TorchScript model (quantspec quantize output)")
     parser.add_argument("file", metavar="FILE", help="the portable model file to write")
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("C", "H", "W"),
-                        help="record the input shape (batch left free) so the interpreter refuses other shapes")
+                        help="record the input shape (batch left free) so the interpreter refuses other shapes "
+                        "(default: the shape `quantspec quantize` recorded in OUT.pt, if any)")
     parser.set_defaults(handler=_cmd_export)
 
 
@@ -248,10 +251,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from production.export import export
+    from production.io import input_shape as recorded_input_shape
     from production.io import load
 
     try:
-        examples = [torch.zeros(1, *args.input_shape)] if args.input_shape else None
+        shape = args.input_shape or recorded_input_shape(args.model)
+        examples = [torch.zeros(1, *shape)] if shape else None
         path = export(load(args.model), args.file, example_inputs=examples)
     except (OSError, ValueError, TypeError, RuntimeError) as error:
         return _fail("export", f"{args.model}: {_first_line(error)}")
@@ -272,13 +277,15 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--inputs", metavar="X.npy", help="a float32 N C H W batch (.npy, no pickle)")
     source.add_argument("--random", type=int, metavar="N", help="N seeded random images, half on quantization ties (default 2)")
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("C", "H", "W"),
-                        help="image shape for --random (default 3 224 224); with --inputs, the shape they must have")
+                        help="image shape for --random (default: the shape `quantspec quantize` recorded in OUT.pt, else "
+                        "3 224 224); with --inputs, the shape they must have")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of --random (default 0)")
     parser.add_argument("--threads", type=int, default=1, metavar="T", help="torch and interpreter threads (default 1)")
     parser.set_defaults(handler=_cmd_verify)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from production.io import input_shape as recorded_input_shape
     from production.verify import verify_command
 
     try:
@@ -288,7 +295,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise ValueError(f"--random {args.random}: expected a positive count")
         if args.threads <= 0:
             raise ValueError(f"--threads {args.threads}: expected a positive count")
-        shape = tuple(args.input_shape) if args.input_shape else (3, 224, 224)
+        shape = tuple(args.input_shape or recorded_input_shape(args.model) or DEFAULT_IMAGE_SHAPE)
         return verify_command(args.model, args.inputs, args.random, shape, args.seed, args.threads)
     except (OSError, ValueError, TypeError, NotImplementedError) as error:
         return _fail("verify", error)

@@ -67,6 +67,22 @@ def test_quantize_export_verify_end_to_end(files: Path, quantized: Path, capsys:
     assert "quantized::conv2d_relu" in out and "bit-exact: " in out and "MISMATCH" not in out
 
 
+def test_quantize_records_the_input_shape_for_export_and_verify(
+    files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The fixture quantized with --input-shape 2 3 16 16: the file remembers (3, 16, 16), so
+    # verify and export need no --input-shape; the exported file pins the shape (batch free).
+    from production.io import input_shape
+
+    assert input_shape(quantized) == (3, 16, 16)
+    assert main(["verify", str(quantized), "--random", "2"]) == 0
+    assert "bit-exact" in capsys.readouterr().out
+    assert main(["export", str(quantized), str(files / "recorded.qsm")]) == 0
+    import reference
+
+    assert reference.load(files / "recorded.qsm").inputs[0].shape == (None, 3, 16, 16)
+
+
 def test_verify_inputs_file(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inputs = files / "x.npy"
     np.save(inputs, np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32))
