@@ -125,10 +125,10 @@ def test_add_pool_cat_conformance_cases_print_as_rebuild_recipes() -> None:
     from reference.qtensor import QDtype
 
     namespace = dict(np=np, QDtype=QDtype, QTensor=QTensor, MemoryFormat=MemoryFormat, QTensorCase=QTensorCase,
-                     AddCase=add_check.AddCase, CatCase=cat_check.CatCase, PoolCase=PoolCase)
+                     BinaryCase=add_check.BinaryCase, CatCase=cat_check.CatCase, PoolCase=PoolCase)
 
     def tensors(case: object) -> list[QTensor]:
-        if isinstance(case, add_check.AddCase):
+        if isinstance(case, add_check.BinaryCase):
             return [case.a.q, case.b.q]
         return case.tensors if isinstance(case, cat_check.CatCase) else [case.x]
 

@@ -4,27 +4,46 @@ NCHW and channels_last, and scales that put results on exact .5 ties."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 from hypothesis import strategies as st
 
+from reference.ops._tensor_iterator import GRAIN_SIZE
 from reference.qtensor import MemoryFormat, QDtype
 
 from ..strategies import QTensorCase, tail_lengths, zero_points
 from ._pool_cases import scale_values
 
-GRAIN = 32768  # at::internal::GRAIN_SIZE: above it, 2 threads split the walk
+
+@dataclass(frozen=True)
+class BinaryCase:
+    """Operands, output qparams, relu and torch's thread count of quantized::add / mul
+    (prints as a rebuild recipe)."""
+
+    a: QTensorCase
+    b: QTensorCase
+    scale: float
+    zero_point: int
+    relu: bool = False
+    threads: int = 1
 
 
 @st.composite
-def shape_format_threads(draw: st.DrawFn) -> tuple[tuple[int, ...], MemoryFormat, int]:
-    """(shape, memory format, torch threads): flat tail lengths, small 4-d tensors in either
-    layout, or a length above GRAIN on 2 threads (two ranges, each with its own tail)."""
-    kind = draw(st.sampled_from(("flat", "nd", "nd", "threads")))
+def shape_format_threads(
+    draw: st.DrawFn, kinds: tuple[str, ...] = ("flat", "nd", "nd", "threads"), flat_max: Optional[int] = 4096
+) -> tuple[tuple[int, ...], MemoryFormat, int]:
+    """(shape, memory format, torch threads), drawn from `kinds`: "flat" tail lengths (up to
+    `flat_max` elements; None for the strategies' default), "nd" small 4-d tensors in either
+    layout, or "threads" a length above GRAIN_SIZE on 2 threads (two ranges, each with its own tail)."""
+    kind = draw(st.sampled_from(kinds))
     if kind == "threads":
-        return (GRAIN + draw(tail_lengths(GRAIN + 4096)),), MemoryFormat.contiguous, 2
+        return (GRAIN_SIZE + draw(tail_lengths(GRAIN_SIZE + 4096)),), MemoryFormat.contiguous, 2
     if kind == "nd":
         shape = (draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
         return shape, draw(st.sampled_from(tuple(MemoryFormat))), draw(st.integers(1, 2))
-    return (draw(tail_lengths(4096)),), MemoryFormat.contiguous, draw(st.integers(1, 2))
+    flat = tail_lengths() if flat_max is None else tail_lengths(flat_max)
+    return (draw(flat),), MemoryFormat.contiguous, draw(st.integers(1, 2))
 
 
 @st.composite

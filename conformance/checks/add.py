@@ -4,7 +4,6 @@ exact ties with odd zero points, and tiny output scales (int32 clamp and wrap)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -13,48 +12,24 @@ from hypothesis import strategies as st
 
 from reference.numerics import f32
 from reference.ops import add
+from reference.ops._tensor_iterator import GRAIN_SIZE
 from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
-from ..strategies import QTensorCase, tail_lengths, zero_points
+from ..strategies import QTensorCase, zero_points
+from ._elementwise_cases import BinaryCase, shape_format_threads
 from ._pool_cases import EIGHT_BIT, scale_values, torch_threads
 from . import OpCheck, register
 
-GRAIN = 32768  # at::internal::GRAIN_SIZE: above it, 2 threads split the walk
-
-
-@dataclass(frozen=True)
-class AddCase:
-    """Operands, output qparams, relu and torch's thread count (prints as a rebuild recipe)."""
-
-    a: QTensorCase
-    b: QTensorCase
-    scale: float
-    zero_point: int
-    relu: bool = False
-    threads: int = 1
-
-
-def reference(case: AddCase, profile: NumericsProfile) -> QTensor:
+def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:
     return add(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads, profile)
 
 
-def oracle(case: AddCase) -> QTensor:
+def oracle(case: BinaryCase) -> QTensor:
     op = torch.ops.quantized.add_relu if case.relu else torch.ops.quantized.add
     with torch_threads(case.threads):
         return from_torch(op(to_torch(case.a.q), to_torch(case.b.q), case.scale, case.zero_point))
-
-
-@st.composite
-def _shape_and_format(draw: st.DrawFn) -> tuple[tuple[int, ...], MemoryFormat, int]:
-    kind = draw(st.sampled_from(("flat", "flat", "nd", "threads")))
-    if kind == "threads":  # two ranges, each ending in its own tail
-        return (GRAIN + draw(tail_lengths(GRAIN + 4096)),), MemoryFormat.contiguous, 2
-    if kind == "nd":
-        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
-        return shape, draw(st.sampled_from(tuple(MemoryFormat))), draw(st.integers(1, 2))
-    return (draw(tail_lengths()),), MemoryFormat.contiguous, draw(st.integers(1, 2))
 
 
 @st.composite
@@ -72,9 +47,9 @@ def _scales(draw: st.DrawFn) -> tuple[float, float, float]:
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> AddCase:
+def cases(draw: st.DrawFn) -> BinaryCase:
     dtype = draw(st.sampled_from(EIGHT_BIT + (QDtype.qint32,)))
-    shape, memory_format, threads = draw(_shape_and_format())
+    shape, memory_format, threads = draw(shape_format_threads(("flat", "flat", "nd", "threads"), flat_max=None))
     sa, sb, so = draw(_scales())
     za, zb, zo = draw(zero_points(dtype)), draw(zero_points(dtype)), draw(zero_points(dtype))
     b_format = memory_format
@@ -82,10 +57,10 @@ def cases(draw: st.DrawFn) -> AddCase:
         b_format = MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
     a = QTensorCase.from_seed(shape, sa, za, dtype, None, memory_format, draw(st.integers(0, 2**32 - 1)))
     b = QTensorCase.from_seed(shape, sb, zb, dtype, None, b_format, draw(st.integers(0, 2**32 - 1)))
-    return AddCase(a, b, so, zo, draw(st.booleans()), threads)
+    return BinaryCase(a, b, so, zo, draw(st.booleans()), threads)
 
 
-def label(case: AddCase) -> Iterator[str]:
+def label(case: BinaryCase) -> Iterator[str]:
     a, b = case.a.q, case.b.q
     n = a.int_repr.size
     yield a.dtype.label
@@ -93,7 +68,7 @@ def label(case: AddCase) -> Iterator[str]:
     if a.memory_format is not b.memory_format:
         yield "mixed-formats"
     block = 16 if a.dtype is QDtype.qint32 else 64
-    if case.threads == 2 and n > GRAIN:
+    if case.threads == 2 and n > GRAIN_SIZE:
         yield "2-thread-split"
     elif n % block:
         yield "tail"
@@ -117,9 +92,9 @@ def _ones(n: int) -> QTensorCase:
 
 EXAMPLES = (
     # 65 ties: a vector block (1 on both releases) and a scalar tail (2.13: 2, 2.14: 1).
-    AddCase(_ones(65), _ones(65), 4.0, 1),
+    BinaryCase(_ones(65), _ones(65), 4.0, 1),
     # 255 + 0 at output scale 1e-9: vector min(2.55e11, 2147483520) + zp 200 wraps -> 0; tail 255.
-    AddCase(QTensorCase(QTensor(np.full((65,), 255, np.uint8), 1.0, 0, QDtype.quint8)),
+    BinaryCase(QTensorCase(QTensor(np.full((65,), 255, np.uint8), 1.0, 0, QDtype.quint8)),
             QTensorCase(QTensor(np.zeros((65,), np.uint8), 1.0, 0, QDtype.quint8)), 1e-9, 200),
 )
 

@@ -5,7 +5,6 @@ scales that overflow int32."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -13,38 +12,29 @@ import torch
 from hypothesis import strategies as st
 
 from reference.ops import mul
+from reference.ops._tensor_iterator import GRAIN_SIZE
 from reference.profile import NumericsProfile
 from reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, zero_points
-from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
+from ._elementwise_cases import BinaryCase, power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT, torch_threads
 from . import OpCheck, register
 
 
-@dataclass(frozen=True)
-class MulCase:
-    a: QTensorCase
-    b: QTensorCase
-    scale: float
-    zero_point: int
-    relu: bool = False
-    threads: int = 1
-
-
-def reference(case: MulCase, profile: NumericsProfile) -> QTensor:
+def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:
     return mul(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads)
 
 
-def oracle(case: MulCase) -> QTensor:
+def oracle(case: BinaryCase) -> QTensor:
     op = torch.ops.quantized.mul_relu if case.relu else torch.ops.quantized.mul
     with torch_threads(case.threads):
         return from_torch(op(to_torch(case.a.q), to_torch(case.b.q), case.scale, case.zero_point))
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> MulCase:
+def cases(draw: st.DrawFn) -> BinaryCase:
     dtype = draw(st.sampled_from(EIGHT_BIT))
     shape, memory_format, threads = draw(shape_format_threads())
     a = draw(qtensor_cases(dtype, shape, memory_format, draw(power_of_two_scales())))
@@ -53,10 +43,10 @@ def cases(draw: st.DrawFn) -> MulCase:
     b = draw(qtensor_cases(dtype, b_shape, memory_format, draw(power_of_two_scales())))
     tiny = draw(st.integers(0, 9)) == 0
     scale = draw(st.floats(1e-9, 1e-6)) if tiny else draw(power_of_two_scales())
-    return MulCase(a, b, scale, draw(zero_points(dtype)), draw(st.booleans()), threads)
+    return BinaryCase(a, b, scale, draw(zero_points(dtype)), draw(st.booleans()), threads)
 
 
-def label(case: MulCase) -> Iterator[str]:
+def label(case: BinaryCase) -> Iterator[str]:
     a, b = case.a.q, case.b.q
     yield a.dtype.label
     yield a.memory_format.value
@@ -64,7 +54,7 @@ def label(case: MulCase) -> Iterator[str]:
         yield "broadcast-gate"
     elif a.int_repr.size % 64:
         yield "tail"
-    if case.threads == 2 and a.int_repr.size > 32768:
+    if case.threads == 2 and a.int_repr.size > GRAIN_SIZE:
         yield "2-thread-split"
     if case.relu:
         yield "relu"
@@ -83,10 +73,10 @@ def _full(n: int, value: int) -> QTensorCase:
 
 EXAMPLES = (
     # 65 x (255 * 255) at output scale 2^-20: vector block overflows int32 -> 0, scalar tail -> 255.
-    MulCase(_full(65, 255), _full(65, 255), 2.0**-20, 0),
+    BinaryCase(_full(65, 255), _full(65, 255), 2.0**-20, 0),
     # Found by the default profile: a broadcast gate on a 2-element row. The row is all
     # scalar tail (lrintf saturates: 255), not vector (int32 overflow -> 0).
-    MulCase(
+    BinaryCase(
         QTensorCase(QTensor(np.array([217, 0], dtype=np.uint8).reshape((1, 1, 1, 2)), 1.0, 1, QDtype.quint8)),
         QTensorCase(QTensor(np.array([217], dtype=np.uint8).reshape((1, 1, 1, 1)), 1.0, 1, QDtype.quint8)),
         1e-09, 1,
