@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from reference.ops import mul
 from reference.ops._tensor_iterator import GRAIN_SIZE
 from reference.profile import NumericsProfile
-from reference.qtensor import QDtype, QTensor
+from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, zero_points
@@ -40,7 +40,10 @@ def cases(draw: st.DrawFn) -> BinaryCase:
     a = draw(qtensor_cases(dtype, shape, memory_format, draw(power_of_two_scales())))
     gate = len(shape) == 4 and draw(st.integers(0, 3)) == 0
     b_shape = (shape[0], shape[1], 1, 1) if gate else shape
-    b = draw(qtensor_cases(dtype, b_shape, memory_format, draw(power_of_two_scales())))
+    b_format = memory_format
+    if len(shape) == 4 and not gate and draw(st.integers(0, 3)) == 0:  # mixed layouts: all scalar lambda
+        b_format = MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
+    b = draw(qtensor_cases(dtype, b_shape, b_format, draw(power_of_two_scales())))
     tiny = draw(st.integers(0, 9)) == 0
     scale = draw(st.floats(1e-9, 1e-6)) if tiny else draw(power_of_two_scales())
     return BinaryCase(a, b, scale, draw(zero_points(dtype)), draw(st.booleans()), threads)
@@ -58,6 +61,8 @@ def label(case: BinaryCase) -> Iterator[str]:
         yield "2-thread-split"
     if case.relu:
         yield "relu"
+    if a.shape == b.shape and a.memory_format is not b.memory_format:
+        yield "mixed-formats"
     if case.scale < 1e-5:
         yield "tiny-scale"
     c = (a.int_repr.astype(np.int64) - a.zero_point) * (b.int_repr.astype(np.int64) - b.zero_point)
@@ -80,6 +85,14 @@ EXAMPLES = (
         QTensorCase(QTensor(np.array([217, 0], dtype=np.uint8).reshape((1, 1, 1, 2)), 1.0, 1, QDtype.quint8)),
         QTensorCase(QTensor(np.array([217], dtype=np.uint8).reshape((1, 1, 1, 1)), 1.0, 1, QDtype.quint8)),
         1e-09, 1,
+    ),
+    # Found in review: a NCHW, b channels_last (C, H*W > 1): torch runs every element through
+    # the scalar lambda (basic_loop), so 255*255*2^-20 saturates to 255 instead of overflowing.
+    BinaryCase(
+        QTensorCase(QTensor(np.full((1, 3, 5, 30), 255, np.uint8), 1.0, 0, QDtype.quint8)),
+        QTensorCase(QTensor(np.full((1, 3, 5, 30), 255, np.uint8), 1.0, 0, QDtype.quint8,
+                            memory_format=MemoryFormat.channels_last)),
+        2.0**-20, 0,
     ),
 )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..qtensor import MemoryFormat
+from ..qtensor import MemoryFormat, QTensor
 
 # at::internal::GRAIN_SIZE
 GRAIN_SIZE = 32768
@@ -57,6 +57,17 @@ def vector_body_mask(
         length = np.minimum(row_begin[inside] + row, end) - start
         in_memory_order[inside] = position[inside] - start < length // step * step
     return from_memory_order(in_memory_order, shape, memory_format)
+
+
+def layouts_differ(a: QTensor, b: QTensor) -> bool:
+    """Whether two same-shape operands sit in memory in different orders (with C == 1 or
+    H*W == 1 the NCHW and NHWC orders coincide). TensorIterator then cannot give b unit
+    stride along the output's innermost dim, so `VectorizedLoop2d` falls back to
+    `basic_loop`: every element takes the scalar lambda."""
+    if a.memory_format is b.memory_format or a.int_repr.ndim != 4:
+        return False
+    _, c, h, w = a.shape
+    return c != 1 and h * w != 1
 
 
 def from_memory_order(flat: np.ndarray, shape: tuple[int, ...], memory_format: MemoryFormat) -> np.ndarray:

@@ -9,7 +9,7 @@ from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
 from ._registry import register_op
-from ._tensor_iterator import vector_body_mask
+from ._tensor_iterator import layouts_differ, vector_body_mask
 
 # `cpu_kernel_vec` (ATen/native/cpu/Loops.h, `vectorized_loop`) runs the vector lambda on
 # blocks of 2 * Vectorized<scalar_t>::size() elements. qadd_kernel is registered with
@@ -74,7 +74,7 @@ def add(
     scalar = _scalar_path(qa, qb, a, b, out_params, relu, profile)
     block = VECTOR_BLOCK_QINT32 if a.dtype is QDtype.qint32 else VECTOR_BLOCK
     use_vector = vector_body_mask(a.shape, a.memory_format, block, num_threads)
-    if _layouts_differ(a, b):
+    if layouts_differ(a, b):
         # TensorIterator cannot give b unit stride along the output's innermost dim, so
         # `VectorizedLoop2d` falls back to `basic_loop`: every element takes the scalar lambda.
         use_vector = np.zeros_like(use_vector)
@@ -156,12 +156,3 @@ def _check_operands(a: QTensor, b: QTensor) -> None:
         raise ValueError(f"quantized::add: operands have dtypes {a.dtype.label} and {b.dtype.label}; expected the same")
     if a.shape != b.shape:
         raise ValueError(f"quantized::add: shapes {a.shape} and {b.shape} differ; broadcasting is not specified")
-
-
-def _layouts_differ(a: QTensor, b: QTensor) -> bool:
-    """Whether a and b sit in memory in different orders (with C == 1 or H*W == 1 the
-    NCHW and NHWC orders coincide)."""
-    if a.memory_format is b.memory_format or a.int_repr.ndim != 4:
-        return False
-    _, c, h, w = a.shape
-    return c != 1 and h * w != 1
