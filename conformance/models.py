@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from production.quantize import quantize_jit
-from production.verify import VerifyReport, verify
+from production.verify import VerifyReport, tie_inputs, verify
 
 
 @dataclass(frozen=True)
@@ -215,13 +215,14 @@ def qconfig_dict(spec: ModelSpec) -> dict:
     return config
 
 
-def inputs(spec: ModelSpec, kind: str) -> torch.Tensor:
-    """Random N(0, 1) or tie-heavy ((k + 0.5) / 32) inputs of the spec's size."""
+def inputs(spec: ModelSpec, kind: str, converted: torch.jit.ScriptModule) -> torch.Tensor:
+    """Random N(0, 1) inputs of the spec's size, or inputs on exact .5 ties of the converted
+    model's input quantization (`production.verify.tie_inputs`)."""
     generator = torch.Generator().manual_seed(spec.seed + 1)
     shape = (spec.batch, 3, spec.size, spec.size)
     if kind == "random":
         return torch.randn(shape, generator=generator)
-    return (torch.randint(-64, 64, shape, generator=generator).float() + 0.5) / 32
+    return tie_inputs(converted, shape, generator)
 
 
 def convert(spec: ModelSpec) -> torch.jit.ScriptModule:
@@ -248,7 +249,7 @@ def check_spec(spec: ModelSpec, num_threads: int = 1) -> SpecResult:
     converted = convert(spec)
     result = SpecResult(spec)
     for kind in ("random", "ties"):
-        result.reports[kind] = verify(converted, inputs(spec, kind), num_threads=num_threads)
+        result.reports[kind] = verify(converted, inputs(spec, kind, converted), num_threads=num_threads)
     return result
 
 

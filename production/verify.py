@@ -31,7 +31,9 @@ import torch
 
 import reference.interpreter as interpreter
 from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, encode_value, write_model_file
+from reference.numerics import f32
 from reference.qtensor import QTensor
+from reference.quantize_kernels import inverse_scale_f32
 
 from .bridge import from_torch
 from .environment import fbgemm_engine
@@ -320,17 +322,49 @@ def verify_command(
             raise TypeError(f"{inputs_path}: inputs must be float32, got {batch.dtype}")
         inputs = torch.from_numpy(batch)
     else:
-        inputs = _random_inputs(random or 2, input_shape, seed)
+        inputs = _random_inputs(converted, random or 2, input_shape, seed)
     repro = Path(model_path).with_suffix(".repro.qsm")
     report = verify(converted, inputs, repro_path=repro, num_threads=num_threads)
     print(report.format())
     return 0 if report.ok else 1
 
 
-def _random_inputs(count: int, shape: Sequence[int], seed: int) -> torch.Tensor:
+def _random_inputs(converted: torch.jit.ScriptModule, count: int, shape: Sequence[int], seed: int) -> torch.Tensor:
+    """`count` seeded N(0, 1) images; the second half replaced by `tie_inputs`."""
     generator = torch.Generator().manual_seed(seed)
     batch = torch.randn(count, *shape, generator=generator)
-    ties = (torch.randint(-64, 64, (count, *shape), generator=generator).float() + 0.5) / 32
     half = count // 2
-    batch[half:] = ties[half:]
+    batch[half:] = tie_inputs(converted, (count - half, *shape), generator)
     return batch
+
+
+def input_qparams(converted: torch.jit.ScriptModule) -> tuple[float, int]:
+    """Scale and zero point of the graph's first `aten::quantize_per_tensor`: the model input's."""
+    for node in converted.graph.nodes():
+        if node.kind() == "aten::quantize_per_tensor":
+            scale, zero_point = (value.toIValue() for value in list(node.inputs())[1:3])
+            if scale is not None and zero_point is not None:
+                return float(scale), int(zero_point)
+    raise ValueError("the model has no constant input quantize_per_tensor to place ties on")
+
+
+def tie_inputs(converted: torch.jit.ScriptModule, shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
+    """Inputs on exact .5 ties of the model's input quantization: `f32(x * inv)` is exactly
+    `k + 0.5` with `inv = f32(1/float(scale))`, for `k + zp` spanning 0..127 (the reduce_range
+    grid). Scaled values `(k + 0.5) / inv` are moved by up to 2 float32 ulps to the one whose
+    product rounds onto the tie; a value none of whose neighbours does stays a near-tie."""
+    scale, zero_point = input_qparams(converted)
+    inv = inverse_scale_f32(scale)
+    k = torch.randint(-zero_point, 128 - zero_point, tuple(shape), generator=generator).numpy()
+    target = (k + 0.5).astype(np.float32)
+    guess = (target.astype(np.float64) / np.float64(inv)).astype(np.float32)
+    chosen = guess.copy()
+    found = np.zeros(guess.shape, dtype=bool)
+    for steps in (0, 1, -1, 2, -2):
+        candidate = guess
+        for _ in range(abs(steps)):
+            candidate = np.nextafter(candidate, np.float32(np.inf if steps > 0 else -np.inf)).astype(np.float32)
+        hits = ~found & (f32(candidate * inv) == target)
+        chosen[hits] = candidate[hits]
+        found |= hits
+    return torch.from_numpy(chosen)

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 import reference  # noqa: E402
 from production.environment import fbgemm_engine  # noqa: E402
-from production.verify import verify  # noqa: E402
+from production.verify import input_qparams, tie_inputs, verify  # noqa: E402
 from reference.interpreter import kernels  # noqa: E402
 from reference.qtensor import QTensor  # noqa: E402
 
@@ -95,12 +95,12 @@ def convert(module: nn.Module) -> torch.jit.ScriptModule:
         return quantize_jit(scripted, {"": get_default_qconfig("fbgemm")}, lambda m, d: [m(x) for x in d], [data])
 
 
-def inputs(kind: str) -> torch.Tensor:
+def inputs(kind: str, converted: torch.jit.ScriptModule) -> torch.Tensor:
+    """N(0, 1) images, or images on exact .5 ties of the model's input quantization."""
     generator = torch.Generator().manual_seed(5)
     if kind == "random":
         return torch.randn(2, 3, 12, 12, generator=generator)
-    # tie-heavy: multiples of 1/64 with halves, many of them exact ties after scaling
-    return (torch.randint(-128, 128, (2, 3, 12, 12), generator=generator).float() + 0.5) / 64
+    return tie_inputs(converted, (2, 3, 12, 12), generator)
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +108,22 @@ def models():
     return {"basic": convert(BasicBlock()), "depthwise": convert(DepthwiseBlock()), "option_a": convert(OptionAShortcut())}
 
 
+def test_tie_inputs_land_on_exact_ties_of_the_input_quantization(models):
+    # The point of "ties" inputs: f32(x * inv) is exactly k + 0.5 at the model's first
+    # quantize_per_tensor (calibrated scales are not powers of two, so (k + 0.5) * scale
+    # alone is almost never a tie: 0 of 864 before). Where no float32 neighbour's product
+    # rounds onto the tie the value stays a near-tie; measured 88% exact on this model.
+    scale, _ = input_qparams(models["basic"])
+    inv = np.float32(1) / np.float32(scale)
+    x = inputs("ties", models["basic"]).numpy()
+    product = (x * inv).astype(np.float32)
+    assert np.mean(product - np.floor(product) == 0.5) > 0.75
+
+
 @pytest.mark.parametrize("name", ["basic", "depthwise"])
 @pytest.mark.parametrize("kind", ["random", "ties"])
 def test_blocks_verify_bit_exactly_node_by_node(models, name, kind, tmp_path):
-    report = verify(models[name], inputs(kind), model_path=tmp_path / "m.qsm")
+    report = verify(models[name], inputs(kind, models[name]), model_path=tmp_path / "m.qsm")
     assert report.ok, report.format()
     kinds = report.by_kind()
     quantized = [c for c in report.checks if c.quantized]
@@ -125,7 +137,7 @@ def test_blocks_verify_bit_exactly_node_by_node(models, name, kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["random", "ties"])
 def test_float_island_of_an_option_a_shortcut_is_bit_exact(models, kind, tmp_path):
-    report = verify(models["option_a"], inputs(kind), model_path=tmp_path / "m.qsm", num_threads=2)
+    report = verify(models["option_a"], inputs(kind, models["option_a"]), model_path=tmp_path / "m.qsm", num_threads=2)
     assert report.ok, report.format()
     kinds = report.by_kind()
     for island_kind in ("aten::slice", "aten::pad", "aten::add", "aten::dequantize", "aten::quantize_per_tensor"):
@@ -143,7 +155,7 @@ def test_first_mismatch_is_reported_with_a_replayable_repro(models, tmp_path, mo
         return QTensor(ints, out.scale, out.zero_point, out.dtype, memory_format=out.memory_format)
 
     monkeypatch.setitem(kernels.KERNELS, "quantized::add", off_by_one)
-    report = verify(models["depthwise"], inputs("random"), model_path=tmp_path / "m.qsm")
+    report = verify(models["depthwise"], inputs("random", models["depthwise"]), model_path=tmp_path / "m.qsm")
     assert not report.ok
     first = report.first_mismatch
     assert first.kind == "quantized::add" and first.mismatches == 1
@@ -166,5 +178,5 @@ def test_verify_command_prints_kinds_and_returns_the_exit_status(models, tmp_pat
     assert verify_command(tmp_path / "basic.pt", random=2, input_shape=(3, 12, 12)) == 0
     printed = capsys.readouterr().out
     assert "quantized::conv2d" in printed and printed.strip().splitlines()[-1].startswith("bit-exact")
-    np.save(tmp_path / "x.npy", inputs("ties").numpy())
+    np.save(tmp_path / "x.npy", inputs("ties", models["basic"]).numpy())
     assert verify_command(tmp_path / "basic.pt", inputs_path=tmp_path / "x.npy") == 0

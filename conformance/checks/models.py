@@ -63,11 +63,11 @@ def reference(spec: models.ModelSpec, profile: NumericsProfile) -> np.ndarray:
     """Every traced value of the interpreter's runs, flattened (the file's profile rules;
     `profile` is this process's, which the file records)."""
     del profile
-    _, model = _prepared(spec)
+    converted, model = _prepared(spec)
     parts = []
     for kind in INPUT_KINDS:
         trace: dict[str, Any] = {}
-        interpreter.run(model, [models.inputs(spec, kind).numpy()], trace=trace)
+        interpreter.run(model, [models.inputs(spec, kind, converted).numpy()], trace=trace)
         parts.extend(_flat(trace[name]) for name in _value_names(model, trace))
     return np.concatenate(parts)
 
@@ -77,7 +77,7 @@ def oracle(spec: models.ModelSpec) -> np.ndarray:
     converted, model = _prepared(spec)
     parts = []
     for kind in INPUT_KINDS:
-        captured = capture_intermediates(converted, [models.inputs(spec, kind)])
+        captured = capture_intermediates(converted, [models.inputs(spec, kind, converted)])
         values = {name: _as_numpy(tensor) for name, tensor in captured.items()}
         parts.extend(_flat(values[name]) for name in _value_names(model, values))
     return np.concatenate(parts)
