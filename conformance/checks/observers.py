@@ -256,6 +256,18 @@ EXAMPLES = (
     # A constant first batch, then a wider one: _combine_histograms' one-point branch.
     ObserverCase("HistogramObserver", (("dtype", "quint8"), ("qscheme", "per_tensor_affine"), ("reduce_range", True)),
                  (Batch("constant", (5,), 0.0, 2.5), Batch("normal", (300,), 1.0, 0.0)), 1),
+    # Exact .5 ties of the zero point (drawn data almost never lands on one): min -2.5 and
+    # max 252.5 give scale 255/255 = 1 and zp = qmin - rne(-2.5) = qmin + 2 (half to even;
+    # half away from zero would give qmin + 3).
+    ObserverCase("MinMaxObserver", (("dtype", "quint8"), ("qscheme", "per_tensor_affine")),
+                 (Batch("constant", (1,), 0.0, -2.5), Batch("constant", (1,), 0.0, 252.5)), 0),
+    ObserverCase("MinMaxObserver", (("dtype", "qint8"), ("qscheme", "per_tensor_affine")),
+                 (Batch("constant", (1,), 0.0, -2.5), Batch("constant", (1,), 0.0, 252.5)), 0),
+    # reduce_range (0..127): min -2.5, max 124.5, scale 1, zp rne(2.5) = 2.
+    ObserverCase("MinMaxObserver", (("dtype", "quint8"), ("qscheme", "per_tensor_affine"), ("reduce_range", True)),
+                 (Batch("constant", (1,), 0.0, -2.5), Batch("constant", (1,), 0.0, 124.5)), 0),
+    ObserverCase("PerChannelMinMaxObserver", (("dtype", "quint8"), ("qscheme", "per_channel_affine")),
+                 (Batch("constant", (2, 1), 0.0, -2.5), Batch("constant", (2, 1), 0.0, 252.5)), 0),
 )
 
 CHECK = register(
