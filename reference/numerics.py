@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 INT32_MIN = np.int32(-(2**31))
-INT32_MAX = np.int32(2**31 - 1)
 INT16_MIN = -(2**15)
 INT16_MAX = 2**15 - 1
 
@@ -43,6 +42,10 @@ def f32(x: np.typing.ArrayLike) -> np.ndarray:
     """
     with ieee_float_ops():
         return np.asarray(x).astype(np.float32)
+
+
+# 2^128 - 2^103: halfway between FLT_MAX and the next power of two; sums from here up round to inf.
+_F32_OVERFLOW_THRESHOLD = 2.0**128 - 2.0**103
 
 
 def fma32(a: np.typing.ArrayLike, b: np.typing.ArrayLike, c: np.typing.ArrayLike) -> np.ndarray:
@@ -76,7 +79,12 @@ def fma32(a: np.typing.ArrayLike, b: np.typing.ArrayLike, c: np.typing.ArrayLike
         # midpoint on error's side. Pick the float32 neighbour on that side.
         exact_beyond_toward = np.sign(error) == np.sign(total - rounded.astype(np.float64))
         fix = on_midpoint & (error != 0) & np.isfinite(total)
+        # The overflow threshold FLT_MAX + ulp/2 is a midpoint too, between FLT_MAX and
+        # "2^128" (inf): float64 landing on it rounds to inf, although an exact sum just
+        # below it rounds to FLT_MAX.
+        below_overflow = (np.abs(total) == _F32_OVERFLOW_THRESHOLD) & (np.sign(error) == -np.sign(total))
     result = np.where(fix & exact_beyond_toward, toward_total, rounded)
+    result = np.where(below_overflow, np.sign(total) * np.finfo(np.float32).max, result)
     return result.astype(np.float32)
 
 
@@ -119,8 +127,3 @@ def wrap_int32(x: np.typing.ArrayLike) -> np.ndarray:
 def saturate_int16(x: np.typing.ArrayLike) -> np.ndarray:
     """Clamp an integer to int16, as `vpackssdw`, `vpaddsw` and `vpmaddubsw` do."""
     return np.clip(np.asarray(x, dtype=np.int64), INT16_MIN, INT16_MAX)
-
-
-def saturate_uint8(x: np.typing.ArrayLike) -> np.ndarray:
-    """Clamp an int16 to uint8 (`vpackuswb`)."""
-    return np.clip(np.asarray(x, dtype=np.int64), 0, 255)

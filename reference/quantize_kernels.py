@@ -45,11 +45,9 @@ def fbgemm_quantize_u8s8(
     inv = inverse_scale_f32(scale)
     if profile.zero_point_before_rounding:
         rounded = cvt_rne_fbgemm_clamped(fma32(x, inv, np.float32(zero_point)))
-    else:
-        with ieee_float_ops():
-            product = f32(x * inv)  # float32 * float32, one rounding
-        rounded = wrap_int32(cvt_rne_fbgemm_clamped(product).astype(np.int64) + zero_point)
-    return np.clip(rounded, dtype.qmin, dtype.qmax).astype(dtype.storage)
+        return np.clip(rounded, dtype.qmin, dtype.qmax).astype(dtype.storage)
+    # 2.14: round, then an int32 add of the zero point: ATen's vector quantize formula.
+    return aten_vec_quantize_round_then_add_zp(x, inv, zero_point, dtype)
 
 
 def quantize_val(

@@ -46,6 +46,18 @@ def test_fma32_mirror_case_rounds_up():
     assert fma32(a, b, c) == c
 
 
+def test_fma32_rounds_just_below_the_overflow_threshold_to_flt_max():
+    # a*b = (1 + 2^-23)(1 - 2^-23) 2^103 = 2^103 - 2^57, c = FLT_MAX = 2^128 - 2^104.
+    # Exact sum 2^128 - 2^103 - 2^57: just below the threshold FLT_MAX + ulp/2, so -> FLT_MAX.
+    # float64 rounds it onto the threshold, and float32 rounding from there gives inf.
+    a, b = np.float32(1 + 2**-23), np.float32((1 - 2**-23) * 2.0**103)
+    c = np.finfo(np.float32).max
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float32(np.float64(a) * np.float64(b) + np.float64(c)))
+    assert fma32(a, b, c) == c and fma32(a, -b, -c) == -c
+    assert np.isinf(fma32(np.float32(2.0**103), np.float32(1), c))  # exactly on it: ties away to inf
+
+
 finite_f32 = hnp.from_dtype(np.dtype(np.float32), allow_nan=False, allow_infinity=False)
 
 

@@ -92,7 +92,7 @@ def requantize_u8acc32(
             xf = _add_bias(xf, bias, params, per_tensor_bias_fma)
         np.multiply(xf, params.multiplier, out=xf)  # mul_ps: float32 x float32, one rounding
         rounded = cvt_rne(xf)
-    # The integer tail in place on int32 (each clip is `saturate_int16`/`saturate_uint8`
+    # The integer tail in place on int32 (each clip is `saturate_int16` / vpackuswb's uint8 clamp
     # without their int64 copies: these arrays are as large as the output).
     np.clip(rounded, INT16_MIN, INT16_MAX, out=rounded)  # packs_epi32
     rounded += np.int32(output_zero_point)  # adds_epi16: |sum| < 2^16, no int32 overflow ...
