@@ -34,7 +34,8 @@ from torch.ao.quantization import convert_jit, prepare_jit
 
 from production.environment import detect_profile, fbgemm_engine
 from production.qconfig_dict import check_qconfig_dict
-from production.quantize import known_deprecations_silenced, to_torchscript
+from production.environment import known_deprecations_silenced
+from production.quantize import to_torchscript
 from production.verify import capture_intermediates
 from production.zoo import ZOO, build, qconfig_dict
 from production.zoo.node_kinds import input_size

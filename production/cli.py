@@ -35,8 +35,7 @@ def _cmd_conform(args: argparse.Namespace) -> int:
     try:
         select(args.ops)
     except ValueError as error:
-        print(f"quantspec conform: {error}", file=sys.stderr)
-        return 2
+        return _fail("conform", error)
     result = runner.run(args.ops, args.profile, json_path=args.json, out=sys.stdout)
     return 0 if result.ok else 1
 
@@ -68,8 +67,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         result = compare(args.model, args.arch, args.data, args.calib, calib_count=args.calib_count, limit=args.limit,
                          out_dir=args.out_dir, latency_repeats=args.latency_repeats, plot=args.plot)
     except (OSError, ValueError, ImportError) as error:
-        print(f"quantspec compare: {error}", file=sys.stderr)
-        return 2
+        return _fail("compare", error)
     print(result.text(), end="")
     print(f"wrote {args.out_dir}/compare.json and compare.md" + (f", {args.plot}" if args.plot else ""))
     return 0
@@ -101,8 +99,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     try:
         report = inspect(args.int8, args.float_model, args.data, limit=args.limit, plot=args.plot)
     except (OSError, ValueError, ImportError) as error:
-        print(f"quantspec inspect: {error}", file=sys.stderr)
-        return 2
+        return _fail("inspect", error)
     print(report.text(args.top), end="")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -23,7 +23,6 @@ not be exported or run), and quantization time (prepare + calibrate + convert, s
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import statistics
@@ -32,7 +31,7 @@ import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ from reference.interpreter import NodeError, UnknownNodeKind
 from . import zoo
 from .data import EvalTransform, ImageFolder, cifar_transform, imagenet_transform
 from .eager import CIFAR_RESNET_DEPTHS, quantizable_copy, quantize_eager
-from .environment import ENGINE, detect_profile, fbgemm_engine, known_deprecations_silenced
+from .environment import ENGINE, detect_profile, fbgemm_engine, known_deprecations_silenced, quantized_engine
 from .export import ExportError
 from .io import load, save
 from .quantize import quantize_jit
@@ -213,7 +212,7 @@ def build_variants(float_module: nn.Module, arch: str, calib: Sequence[torch.Ten
     fx, seconds = _timed(lambda: _quantize_fx(copy.deepcopy(float_module), calib))
     variants.append(_saved(Variant("fx int8", _traced_frozen(fx, calib[0][:1]), out_dir / "fx_int8.pt", quant_seconds=seconds,
                                    note="traced + frozen (FX code does not script)")))
-    with known_deprecations_silenced(), _engine("x86"):
+    with known_deprecations_silenced(), quantized_engine("x86"):
         x86 = torch.jit.load(str(out_dir / "graph_int8.pt"), map_location="cpu")
     variants.append(Variant("graph int8 x86", x86, out_dir / "graph_int8.pt", engine="x86", note="graph int8 file loaded under the x86 engine"))
     return variants
@@ -235,16 +234,6 @@ def _quantize_fx(module: nn.Module, calib: Sequence[torch.Tensor]) -> nn.Module:
         return convert_fx(prepared)
 
 
-@contextlib.contextmanager
-def _engine(name: str) -> Iterator[None]:
-    previous = torch.backends.quantized.engine
-    torch.backends.quantized.engine = name
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = previous
-
-
 def accuracy(variants: Sequence[Variant], data: ImageFolder, batch_size: int, progress: bool) -> dict[str, tuple[float, float]]:
     """Top-1 and top-5 accuracy (%) of every variant, in one pass over the data."""
     top1 = dict.fromkeys((v.name for v in variants), 0)
@@ -253,7 +242,7 @@ def accuracy(variants: Sequence[Variant], data: ImageFolder, batch_size: int, pr
         for images, labels in data.batches(batch_size, progress, desc="evaluation"):
             x = torch.from_numpy(images)
             for variant in variants:
-                with _engine(variant.engine):
+                with quantized_engine(variant.engine):
                     logits = variant.model(x).numpy()
                 k = min(5, logits.shape[1])
                 best = np.argsort(-logits, axis=1, kind="stable")[:, :k]
@@ -278,7 +267,7 @@ def latency(variants: Sequence[Variant], image: torch.Tensor, repeats: int, warm
             for round_index in range(warmup + repeats):
                 shift = round_index % len(variants)
                 for variant in list(variants[shift:]) + list(variants[:shift]):
-                    with _engine(variant.engine):
+                    with quantized_engine(variant.engine):
                         start = time.perf_counter()
                         variant.model(image)
                         elapsed = time.perf_counter() - start
@@ -298,7 +287,7 @@ def bit_exact(variant: Variant, inputs: torch.Tensor, out_dir: Path) -> tuple[st
     """
     stem = variant.name.replace(" ", "_")
     try:
-        with known_deprecations_silenced(), _engine(variant.engine):
+        with known_deprecations_silenced(), quantized_engine(variant.engine):
             report = verify(variant.model, inputs, model_path=out_dir / f"{stem}.qsm", repro_path=out_dir / f"{stem}.repro.qsm")
     except (ExportError, UnknownNodeKind, NodeError) as error:
         return "not checked", f"{type(error).__name__}: {error}"

@@ -28,20 +28,10 @@ from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QuantStub, convert, fuse_modules, get_default_qconfig, prepare
 
 from .environment import fbgemm_engine, known_deprecations_silenced
+from .zoo.cifar_resnet import ShortcutA
 
 # The zoo's CIFAR ResNets (production.zoo names) by depth: depth = 6n + 2, n blocks per stage.
 CIFAR_RESNET_DEPTHS = {"cifar_resnet20": 20, "cifar_resnet56": 56}
-
-
-class OptionAShortcut(nn.Module):
-    """Parameter-free downsampling shortcut: every other pixel, channels zero-padded."""
-
-    def __init__(self, pad: int) -> None:
-        super().__init__()
-        self.pad = pad
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad), "constant", 0.0)
 
 
 class QuantizableBasicBlock(nn.Module):
@@ -55,7 +45,7 @@ class QuantizableBasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         downsample = stride != 1 or in_planes != planes
-        self.shortcut: nn.Module = OptionAShortcut(planes // 4) if downsample else nn.Identity()
+        self.shortcut: nn.Module = ShortcutA(planes // 4) if downsample else nn.Identity()
         self.skip_add = FloatFunctional()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

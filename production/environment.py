@@ -62,18 +62,23 @@ def detect_profile() -> NumericsProfile:
 
 
 @contextlib.contextmanager
-def fbgemm_engine() -> Iterator[None]:
-    """Run the block with `torch.backends.quantized.engine = 'fbgemm'`, then restore.
-
-    The default `x86` engine sends conv to oneDNN at prepack time (including
-    `torch.jit.load`), with different numerics; every production step pins fbgemm.
-    """
+def quantized_engine(name: str) -> Iterator[None]:
+    """Run the block with `torch.backends.quantized.engine = name`, then restore the caller's."""
     previous = torch.backends.quantized.engine
-    torch.backends.quantized.engine = ENGINE
+    torch.backends.quantized.engine = name
     try:
         yield
     finally:
         torch.backends.quantized.engine = previous
+
+
+def fbgemm_engine() -> contextlib.AbstractContextManager[None]:
+    """`quantized_engine('fbgemm')`.
+
+    The default `x86` engine sends conv to oneDNN at prepack time (including
+    `torch.jit.load`), with different numerics; every production step pins fbgemm.
+    """
+    return quantized_engine(ENGINE)
 
 
 # torch's own notices about the APIs quantspec calls on purpose (pyproject.toml filters the

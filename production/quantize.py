@@ -19,13 +19,11 @@ import torch
 from torch import nn
 from torch.ao.quantization import convert_jit, get_default_qconfig, prepare_jit
 
-from .environment import ENGINE, KNOWN_DEPRECATIONS, fbgemm_engine, known_deprecations_silenced
+from .environment import ENGINE, fbgemm_engine, known_deprecations_silenced
 from .qconfig_dict import QConfigDict, check_qconfig_dict
 
 LOG = logging.getLogger(__name__)
 
-# The deprecation notices torch 2.13 (DeprecationWarning/UserWarning) and 2.14 (FutureWarning)
-# raise from the calls quantspec makes; matched by message (regex at the start), nothing else.
 class TracedFallbackWarning(UserWarning):
     """An nn.Module could not be scripted and was traced instead: its control flow and
     shapes are frozen to those of `example_inputs`."""
@@ -119,4 +117,4 @@ def node_kinds(module: torch.jit.ScriptModule) -> Counter[str]:
     return counts
 
 
-__all__ = ["KNOWN_DEPRECATIONS", "TracedFallbackWarning", "known_deprecations_silenced", "node_kinds", "quantize_jit", "to_torchscript"]
+__all__ = ["TracedFallbackWarning", "node_kinds", "quantize_jit", "to_torchscript"]

@@ -327,7 +327,7 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
     from conformance.checks.calibration import observer_modules
     from production.data import ImageFolder, cifar_transform
     from production.environment import fbgemm_engine
-    from production.quantize import known_deprecations_silenced
+    from production.environment import known_deprecations_silenced
     from production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
 
     model = load_checkpoint(cifar_resnet20(), RESNET20).eval()

@@ -16,7 +16,8 @@ from torch.ao.quantization import get_default_qconfig, prepare_jit  # noqa: E402
 from production import load, quantize_jit, save  # noqa: E402
 from production.environment import fbgemm_engine  # noqa: E402
 from production.qconfig_dict import check_qconfig_dict, float_modules, resolve_qconfig  # noqa: E402
-from production.quantize import KNOWN_DEPRECATIONS, TracedFallbackWarning, known_deprecations_silenced, node_kinds  # noqa: E402
+from production.environment import KNOWN_DEPRECATIONS, known_deprecations_silenced
+from production.quantize import TracedFallbackWarning, node_kinds  # noqa: E402
 from production.zoo import build, qconfig_dict, randomize  # noqa: E402
 
 QCONFIG = get_default_qconfig("fbgemm")
