@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence, TextIO
 import numpy as np
 from hypothesis import example, given, reporting
 
+from production.bridge import compare_bits
 from reference.profile import NumericsProfile
 from reference.qtensor import QTensor
 
@@ -95,46 +96,23 @@ class RunResult:
 
 
 def compare_outputs(expected: Output, actual: Output, case: Any = None) -> Optional[Difference]:
-    """None when `actual` (torch) equals `expected` (reference) bit for bit, else how they differ."""
-    if isinstance(expected, QTensor) != isinstance(actual, QTensor):
-        return Difference(f"reference gave {type(expected).__name__}, torch {type(actual).__name__}", -1)
-    if isinstance(expected, QTensor):
-        header = _qparams_difference(expected, actual)
-        if header:
-            return Difference(header, -1)
-        return _array_difference(expected.int_repr, actual.int_repr, case)
-    return _array_difference(np.asarray(expected), np.asarray(actual), case)
-
-
-def _qparams_difference(expected: QTensor, actual: QTensor) -> str:
-    pairs = {
-        "dtype": (expected.dtype, actual.dtype),
-        "shape": (expected.shape, actual.shape),
-        "axis": (expected.axis, actual.axis),
-    }
-    for name, (e, a) in pairs.items():
-        if e != a:
-            return f"{name}: reference {e}, torch {a}"
-    for name in ("scale", "zero_point"):
-        e, a = getattr(expected, name), getattr(actual, name)
-        if not np.array_equal(np.asarray(e), np.asarray(a)):
-            return f"{name}: reference {e!r}, torch {a!r}"
-    return ""
-
-
-def _array_difference(expected: np.ndarray, actual: np.ndarray, case: Any) -> Optional[Difference]:
-    if expected.dtype != actual.dtype or expected.shape != actual.shape:
-        return Difference(
-            f"reference {expected.dtype}{expected.shape}, torch {actual.dtype}{actual.shape}", -1
-        )
-    if expected.dtype.kind == "f":  # compare bits: NaN payloads and -0.0 count
-        bits = np.dtype(f"u{expected.dtype.itemsize}")
-        differs = expected.view(bits) != actual.view(bits)
-    else:
-        differs = expected != actual
-    count = int(np.count_nonzero(differs))
-    if count == 0:
+    """None when `actual` (torch) equals `expected` (reference) bit for bit
+    (`production.bridge.compare_bits`), else how they differ."""
+    expected, actual = (v if isinstance(v, QTensor) else np.asarray(v) for v in (expected, actual))
+    comparison = compare_bits(expected, actual)
+    if comparison.header:
+        return Difference(comparison.header, -1)
+    if comparison.equal:
         return None
+    return _array_difference(_values(expected), _values(actual), comparison.differs, case)
+
+
+def _values(output: Output) -> np.ndarray:
+    return output.int_repr if isinstance(output, QTensor) else output
+
+
+def _array_difference(expected: np.ndarray, actual: np.ndarray, differs: np.ndarray, case: Any) -> Difference:
+    count = int(np.count_nonzero(differs))
     inputs = getattr(case, "x", None)
     first = []
     for index in list(zip(*np.nonzero(differs)))[:MAX_SHOWN_DIFFERENCES]:

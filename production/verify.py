@@ -2,8 +2,10 @@
 
 `verify(converted, inputs)` exports the model, runs it in torch capturing EVERY tensor
 value of its graph, runs the exported file in the reference interpreter with a trace on
-the same inputs, and compares each value: quantized tensors by dtype, scale, zero point
-and `np.array_equal` of `int_repr`; float tensors by `np.array_equal` (NaNs equal).
+the same inputs, and compares each value bit for bit (`production.bridge.compare_bits`,
+as the conformance runner does): quantized tensors by dtype, shape, axis, scale bits,
+zero points and `int_repr`; float tensors by their raw bits (NaN payloads and the sign of
+zero count).
 
 Capture mechanism: a copy of the frozen graph in which every tensor a top-level node
 produces is cloned right after that node (`aten::clone`, so later in-place ops such as
@@ -35,7 +37,7 @@ from reference.numerics import f32
 from reference.qtensor import QTensor
 from reference.quantize_kernels import inverse_scale_f32
 
-from .bridge import from_torch
+from .bridge import compare_with_torch, from_torch
 from .environment import fbgemm_engine
 from .export import export
 
@@ -209,35 +211,11 @@ def _compare(model: interpreter.Model, captured: dict[str, Any], trace: dict[str
 
 
 def _check(name: str, node: interpreter.Node, expected: torch.Tensor, actual: Any) -> NodeCheck:
-    common = dict(name=name, kind=node.kind, source=node.source)
-    if expected.is_quantized:
-        if not isinstance(actual, QTensor):
-            return NodeCheck(**common, quantized=True, elements=expected.numel(), mismatches=expected.numel(),
-                             detail=f"(reference gave {type(actual).__name__}, torch a quantized tensor)")
-        want = from_torch(expected)
-        detail = _qparams_difference(want, actual)
-        if want.shape != actual.shape:
-            return NodeCheck(**common, quantized=True, elements=expected.numel(), mismatches=expected.numel(),
-                             detail=f"(shape {actual.shape} vs torch {want.shape})")
-        bad = int(np.count_nonzero(want.int_repr != actual.int_repr))
-        return NodeCheck(**common, quantized=True, elements=want.int_repr.size, mismatches=bad, detail=detail)
-    want_float = expected.detach().numpy()
-    if not isinstance(actual, np.ndarray) or actual.shape != want_float.shape or actual.dtype != want_float.dtype:
-        return NodeCheck(**common, quantized=False, elements=want_float.size, mismatches=want_float.size,
-                         detail=f"(reference gave {getattr(actual, 'dtype', type(actual).__name__)} {getattr(actual, 'shape', '')})")
-    bad = int(np.count_nonzero(~((want_float == actual) | (np.isnan(want_float) & np.isnan(actual)))))
-    return NodeCheck(**common, quantized=False, elements=want_float.size, mismatches=bad)
-
-
-def _qparams_difference(want: QTensor, got: QTensor) -> str:
-    if want.dtype is not got.dtype:
-        return f"(dtype {got.dtype.label} vs torch {want.dtype.label})"
-    if want.per_channel != got.per_channel or not (
-        np.array_equal(np.asarray(want.scale), np.asarray(got.scale))
-        and np.array_equal(np.asarray(want.zero_point), np.asarray(got.zero_point))
-    ):
-        return f"(qparams scale={got.scale!r} zp={got.zero_point!r} vs torch scale={want.scale!r} zp={want.zero_point!r})"
-    return ""
+    comparison = compare_with_torch(actual, expected)
+    elements = expected.numel()
+    mismatches = elements if comparison.differs is None else int(np.count_nonzero(comparison.differs))
+    return NodeCheck(name=name, kind=node.kind, source=node.source, quantized=expected.is_quantized, elements=elements,
+                     mismatches=mismatches, detail=f"({comparison.header})" if comparison.header else "")
 
 
 def _describe(name: str, value: Any) -> str:

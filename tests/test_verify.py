@@ -180,3 +180,39 @@ def test_verify_command_prints_kinds_and_returns_the_exit_status(models, tmp_pat
     assert "quantized::conv2d" in printed and printed.strip().splitlines()[-1].startswith("bit-exact")
     np.save(tmp_path / "x.npy", inputs("ties", models["basic"]).numpy())
     assert verify_command(tmp_path / "basic.pt", inputs_path=tmp_path / "x.npy") == 0
+
+
+def test_values_compare_bit_for_bit_signed_zero_nan_payload_and_axis():
+    # The old verify comparison used == on floats (0.0 == -0.0, NaN != NaN unless both
+    # NaN) and only per_channel for qparams: each line below would have passed it.
+    from production.bridge import compare_bits, compare_with_torch
+
+    zero, negative_zero = np.array([0.0], np.float32), np.array([-0.0], np.float32)
+    assert not compare_bits(zero, negative_zero).equal  # bits 0x00000000 vs 0x80000000
+    quiet, payload = np.array([np.nan], np.float32), np.array([0x7FC00001], np.uint32).view(np.float32)
+    assert compare_bits(quiet, quiet.copy()).equal and not compare_bits(quiet, payload).equal
+    ints = np.zeros((2, 2), np.int8)
+    along_0 = QTensor(ints, [0.5, 0.25], [0, 0], "qint8", axis=0)
+    along_1 = QTensor(ints, [0.5, 0.25], [0, 0], "qint8", axis=1)
+    assert compare_bits(along_0, along_1).header == "axis: reference 0, torch 1"
+    assert compare_with_torch(along_0, torch.quantize_per_channel(
+        torch.zeros(2, 2), torch.tensor([0.5, 0.25], dtype=torch.float64), torch.zeros(2, dtype=torch.int64), 0, torch.qint8)).equal
+    assert not compare_with_torch(negative_zero, torch.zeros(1)).equal
+
+
+def test_a_float_value_off_in_the_sign_of_zero_is_a_verify_mismatch(models, tmp_path, monkeypatch):
+    # dequantize gives +0.0 where q == zp (scale * 0); the reference is made to say -0.0 at
+    # the first such element: numerically equal, other bits, so verify must report it.
+    original = kernels.KERNELS["aten::dequantize"]
+
+    def negative_zero_first(args, context):
+        out = np.array(original(args, context), copy=True)
+        out.flat[np.flatnonzero(out == 0)[:1]] = np.float32(-0.0)
+        return out
+
+    converted = models["option_a"]
+    x = inputs("random", converted)
+    monkeypatch.setitem(kernels.KERNELS, "aten::dequantize", negative_zero_first)
+    report = verify(converted, x, model_path=tmp_path / "m.qsm")
+    assert not report.ok and report.first_mismatch.kind == "aten::dequantize"
+    assert report.first_mismatch.mismatches == 1
