@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from typing import Optional, Sequence
 
 import torch
@@ -46,13 +47,28 @@ def load(path: str | os.PathLike[str]) -> torch.jit.ScriptModule:
 
 
 def input_shape(path: str | os.PathLike[str]) -> Optional[tuple[int, ...]]:
-    """The (C, H, W) input shape `save` recorded in the file, or None if it recorded none."""
-    extra = {METADATA_FILE: ""}
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no TorchScript model file at {os.fspath(path)!r}")
-    with known_deprecations_silenced(), fbgemm_engine():
-        torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
-    if not extra[METADATA_FILE]:
+    """The (C, H, W) input shape `save` recorded in the file, or None if it recorded none.
+
+    `torch.jit.save` writes a zip whose extra files sit at `<archive>/extra/<name>`: the
+    entry is read with `zipfile`, without loading (and prepacking) the model.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise FileNotFoundError(f"no TorchScript model file at {name!r}")
+    try:
+        with zipfile.ZipFile(name) as archive:
+            entry = next((e for e in archive.namelist() if e.endswith(f"/extra/{METADATA_FILE}")), None)
+            text = archive.read(entry).decode("utf-8") if entry is not None else ""
+    except (zipfile.BadZipFile, UnicodeDecodeError) as error:
+        raise ValueError(f"{name} is not a readable TorchScript model file (a zip archive): {error}") from error
+    if not text:
         return None
-    shape = json.loads(extra[METADATA_FILE]).get("input_shape")
-    return tuple(shape) if shape else None
+    try:
+        shape = json.loads(text).get("input_shape")
+    except (json.JSONDecodeError, AttributeError) as error:
+        raise ValueError(f"{name}: {entry} is not the JSON object quantspec writes ({error})") from error
+    if shape is None:
+        return None
+    if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
+        raise ValueError(f"{name}: {entry} records input_shape {shape!r}; expected a list of positive ints (C, H, W)")
+    return tuple(shape)

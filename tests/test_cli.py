@@ -83,6 +83,32 @@ def test_quantize_records_the_input_shape_for_export_and_verify(
     assert reference.load(files / "recorded.qsm").inputs[0].shape == (None, 3, 16, 16)
 
 
+def test_input_shape_reads_the_zip_entry_without_loading_the_model(
+    files: Path, quantized: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zipfile
+
+    from production.io import input_shape
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("input_shape must not load the model")
+
+    monkeypatch.setattr(torch.jit, "load", no_load)
+    assert input_shape(quantized) == (3, 16, 16)
+    assert input_shape(files / "tiny.pt") is None  # a plain torch.jit.save: no quantspec.json
+    with zipfile.ZipFile(quantized) as source, zipfile.ZipFile(files / "bad_meta.pt", "w") as target:
+        for entry in source.namelist():
+            data = b"{not json" if entry.endswith("/extra/quantspec.json") else source.read(entry)
+            target.writestr(entry, data)
+    with pytest.raises(ValueError, match="extra/quantspec.json is not the JSON object quantspec writes"):
+        input_shape(files / "bad_meta.pt")
+    (files / "not_a_zip.pt").write_bytes(b"plain text")
+    with pytest.raises(ValueError, match="not_a_zip.pt is not a readable TorchScript model file"):
+        input_shape(files / "not_a_zip.pt")
+    with pytest.raises(FileNotFoundError, match="no TorchScript model file"):
+        input_shape(files / "missing.pt")
+
+
 def test_verify_inputs_file(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inputs = files / "x.npy"
     np.save(inputs, np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32))
@@ -167,8 +193,11 @@ def test_verify_bad_inputs(files: Path, quantized: Path, capsys: pytest.CaptureF
 def test_tampered_or_missing_model_file(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tampered = files / "tampered.pt"
     tampered.write_bytes(quantized.read_bytes()[:-200])  # cut the zip's central directory
-    assert "PytorchStreamReader failed" in _error(capsys, ["verify", str(tampered), "--random", "1"])
-    assert "PytorchStreamReader failed" in _error(capsys, ["export", str(tampered), str(files / "t.qsm")])
+    # Without --input-shape the recorded shape is read first (zipfile), with it torch loads.
+    assert "is not a readable TorchScript model file (a zip archive)" in _error(capsys, ["verify", str(tampered), "--random", "1"])
+    assert "is not a readable TorchScript model file (a zip archive)" in _error(capsys, ["export", str(tampered), str(files / "t.qsm")])
+    assert "PytorchStreamReader failed" in _error(
+        capsys, ["export", str(tampered), str(files / "t.qsm"), "--input-shape", "3", "16", "16"])
     assert "no TorchScript model file" in _error(capsys, ["export", str(files / "gone.pt"), str(files / "t.qsm")])
 
 
