@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..qtensor import MemoryFormat, QDtype, QTensor
+from ._tensor_iterator import orders_coincide
 
 
 def check_per_tensor_8bit(q: QTensor, op: str, name: str) -> None:
@@ -52,10 +53,7 @@ def takes_nhwc_kernel(q: QTensor) -> bool:
     True for channels_last tensors, and also for NCHW tensors with C == 1 or H*W == 1,
     whose NCHW memory is also valid NHWC memory.
     """
-    if q.memory_format is MemoryFormat.channels_last:
-        return True
-    _, c, h, w = q.shape
-    return c == 1 or h * w == 1
+    return q.memory_format is MemoryFormat.channels_last or orders_coincide(q.shape)
 
 
 def nhwc_kernel_result(logical: np.ndarray, x: QTensor) -> tuple[np.ndarray, MemoryFormat]:

@@ -59,15 +59,21 @@ def vector_body_mask(
     return from_memory_order(in_memory_order, shape, memory_format)
 
 
+def orders_coincide(shape: tuple[int, ...]) -> bool:
+    """Whether a 4-d tensor's NCHW and NHWC memory orders are the same walk: C == 1 or
+    H*W == 1. Then ATen's `is_contiguous()` and `is_contiguous(ChannelsLast)` both hold
+    (kernels that route on either take the same branch for both layouts)."""
+    _, c, h, w = shape
+    return c == 1 or h * w == 1
+
+
 def layouts_differ(a: QTensor, b: QTensor) -> bool:
-    """Whether two same-shape operands sit in memory in different orders (with C == 1 or
-    H*W == 1 the NCHW and NHWC orders coincide). TensorIterator then cannot give b unit
-    stride along the output's innermost dim, so `VectorizedLoop2d` falls back to
-    `basic_loop`: every element takes the scalar lambda."""
+    """Whether two same-shape operands sit in memory in different orders. TensorIterator
+    then cannot give b unit stride along the output's innermost dim, so `VectorizedLoop2d`
+    falls back to `basic_loop`: every element takes the scalar lambda."""
     if a.memory_format is b.memory_format or a.int_repr.ndim != 4:
         return False
-    _, c, h, w = a.shape
-    return c != 1 and h * w != 1
+    return not orders_coincide(a.shape)
 
 
 def from_memory_order(flat: np.ndarray, shape: tuple[int, ...], memory_format: MemoryFormat) -> np.ndarray:
