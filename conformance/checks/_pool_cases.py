@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from reference.ops._pool_common import pooling_output_size, takes_nhwc_kernel
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..settings import size_scale
@@ -96,16 +97,29 @@ class PoolCase:
         return self.input.q
 
 
-def pool_labels(x: QTensor, out: QTensor) -> Iterator[str]:
-    """Coverage buckets every pooling check reports."""
+def pool_output_hw(x: QTensor, kwargs: dict[str, Any]) -> tuple[int, int]:
+    """(OH, OW) of max_pool2d / avg_pool2d of `x` with these keyword arguments (no
+    "dilation": 1)."""
+    dilation = kwargs.get("dilation", (1, 1))
+
+    def size(i: int) -> int:
+        return pooling_output_size(x.shape[2 + i], kwargs["kernel_size"][i], kwargs["padding"][i], kwargs["stride"][i],
+                                   dilation[i], kwargs["ceil_mode"])
+
+    return size(0), size(1)
+
+
+def pool_labels(x: QTensor, output_hw: tuple[int, int]) -> Iterator[str]:
+    """Coverage buckets every pooling check reports, from the input and the output's
+    (OH, OW) alone: labels must not cost a reference run."""
     _, channels, height, width = x.shape
     yield x.dtype.label
     yield x.memory_format.value
-    nhwc = x.memory_format is MemoryFormat.channels_last or channels == 1 or height * width == 1
+    nhwc = takes_nhwc_kernel(x)
     yield "nhwc-kernel" if nhwc else "nchw-kernel"
     if x.memory_format is MemoryFormat.contiguous and nhwc:
         yield "routed-nhwc"
-        if height * width == 1 and channels > 1 and out.shape[2] * out.shape[3] > 1:
+        if height * width == 1 and channels > 1 and output_hw[0] * output_hw[1] > 1:
             yield "hw1-scrambled"
     if x.zero_point % 2:
         yield "odd-zp"

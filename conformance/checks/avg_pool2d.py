@@ -12,13 +12,12 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from reference.ops import avg_pool2d
-from reference.ops._pool_common import pooling_output_size
 from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase
-from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
+from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw, torch_threads
 from . import OpCheck, register
 
 
@@ -49,17 +48,12 @@ def cases(draw: st.DrawFn) -> PoolCase:
     }
     source = draw(pool_inputs())
     x = source.q
-    sizes = [
-        pooling_output_size(x.shape[2 + i], kernel[i], kwargs["padding"][i], kwargs["stride"][i], 1, kwargs["ceil_mode"])
-        for i in (0, 1)
-    ]
-    assume(min(sizes) > 0)  # torch cannot allocate a negative size; an empty output compares nothing
+    assume(min(pool_output_hw(x, kwargs)) > 0)  # torch cannot allocate a negative size; an empty output compares nothing
     return PoolCase(source, kwargs, draw(st.integers(1, 2)))
 
 
 def label(case: PoolCase) -> Iterator[str]:
-    out_shape_case = avg_pool2d(case.x, **case.kwargs)
-    yield from pool_labels(case.x, out_shape_case)
+    yield from pool_labels(case.x, pool_output_hw(case.x, case.kwargs))
     yield "count_include_pad" if case.kwargs["count_include_pad"] else "exclude_pad"
     if case.kwargs["divisor_override"] is not None:
         yield "divisor_override"

@@ -13,6 +13,7 @@ import torch
 from hypothesis import strategies as st
 
 from reference.ops import cat
+from reference.ops._pool_common import takes_nhwc_kernel
 from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
@@ -95,10 +96,7 @@ def _format(layout: str, index: int) -> MemoryFormat:
 def label(case: CatCase) -> Iterator[str]:
     first = case.tensors[0]
     yield first.dtype.label
-    nhwc = (case.dim % 4 == 1) and all(
-        t.memory_format is MemoryFormat.channels_last or t.shape[1] == 1 or t.shape[2] * t.shape[3] == 1
-        for t in case.tensors
-    )
+    nhwc = case.dim % 4 == 1 and all(takes_nhwc_kernel(t) for t in case.tensors)
     yield "nhwc-path" if nhwc else "generic-path"
     if nhwc and any(t.memory_format is MemoryFormat.contiguous for t in case.tensors):
         yield "routed-nhwc"
