@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.ao.quantization.observer as torch_observers
 
 import reference.observers as reference_observers
+from conformance.checks.observers import torch_observer
 
 ACTIVATION_SHAPE = (8, 256, 56, 56)
 WEIGHT_SHAPE = (256, 256, 3, 3)
@@ -44,14 +44,6 @@ def batches(kind: str, count: int, rng: np.random.Generator) -> list[np.ndarray]
         np.maximum(x, np.float32(-0.1 * i), out=x)
         out.append(x)
     return out
-
-
-def torch_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    converted = dict(kwargs)
-    for key in ("dtype", "qscheme"):
-        if key in converted:
-            converted[key] = getattr(torch, converted[key])
-    return converted
 
 
 def best_times(
@@ -89,7 +81,7 @@ def main() -> None:
             return observer.calculate_qparams()
 
         def torch_run() -> tuple[np.ndarray, np.ndarray]:
-            observer = getattr(torch_observers, name)(**torch_kwargs(kwargs))
+            observer = torch_observer(name, **kwargs)
             for batch in tensors[kind]:
                 observer(batch)
             scale, zero_point = observer.calculate_qparams()

@@ -13,6 +13,7 @@ from reference.observers import (
     PerChannelMinMaxObserver,
 )
 from reference.observers._aten import cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
+from reference.observers.histogram import _quantile_steps
 from reference.qconfig import default_qconfig, get_default_qconfig
 
 F32_EPS = float(np.finfo(np.float32).eps)
@@ -110,6 +111,92 @@ def test_histogram_constant_then_wider_uses_point_branch() -> None:
     obs.observe(f32s(1.0, 1.0, 1.0))
     obs.observe(f32s(0.0, 2.0))
     assert obs.histogram.tolist() == [1.0, 0.0, 3.0, 1.0]
+
+
+def test_histogram_range_beyond_float32_gives_nan_scale_without_warnings() -> None:
+    # [-3e38, 3e38]: max - min = 6e38 overflows float32 to inf, so histc's edges are NaN (every
+    # element skipped, an all-zero histogram), the search keeps bins 0..2047, and
+    # new_min = min + f32(inf * 0) = NaN: scale NaN, as torch 2.13 gives. NumPy must not warn
+    # (pytest turns warnings into errors) on these intended overflows.
+    obs = HistogramObserver()
+    obs.observe(f32s(-3e38, 3e38, 1.0))
+    obs.observe(f32s(-3.3e38, 1.0))  # a wider range: the re-binning path overflows too
+    scale, zp = obs.calculate_qparams()
+    assert np.isnan(scale[0]) and zp.tolist() == [0]
+
+
+# --- the L2 search ---------------------------------------------------------------------------
+
+
+def _stepwise_search(obs: HistogramObserver) -> tuple[int, int]:
+    """torch's `_non_linear_param_search` loop (observer.py) transcribed step by step: alpha
+    and beta in Python doubles, csum compared in float32 with `f32(next_alpha * total)`."""
+    total = float(cascade_sum_f32(obs.histogram))
+    csum = np.cumsum(obs.histogram, dtype=np.float64).astype(np.float32).tolist()
+    alpha, beta = 0.0, 1.0
+    start, end = 0, obs.bins - 1
+    norm_min = float("inf")
+    while alpha < beta:
+        next_alpha, next_beta = alpha + 1e-5, beta - 1e-5
+        a_total, b_total = float(np.float32(next_alpha * total)), float(np.float32(next_beta * total))
+        left, right = start, end
+        while left < end and csum[left] < a_total:
+            left += 1
+        while right > start and csum[right] > b_total:
+            right -= 1
+        next_start, next_end = start, end
+        if left - start > end - right:
+            next_start, alpha = left, next_alpha
+        else:
+            next_end, beta = right, next_beta
+        if (next_start, next_end) == (start, end):
+            continue
+        norm = obs._quantization_error(next_start, next_end)
+        if norm > norm_min:
+            break
+        norm_min, start, end = norm, next_start, next_end
+    return start, end
+
+
+def test_quantile_steps_are_the_python_loop_values() -> None:
+    # `alpha += 1e-5` rounds at every step: after 100,000 steps alpha is 0.9999999999980838,
+    # not 1.0 (a pairwise sum such as np.sum gives 1.0). np.add.accumulate must add left to
+    # right like the loop, for every value the search can read.
+    alphas, betas = _quantile_steps()
+    alpha, beta, loop_alphas, loop_betas = 0.0, 1.0, [], []
+    for _ in range(alphas.size):
+        loop_alphas.append(alpha)
+        loop_betas.append(beta)
+        alpha, beta = alpha + 1e-5, beta - 1e-5
+    assert np.array_equal(alphas, loop_alphas) and np.array_equal(betas, loop_betas)
+    assert alphas[100_000] == 0.9999999999980838 and betas[-1] < 0.0 < 1.0 < alphas[-1]
+
+
+@pytest.mark.parametrize(
+    "histogram",
+    [
+        # Total 1,000,018: f32(1e-5 * total) = 10.00018 exceeds csum[0..5] = 10, so the start
+        # bin moves (once, to bin 6), besides two end moves and a run of 24,999 unchanged steps.
+        [1, 2, 3, 0, 0, 4] + [250_000] * 4 + [0, 0, 2, 0, 0, 0, 5] + [0] * 40 + [1],
+        # Bin 0 holds 500 >= f32(1e-5 * 591): alpha never moves; two end moves, 168 unchanged steps.
+        [500, 40, 30, 20] + [0] * 27 + [1],
+        [0.0] * 64,  # nothing observed in range: 100,000 unchanged steps, then the full range
+        [7.0],
+    ],
+)
+def test_event_driven_search_equals_torch_stepwise_loop(histogram: list[float]) -> None:
+    obs = HistogramObserver(bins=len(histogram))
+    obs.histogram = np.array(histogram, np.float32)
+    obs.min_val, obs.max_val = np.float32(-1.0), np.float32(3.0)
+    assert obs._search() == _stepwise_search(obs)
+
+
+def test_event_driven_search_equals_torch_stepwise_loop_on_drawn_histograms() -> None:
+    rng = np.random.default_rng(5)
+    for data in (rng.standard_t(1.5, 4000), -rng.exponential(1.0, 4000) ** 3, np.maximum(rng.standard_normal(4000), 0)):
+        obs = HistogramObserver(bins=128)
+        obs.observe(data.astype(np.float32))
+        assert obs._search() == _stepwise_search(obs)
 
 
 def test_uninitialized_observers_return_defaults_with_warning() -> None:
@@ -229,15 +316,6 @@ def test_nan_sticks_in_minmax_and_gives_nan_scale() -> None:
 # --- against torch -----------------------------------------------------------------------------
 
 
-def _torch_observer(torch, name: str, **kwargs):
-    import torch.ao.quantization.observer as observers
-
-    for key in ("dtype", "qscheme"):
-        if key in kwargs:
-            kwargs[key] = getattr(torch, kwargs[key])
-    return getattr(observers, name)(**kwargs)
-
-
 @pytest.mark.parametrize(
     "name, kwargs",
     [
@@ -253,6 +331,7 @@ def _torch_observer(torch, name: str, **kwargs):
 def test_matches_torch_on_batches_of_different_ranges(name: str, kwargs: dict) -> None:
     torch = pytest.importorskip("torch")
     import reference.observers as ours
+    from conformance.checks.observers import torch_observer
 
     rng = np.random.default_rng(7)
     batches = [
@@ -260,7 +339,7 @@ def test_matches_torch_on_batches_of_different_ranges(name: str, kwargs: dict) -
         for scale, shift in ((1.0, 0.0), (3.0, 1.0), (0.5, -2.0))
     ]
     expected = getattr(ours, name)(**kwargs)
-    actual = _torch_observer(torch, name, **dict(kwargs))
+    actual = torch_observer(name, **kwargs)
     for batch in batches:
         expected.observe(batch)
         actual(torch.from_numpy(batch.copy()))
@@ -309,12 +388,14 @@ CIFAR_CALIB = "/work/shared/data/cifar10/calib"
 
 
 def test_resnet20_calibration_every_activation_observer_matches_reference() -> None:
-    """Whole model: what each of ResNet-20's 30 activation observers saw during graph-mode
-    calibration (prepare_jit with get_default_qconfig('fbgemm'), real CIFAR images),
-    recorded by a second prepare_jit whose activation observer is torch's RecordingObserver
-    (same graph, so the same observed values and the same float tensors), fed to the
-    reference HistogramObserver: its qparams equal the calibrated torch observer's, which
-    convert_jit turns into the int8 model's activation qparams."""
+    """Whole model: what each of ResNet-20's 30 activation observers sees during graph-mode
+    calibration (prepare_jit with get_default_qconfig('fbgemm')'s weights and torch's
+    RecordingObserver as the activation observer, real CIFAR images), fed to torch's
+    HistogramObserver(reduce_range=True) (the fbgemm qconfig's activation observer; scripted
+    and eager observers compute alike, test_histogram_matches_scripted_torch_observer) and
+    to the reference's: equal qparams. One recording serves both sides, as in
+    conformance/checks/calibration.py: two prepare_jit runs can see different float
+    activations (thread scheduling)."""
     torch = pytest.importorskip("torch")
     import os
 
@@ -335,19 +416,17 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
     qconfig = torch_default_qconfig("fbgemm")
     recording = QConfig(activation=RecordingObserver.with_args(dtype=torch.quint8), weight=qconfig.weight)
     with fbgemm_engine(), known_deprecations_silenced(), torch.no_grad():
-        calibrated = prepare_jit(torch.jit.script(model), {"": qconfig})
         recorded = prepare_jit(torch.jit.script(model), {"": recording})
         for batch in images:
-            calibrated(batch)
             recorded(batch)
-    torch_observers = observer_modules(calibrated)
-    recorders = {k: v for k, v in observer_modules(recorded).items() if v.original_name == "RecordingObserver"}
+    recorders = [v for v in observer_modules(recorded).values() if v.original_name == "RecordingObserver"]
     assert len(recorders) == 30
-    for path, recorder in recorders.items():
-        ours = HistogramObserver(reduce_range=True)
+    for index, recorder in enumerate(recorders):
+        ours, theirs = HistogramObserver(reduce_range=True), qconfig.activation()
         for tensor in recorder._c.getattr("tensor_val"):
             ours.observe(tensor.numpy())
+            theirs(tensor)
         scale, zp = ours.calculate_qparams()
-        torch_scale, torch_zp = torch_observers[path].calculate_qparams()
-        assert scale.view(np.uint32).tolist() == torch_scale.numpy().view(np.uint32).tolist(), path
-        assert zp.tolist() == torch_zp.tolist(), path
+        torch_scale, torch_zp = theirs.calculate_qparams()
+        assert scale.view(np.uint32).tolist() == torch_scale.numpy().view(np.uint32).tolist(), index
+        assert zp.tolist() == torch_zp.tolist(), index

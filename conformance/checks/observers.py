@@ -211,12 +211,18 @@ def reference(case: ObserverCase, profile: NumericsProfile) -> np.ndarray:
     return _flat(scale, zero_point)
 
 
+def torch_observer(name: str, **kwargs: Any) -> torch.nn.Module:
+    """torch's observer class `name` built from reference-style kwargs: `dtype` and
+    `qscheme` given as names ("qint8", "per_channel_symmetric") become torch's objects."""
+    for key in ("dtype", "qscheme"):
+        if key in kwargs:
+            kwargs[key] = getattr(torch, kwargs[key])
+    return getattr(torch_observers, name)(**kwargs)
+
+
 def oracle_qparams(case: ObserverCase) -> np.ndarray:
-    kwargs = dict(case.kwargs)
-    kwargs["dtype"] = getattr(torch, kwargs["dtype"])
-    kwargs["qscheme"] = getattr(torch, kwargs["qscheme"])
     with observer_notices_silenced():
-        observer = getattr(torch_observers, case.observer)(**kwargs)
+        observer = torch_observer(case.observer, **dict(case.kwargs))
         for array in case.arrays():
             observer(torch.from_numpy(np.array(array, copy=True)))
         try:

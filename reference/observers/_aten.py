@@ -119,7 +119,8 @@ def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
     start32, end32 = np.float32(start), np.float32(end)
     if steps == 1:
         return np.array([start32], np.float32)
-    step = f32(f32(end32 - start32) / np.float32(steps - 1))
+    with np.errstate(over="ignore"):  # end - start overflows to inf for huge ranges, as in torch
+        step = f32(f32(end32 - start32) / np.float32(steps - 1))
     index = np.arange(steps)
     halfway = steps // 2
     lower = fma32(step, f32(index[:halfway]), start32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 from typing import Optional, Union
 
 import numpy as np
@@ -122,8 +123,11 @@ class HistogramObserver(UniformObserver):
         """`_upscale_histogram`: split each bin in 16, move the parts by their midpoints."""
         parts = self.bins * UPSAMPLE_RATE
         weights = f32(np.repeat(self.histogram, UPSAMPLE_RATE) / np.float32(UPSAMPLE_RATE))
-        part_width = f32(f32(self.max_val - self.min_val) / np.float32(parts))
-        midpoints = f32(linspace_f32(self.min_val, self.max_val, parts + 1)[:-1] + f32(np.float32(0.5) * part_width))
+        # A range beyond float32 overflows to an inf width and inf - inf = NaN midpoints,
+        # as torch's float32 tensors do (they land in the last bucket below).
+        with np.errstate(over="ignore", invalid="ignore"):
+            part_width = f32(f32(self.max_val - self.min_val) / np.float32(parts))
+            midpoints = f32(linspace_f32(self.min_val, self.max_val, parts + 1)[:-1] + f32(np.float32(0.5) * part_width))
         boundaries = linspace_f32(new_min, new_max, self.bins + 1)
         buckets = np.clip(np.searchsorted(boundaries, midpoints, side="right") - 1, 0, self.bins - 1)
         rebinned = np.zeros(self.bins, np.float32)
@@ -137,39 +141,64 @@ class HistogramObserver(UniformObserver):
         if self.min_val == np.inf and self.max_val == -np.inf:
             return default_qparams("must run observer before calling calculate_qparams")
         start_bin, end_bin = self._search()
-        width = f32(f32(self.max_val - self.min_val) / np.float32(self.bins))
-        new_min = f32(self.min_val + f32(width * np.float32(start_bin)))
-        new_max = f32(self.min_val + f32(width * np.float32(end_bin + 1)))
+        # A range beyond float32 gives an inf width (overflow) and inf * 0 = NaN for
+        # start_bin 0, as torch's float32 `bin_width * start_bin` does.
+        with np.errstate(over="ignore", invalid="ignore"):
+            width = f32(f32(self.max_val - self.min_val) / np.float32(self.bins))
+            new_min = f32(self.min_val + f32(width * np.float32(start_bin)))
+            new_max = f32(self.min_val + f32(width * np.float32(end_bin + 1)))
         return self._qparams(new_min, new_max)
 
     def _search(self) -> tuple[int, int]:
         """`_non_linear_param_search`: shrink [start_bin, end_bin] while the L2 error falls.
 
-        Python doubles: alpha/beta step by 1e-5; `total = float(sum(hist))` (cascade_sum_f32).
-        `csum` is `torch.cumsum` (double accumulator, float32 stores). `csum[l] < a * total`
-        compares in float32 (a Python float against a float32 tensor). Each step moves the
-        side that advanced more (the end on ties); unchanged candidates are skipped; the
-        first candidate whose error exceeds the best so far stops the search.
+        torch's loop, one step per iteration: `next_alpha = alpha + 1e-5`,
+        `next_beta = beta - 1e-5` (Python doubles); `l`/`r` walk from start_bin/end_bin
+        while `csum[l] < next_alpha * total` / `csum[r] > next_beta * total`
+        (`total = float(sum(hist))`, cascade_sum_f32; `csum` is `torch.cumsum`, double
+        accumulator, float32 stores; a Python float against a float32 tensor compares in
+        float32); the side that advanced more moves (the end on ties) and takes its
+        alpha/beta; unchanged candidates `continue`; the first candidate whose error
+        exceeds the best so far stops the search (`while alpha < beta`).
+
+        Event-driven, same result: alpha and beta only ever take the values of two fixed
+        sequences (`_quantile_steps`), so the iteration is the pair of their indices. An
+        unchanged candidate means `l == start_bin` and `r == end_bin`: only beta advanced,
+        and `l` (which depends on alpha, start_bin, end_bin) stays put, so the loop keeps
+        skipping until `r` first drops below end_bin or alpha >= beta; both are searches
+        in the precomputed float32 thresholds. Only the candidates torch evaluates are run.
         """
         total = float(cascade_sum_f32(self.histogram))
         # Python floats holding float32 values: bisect on a list is the fast scalar search.
         csum = np.cumsum(self.histogram, dtype=np.float64).astype(np.float32).tolist()
-        alpha, beta = 0.0, 1.0
+        alphas, betas = _quantile_steps()
+        # `next_alpha * total` in double, narrowed to float32 by the tensor comparison.
+        alpha_at, beta_at = f32(alphas * total), f32(betas * total)
+        descending_beta, descending_beta_at = -betas, -beta_at  # ascending, for searchsorted
+        i = j = 0  # alpha = alphas[i], beta = betas[j]
         start_bin, end_bin = 0, self.bins - 1
         norm_min = float("inf")
-        while alpha < beta:
-            next_alpha, next_beta = alpha + SEARCH_STEP, beta - SEARCH_STEP
+        while alphas[i] < betas[j]:
             # `while l < end_bin and csum[l] < a*total: l += 1` over a non-decreasing csum.
-            first_at_least = bisect.bisect_left(csum, float(np.float32(next_alpha * total)))
+            first_at_least = bisect.bisect_left(csum, float(alpha_at[i + 1]))
             left = min(max(first_at_least, start_bin), end_bin)
-            last_at_most = bisect.bisect_right(csum, float(np.float32(next_beta * total))) - 1
+            last_at_most = bisect.bisect_right(csum, float(beta_at[j + 1])) - 1
             right = max(min(last_at_most, end_bin), start_bin)
             next_start, next_end = start_bin, end_bin
             if left - start_bin > end_bin - right:
-                next_start, alpha = left, next_alpha
+                next_start, i = left, i + 1
             else:
-                next_end, beta = right, next_beta
+                next_end, j = right, j + 1
             if next_start == start_bin and next_end == end_bin:
+                # The `continue` run: the next change is the first beta step k >= j with
+                # `f32(betas[k + 1] * total) < csum[end_bin]` (r < end_bin; never when
+                # end_bin == start_bin); the loop ends first if betas[k] <= alpha.
+                stop = j + int(np.searchsorted(descending_beta[j:], -alphas[i], side="left"))
+                change = stop
+                if end_bin > start_bin:
+                    below = int(np.searchsorted(descending_beta_at[j + 1 :], -csum[end_bin], side="right"))
+                    change = min(stop, j + below)
+                j = change
                 continue
             norm = self._quantization_error(next_start, next_end)
             if norm > norm_min:
@@ -217,3 +246,20 @@ def _norm(delta_begin: np.ndarray, delta_end: np.ndarray, density: np.ndarray) -
     cube_end = f32(f32(delta_end * delta_end) * delta_end)
     cube_begin = f32(f32(delta_begin * delta_begin) * delta_begin)
     return f32(density * f32(f32(cube_end - cube_begin) / np.float32(3)))
+
+
+@functools.lru_cache(maxsize=1)
+def _quantile_steps() -> tuple[np.ndarray, np.ndarray]:
+    """Every value `_non_linear_param_search`'s alpha and beta take, in order (read-only).
+
+    alpha: 0.0, then `alpha + 1e-5` again and again; beta: 1.0, then `beta - 1e-5`; each
+    a Python double addition rounded once. `np.add.accumulate` over a 1-d float64 array
+    is the same sequential left-to-right sum (tests/test_observers.py checks it against
+    the Python loop). The loop runs while alpha < beta <= 1, so alpha stays below 1 and
+    beta above 0: one step past each bound is the furthest index read.
+    """
+    count = int(1 / SEARCH_STEP) + 3
+    alphas = np.add.accumulate(np.concatenate([[0.0], np.full(count - 1, SEARCH_STEP)]))
+    betas = np.add.accumulate(np.concatenate([[1.0], np.full(count - 1, -SEARCH_STEP)]))
+    alphas.flags.writeable = betas.flags.writeable = False
+    return alphas, betas
