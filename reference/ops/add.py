@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import f32, fma32, wrap_int32
+from ..numerics import f32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
 from ._registry import register_op
 from ._tensor_iterator import layouts_differ, vector_body_mask
+from ._unary_float import dequantize_vector
+from .dequantize import dequantize
 
 # `cpu_kernel_vec` (ATen/native/cpu/Loops.h, `vectorized_loop`) runs the vector lambda on
 # blocks of 2 * Vectorized<scalar_t>::size() elements. qadd_kernel is registered with
@@ -69,9 +71,8 @@ def add(
     """
     _check_operands(a, b)
     out_params = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
-    qa, qb = a.int_repr.astype(np.int64), b.int_repr.astype(np.int64)
-    vector = _vector_path(qa, qb, a, b, out_params, relu, profile)
-    scalar = _scalar_path(qa, qb, a, b, out_params, relu, profile)
+    vector = _vector_path(a, b, out_params, relu, profile)
+    scalar = _scalar_path(a, b, out_params, relu, profile)
     block = VECTOR_BLOCK_QINT32 if a.dtype is QDtype.qint32 else VECTOR_BLOCK
     use_vector = vector_body_mask(a.shape, a.memory_format, block, num_threads)
     if layouts_differ(a, b):
@@ -106,10 +107,9 @@ def add_relu(
     return add(a, b, output_scale, output_zero_point, relu=True, num_threads=num_threads, profile=profile)
 
 
-def _vector_path(
-    qa: np.ndarray, qb: np.ndarray, a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile
-) -> np.ndarray:
-    c = f32(_vec_dequantize(qa, a) + _vec_dequantize(qb, b))
+def _vector_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile) -> np.ndarray:
+    # Vectorized<q>::dequantize: an fma per element (dequantize_vector), then a float32 sum.
+    c = f32(dequantize_vector(a) + dequantize_vector(b))
     if relu:
         c = np.maximum(c, np.float32(0))
     if out.dtype is QDtype.qint32:
@@ -119,28 +119,11 @@ def _vector_path(
     return aten_vec_quantize_round_then_add_zp(c, inverse_scale_f32(out.scale), out.zero_point, out.dtype)
 
 
-def _vec_dequantize(q: np.ndarray, t: QTensor) -> np.ndarray:
-    """`Vectorized<q>::dequantize(scale, zp, premul)`: `fmadd(scale, float(q), f32(scale * -float(zp)))`.
-
-    `float(q)` rounds for |q| > 2^24 (qint32). For 8-bit types it is evaluated once per
-    possible value, then looked up (the same arithmetic, faster).
-    """
-    scale = np.float32(t.scale)
-    premul = f32(scale * -np.float32(t.zero_point))
-    if t.dtype is QDtype.qint32:
-        return fma32(scale, f32(q), premul)
-    levels = np.arange(t.dtype.qmin, t.dtype.qmax + 1)
-    return fma32(scale, f32(levels), premul)[q - t.dtype.qmin]
-
-
-def _scalar_path(
-    qa: np.ndarray, qb: np.ndarray, a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile
-) -> np.ndarray:
+def _scalar_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile) -> np.ndarray:
     # dequantize_val: float(scale) * float(int32 q - zp) (the int32 difference wraps), one
-    # float32 rounding of the product (and of the int -> float conversion beyond 2^24).
-    da = f32(np.float32(a.scale) * f32(wrap_int32(qa - a.zero_point)))
-    db = f32(np.float32(b.scale) * f32(wrap_int32(qb - b.zero_point)))
-    c = f32(da + db)
+    # float32 rounding of the product (and of the int -> float conversion beyond 2^24):
+    # the per-tensor formula of `dequantize`.
+    c = f32(dequantize(a) + dequantize(b))
     if relu:
         c = np.maximum(c, np.float32(0))
     return quantize_val(c, out.scale, out.zero_point, out.dtype, profile)

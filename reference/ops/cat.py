@@ -7,12 +7,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..numerics import f32, fma32
+from ..numerics import f32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._pool_common import check_per_tensor_8bit, takes_nhwc_kernel
 from ._registry import register_op
+from ._unary_float import dequantize_vector
 from .dequantize import dequantize
 from .quantize_per_tensor import quantize_per_tensor
 
@@ -83,14 +84,11 @@ def _nhwc_requantize(t: QTensor, out: QTensor, profile: NumericsProfile) -> np.n
     """One input's channels in the NHWC kernel: copy, vector blocks, scalar tail."""
     if float(t.scale) == float(out.scale) and t.zero_point == out.zero_point:
         return t.int_repr  # std::memcpy
-    q = t.int_repr.astype(np.int64)
-    scale = np.float32(t.scale)  # `float curr_scale = scales[tidx]`
-    levels = np.arange(t.dtype.qmin, t.dtype.qmax + 1)  # fma per possible value, then looked up
-    vector_x = fma32(scale, f32(levels), f32(scale * -np.float32(t.zero_point)))[q - t.dtype.qmin]
+    # `float curr_scale = scales[tidx]`; Vectorized<q>::dequantize (an fma) in the blocks,
+    # dequantize_val (`f32(s * float(q - z))`, `dequantize`'s formula) in the tail.
     inv = f32(1.0 / np.float64(out.scale))  # `static_cast<float>(1.0 / scale)`
-    vector = aten_vec_quantize_round_then_add_zp(vector_x, inv, out.zero_point, out.dtype)
-    scalar_x = f32(scale * f32(q - t.zero_point))  # dequantize_val
-    scalar = quantize_val(scalar_x, out.scale, out.zero_point, out.dtype, profile)
+    vector = aten_vec_quantize_round_then_add_zp(dequantize_vector(t), inv, out.zero_point, out.dtype)
+    scalar = quantize_val(dequantize(t), out.scale, out.zero_point, out.dtype, profile)
     channels = t.shape[1]
     in_vector = (np.arange(channels) < channels // NHWC_VECTOR_CHANNELS * NHWC_VECTOR_CHANNELS)[None, :, None, None]
     return np.where(in_vector, vector, scalar)
