@@ -25,7 +25,9 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from reference.numerics import f32, ieee_float_ops
 from reference.qtensor import MemoryFormat, QDtype, QTensor
+from reference.quantize_kernels import inverse_scale_f32
 
 ALL_QDTYPES: tuple[QDtype, ...] = (QDtype.quint8, QDtype.qint8, QDtype.qint32)
 
@@ -284,9 +286,13 @@ def exact_tie_count(case: FloatArrayCase) -> int:
         shape = [1] * case.x.ndim
         shape[case.axis] = -1
         scale = scale.reshape(shape)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        inv = (np.float32(1.0) / scale.astype(np.float32)).astype(np.float32)
-        t = (case.x * inv).astype(np.float32)
+    with ieee_float_ops():
+        return count_exact_ties(f32(case.x * inverse_scale_f32(scale)))
+
+
+def count_exact_ties(t: np.ndarray) -> int:
+    """How many finite elements of `t` (a product about to be rounded) sit exactly on a .5 tie."""
+    with ieee_float_ops():
         return int(np.count_nonzero(np.isfinite(t) & (t - np.floor(t) == 0.5)))
 
 

@@ -11,13 +11,14 @@ import torch
 from hypothesis import strategies as st
 
 from reference.numerics import f32
-from reference.ops import add
+from reference.ops import add, dequantize
 from reference.ops._tensor_iterator import GRAIN_SIZE
 from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
+from reference.quantize_kernels import inverse_scale_f32
 
 from ..oracles import from_torch, to_torch
-from ..strategies import QTensorCase, zero_points
+from ..strategies import QTensorCase, count_exact_ties, zero_points
 from ._elementwise_cases import BinaryCase, shape_format_threads
 from ._pool_cases import EIGHT_BIT, scale_values, torch_threads
 from . import OpCheck, register
@@ -78,11 +79,9 @@ def label(case: BinaryCase) -> Iterator[str]:
         yield "odd-zp"
     if case.scale < 1e-7:
         yield "tiny-scale"
-    # exact ties of the scalar path's c * inv: where the rounding order shows
-    da = f32(np.float32(a.scale) * f32(a.int_repr.astype(np.int64) - a.zero_point))
-    db = f32(np.float32(b.scale) * f32(b.int_repr.astype(np.int64) - b.zero_point))
-    t = f32(f32(da + db) * f32(np.float32(1) / np.float32(case.scale)))
-    if np.any(np.isfinite(t) & (t - np.floor(t) == 0.5)):
+    # exact ties of the scalar path's c * inv (c = dequantize_val(a) + dequantize_val(b),
+    # what `dequantize` computes): where the rounding order shows
+    if count_exact_ties(f32(f32(dequantize(a) + dequantize(b)) * inverse_scale_f32(case.scale))):
         yield "exact-tie"
 
 
