@@ -27,6 +27,7 @@ from torch import nn
 
 from production.quantize import quantize_jit
 from production.verify import VerifyReport, tie_inputs, verify
+from reference.ops._pool_common import pooling_output_size
 
 
 @dataclass(frozen=True)
@@ -276,15 +277,12 @@ def conv_specs(draw: st.DrawFn, size: int) -> ConvSpec:
 
 
 def _conv_out(size: int, spec: ConvSpec) -> int:
-    return (size + 2 * spec.padding - spec.dilation * (spec.kernel - 1) - 1) // spec.stride + 1
+    # ATen's conv output size is pooling's floor formula: floor((size + 2p - d(k-1) - 1) / s) + 1.
+    return pooling_output_size(size, spec.kernel, spec.padding, spec.stride, spec.dilation, ceil_mode=False)
 
 
 def _pool_out(size: int, spec: PoolSpec) -> int:
-    span = size + 2 * spec.padding - spec.kernel
-    out = (-(-span // spec.stride) if spec.ceil_mode else span // spec.stride) + 1
-    if spec.ceil_mode and (out - 1) * spec.stride >= size + spec.padding:
-        out -= 1
-    return out
+    return pooling_output_size(size, spec.kernel, spec.padding, spec.stride, 1, spec.ceil_mode)
 
 
 @st.composite
