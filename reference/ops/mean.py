@@ -145,12 +145,17 @@ def _multi_row_sum(rows: np.ndarray) -> np.ndarray:
     levels = 4
     power = max(4, _ceil_log2(size) // levels)
     step, mask = 1 << power, (1 << power) - 1
+    full = size // step * step
+    # Level 0 is 0 at the start of each full step, so its value after the step is the
+    # sequential float32 running sum of those rows: `np.add.accumulate` adds strictly in
+    # order, one float32 rounding per add (0 + r0 = r0: dequantized values are never -0).
+    blocks = rows[:full].reshape((size // step, step) + rows.shape[1:])
+    steps = np.add.accumulate(blocks, axis=1, dtype=np.float32)[:, -1]
     acc = np.zeros((levels,) + rows.shape[1:], dtype=np.float32)
     i = 0
-    while i + step <= size:
-        for _ in range(step):
-            acc[0] = f32(acc[0] + rows[i])
-            i += 1
+    for level0 in steps:
+        acc[0] = level0
+        i += step
         for j in range(1, levels):
             acc[j] = f32(acc[j] + acc[j - 1])
             acc[j - 1] = 0
