@@ -37,6 +37,16 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def hardware_cpu_features() -> str:
+    """The instruction set CPUID offers: "avx512_vnni", "avx512" or "avx2", ignoring the
+    switches that lower what FBGEMM and ATen use (FBGEMM's groupwise conv follows CPUID
+    alone, see conformance.checks.conv2d)."""
+    flags = cpu_flags()
+    if not {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "avx2"
+    return "avx512_vnni" if "avx512_vnni" in flags else "avx512"
+
+
 def detect_cpu_features() -> str:
     """The instruction set FBGEMM and ATen dispatch to here: "avx512_vnni", "avx512" or "avx2".
 
@@ -45,13 +55,12 @@ def detect_cpu_features() -> str:
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         raise RuntimeError(f"quantspec specifies fbgemm on x86-64 only; this machine is {platform.machine()}")
-    flags = cpu_flags()
+    hardware = hardware_cpu_features()
     forced = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "").upper()
     aten = torch.backends.cpu.get_cpu_capability().upper()
-    has_avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags and forced not in ("AVX2",)
-    if not has_avx512 or not aten.startswith("AVX512"):
+    if hardware == "avx2" or forced == "AVX2" or not aten.startswith("AVX512"):
         return "avx2"
-    if "avx512_vnni" in flags and forced not in ("AVX512",):
+    if hardware == "avx512_vnni" and forced != "AVX512":
         return "avx512_vnni"
     return "avx512"
 
@@ -70,6 +79,17 @@ def quantized_engine(name: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.quantized.engine = previous
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `torch.set_num_threads(count)`, then restore the caller's count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def fbgemm_engine() -> contextlib.AbstractContextManager[None]:

@@ -22,11 +22,10 @@ been first), plus torch's output as the constant `expected:<name>`.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from reference.qtensor import QTensor
 from reference.quantize_kernels import inverse_scale_f32
 
 from .bridge import compare_with_torch, from_torch
-from .environment import fbgemm_engine
+from .environment import fbgemm_engine, torch_threads
 from .export import export
 
 
@@ -147,19 +146,9 @@ def capture_intermediates(
         graph.eraseOutput(0)
     graph.registerOutput(captured.output())
     function = torch._C._create_function_from_graph("quantspec_capture", graph)
-    with fbgemm_engine(), _torch_threads(num_threads), torch.no_grad():
+    with fbgemm_engine(), torch_threads(num_threads), torch.no_grad():
         values = function(converted._c, *inputs)
     return dict(zip(names, values))
-
-
-@contextlib.contextmanager
-def _torch_threads(num_threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def verify(

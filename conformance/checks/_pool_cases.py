@@ -1,5 +1,5 @@
 """Cases shared by the add, pooling and cat checks: 4-d quantized inputs that reach the
-kernels' hard spots, printed as pasteable literals, and a thread-count guard for torch.
+kernels' hard spots, printed as pasteable literals, and the pooling checks' labels.
 
 Channel counts hit every vector split these kernels have: 8-lane blocks (AVX2 NHWC
 adaptive pool, cat), 16-lane blocks (AVX512 NHWC avg pool), 32-channel blocks (cat), and
@@ -8,14 +8,13 @@ the scalar tails after each; C == 1 and H*W == 1 make NCHW inputs take the NHWC 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
+from production.environment import torch_threads  # noqa: F401 (checks/mean.py imports it from here)
 from reference.ops._pool_common import pooling_output_size, takes_nhwc_kernel
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
@@ -24,17 +23,6 @@ from ..strategies import QTensorCase, zero_points
 
 EIGHT_BIT = (QDtype.quint8, QDtype.qint8)
 LANE_CHANNELS = (1, 2, 3, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 32, 33, 40, 47, 48, 64, 65)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run torch with `count` intra-op threads, then restore the previous count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def scale_values() -> st.SearchStrategy[float]:

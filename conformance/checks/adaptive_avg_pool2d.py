@@ -10,13 +10,14 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from production.environment import torch_threads
 from reference.ops import adaptive_avg_pool2d
 from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase
-from ._pool_cases import PoolCase, pool_inputs, pool_labels, torch_threads
+from ._pool_cases import PoolCase, pool_inputs, pool_labels
 from . import OpCheck, register
 
 

@@ -11,6 +11,7 @@ import torch
 from hypothesis import strategies as st
 
 from reference.numerics import f32
+from production.environment import torch_threads
 from reference.ops import add, dequantize
 from reference.ops._tensor_iterator import GRAIN_SIZE
 from reference.profile import NumericsProfile
@@ -20,7 +21,7 @@ from reference.quantize_kernels import inverse_scale_f32
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, count_exact_ties, zero_points
 from ._elementwise_cases import BinaryCase, shape_format_threads
-from ._pool_cases import EIGHT_BIT, scale_values, torch_threads
+from ._pool_cases import EIGHT_BIT, scale_values
 from . import OpCheck, register
 
 def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:

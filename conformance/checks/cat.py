@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from production.environment import torch_threads
 from reference.ops import cat
 from reference.ops._pool_common import takes_nhwc_kernel
 from reference.profile import NumericsProfile
@@ -20,7 +21,7 @@ from reference.qtensor import MemoryFormat, QDtype, QTensor
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
 from ..strategies import QTensorCase, zero_points
-from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values, torch_threads
+from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values
 from . import OpCheck, register
 
 
