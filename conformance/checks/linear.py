@@ -32,6 +32,8 @@ from .conv2d import (
     input_scales,
     out_scale_factors,
     output_scale,
+    pairs_saturate,
+    typical_acc_above_2_24,
     weight_tensor,
 )
 
@@ -124,16 +126,9 @@ def label(case: LinearCase) -> Iterator[str]:
         yield "tiny-out-scale"
     if case.out_features % 8:
         yield "n-tail"
-    x, weight, _, _ = case.arrays()
-    a = x.int_repr.reshape(-1, case.in_features).astype(np.int64)
-    w = weight.int_repr.astype(np.int64)
-    pairs = case.in_features // 2 * 2
-    sums = a[:, None, 0:pairs:2] * w[None, :, 0:pairs:2] + a[:, None, 1:pairs:2] * w[None, :, 1:pairs:2]
-    if np.any((sums > 32767) | (sums < -32768)):
+    if pairs_saturate(case.act_kind, case.w_kind, case.in_features):
         yield "sat-pairs"
-    w_zp = np.asarray(weight.zero_point, np.int64).reshape(-1, 1) if weight.per_channel else weight.zero_point
-    exact = (a - x.zero_point).astype(np.float64) @ (w - w_zp).astype(np.float64).T  # exact: |sum| < 2^53
-    if np.abs(exact).max(initial=0) > 2**24:
+    if typical_acc_above_2_24(case.act_kind, case.act_zero_point, case.w_kind, case.in_features):
         yield "acc>2^24"
 
 
