@@ -1,5 +1,6 @@
 """Helpers shared by the element-wise, pooling and cat references: argument checks,
-pooling window arithmetic and the NHWC-kernel routing. Private to reference.ops."""
+pooling window arithmetic (output sizes, window sums) and the NHWC-kernel routing.
+Private to reference.ops."""
 
 from __future__ import annotations
 
@@ -45,6 +46,33 @@ def pooling_output_size(size: int, kernel: int, pad: int, stride: int, dilation:
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1
     return out
+
+
+def window_sums(
+    values: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact integer sum of every window of `values` (N, C, H, W; int64), (N, C, OH, OW),
+    and the window sizes (OH, OW). Window (i, j) spans rows [rows[0][i], rows[1][i]) and
+    columns [cols[0][j], cols[1][j]), already clipped to the input.
+
+    2-d prefix sums: `P[r, c]` = sum of `values[:r, :c]`, and a window's sum is
+    `P[r1, c1] - P[r0, c1] - P[r1, c0] + P[r0, c0]` (integers: exact).
+
+    >>> rows, cols = (np.array([0]), np.array([2])), (np.array([1]), np.array([2]))  # rows 0-1, column 1
+    >>> sums, size = window_sums(np.arange(4).reshape(1, 1, 2, 2), rows, cols)  # [[0, 1], [2, 3]]
+    >>> sums.tolist(), size.tolist()  # 1 + 3, a 2 x 1 window
+    ([[[[4]]]], [[2]])
+    """
+    prefix = np.zeros(values.shape[:2] + (values.shape[2] + 1, values.shape[3] + 1), dtype=np.int64)
+    prefix[:, :, 1:, 1:] = values.cumsum(2).cumsum(3)
+    (r0, r1), (c0, c1) = rows, cols
+    sums = (
+        prefix[:, :, r1[:, None], c1[None, :]]
+        - prefix[:, :, r0[:, None], c1[None, :]]
+        - prefix[:, :, r1[:, None], c0[None, :]]
+        + prefix[:, :, r0[:, None], c0[None, :]]
+    )
+    return sums, (r1 - r0)[:, None] * (c1 - c0)[None, :]
 
 
 def takes_nhwc_kernel(q: QTensor) -> bool:

@@ -17,6 +17,7 @@ from ._pool_common import (
     pair,
     pooling_output_size,
     takes_nhwc_kernel,
+    window_sums,
 )
 from ._registry import register_op
 
@@ -95,19 +96,9 @@ def _window_sums(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`acc = sum q - size*zp` per output (N, C, OH, OW) and the divisor per output pixel (OH, OW)."""
     _, _, height, width = x.shape
-    rows = _axis_windows(height, kernel[0], stride[0], pad[0], ceil_mode)
-    cols = _axis_windows(width, kernel[1], stride[1], pad[1], ceil_mode)
-    # Prefix sums over the integers give every clipped window's sum exactly.
-    prefix = np.zeros(x.shape[:2] + (height + 1, width + 1), dtype=np.int64)
-    prefix[:, :, 1:, 1:] = x.int_repr.astype(np.int64).cumsum(2).cumsum(3)
-    (r0, r1, r_pool), (c0, c1, c_pool) = rows, cols
-    sums = (
-        prefix[:, :, r1[:, None], c1[None, :]]
-        - prefix[:, :, r0[:, None], c1[None, :]]
-        - prefix[:, :, r1[:, None], c0[None, :]]
-        + prefix[:, :, r0[:, None], c0[None, :]]
-    )
-    size = (r1 - r0)[:, None] * (c1 - c0)[None, :]
+    r0, r1, r_pool = _axis_windows(height, kernel[0], stride[0], pad[0], ceil_mode)
+    c0, c1, c_pool = _axis_windows(width, kernel[1], stride[1], pad[1], ceil_mode)
+    sums, size = window_sums(x.int_repr.astype(np.int64), (r0, r1), (c0, c1))
     acc = sums - size * x.zero_point
     if divisor_override is not None:
         divisor = np.full(size.shape, int(divisor_override), dtype=np.int64)
