@@ -162,7 +162,7 @@ def test_quantile_steps_are_the_python_loop_values() -> None:
     # `alpha += 1e-5` rounds at every step: after 100,000 steps alpha is 0.9999999999980838,
     # not 1.0 (a pairwise sum such as np.sum gives 1.0). np.add.accumulate must add left to
     # right like the loop, for every value the search can read.
-    alphas, betas = _quantile_steps()
+    alphas, betas, _ = _quantile_steps()
     alpha, beta, loop_alphas, loop_betas = 0.0, 1.0, [], []
     for _ in range(alphas.size):
         loop_alphas.append(alpha)

@@ -128,6 +128,10 @@ def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
     return np.concatenate([lower, upper]).astype(np.float32)
 
 
+# Elements per block of `histc_f32`: the block's float32 quotients and int64 bin indices stay in L2.
+_HISTC_BLOCK = 1 << 16
+
+
 def histc_f32(x: np.ndarray, bins: int, low: float, high: float) -> np.ndarray:
     """`torch.histc(x, bins, min=low, max=high)` of a float32 array, as float32 counts.
 
@@ -167,17 +171,27 @@ def histc_f32(x: np.ndarray, bins: int, low: float, high: float) -> np.ndarray:
         inside = values.size == 0 or _within(aminmax_f32(values), lo, hi)
         if not inside:
             values = values[(values >= lo) & (values <= hi)]  # NaN fails both
-        # In place, each step a float32 operation rounded once (the kernel's scalar code).
-        scaled = np.subtract(values, lo, dtype=np.float32)
-        scaled *= np.float32(bins)
-        scaled /= width
-    if scaled.size and not np.isfinite(scaled.max()):
-        # `static_cast<int64_t>` of an overflowed (inf) quotient is INT64_MIN on x86-64; the
-        # kernel then writes hist[INT64_MIN], whose byte offset INT64_MIN * 4 wraps to 0: bin 0.
-        scaled[~np.isfinite(scaled)] = 0
-    position = scaled.astype(np.int64)  # truncation; every quotient is >= 0
-    np.minimum(position, bins - 1, out=position)  # x == hi: last bin
-    return np.bincount(position, minlength=bins).astype(np.float32)
+        # f32(x - lo) <= width, so `f32(x - lo) * bins` can overflow only if width * bins does.
+        overflows = not np.isfinite(f32(width * np.float32(bins)))
+    counts = np.zeros(bins, np.int64)
+    scaled = np.empty(min(values.size, _HISTC_BLOCK), np.float32)
+    for first in range(0, values.size, _HISTC_BLOCK):
+        block = values[first : first + _HISTC_BLOCK]
+        quotient = scaled[: block.size]
+        with np.errstate(over="ignore"):  # intended: the overflow case below
+            # Each step a float32 operation rounded once (the kernel's scalar code).
+            np.subtract(block, lo, out=quotient)
+            quotient *= np.float32(bins)
+            quotient /= width
+        if overflows:
+            # `static_cast<int64_t>` of an overflowed (inf) quotient is INT64_MIN on x86-64; the
+            # kernel then writes hist[INT64_MIN], whose byte offset INT64_MIN * 4 wraps to 0: bin 0.
+            quotient[~np.isfinite(quotient)] = 0
+        # Truncation (every quotient is >= 0); x == hi (quotient bins) counts in the last bin.
+        block_counts = np.bincount(quotient.astype(np.int64), minlength=bins)
+        counts += block_counts[:bins]
+        counts[-1] += block_counts[bins:].sum()
+    return counts.astype(np.float32)
 
 
 def _within(extremes: tuple[np.float32, np.float32], lo: np.ndarray, hi: np.ndarray) -> bool:

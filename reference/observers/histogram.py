@@ -171,18 +171,15 @@ class HistogramObserver(UniformObserver):
         total = float(cascade_sum_f32(self.histogram))
         # Python floats holding float32 values: bisect on a list is the fast scalar search.
         csum = np.cumsum(self.histogram, dtype=np.float64).astype(np.float32).tolist()
-        alphas, betas = _quantile_steps()
-        # `next_alpha * total` in double, narrowed to float32 by the tensor comparison.
-        alpha_at, beta_at = f32(alphas * total), f32(betas * total)
-        descending_beta, descending_beta_at = -betas, -beta_at  # ascending, for searchsorted
+        alphas, betas, descending_betas = _quantile_steps()
         i = j = 0  # alpha = alphas[i], beta = betas[j]
         start_bin, end_bin = 0, self.bins - 1
         norm_min = float("inf")
         while alphas[i] < betas[j]:
             # `while l < end_bin and csum[l] < a*total: l += 1` over a non-decreasing csum.
-            first_at_least = bisect.bisect_left(csum, float(alpha_at[i + 1]))
+            first_at_least = bisect.bisect_left(csum, _times_f32(alphas[i + 1], total))
             left = min(max(first_at_least, start_bin), end_bin)
-            last_at_most = bisect.bisect_right(csum, float(beta_at[j + 1])) - 1
+            last_at_most = bisect.bisect_right(csum, _times_f32(betas[j + 1], total)) - 1
             right = max(min(last_at_most, end_bin), start_bin)
             next_start, next_end = start_bin, end_bin
             if left - start_bin > end_bin - right:
@@ -190,15 +187,16 @@ class HistogramObserver(UniformObserver):
             else:
                 next_end, j = right, j + 1
             if next_start == start_bin and next_end == end_bin:
-                # The `continue` run: the next change is the first beta step k >= j with
-                # `f32(betas[k + 1] * total) < csum[end_bin]` (r < end_bin; never when
-                # end_bin == start_bin); the loop ends first if betas[k] <= alpha.
-                stop = j + int(np.searchsorted(descending_beta[j:], -alphas[i], side="left"))
-                change = stop
+                # The `continue` run: the loop ends at the first k >= j with betas[k] <= alpha,
+                # unless before that r drops below end_bin (never when end_bin == start_bin):
+                # at the first k with `f32(betas[k + 1] * total) < csum[end_bin]`, a
+                # predicate that turns true once, as beta only falls.
+                stop = j + int(np.searchsorted(descending_betas[j:], -alphas[i], side="left"))
                 if end_bin > start_bin:
-                    below = int(np.searchsorted(descending_beta_at[j + 1 :], -csum[end_bin], side="right"))
-                    change = min(stop, j + below)
-                j = change
+                    end_sum = csum[end_bin]
+                    steps = range(j, stop)
+                    stop = j + bisect.bisect_left(steps, True, key=lambda k: _times_f32(betas[k + 1], total) < end_sum)
+                j = stop
                 continue
             norm = self._quantization_error(next_start, next_end)
             if norm > norm_min:
@@ -248,9 +246,16 @@ def _norm(delta_begin: np.ndarray, delta_end: np.ndarray, density: np.ndarray) -
     return f32(density * f32(f32(cube_end - cube_begin) / np.float32(3)))
 
 
+def _times_f32(quantile: float, total: float) -> float:
+    """`next_alpha * total` in double, narrowed to float32 where it meets the float32 csum."""
+    with np.errstate(over="ignore"):  # a product just above FLT_MAX rounds to inf, as torch's cast does
+        return float(np.float32(quantile * total))
+
+
 @functools.lru_cache(maxsize=1)
-def _quantile_steps() -> tuple[np.ndarray, np.ndarray]:
-    """Every value `_non_linear_param_search`'s alpha and beta take, in order (read-only).
+def _quantile_steps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every value `_non_linear_param_search`'s alpha and beta take, in order, and -beta
+    (ascending, for searchsorted); read-only.
 
     alpha: 0.0, then `alpha + 1e-5` again and again; beta: 1.0, then `beta - 1e-5`; each
     a Python double addition rounded once. `np.add.accumulate` over a 1-d float64 array
@@ -261,5 +266,7 @@ def _quantile_steps() -> tuple[np.ndarray, np.ndarray]:
     count = int(1 / SEARCH_STEP) + 3
     alphas = np.add.accumulate(np.concatenate([[0.0], np.full(count - 1, SEARCH_STEP)]))
     betas = np.add.accumulate(np.concatenate([[1.0], np.full(count - 1, -SEARCH_STEP)]))
-    alphas.flags.writeable = betas.flags.writeable = False
-    return alphas, betas
+    steps = (alphas, betas, -betas)
+    for array in steps:
+        array.flags.writeable = False
+    return steps
