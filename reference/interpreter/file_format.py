@@ -24,11 +24,15 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
+from ..ops._gemm import GemmWeights
+from ..ops.conv2d import prepare_conv_weight
+from ..ops.linear import prepare_linear_weight
 from ..qtensor import MemoryFormat, QDtype, QTensor
 
 FORMAT_NAME = "quantspec-model"
@@ -55,6 +59,12 @@ class PackedConv:
     transposed: bool = False
     output_padding: tuple[int, ...] = (0, 0)
 
+    @cached_property
+    def gemm_weights(self) -> GemmWeights:
+        """The weight as the reference's GEMM operand, formed on first use and kept with the
+        loaded model (as torch keeps its prepacked weight), not formed again per run."""
+        return prepare_conv_weight(self.weight, self.groups)
+
 
 @dataclass(frozen=True)
 class PackedLinear:
@@ -62,6 +72,11 @@ class PackedLinear:
 
     weight: QTensor
     bias: np.ndarray | None
+
+    @cached_property
+    def gemm_weights(self) -> GemmWeights:
+        """The weight as the reference's GEMM operand, formed once (see `PackedConv.gemm_weights`)."""
+        return prepare_linear_weight(self.weight)
 
 
 class ArrayStore:

@@ -99,7 +99,7 @@ def _conv(relu: bool) -> Kernel:
             raise UnknownNodeKind(f"conv2d needs non-transposed conv packed params, got {packed!r}")
         return ops.conv2d(
             x, packed.weight, packed.bias, packed.stride, packed.padding, packed.dilation, packed.groups,
-            scale, zero_point, relu=relu, profile=context.profile,
+            scale, zero_point, relu=relu, profile=context.profile, prepared=packed.gemm_weights,
         )
 
     return run
@@ -114,7 +114,10 @@ def _linear(relu: bool) -> Kernel:
         x, packed, scale, zero_point = args
         if not isinstance(packed, PackedLinear):
             raise UnknownNodeKind(f"linear needs linear packed params, got {type(packed).__name__}")
-        return ops.linear(x, packed.weight, packed.bias, scale, zero_point, relu=relu, profile=context.profile)
+        return ops.linear(
+            x, packed.weight, packed.bias, scale, zero_point, relu=relu, profile=context.profile,
+            prepared=packed.gemm_weights,
+        )
 
     return run
 

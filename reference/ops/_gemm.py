@@ -8,6 +8,8 @@ saturates a pair of products to int16 first (see `pair_saturation_correction`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..numerics import saturate_int16, wrap_int32
@@ -16,15 +18,44 @@ from ..numerics import saturate_int16, wrap_int32
 _F32_EXACT = 2**24
 
 
-def centered_bound(values: np.ndarray, zero_point: np.typing.ArrayLike) -> int:
-    """max |values - zero_point| (0 for an empty array); per-channel zero points index axis 0."""
-    if values.size == 0:
-        return 0
-    zp = np.asarray(zero_point, dtype=np.int64)
-    rows = values.reshape(zp.size, -1) if zp.ndim else values.reshape(1, -1)
-    high = rows.max(axis=1).astype(np.int64) - zp.reshape(-1)
-    low = rows.min(axis=1).astype(np.int64) - zp.reshape(-1)
-    return int(max(np.abs(high).max(), np.abs(low).max()))
+@dataclass(frozen=True)
+class GemmWeights:
+    """The weight operand of FBGEMM's u8 x s8 GEMM, ready for the exact float32 product.
+
+    FBGEMM packs a weight once, at `*_prepack` (`PackBMatrix`); likewise a loaded model
+    forms this once per weight (`prepare_weights`), not once per run.
+
+    Attributes:
+        centered: float32 (G, N/G, K): `w[j, k] - w_zp[j]` per output channel j of each
+            group, K in the kernel's order (exact integers, |value| <= 255).
+        max_abs: max |w - w_zp| over all entries (an int).
+        max_square_norm: max over output channels j of `sum_k (w[j, k] - w_zp[j])^2` (an int).
+    """
+
+    centered: np.ndarray
+    max_abs: int
+    max_square_norm: int
+
+    @property
+    def out_channels(self) -> int:
+        return self.centered.shape[0] * self.centered.shape[1]
+
+
+def prepare_weights(weight: np.ndarray, zero_point: np.typing.ArrayLike) -> GemmWeights:
+    """`GemmWeights` of int8 weights (G, N/G, K) with a scalar or per-output-channel (N,) zero point.
+
+    >>> w = prepare_weights(np.int8([[[3, -4], [1, 0]]]), [1, 0])
+    >>> w.centered.tolist(), w.max_abs, w.max_square_norm   # rows [2, -5], [1, 0]: 4 + 25 = 29
+    ([[[2.0, -5.0], [1.0, 0.0]]], 5, 29)
+    """
+    groups, per_group, depth = weight.shape
+    zp = np.broadcast_to(np.asarray(zero_point, np.float32), (groups * per_group,)).reshape(groups, per_group, 1)
+    centered = np.empty(weight.shape, np.float32)
+    np.subtract(weight, zp, out=centered)  # exact: int8 and the zp (0..255) are float32 integers
+    if centered.size == 0:
+        return GemmWeights(centered, 0, 0)
+    squares = np.square(centered, dtype=np.float64).sum(axis=2)  # exact: <= K * 255^2 < 2^53
+    return GemmWeights(centered, int(np.abs(centered).max()), int(squares.max()))
 
 
 def centered_f32(values: np.ndarray, zero_point: np.typing.ArrayLike) -> np.ndarray:
@@ -34,41 +65,72 @@ def centered_f32(values: np.ndarray, zero_point: np.typing.ArrayLike) -> np.ndar
     return out
 
 
-def exact_matmul(a: np.ndarray, w: np.ndarray, a_bound: int, w_bound: int) -> np.ndarray:
-    """`wrap_int32(sum_k a[g, i, k] * w[g, j, k])` of integer-valued float32 operands, exactly.
+def exact_matmul(
+    a: np.ndarray,
+    w: GemmWeights,
+    a_max_abs: int,
+    a_max_square_norm: int | None = None,
+    correction: np.ndarray | None = None,
+) -> np.ndarray:
+    """FBGEMM's int32 accumulators as requantization converts them: `f32(wrap_int32(S))`.
 
-    The int32 accumulator FBGEMM forms when no pair saturates (its adds wrap).
+    `S[i, g*N/G + j] = sum_k a[g, i, k] * w.centered[g, j, k]` (+ `correction`), the int32
+    sum FBGEMM forms when no pair saturates (its adds wrap); `cvtepi32_ps` rounds it to
+    float32 (exactly itself whenever |S| <= 2^24, the common case).
 
     Args:
-        a: centered activations `a - a_zp` as float32, shape (G, M, K) (one GEMM per group).
-        w: centered weights `w - w_zp` as float32, shape (G, N, K) (a row per output channel).
-        a_bound, w_bound: upper bounds of |a| and |w| (from the raw int8 tensors: cheaper
-            than scanning the float32 operands).
+        a: centered activations `a - a_zp` as float32, (G, M, K) (one GEMM per group).
+        w: the prepared weights, (G, N/G, K).
+        a_max_abs: an upper bound of |a| (from the raw uint8 tensor: cheaper than a scan).
+        a_max_square_norm: an upper bound of `sum_k a[g, i, k]^2` over all rows, or None.
+        correction: int64 (M, N) added to S before the wrap (pair saturation), or None.
 
-    Returns the int32 accumulators, shape (G, M, N).
+    Returns float32 (M, N), output channels of group g in columns g*N/G ... (g+1)*N/G - 1.
 
-    Exactness (TFLite-style argument): every term is an integer with
-    |term| <= amax * wmax, where amax = a_bound and wmax = w_bound.
-    BLAS sums in float32 in any order and may fuse multiply-adds, but every partial sum
-    it forms is a sum of at most `chunk` terms, so |partial| <= chunk * amax * wmax.
-    With chunk = floor((2^24 - 1) / (amax * wmax)) that is < 2^24, where float32 holds
-    every integer: no product or addition ever rounds. One chunk converts to int32
-    directly; several are added in int64 (|total| <= K * 255 * 255 < 2^63) and wrapped.
+    Exactness: every term is an integer and BLAS sums in float32 in any order, maybe with
+    fused multiply-adds, so each partial sum it forms for (i, j) is a sum of a subset of
+    the terms: |partial| <= T = sum_k |a_ik| |w_jk|. While T <= 2^24 float32 holds every
+    such integer, so no product, fma or add ever rounds. Two bounds of T, both for every
+    (i, j):  T <= K * max|a| * max|w|  and, by Cauchy-Schwarz,
+    T^2 <= (sum_k a_ik^2)(sum_k w_jk^2) <= a_max_square_norm * w.max_square_norm,
+    compared in exact integers. If either holds, one float32 GEMM is the exact S (and
+    |S| <= 2^24 < 2^31: no wrap). Otherwise K is cut into chunks of
+    `c = floor((2^24 - 1) / (max|a| max|w|))` terms (each chunk's T < 2^24, exact), added
+    in int64 (|total| <= K * 255 * 255 < 2^63) and wrapped.
     """
     groups, rows, depth = a.shape
-    out = np.zeros((groups, rows, w.shape[1]), dtype=np.int32)
-    if a_bound == 0 or w_bound == 0 or depth == 0:
-        return out
-    chunk = max(1, int((_F32_EXACT - 1) // (a_bound * w_bound)))
-    for g in range(groups):  # 2-d products: BLAS sgemm with a transposed operand, no copies
-        if chunk >= depth:
-            out[g] = a[g] @ w[g].T  # |sum| < 2^24: exact, no wrap possible
-            continue
-        total = np.zeros((rows, w.shape[1]), dtype=np.int64)
-        for start in range(0, depth, chunk):
-            total += (a[g, :, start : start + chunk] @ w[g, :, start : start + chunk].T).astype(np.int64)
-        out[g] = wrap_int32(total)
+    per_group = w.centered.shape[1]
+    if a_max_abs == 0 or w.max_abs == 0 or depth == 0:
+        total = np.zeros((rows, groups * per_group), dtype=np.float32)
+        return total if correction is None else _wrapped_f32(correction)
+    single = depth * a_max_abs * w.max_abs <= _F32_EXACT or (
+        a_max_square_norm is not None and a_max_square_norm * w.max_square_norm <= _F32_EXACT**2
+    )
+    if single:
+        total = _grouped_matmul(a, w.centered)
+        return total if correction is None else _wrapped_f32(total.astype(np.int64) + correction)
+    chunk = max(1, (_F32_EXACT - 1) // (a_max_abs * w.max_abs))
+    total = np.zeros((rows, groups * per_group), dtype=np.int64) if correction is None else correction.copy()
+    for start in range(0, depth, chunk):
+        part = slice(start, start + chunk)
+        total += _grouped_matmul(a[:, :, part], w.centered[:, :, part]).astype(np.int64)
+    return _wrapped_f32(total)
+
+
+def _grouped_matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """`a[g] @ w[g].T` side by side: (M, G * N/G) float32; BLAS sgemm, transposed operand, no copies."""
+    groups, per_group = w.shape[0], w.shape[1]
+    if groups == 1:
+        return a[0] @ w[0].T
+    out = np.empty((a.shape[1], groups * per_group), dtype=np.float32)
+    for g in range(groups):
+        out[:, g * per_group : (g + 1) * per_group] = a[g] @ w[g].T
     return out
+
+
+def _wrapped_f32(total: np.ndarray) -> np.ndarray:
+    """`cvtepi32_ps(wrap_int32(total))`: one float32 rounding beyond 2^24."""
+    return wrap_int32(total).astype(np.float32)
 
 
 def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -84,7 +146,8 @@ def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:
         a: uint8 activations as the kernel reads them (padding taps hold a_zp), (G, M, K).
         w: int8 weights, (G, N, K), K in the kernel's order.
 
-    Returns the int64 correction, (G, M, N), to add to the exact sum.
+    Returns the int64 correction to add to the exact sum, (M, G * N), groups side by side
+    (the layout of `exact_matmul`).
 
     Only candidate pairs are evaluated: |P| <= 128 (a0 + a1), so P > 32767 needs
     a0 + a1 >= 259 and P < -32768 needs a0 + a1 >= 257; and |P| <= 510 max(|w0|, |w1|)
@@ -95,7 +158,7 @@ def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     correction = np.zeros((groups, rows, cols), dtype=np.int64)
     pairs = depth // 2
     if pairs == 0:
-        return correction
+        return correction.transpose(1, 0, 2).reshape(rows, groups * cols)
     a0 = a[:, :, 0 : 2 * pairs : 2].astype(np.int32)
     a1 = a[:, :, 1 : 2 * pairs : 2].astype(np.int32)
     w0 = w[:, :, 0 : 2 * pairs : 2].astype(np.int32)
@@ -109,4 +172,4 @@ def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:
         excess = saturate_int16(pair) - pair
         if excess.any():
             correction[g][np.ix_(r, c)] += excess
-    return correction
+    return correction.transpose(1, 0, 2).reshape(rows, groups * cols)

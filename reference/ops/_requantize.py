@@ -65,8 +65,9 @@ def requantize_u8acc32(
 ) -> np.ndarray:
     """int32 accumulators (channel axis last) -> quint8 outputs, as FBGEMM's AVX2 requantization.
 
-    Per element of output channel j (`acc` already holds sum (a - a_zp)(w - w_zp) wrapped
-    to int32):
+    `acc` holds sum (a - a_zp)(w - w_zp) wrapped to int32, either as int32 or already as
+    the float32 `cvtepi32_ps` makes of it (what `exact_matmul` returns); a float32 `acc`
+    is used as the work buffer and overwritten. Per element of output channel j:
       xf = f32(acc)                                  (`cvtepi32_ps`, rne above 2^24)
       per-channel bias: xf = f32(xf + f32(bias[j] / atws[j]))       (`div_ps`, `add_ps`)
       per-tensor bias:  rcp = f32(1.0 / double(atws))  (a double divide, then narrowed)
@@ -86,20 +87,41 @@ def requantize_u8acc32(
     >>> requantize_u8acc32(np.int32([[6], [-100]]), None, p, 10, False, True).ravel().tolist()
     [12, 0]
     """
-    xf = f32(acc)
+    xf = acc if acc.dtype == np.float32 else f32(acc)
     with ieee_float_ops():  # huge/NaN biases and extreme scales give inf/NaN, as on the CPU
         if bias is not None:
             xf = _add_bias(xf, bias, params, per_tensor_bias_fma)
         np.multiply(xf, params.multiplier, out=xf)  # mul_ps: float32 x float32, one rounding
-        rounded = cvt_rne(xf)
+    lower = output_zero_point if relu else 0
+    if xf.size and xf.min() >= -_CVT_LIMIT and xf.max() < _CVT_LIMIT:  # no NaN either: it fails both
+        return _clamped_in_range(xf, output_zero_point, lower)
+    rounded = cvt_rne(xf)
     # The integer tail in place on int32 (each clip is `saturate_int16` / vpackuswb's uint8 clamp
     # without their int64 copies: these arrays are as large as the output).
     np.clip(rounded, INT16_MIN, INT16_MAX, out=rounded)  # packs_epi32
     rounded += np.int32(output_zero_point)  # adds_epi16: |sum| < 2^16, no int32 overflow ...
     np.clip(rounded, INT16_MIN, INT16_MAX, out=rounded)  # ... then its int16 saturation
-    lower = output_zero_point if relu else 0
     np.clip(rounded, lower, 255, out=rounded)  # packus_epi16 (0..255), max_epu8 with relu ? zp : 0
     return rounded.astype(np.uint8)
+
+
+# cvtps_epi32 converts every float32 in [-2^31, 2^31) (the largest below 2^31 is 2^31 - 128).
+_CVT_LIMIT = np.float32(2.0**31)
+
+
+def _clamped_in_range(xf: np.ndarray, output_zero_point: int, lower: int) -> np.ndarray:
+    """The integer tail of `requantize_u8acc32` when every xf converts (no INT32_MIN), in float32, in place.
+
+    r = cvt_rne(xf) = rint(xf), exactly (rint of a float32 is a float32). The three
+    saturations then compose to one clamp: clamp(clamp16(clamp16(r) + zp), lower, 255) =
+    clamp(r + zp, lower, 255), since 0 <= lower <= 255 lie inside int16 and adding
+    zp (0..255) is monotone. `r + zp` is exact in float32 for |r| <= 2^24 - 255; beyond,
+    its rounding cannot cross 0 or 255, so the clamp is unchanged.
+    """
+    np.rint(xf, out=xf)
+    xf += np.float32(output_zero_point)
+    np.clip(xf, lower, 255, out=xf)
+    return xf.astype(np.uint8)
 
 
 def _add_bias(xf: np.ndarray, bias: np.ndarray, params: RequantParams, fused: bool) -> np.ndarray:

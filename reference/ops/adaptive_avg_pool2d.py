@@ -112,17 +112,10 @@ def _requantize_nhwc(sums: np.ndarray, size: np.ndarray, x: QTensor, profile: Nu
     acc_f = f32(sums - size * x.zero_point)  # int32 accumulator, converted exactly
     mult = f32(f32(np.float32(x.scale) / np.float32(x.scale)) / f32(size))
     scale = np.broadcast_to(f32(np.float32(1) / mult), acc_f.shape)  # `1.0f / multiplier`
-    vector = _fbgemm_quantize_per_element(acc_f, scale, x, profile)
+    # `quantize_vec` -> FBGEMM `Quantize` with the window's own scale: element-wise, so one
+    # call covers every window size at once.
+    vector = fbgemm_quantize_u8s8(acc_f, scale, x.zero_point, x.dtype, profile)
     scalar = quantize_val(acc_f, scale, x.zero_point, x.dtype, profile)
     channels = x.shape[1]
     in_vector = (np.arange(channels) < channels // NHWC_VECTOR_CHANNELS * NHWC_VECTOR_CHANNELS)[None, :, None, None]
     return np.where(in_vector, vector, scalar)
-
-
-def _fbgemm_quantize_per_element(acc_f: np.ndarray, scale: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
-    """`quantize_vec` -> FBGEMM `Quantize` with the window's own scale (one per output pixel)."""
-    out = np.empty(acc_f.shape, dtype=x.dtype.storage)
-    for value in np.unique(scale):
-        where = scale == value
-        out[where] = fbgemm_quantize_u8s8(acc_f[where], float(value), x.zero_point, x.dtype, profile)
-    return out

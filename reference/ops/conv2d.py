@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import centered_bound, centered_f32, exact_matmul, pair_saturation_correction
+from ._gemm import GemmWeights, exact_matmul, pair_saturation_correction, prepare_weights
 from ._registry import register_op
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
@@ -109,6 +109,8 @@ def conv2d(
     output_zero_point: int,
     relu: bool = False,
     profile: NumericsProfile = DEFAULT_PROFILE,
+    *,
+    prepared: GemmWeights | None = None,
 ) -> QTensor:
     """`torch.ops.quantized.conv2d(x, conv2d_prepack(weight, bias, stride, padding, dilation, groups), scale, zp)`.
 
@@ -125,6 +127,9 @@ def conv2d(
     per-tensor bias is `fma32(bias, rcp, f32(acc))` except on the depthwise path of
     torch 2.14 (`profile.depthwise_per_tensor_bias_fma` false), which rounds `bias * rcp`
     first; per-channel bias `f32(f32(acc) + f32(bias / atws))`.
+
+    `prepared`: `prepare_conv_weight(weight, groups)`, for callers that run one weight many
+    times (the model interpreter); formed here when None.
 
     Hand-worked depthwise pair saturation (8 channels, 3x3, pad 1, all a = 255, a_zp 255,
     w = 127 everywhere, 1x1 image; only the center tap (4) is inside):
@@ -145,14 +150,16 @@ def conv2d(
     bias32 = checked_bias(bias, out_channels)
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
 
-    padded = _padded_nhwc(x, padding)
-    out_hw = _output_size(padded.shape[1:3], kernel, stride, dilation)
-    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
+    ph, pw = _pair("padding", padding, minimum=0)
+    out_hw = _output_size((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), kernel, stride, dilation)
     if path == "depthwise":
-        acc = _depthwise_acc(padded, x.zero_point, weight.int_repr, w_zp, stride, out_hw)
+        w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
+        acc = _depthwise_acc(_padded_nhwc(x, (ph, pw)), x.zero_point, weight.int_repr, w_zp, stride, out_hw)
         fused = profile.depthwise_per_tensor_bias_fma
     else:
-        acc = _gemm_acc(padded, x.zero_point, weight.int_repr, w_zp, stride, dilation, groups, out_hw, profile)
+        if prepared is None:
+            prepared = prepare_conv_weight(weight, groups)
+        acc = _gemm_acc(x, prepared, weight, (kernel, stride, (ph, pw), dilation, groups), out_hw, profile)
         fused = True  # requantizeOutputProcessing(GConv)Avx2: fused on both releases
 
     params = requant_params(x.scale, weight.scale, out.scale, out_channels)
@@ -187,42 +194,70 @@ def conv2d_relu(
     return conv2d(x, weight, bias, stride, padding, dilation, groups, output_scale, output_zero_point, True, profile)
 
 
+def prepare_conv_weight(weight: QTensor, groups: int) -> GemmWeights:
+    """The weight as the GEMM operand of the im2col / pointwise / groupwise paths.
+
+    FBGEMM's packed weight (`KRSC`) and `PackAWithIm2Col` order K as (kh, kw, c) within a
+    group: (G, OC/G, kh*kw*C/G), each row minus its output channel's zero point.
+    """
+    out_channels, c_per_g, kh, kw = weight.shape
+    krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, kh * kw * c_per_g)
+    return prepare_weights(krsc, weight.zero_point)
+
+
 def _gemm_acc(
-    padded: np.ndarray,
-    a_zp: int,
-    weight: np.ndarray,
-    w_zp: np.ndarray,
-    stride: Sequence[int],
-    dilation: Sequence[int],
-    groups: int,
+    x: QTensor,
+    prepared: GemmWeights,
+    weight: QTensor,
+    geometry: tuple,
     out_hw: tuple[int, int],
     profile: NumericsProfile,
 ) -> np.ndarray:
-    """int32 accumulators (N, OH, OW, OC) of the im2col / pointwise / groupwise paths.
+    """The accumulators (N, OH, OW, OC), as float32 (see `exact_matmul`), of the im2col /
+    pointwise / groupwise paths.
 
-    FBGEMM's `PackAWithIm2Col` and packed weight (`KRSC`) order K as (kh, kw, c) per
-    group; only the pair saturation depends on that order. The exact sum does not, so
-    it transposes whichever operand is smaller: the weights into (kh, kw, c) when there
-    are more output pixels than channels, else the activations into (c, kh, kw).
+    The activation side, in K order (kh, kw, c) per group: the zero-point-centered input,
+    padded with 0 (padding taps read a_zp), then its windows copied into the im2col matrix
+    (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
+    saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
     """
-    batch = padded.shape[0]
-    out_channels, c_per_g, kh, kw = weight.shape
-    k_per_g = out_channels // groups
-    rows, depth = batch * out_hw[0] * out_hw[1], kh * kw * c_per_g
-    windows = _im2col(padded, (kh, kw), stride, dilation, out_hw)  # (N, OH, OW, C, kh, kw) view
-    windows = windows.reshape(windows.shape[:3] + (groups, c_per_g, kh, kw))
-    krsc = windows.transpose(3, 0, 1, 2, 5, 6, 4)  # (G, N, OH, OW, kh, kw, c)
-    w_krsc = weight.transpose(0, 2, 3, 1)  # (OC, kh, kw, c)
-    a_view, w_view = (krsc, w_krsc) if rows >= out_channels else (windows.transpose(3, 0, 1, 2, 4, 5, 6), weight)
-    a_centered = centered_f32(a_view, a_zp).reshape(groups, rows, depth)  # one pass from the view
-    w_centered = centered_f32(w_view, w_zp.reshape(-1, 1, 1, 1)).reshape(groups, k_per_g, depth)
-    bounds = centered_bound(padded, a_zp), centered_bound(weight, w_zp)
-    acc = exact_matmul(a_centered, w_centered, *bounds)  # (G, rows, K/G)
-    if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
-        raw_a = np.ascontiguousarray(krsc).reshape(groups, rows, depth)
-        raw_w = np.ascontiguousarray(w_krsc).reshape(groups, k_per_g, depth)
-        acc = wrap_int32(acc + pair_saturation_correction(raw_a, raw_w))
-    return acc.transpose(1, 0, 2).reshape(batch, out_hw[0], out_hw[1], out_channels)
+    kernel, stride, padding, dilation, groups = geometry
+    batch, channels = x.shape[0], x.shape[1]
+    c_per_g, rows = channels // groups, batch * out_hw[0] * out_hw[1]
+    depth = kernel[0] * kernel[1] * c_per_g
+    centered = _centered_padded_nhwc(x, padding)
+    windows = _im2col(centered, kernel, stride, dilation, out_hw)  # (N, OH, OW, kh, kw, C) view
+    grouped = windows.reshape(windows.shape[:5] + (groups, c_per_g)).transpose(5, 0, 1, 2, 3, 4, 6)
+    a = np.ascontiguousarray(grouped).reshape(groups, rows, depth)  # no copy when already laid out so
+    raw = x.int_repr
+    a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
+    norms = None
+    if depth * a_max_abs * prepared.max_abs > 2**24:  # the simple bound fails: try Cauchy-Schwarz
+        norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups)
+    correction = None
+    if profile.gemm_pairs_saturate:
+        raw_windows = _im2col(_padded_nhwc(x, padding), kernel, stride, dilation, out_hw)
+        raw_a = np.ascontiguousarray(raw_windows.reshape(windows.shape[:5] + (groups, c_per_g)).transpose(5, 0, 1, 2, 3, 4, 6))
+        raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
+        correction = pair_saturation_correction(raw_a.reshape(groups, rows, depth), raw_w)
+    acc = exact_matmul(a, prepared, a_max_abs, norms, correction)  # (rows, OC)
+    return acc.reshape(batch, out_hw[0], out_hw[1], prepared.out_channels)
+
+
+def _max_window_square_norm(
+    centered: np.ndarray,
+    kernel: tuple[int, int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out_hw: tuple[int, int],
+    groups: int,
+) -> int:
+    """max over im2col rows (output pixel, group) of sum_k a_k^2, without forming the rows:
+    per-pixel sums of squares over each group's channels, then summed over each window."""
+    n, h, w, channels = centered.shape
+    per_pixel = np.square(centered.reshape(n, h, w, groups, channels // groups), dtype=np.float64).sum(axis=4)
+    windows = _im2col(per_pixel, kernel, stride, dilation, out_hw)  # (N, OH, OW, kh, kw, G)
+    return int(windows.sum(axis=(3, 4)).max(initial=0))  # exact: integers below 2^53
 
 
 def _depthwise_acc(
@@ -277,19 +312,27 @@ def _depthwise_acc(
 def _im2col(
     padded: np.ndarray, kernel: tuple[int, int], stride: Sequence[int], dilation: Sequence[int], out_hw: tuple[int, int]
 ) -> np.ndarray:
-    """Windows of the padded NHWC input: (N, OH, OW, C, kh, kw), a strided view."""
+    """Windows of a padded NHWC array in K order: (N, OH, OW, kh, kw, C), a strided view."""
     kh, kw = kernel
     span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # (N, H', W', C, span_h, span_w)
     windows = windows[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]]
-    return windows[:, : out_hw[0], : out_hw[1]]
+    return windows[:, : out_hw[0], : out_hw[1]].transpose(0, 1, 2, 4, 5, 3)
 
 
-def _padded_nhwc(x: QTensor, padding: Sequence[int]) -> np.ndarray:
+def _padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
     """The activation as NHWC uint8, padded with its zero point (what FBGEMM reads outside)."""
-    ph, pw = _pair("padding", padding, minimum=0)
+    ph, pw = padding
     nhwc = x.int_repr.transpose(0, 2, 3, 1)
     return np.pad(nhwc, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=x.zero_point)
+
+
+def _centered_padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
+    """`a - a_zp` as float32 NHWC (exact), padded with 0: the padding taps read a_zp."""
+    (ph, pw), (n, c, h, w) = padding, x.shape
+    out = np.zeros((n, h + 2 * ph, w + 2 * pw, c), np.float32)
+    np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(x.zero_point), out=out[:, ph : ph + h, pw : pw + w])
+    return out
 
 
 def _output_size(padded_hw: tuple[int, int], kernel: tuple[int, int], stride: Sequence[int], dilation: Sequence[int]) -> tuple[int, int]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import wrap_int32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import centered_bound, centered_f32, exact_matmul, pair_saturation_correction
+from ._gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights
 from ._registry import register_op
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
@@ -21,6 +20,8 @@ def linear(
     output_zero_point: int,
     relu: bool = False,
     profile: NumericsProfile = DEFAULT_PROFILE,
+    *,
+    prepared: GemmWeights | None = None,
 ) -> QTensor:
     """`torch.ops.quantized.linear(x, linear_prepack(weight, bias), output_scale, output_zero_point)`.
 
@@ -34,6 +35,7 @@ def linear(
     Then `requantize_u8acc32` with float32 `atws = f32(x_scale * w_scale[j])`,
     `mult = f32(atws / out_scale)`; the per-tensor bias step is one fma on every release
     (GEMM requantization): `cvt_rne(f32(fma32(bias, f32(1.0 / double(atws)), f32(acc)) * mult))`.
+    `prepared`: `prepare_linear_weight(weight)`, for callers that run one weight many times.
 
     Hand-worked: x = [[200, 10]] (scale 0.5, zp 10), w = [[3, -2]] (scale 0.25, zp 0),
     bias [1.0], output scale 1.0, zp 5:
@@ -50,13 +52,16 @@ def linear(
     bias32 = checked_bias(bias, out_features)
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
 
+    if prepared is None:
+        prepared = prepare_linear_weight(weight)
     rows = x.int_repr.reshape(1, -1, in_features)  # (G=1, M, K)
-    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))  # per row of w
-    bounds = centered_bound(rows, x.zero_point), centered_bound(weight.int_repr, w_zp)
-    acc = exact_matmul(centered_f32(rows, x.zero_point), centered_f32(weight.int_repr, w_zp[:, None])[None], *bounds)
+    centered = centered_f32(rows, x.zero_point)
+    a_max_abs = int(np.abs(centered).max(initial=0))
+    square_norm = int(np.square(centered, dtype=np.float64).sum(axis=2).max(initial=0))  # exact, < 2^53
+    correction = None
     if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
-        acc = wrap_int32(acc + pair_saturation_correction(rows, weight.int_repr[None]))
-    acc = acc[0]  # (M, N)
+        correction = pair_saturation_correction(rows, weight.int_repr[None])
+    acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction)  # (M, N) float32
 
     params = requant_params(x.scale, weight.scale, out.scale, out_features)
     ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
@@ -84,6 +89,11 @@ def linear_relu(
     [[5]]
     """
     return linear(x, weight, bias, output_scale, output_zero_point, relu=True, profile=profile)
+
+
+def prepare_linear_weight(weight: QTensor) -> GemmWeights:
+    """The (N, K) weight as the GEMM operand: one group, rows minus their zero points."""
+    return prepare_weights(weight.int_repr[None], weight.zero_point)
 
 
 def _check_linear_inputs(x: QTensor, weight: QTensor) -> tuple[int, int]:
