@@ -85,7 +85,7 @@ def oracle(case: MeanCase) -> QTensor:
 @st.composite
 def cases(draw: st.DrawFn) -> MeanCase:
     dtype = draw(st.sampled_from(EIGHT_BIT))
-    if draw(st.integers(0, 11)) == 0:  # 1 in 12: H*W past 4096 (BIG_WIDTHS), N = 1, few channels
+    if draw(st.sampled_from(range(12))) == 0:  # 1 in 12 (st.integers favours its ends): H*W past 4096, N = 1
         channels = draw(st.sampled_from(BIG_CHANNELS))
         height = draw(st.sampled_from(tuple(BIG_WIDTHS))) if channels <= 9 else 64
         shape = (1, channels, height, draw(st.integers(*BIG_WIDTHS[height])))
