@@ -10,16 +10,16 @@ activations; the folded weights). torch side: the qconfig's own observers
 symmetric qint8 weights) fed those tensors, `calculate_qparams()` as `convert_jit` reads
 it (eager and TorchScript observers compute alike: tests/test_observers.py). Reference
 side: `reference.qconfig.get_default_qconfig('fbgemm')`'s observers fed the same tensors.
-One recording serves both sides: two prepare_jit runs number their observers differently
-and can even see different float activations. Output: `[scale..., zero_point...]` over
-all observers, in graph order.
+One recording serves both sides (two prepare_jit runs number their observers differently).
+Calibration runs on one torch thread: at several threads, two runs can see different float
+activations. Output: `[scale..., zero_point...]` over all observers, in execution order.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from typing import Any, Iterable, Iterator, Union
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
 from torch.ao.quantization.observer import RecordingObserver
 
 from production import zoo
-from production.environment import fbgemm_engine, known_deprecations_silenced
+from production.environment import fbgemm_engine, known_deprecations_silenced, torch_threads
 from reference.profile import NumericsProfile
 from reference.qconfig import get_default_qconfig
 
@@ -72,8 +72,10 @@ class CalibrationCase:
 
 
 @st.composite
-def calibration_cases(draw: st.DrawFn) -> CalibrationCase:
-    model = draw(st.sampled_from(MODELS) | models.model_specs())
+def calibration_cases(draw: st.DrawFn, model_strategy: st.SearchStrategy | None = None) -> CalibrationCase:
+    """A zoo model of `MODELS` or a random CNN (or a model from `model_strategy`), its
+    width and seed, 1-3 calibration batches and their seed."""
+    model = draw(model_strategy or (st.sampled_from(MODELS) | models.model_specs()))
     return CalibrationCase(
         model,
         draw(st.sampled_from([0.25, 0.5])),
@@ -84,17 +86,11 @@ def calibration_cases(draw: st.DrawFn) -> CalibrationCase:
 
 
 def _prepared(case: CalibrationCase, qconfigs: dict[str, Any]) -> torch.jit.ScriptModule:
-    """The calibrated prepare_jit model, calibrated on one thread so that a case's float
-    activations do not depend on thread scheduling."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with fbgemm_engine(), known_deprecations_silenced(), torch.no_grad():
-            prepared = prepare_jit(torch.jit.script(case.float_model()), qconfigs)
-            for batch in case.inputs():
-                prepared(batch)
-    finally:
-        torch.set_num_threads(threads)
+    """The calibrated prepare_jit model (one torch thread)."""
+    with torch_threads(1), fbgemm_engine(), known_deprecations_silenced(), torch.no_grad():
+        prepared = prepare_jit(torch.jit.script(case.float_model()), qconfigs)
+        for batch in case.inputs():
+            prepared(batch)
     return prepared
 
 
@@ -122,14 +118,66 @@ def _recording_qconfigs(case: CalibrationCase) -> dict[str, Any]:
     return {key: (None if value is None else recording) for key, value in case.qconfig_dict().items()}
 
 
+def attribute_path(value: Any) -> str:
+    """The dotted attribute path of a TorchScript value built by a chain of prim::GetAttr
+    from the graph's `self` ("" for `self` itself)."""
+    names = []
+    while value.node().kind() == "prim::GetAttr":
+        names.append(value.node().s("name"))
+        value = value.node().input()
+    return ".".join(reversed(names))
+
+
+def submodule(module: torch.jit.ScriptModule, path: str) -> Any:
+    """`module.a.b.c` for path "a.b.c"."""
+    for name in filter(None, path.split(".")):
+        module = getattr(module, name)
+    return module
+
+
+def _graph_nodes(nodes: Iterable[Any]) -> Iterator[Any]:
+    for node in nodes:
+        yield node
+        for block in node.blocks():
+            yield from _graph_nodes(block.nodes())
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What one observer saw: its module path in the prepared model (e.g.
+    "layer1.0.conv1._observer_1"), whether it observes a weight, and the float tensors."""
+
+    path: str
+    is_weight: bool
+    tensors: tuple[np.ndarray, ...]
+
+
 @functools.lru_cache(maxsize=1)
+def ordered_recordings(case: CalibrationCase) -> tuple[Recording, ...]:
+    """Every observer that saw data, in execution order: the order of the observer calls in
+    the frozen prepared graph (freezing inlines every call and folds the `if`s on module
+    attributes, as convert_jit's freezing does, so this is the order its quantize nodes keep;
+    the observers' recorded lists are mutated, so freezing keeps them as attributes)."""
+    prepared = _prepared(case, _recording_qconfigs(case))
+    frozen = torch.jit.freeze(prepared.eval())
+    calls = [
+        attribute_path(node.input())
+        for node in _graph_nodes(frozen.graph.nodes())
+        if node.kind() == "prim::GetAttr" and node.s("name") == "tensor_val"  # RecordingObserver.forward
+    ]
+    found = []
+    for path in dict.fromkeys(calls):
+        recorder = submodule(prepared, path)
+        tensors = recorder._c.getattr("tensor_val")
+        if tensors:
+            is_weight = recorder.dtype in (torch.qint8, QINT8_SCALAR_TYPE)
+            found.append(Recording(path, is_weight, tuple(t.numpy().copy() for t in tensors)))
+    return tuple(found)
+
+
 def recordings(case: CalibrationCase) -> tuple[tuple[bool, tuple[np.ndarray, ...]], ...]:
-    """Per observer, in graph order: (is a weight observer, the float tensors it saw)."""
-    recorders = observer_modules(_prepared(case, _recording_qconfigs(case)))
-    return tuple(
-        (recorder.dtype in (torch.qint8, QINT8_SCALAR_TYPE), tuple(t.numpy().copy() for t in recorder._c.getattr("tensor_val")))
-        for recorder in recorders.values()
-    )
+    """Per observer, in execution order: (is a weight observer, the float tensors it saw)."""
+    return tuple((r.is_weight, r.tensors) for r in ordered_recordings(case))
 
 
 def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:

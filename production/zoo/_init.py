@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..environment import torch_threads
+
 CALIBRATION_SHAPE = (4, 3, 64, 64)
 
 
@@ -22,7 +24,9 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
 
     Conv and linear weights are He-normal; biases and BN shifts small normals; BN scales
     uniform in [0.5, 1.5]. BN running statistics come from one forward pass of a seeded
-    random batch (shape `CALIBRATION_SHAPE`): each BN's running mean is its input's channel
+    random batch (shape `CALIBRATION_SHAPE`), on one torch thread (float convs sum in a
+    thread-count-dependent order, so the statistics would otherwise depend on the
+    machine's thread setting): each BN's running mean is its input's channel
     mean plus 0.2 standard deviations of noise, its running variance the input variance
     times a factor uniform in [0.5, 2] (the standard deviation floored at half the
     layer's median). Activations thus stay O(1) through any depth while
@@ -58,7 +62,8 @@ def _set_running_statistics(model: nn.Module, generator: torch.Generator) -> Non
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     try:
-        model(torch.randn(CALIBRATION_SHAPE, generator=generator))
+        with torch_threads(1):
+            model(torch.randn(CALIBRATION_SHAPE, generator=generator))
     finally:
         for handle in handles:
             handle.remove()
