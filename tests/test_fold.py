@@ -55,10 +55,46 @@ def test_bad_input() -> None:
         fold_conv_bn(np.ones(2, np.float32), None, ones, ones, None, None)
 
 
-def test_negative_variance_gives_nan_like_torch() -> None:
-    # sqrt of a negative is NaN in ATen too; the fold does not guard against it.
-    w, b = fold_conv_bn(np.ones((1, 1, 1, 1), np.float32), None, f32s(0.0), f32s(-4.0), None, None, eps=0.0)
-    assert np.isnan(w).all() and np.isnan(b).all()
+DEFAULT_NAN, INF, NEG_INF = 0xFFC00000, 0x7F800000, 0xFF800000  # x86: invalid ops give the sign-set QNaN
+
+
+def _zero_and_negative_variance_fold() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    params = {
+        "weight": np.array([[1, 1], [1, 0], [1, 1], [1, 1]], np.float32).reshape(4, 2, 1, 1),
+        "bias": f32s(1, 1, 1, 1), "mean": f32s(0, 0, 0, 0), "var": f32s(-4.0, 0.0, -0.0, 4.0),
+        "gamma": f32s(1, 2, -1, 1), "beta": f32s(0, 0, 0, 0),
+    }
+    w, b = fold_conv_bn(*params.values(), eps=0.0)
+    return params, w, b
+
+
+def test_zero_and_negative_variance_give_inf_and_the_default_nan() -> None:
+    # eps 0. Channel 0: sqrt(-4) is the default NaN; every later product keeps that NaN.
+    # Channel 1: var +0: 1 / sqrt(0) = +inf, gamma 2 -> +inf; W 1 -> +inf, W 0 -> 0 * inf = NaN;
+    #   b = (1 - 0) * inf * 2 + 0 = +inf.
+    # Channel 2: -0.0 + 0.0 = +0 (round to nearest), so +inf too; gamma -1 -> -inf; b = -inf.
+    # Channel 3: r = 1 / sqrt(4) = 0.5: W 0.5, b (1 - 0) * 0.5 * 1 + 0 = 0.5 (0x3f000000).
+    _, w, b = _zero_and_negative_variance_fold()
+    assert w.reshape(4, 2).view(np.uint32).tolist() == [
+        [DEFAULT_NAN, DEFAULT_NAN], [INF, DEFAULT_NAN], [NEG_INF, NEG_INF], [0x3F000000, 0x3F000000]
+    ]
+    assert b.view(np.uint32).tolist() == [DEFAULT_NAN, INF, NEG_INF, 0x3F000000]
+
+
+def test_zero_and_negative_variance_match_torch_bits() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.jit._recursive import wrap_cpp_module
+
+    params, w, b = _zero_and_negative_variance_fold()
+    conv, bn = torch.nn.Conv2d(2, 4, 1), torch.nn.BatchNorm2d(4, eps=0.0)
+    with torch.no_grad():
+        for tensor, name in ((conv.weight, "weight"), (conv.bias, "bias"), (bn.running_mean, "mean"),
+                             (bn.running_var, "var"), (bn.weight, "gamma"), (bn.bias, "beta")):
+            tensor.copy_(torch.from_numpy(params[name]))
+    folded = wrap_cpp_module(torch._C._jit_pass_fold_convbn(torch.jit.script(torch.nn.Sequential(conv, bn).eval())._c))
+    folded_conv = getattr(folded, "0")
+    assert np.array_equal(folded_conv.weight.detach().numpy().view(np.uint32), w.view(np.uint32))
+    assert np.array_equal(folded_conv.bias.detach().numpy().view(np.uint32), b.view(np.uint32))
 
 
 def test_matches_torch_jit_fold_pass() -> None:

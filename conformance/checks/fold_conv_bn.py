@@ -22,7 +22,12 @@ from . import OpCheck, register
 class FoldCase:
     """A Conv2d(in, out, kernel, groups, bias) + BatchNorm2d(out, eps, affine), params from `seed`.
 
-    running_var spans 10^var_exponent (down to subnormal-adjacent, where eps dominates).
+    running_var spans 10^var_exponent (down to subnormal-adjacent, where eps dominates);
+    a `special_var` fraction of channels (drawn after every other parameter, so the rest
+    do not move) then takes a value whose `var + eps` is +0 (rsqrt +inf: infinite or, times
+    a zero, NaN weights) or negative (sqrt NaN, the x86 default NaN 0xffc00000, which every
+    later step propagates): 0, -0.0, -f32(eps), or -(f32(eps) + 10^u), u in [-45, 1]
+    (negative, or -f32(eps) when 10^u is below eps's precision).
     """
 
     in_channels: int
@@ -34,13 +39,14 @@ class FoldCase:
     eps: float
     var_exponent: float
     seed: int
+    special_var: float = 0.0
 
     def parameters(self) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(self.seed)
         out = self.out_channels
         weight_shape = (out, self.in_channels // self.groups, self.kernel, self.kernel)
         magnitude = 10.0 ** rng.uniform(-3, 1, out)
-        return {
+        params = {
             "weight": (rng.standard_normal(weight_shape) * magnitude.reshape(-1, 1, 1, 1)).astype(np.float32),
             "bias": rng.standard_normal(out).astype(np.float32),
             "mean": (rng.standard_normal(out) * 3).astype(np.float32),
@@ -48,6 +54,13 @@ class FoldCase:
             "gamma": rng.standard_normal(out).astype(np.float32),
             "beta": rng.standard_normal(out).astype(np.float32),
         }
+        special = rng.random(out) < self.special_var
+        eps = np.float32(self.eps)
+        negative = (-(np.float64(eps) + 10.0 ** rng.uniform(-45, 1, out))).astype(np.float32)
+        choices = np.stack([np.zeros(out), np.full(out, -0.0), np.full(out, -eps), negative], axis=1)
+        kind = rng.integers(0, 4, out)
+        params["var"] = np.where(special, choices[np.arange(out), kind], params["var"]).astype(np.float32)
+        return params
 
 
 @st.composite
@@ -65,6 +78,7 @@ def fold_cases(draw: st.DrawFn) -> FoldCase:
         draw(st.sampled_from([1e-5, 1e-3, 0.1, 1e-12, 0.0])),
         draw(st.floats(-40, 3)),
         draw(st.integers(0, 2**32 - 1)),
+        draw(st.sampled_from([0.0, 0.0, 0.25, 1.0])),
     )
 
 
@@ -116,6 +130,11 @@ def label(case: FoldCase) -> Iterator[str]:
         yield "grouped"
     if case.var_exponent < -30:
         yield "tiny-var"
+    var_eps = case.parameters()["var"] + np.float32(case.eps)
+    if (var_eps == 0).any():
+        yield "var+eps=0"
+    if (var_eps < 0).any():
+        yield "var+eps<0"
 
 
 CHECK = register(
@@ -126,7 +145,7 @@ CHECK = register(
         reference=reference,
         torch=oracle,
         label=label,
-        examples=(FoldCase(1, 1, 1, 1, True, True, 1e-5, 0.0, 0),),
+        examples=(FoldCase(1, 1, 1, 1, True, True, 1e-5, 0.0, 0), FoldCase(2, 8, 3, 1, True, True, 0.0, 0.0, 3, 1.0)),
         budget={"smoke": 0.25, "default": 0.5, "thorough": 0.25},  # default: >= 10^6 values
     )
 )
