@@ -4,15 +4,22 @@
 
 ResNet-18 from `production.zoo` (seeded random weights, 1000 classes), converted by
 `production.quantize_jit` (calibrated on 4 random images), exported to the portable file.
-For each thread count T: torch runs with `torch.set_num_threads(T)` and the interpreter
-with `num_threads=T` and T BLAS threads. NumPy's BLAS thread count is fixed when NumPy
-loads (threadpoolctl is not installed here), so each T runs in a child process started
-with OPENBLAS/OMP/MKL_NUM_THREADS=T; inside it torch and the interpreter alternate on the
-same image, `--repeat` rounds after a warm-up, and the medians are reported. The children
-get OMP_WAIT_POLICY=PASSIVE unless it is set: on a shared, oversubscribed machine OpenMP's
-spinning barriers made torch's 2-thread ResNet-18 take ~500 ms instead of ~18 ms. Also timed:
-one whole `production.verify.verify` of ResNet-18 on one image (export, torch capture,
-interpreter trace, node-by-node comparison) at one thread.
+For each thread count T, in a child process: torch runs with `torch.set_num_threads(T)`,
+the interpreter with `num_threads=T` (torch's count, for its tails) and `workers=T` (its
+own threads: each conv/linear GEMM cut into T bands). NumPy's BLAS stays single-threaded
+(OPENBLAS_NUM_THREADS=1, fixed when NumPy loads): OpenBLAS's own threads synchronize
+inside every GEMM and, on a shared machine where another process holds a core, stall for
+whole scheduler slices (2 BLAS threads took ~900 ms instead of ~150 ms here), while the
+interpreter's bands are independent. Torch and the interpreter alternate on the same
+image, `--repeat` rounds after a warm-up, and the medians are reported. The children get
+OMP_WAIT_POLICY=PASSIVE unless it is set: on a shared, oversubscribed machine OpenMP's
+spinning barriers made torch's 2-thread ResNet-18 take ~500 ms instead of ~18 ms.
+
+Also printed, per thread count: the floor, i.e. the same float32 GEMMs (every conv's
+im2col shape and the fc) with nothing else, and where the interpreter's time goes, by node
+kind (the time between consecutive trace calls, so Python overhead is included).
+Last: one whole `production.verify.verify` of ResNet-18 on one image (export, torch
+capture, interpreter trace, node-by-node comparison) at one thread.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# NumPy's BLAS stays single-threaded; torch takes its count from torch.set_num_threads.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def convert_resnet18() -> Any:
@@ -44,8 +52,9 @@ def convert_resnet18() -> Any:
     return quantize_jit(model, None, lambda prepared, data: [prepared(b) for b in data], [calibration])
 
 
-def measure(threads: int, repeat: int) -> dict[str, float]:
-    """Median latencies (seconds) of torch and the interpreter at `threads` threads, interleaved."""
+def measure(threads: int, repeat: int) -> dict[str, Any]:
+    """Median latencies (seconds) of torch, the interpreter and its GEMM floor at `threads`
+    threads, interleaved, and the interpreter's median seconds per node kind."""
     import numpy as np
     import torch
 
@@ -59,20 +68,72 @@ def measure(threads: int, repeat: int) -> dict[str, float]:
         model = interpreter.load(export(converted, Path(scratch) / "resnet18.qsm"))
     array = image.numpy()
     torch.set_num_threads(threads)
-    times: dict[str, list[float]] = {"torch": [], "interpreter": []}
+    times: dict[str, list[float]] = {"torch": [], "interpreter": [], "floor": []}
+    kinds: dict[str, list[float]] = {}
+    gemms: list[tuple[Any, Any]] = []
     with fbgemm_engine(), torch.no_grad():
-        for round_index in range(repeat + 1):  # round 0 warms up both
+        for round_index in range(repeat + 1):  # round 0 warms up both and finds the GEMM shapes
             start = time.perf_counter()
             expected = converted(image)
             middle = time.perf_counter()
-            actual = interpreter.run(model, array, num_threads=threads)
+            timer = _KindTimer()
+            actual = interpreter.run(model, array, trace=timer, num_threads=threads, workers=threads)
             end = time.perf_counter()
-            if round_index:
-                times["torch"].append(middle - start)
-                times["interpreter"].append(end - middle)
+            if not round_index:
+                gemms = _gemm_operands(model, timer.shapes)
+                continue
+            times["torch"].append(middle - start)
+            times["interpreter"].append(end - middle)
+            times["floor"].append(_time_gemms(gemms, threads))
+            for kind, seconds in timer.seconds.items():
+                kinds.setdefault(kind, []).append(seconds)
     if not np.array_equal(expected.numpy(), np.asarray(actual)):
         raise AssertionError("the interpreter's ResNet-18 output differs from torch's")
-    return {name: statistics.median(values) for name, values in times.items()}
+    result: dict[str, Any] = {name: statistics.median(values) for name, values in times.items()}
+    result["kinds"] = {kind: statistics.median(values) for kind, values in kinds.items()}
+    return result
+
+
+class _KindTimer:
+    """A `trace` callable: the time since the previous node output, summed per node kind."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+
+    def __call__(self, node: Any, name: str, value: Any) -> None:
+        now = time.perf_counter()
+        self.seconds[node.kind] = self.seconds.get(node.kind, 0.0) + now - self.last
+        self.shapes[name] = tuple(getattr(value, "shape", ()))
+        self.last = time.perf_counter()
+
+
+def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple[Any, Any]]:
+    """Random float32 (M, K) and (N, K) operands of every conv's im2col GEMM and the fc's."""
+    import numpy as np
+
+    generator = np.random.default_rng(0)
+    operands = []
+    for node in model.nodes:
+        if not node.kind.startswith(("quantized::conv2d", "quantized::linear")):
+            continue
+        weight = model.constants[node.inputs[1]].weight.int_repr
+        out_shape = shapes[node.outputs[0]]
+        rows = int(np.prod(out_shape)) // weight.shape[0]
+        depth = int(np.prod(weight.shape[1:]))
+        operands.append(tuple(generator.integers(-8, 8, size).astype(np.float32) for size in ((rows, depth), (weight.shape[0], depth))))
+    return operands
+
+
+def _time_gemms(gemms: list[tuple[Any, Any]], threads: int) -> float:
+    """Seconds for the GEMMs alone, each cut into `threads` row bands on threads like the interpreter's."""
+    from reference.ops._gemm import _grouped_matmul
+
+    start = time.perf_counter()
+    for a, w in gemms:
+        _grouped_matmul(a[None], w[None], threads)
+    return time.perf_counter() - start
 
 
 def time_verify() -> tuple[float, bool]:
@@ -88,8 +149,8 @@ def time_verify() -> tuple[float, bool]:
     return time.perf_counter() - start, report.ok
 
 
-def _child(threads: int, repeat: int) -> dict[str, float]:
-    environment = dict(os.environ, **{name: str(threads) for name in BLAS_THREAD_VARIABLES})
+def _child(threads: int, repeat: int) -> dict[str, Any]:
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads), **{name: "1" for name in BLAS_THREAD_VARIABLES})
     environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     command = [sys.executable, __file__, "--child", str(threads), "--repeat", str(repeat)]
     output = subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
@@ -105,15 +166,23 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(measure(args.child, args.repeat)))
         return
+    os.environ.update({name: "1" for name in BLAS_THREAD_VARIABLES})  # before NumPy loads: the verify below
     import torch
 
     print(f"ResNet-18 int8, 224x224, batch 1, torch {torch.__version__}, median of {args.repeat} interleaved rounds, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}")
-    print(f"{'threads':>7} {'torch ms':>9} {'interp. ms':>10} {'ratio':>6}")
+    print(f"{'threads':>7} {'torch ms':>9} {'interp. ms':>10} {'ratio':>6} {'GEMM floor ms':>13} {'floor ratio':>11}")
+    breakdowns = []
     for threads in args.threads:
         result = _child(threads, args.repeat)
-        ratio = result["interpreter"] / result["torch"]
-        print(f"{threads:>7} {result['torch'] * 1e3:>9.1f} {result['interpreter'] * 1e3:>10.1f} {ratio:>5.1f}x", flush=True)
+        ratio, floor_ratio = result["interpreter"] / result["torch"], result["floor"] / result["torch"]
+        print(f"{threads:>7} {result['torch'] * 1e3:>9.1f} {result['interpreter'] * 1e3:>10.1f} {ratio:>5.1f}x "
+              f"{result['floor'] * 1e3:>13.1f} {floor_ratio:>10.1f}x", flush=True)
+        breakdowns.append((threads, result))
+    for threads, result in breakdowns:
+        top = sorted(result["kinds"].items(), key=lambda item: -item[1])[:6]
+        shares = ", ".join(f"{kind} {seconds * 1e3:.1f} ({seconds / result['interpreter']:.0%})" for kind, seconds in top)
+        print(f"interpreter ms by node kind at {threads} thread(s): {shares}")
     seconds, ok = time_verify()
     print(f"whole verify of ResNet-18 (1 image, 1 thread): {seconds:.2f} s, {'bit-exact' if ok else 'NOT bit-exact'}")
 

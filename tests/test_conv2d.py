@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -190,5 +192,32 @@ def test_matches_torch_on_every_path():
             expected = from_torch(torch.ops.quantized.conv2d(to_torch(x), packed, 0.2, 100))
         got = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile)
         assert np.array_equal(expected.int_repr, got.int_repr)
+        banded = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile, workers=2)
+        assert np.array_equal(expected.int_repr, banded.int_repr)
         assert expected.memory_format is got.memory_format
     assert seen == {"depthwise", "groupwise", "pointwise", "im2col"}
+
+
+def test_gemm_path_one_float32_gemm_when_window_norms_allow(monkeypatch):
+    # 3x3 conv, 64 channels (K = 576), pad 1, w = 127 everywhere, a_zp 0:
+    # 576 * 255 * 127 = 18,653,760 > 2^24, so the simple bound fails.
+    gemm = sys.modules["reference.ops._gemm"]
+    calls = []
+    original = gemm._grouped_matmul
+    monkeypatch.setattr(gemm, "_grouped_matmul", lambda *args: calls.append(args[0].shape) or original(*args))
+    w = q_s8(np.full((1, 64, 3, 3), 127))
+    # One nonzero activation (255 at channel 5, the centre): every window's sum of squares
+    # is 65,025; times sum w^2 = 576 * 16,129 = 9,290,304 gives 6.0e11 <= 2^48: one GEMM.
+    # Every output window covers the centre: S = 255 * 127 = 32385; / 256 = 126.50 -> 127.
+    sparse = np.zeros((1, 64, 3, 3))
+    sparse[0, 5, 1, 1] = 255
+    out = conv2d(q_u8(sparse), w, None, (1, 1), (1, 1), (1, 1), 1, 256.0, 0)
+    assert out.int_repr.ravel().tolist() == [127] * 9
+    assert calls == [(1, 9, 576)]
+    # All 255: the centre window's 576 * 65,025 = 37,454,400 times 9,290,304 = 3.5e14 > 2^48:
+    # chunks of floor((2^24 - 1) / 32385) = 518 terms. S = valid taps * 64 * 32385, / 2^17:
+    # corners 4 taps 63.25 -> 63, edges 6 taps 94.875 -> 95, centre 9 taps 142.31 -> 142.
+    calls.clear()
+    out = conv2d(q_u8(np.full((1, 64, 3, 3), 255)), w, None, (1, 1), (1, 1), (1, 1), 1, 2.0**17, 0)
+    assert out.int_repr.reshape(3, 3).tolist() == [[63, 95, 63], [95, 142, 95], [63, 95, 63]]
+    assert calls == [(1, 9, 518), (1, 9, 58)]

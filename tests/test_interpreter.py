@@ -175,4 +175,40 @@ def test_converted_torch_model_runs_bit_exactly(tmp_path):
             expected = converted(x).numpy()
         finally:
             torch.set_num_threads(previous)
-    assert np.array_equal(reference.run(reference.load(tmp_path / "net.qsm"), x.numpy()), expected)
+    model = reference.load(tmp_path / "net.qsm")
+    assert np.array_equal(reference.run(model, x.numpy()), expected)
+    # Two GEMM workers cut every conv/linear product into bands: the same outputs.
+    assert np.array_equal(reference.run(model, x.numpy(), workers=2), expected)
+
+
+def test_conv_and_linear_weights_are_prepared_once_per_model(tmp_path, monkeypatch):
+    from reference.interpreter import file_format
+    from reference.interpreter.file_format import PackedConv, PackedLinear
+    from reference.qtensor import QTensor
+
+    calls = []
+    for name in ("prepare_conv_weight", "prepare_linear_weight"):
+        original = getattr(file_format, name)
+        monkeypatch.setattr(file_format, name, lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args))
+    # quantize (scale 1, zp 0) -> 1x1 conv (w = 2) -> flatten -> linear (w = 3) -> dequantize:
+    # x = 5 -> 10 -> 30.
+    w_conv = QTensor(np.full((1, 1, 1, 1), 2, np.int8), 1.0, 0, "qint8")
+    w_fc = QTensor(np.full((1, 1), 3, np.int8), 1.0, 0, "qint8")
+    nodes = [
+        node("aten::quantize_per_tensor", ["x", "one", "zero", "dtype"], ["q"]),
+        node("quantized::conv2d", ["q", "conv", "one", "zero"], ["c"]),
+        node("aten::flatten", ["c", "start", "end"], ["f"]),
+        node("quantized::linear", ["f", "fc", "one", "zero"], ["l"]),
+        node("aten::dequantize", ["l"], ["y"]),
+    ]
+    constants = {
+        "one": 1.0, "zero": 0, "dtype": 13, "start": 1, "end": -1,
+        "conv": PackedConv(w_conv, None, (1, 1), (0, 0), (1, 1), 1),
+        "fc": PackedLinear(w_fc, None),
+    }
+    model = reference.load(write(tmp_path / "m.qsm", nodes, constants, inputs=(("x", [1, 1, 1, 1]),)))
+    for _ in range(3):
+        assert reference.run(model, np.full((1, 1, 1, 1), 5, np.float32)).tolist() == [[30.0]]
+    assert sorted(calls) == ["prepare_conv_weight", "prepare_linear_weight"]  # once each, not per run
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        reference.run(model, np.full((1, 1, 1, 1), 5, np.float32), workers=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,35 @@ def test_matches_torch():
             packed = torch.ops.quantized.linear_prepack(to_torch(w), torch.from_numpy(bias))
             expected = torch.ops.quantized.linear_relu(to_torch(x), packed, 0.3, 77).int_repr().numpy()
         assert np.array_equal(expected, linear_relu(x, w, bias, 0.3, 77, profile).int_repr)
+
+
+def test_one_float32_gemm_when_cauchy_schwarz_bounds_every_partial_sum(monkeypatch):
+    # K = 600, w = -128 everywhere: K * 255 * 128 = 19,584,000 > 2^24, so the simple bound
+    # asks for chunks of floor((2^24 - 1) / 32640) = 514 terms (2 BLAS calls).
+    # Row [255, 0, ..., 0]: sum a^2 * sum w^2 = 65,025 * 9,830,400 = 6.4e11 <= 2^48: one call.
+    #   S = 255 * -128 = -32640; out scale 2^8: -127.5 -> rne -128; + zp 200 = 72
+    # Rows of 255 everywhere: 39,015,000 * 9,830,400 = 3.8e14 > 2^48 (2.8e14): chunks.
+    #   S = 600 * -32640 = -19,584,000; out scale 2^17: -149.41 -> -149; + zp 200 = 51
+    gemm = sys.modules["reference.ops._gemm"]
+    calls = []
+    original = gemm._grouped_matmul
+    monkeypatch.setattr(gemm, "_grouped_matmul", lambda *args: calls.append(args[0].shape) or original(*args))
+    w = q_s8(np.full((1, 600), -128))
+    one_tap = np.zeros((1, 600))
+    one_tap[0, 0] = 255
+    assert linear(q_u8(one_tap), w, None, 2.0**8, 200).int_repr.tolist() == [[72]]
+    assert calls == [(1, 1, 600)]
+    calls.clear()
+    assert linear(q_u8(np.full((2, 600), 255)), w, None, 2.0**17, 200).int_repr.tolist() == [[51], [51]]
+    assert calls == [(1, 2, 514), (1, 2, 86)]
+
+
+def test_gemm_workers_do_not_change_the_result():
+    rng = np.random.default_rng(3)
+    x = QTensor(rng.integers(0, 256, (37, 300)).astype(np.uint8), 0.02, 7, "quint8")
+    w = QTensor(rng.integers(-128, 128, (11, 300)).astype(np.int8), 0.01, 0, "qint8")
+    bias = rng.normal(0, 1, 11).astype(np.float32)
+    one = linear(x, w, bias, 0.5, 100).int_repr
+    assert np.array_equal(linear(x, w, bias, 0.5, 100, workers=3).int_repr, one)  # 3 bands of rows
+    two_rows = QTensor(x.int_repr[:2], 0.02, 7, "quint8")  # fewer rows than outputs: bands of outputs
+    assert np.array_equal(linear(two_rows, w, bias, 0.5, 100, workers=2).int_repr, one[:2])

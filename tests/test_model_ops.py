@@ -169,6 +169,20 @@ def test_float_pools_of_islands():
     assert FLOAT_OPS["aten::avg_pool2d"](x, [2, 2], [2, 2], [1, 1], False, False, None).tolist() == [[[[0, 1.5], [4.5, 6]]]]
 
 
+def test_float_pools_ceil_mode_dilation_and_nan():
+    # 1x1x1x5 = [0, 1, nan, 3, 4], kernel (1, 2), stride (1, 2), ceil_mode: windows start at
+    # 0, 2, 4; the last holds only column 4 (the rest lies beyond the input).
+    # max: [1, nan, 4]; avg (count_include_pad, ceil window clipped to the input + padding 0,
+    # so its size is 1): [0.5, nan, 4]. Dilation 2, kernel 2, stride 1: taps (0,2) (1,3) (2,4):
+    # max [nan, 3, nan].
+    x = np.float32([0, 1, np.nan, 3, 4]).reshape(1, 1, 1, 5)
+    assert np.array_equal(FLOAT_OPS["aten::max_pool2d"](x, [1, 2], [1, 2], [0, 0], [1, 1], True).ravel(), [1, np.nan, 4], equal_nan=True)
+    avg = FLOAT_OPS["aten::avg_pool2d"](x, [1, 2], [1, 2], [0, 0], True, True, None)
+    assert np.array_equal(avg.ravel(), [0.5, np.nan, 4], equal_nan=True)
+    dilated = FLOAT_OPS["aten::max_pool2d"](x, [1, 2], [1, 1], [0, 0], [1, 2], False)
+    assert np.array_equal(dilated.ravel(), [np.nan, 3, np.nan], equal_nan=True)
+
+
 # --- torch cross-check -------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ class RunContext:
 
     profile: NumericsProfile
     num_threads: int = 1
+    workers: int = 1
 
 
 Kernel = Callable[[list, RunContext], Any]
@@ -100,6 +101,7 @@ def _conv(relu: bool) -> Kernel:
         return ops.conv2d(
             x, packed.weight, packed.bias, packed.stride, packed.padding, packed.dilation, packed.groups,
             scale, zero_point, relu=relu, profile=context.profile, prepared=packed.gemm_weights,
+            workers=context.workers,
         )
 
     return run
@@ -116,7 +118,7 @@ def _linear(relu: bool) -> Kernel:
             raise UnknownNodeKind(f"linear needs linear packed params, got {type(packed).__name__}")
         return ops.linear(
             x, packed.weight, packed.bias, scale, zero_point, relu=relu, profile=context.profile,
-            prepared=packed.gemm_weights,
+            prepared=packed.gemm_weights, workers=context.workers,
         )
 
     return run

@@ -127,19 +127,25 @@ def run(
     inputs: Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]],
     trace: Optional[Trace] = None,
     num_threads: int = 1,
+    workers: int = 1,
 ) -> Any:
     """Execute `model` with NumPy alone, in the arithmetic of `model.profile`.
 
     `inputs`: one float32 array, a sequence (graph order) or a mapping by input name.
     `trace`: a dict (filled with value name -> value) or a callable `trace(node, name,
     value)`, given every node output in execution order. `num_threads`: the thread count
-    torch ran with (it decides where some kernels' scalar tails fall).
+    torch ran with (it decides where some kernels' scalar tails fall). `workers`: threads
+    the interpreter itself uses for conv/linear GEMMs (row bands); outputs never depend on
+    it. Pair workers > 1 with a single-threaded BLAS (OPENBLAS_NUM_THREADS=1), or both
+    multiply their threads.
     Returns the graph's output (a tuple when it has several).
     """
     env: dict[str, Any] = dict(model.constants)
     for spec, value in zip(model.inputs, _as_list(model, inputs)):
         env[spec.name] = _checked_input(spec, value)
-    context = RunContext(profile=model.profile, num_threads=num_threads)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    context = RunContext(profile=model.profile, num_threads=num_threads, workers=workers)
     _run_nodes(model.nodes, env, context, trace)
     results = tuple(env[name] for name in model.outputs)
     return results[0] if len(results) == 1 else results

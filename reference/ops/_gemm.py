@@ -8,7 +8,9 @@ saturates a pair of products to int16 first (see `pair_saturation_correction`).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -71,6 +73,7 @@ def exact_matmul(
     a_max_abs: int,
     a_max_square_norm: int | None = None,
     correction: np.ndarray | None = None,
+    workers: int = 1,
 ) -> np.ndarray:
     """FBGEMM's int32 accumulators as requantization converts them: `f32(wrap_int32(S))`.
 
@@ -84,6 +87,8 @@ def exact_matmul(
         a_max_abs: an upper bound of |a| (from the raw uint8 tensor: cheaper than a scan).
         a_max_square_norm: an upper bound of `sum_k a[g, i, k]^2` over all rows, or None.
         correction: int64 (M, N) added to S before the wrap (pair saturation), or None.
+        workers: threads for the single-GEMM case, each taking a band of rows (or of
+            output channels); every output element is the same exact sum either way.
 
     Returns float32 (M, N), output channels of group g in columns g*N/G ... (g+1)*N/G - 1.
 
@@ -103,11 +108,8 @@ def exact_matmul(
     if a_max_abs == 0 or w.max_abs == 0 or depth == 0:
         total = np.zeros((rows, groups * per_group), dtype=np.float32)
         return total if correction is None else _wrapped_f32(correction)
-    single = depth * a_max_abs * w.max_abs <= _F32_EXACT or (
-        a_max_square_norm is not None and a_max_square_norm * w.max_square_norm <= _F32_EXACT**2
-    )
-    if single:
-        total = _grouped_matmul(a, w.centered)
+    if one_gemm_is_exact(depth, a_max_abs, a_max_square_norm, w):
+        total = _grouped_matmul(a, w.centered, workers)
         return total if correction is None else _wrapped_f32(total.astype(np.int64) + correction)
     chunk = max(1, (_F32_EXACT - 1) // (a_max_abs * w.max_abs))
     total = np.zeros((rows, groups * per_group), dtype=np.int64) if correction is None else correction.copy()
@@ -117,15 +119,60 @@ def exact_matmul(
     return _wrapped_f32(total)
 
 
-def _grouped_matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """`a[g] @ w[g].T` side by side: (M, G * N/G) float32; BLAS sgemm, transposed operand, no copies."""
-    groups, per_group = w.shape[0], w.shape[1]
-    if groups == 1:
-        return a[0] @ w[0].T
-    out = np.empty((a.shape[1], groups * per_group), dtype=np.float32)
+def one_gemm_is_exact(depth: int, a_max_abs: int, a_max_square_norm: int | None, w: GemmWeights) -> bool:
+    """Whether one float32 GEMM forms every partial sum exactly (see `exact_matmul`):
+    `K * max|a| * max|w| <= 2^24`, or `a_max_square_norm * w.max_square_norm <= 2^48`.
+
+    Hand-worked, K = 600, |a| <= 255, |w| <= 128: 600 * 255 * 128 = 19,584,000 > 2^24 =
+    16,777,216, so the first bound fails. If each row of `a` has one nonzero (255) and `w`
+    is all 128: 65,025 * (600 * 16,384) = 639,221,760,000 <= 2^48 = 281,474,976,710,656.
+
+    >>> w = GemmWeights(np.zeros((1, 1, 600), np.float32), 128, 600 * 128 * 128)
+    >>> one_gemm_is_exact(600, 255, None, w), one_gemm_is_exact(600, 255, 255 * 255, w)
+    (False, True)
+    """
+    if depth * a_max_abs * w.max_abs <= _F32_EXACT:
+        return True
+    return a_max_square_norm is not None and a_max_square_norm * w.max_square_norm <= _F32_EXACT**2
+
+
+def _grouped_matmul(a: np.ndarray, w: np.ndarray, workers: int = 1) -> np.ndarray:
+    """`a[g] @ w[g].T` side by side: (M, G * N/G) float32; BLAS sgemm with a transposed
+    operand, written in place, no copies. With several workers, each group's product is cut
+    into `workers` bands along its longer output side, run on a thread pool (NumPy releases
+    the GIL inside BLAS): coarse, independent pieces, unlike a multithreaded BLAS's
+    fine-grained barriers, which stall whenever another process holds a core."""
+    groups, rows, per_group = w.shape[0], a.shape[1], w.shape[1]
+    out = np.empty((rows, groups * per_group), dtype=np.float32)
+
+    def product(g: int, band_rows: slice, band_cols: slice) -> None:
+        columns = slice(g * per_group + band_cols.start, g * per_group + band_cols.stop)
+        np.matmul(a[g, band_rows], w[g, band_cols].T, out=out[band_rows, columns])
+
+    tasks = []
     for g in range(groups):
-        out[:, g * per_group : (g + 1) * per_group] = a[g] @ w[g].T
+        if rows >= per_group:
+            tasks += [(g, band, slice(0, per_group)) for band in _bands(rows, workers)]
+        else:
+            tasks += [(g, slice(0, rows), band) for band in _bands(per_group, workers)]
+    if workers == 1 or len(tasks) == 1:
+        for task in tasks:
+            product(*task)
+    else:
+        list(_thread_pool(workers).map(lambda task: product(*task), tasks))  # list(): re-raises errors
     return out
+
+
+def _bands(length: int, count: int) -> list[slice]:
+    """`length` cut into at most `count` near-equal non-empty slices."""
+    edges = np.linspace(0, length, min(count, max(length, 1)) + 1).astype(int)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+@lru_cache(maxsize=None)
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per worker count, kept for the process (thread start-up costs per call otherwise)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quantspec-gemm")
 
 
 def _wrapped_f32(total: np.ndarray) -> np.ndarray:

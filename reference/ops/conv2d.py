@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import GemmWeights, exact_matmul, pair_saturation_correction, prepare_weights
+from ._gemm import GemmWeights, exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
 from ._registry import register_op
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
@@ -111,6 +111,7 @@ def conv2d(
     profile: NumericsProfile = DEFAULT_PROFILE,
     *,
     prepared: GemmWeights | None = None,
+    workers: int = 1,
 ) -> QTensor:
     """`torch.ops.quantized.conv2d(x, conv2d_prepack(weight, bias, stride, padding, dilation, groups), scale, zp)`.
 
@@ -129,7 +130,8 @@ def conv2d(
     first; per-channel bias `f32(f32(acc) + f32(bias / atws))`.
 
     `prepared`: `prepare_conv_weight(weight, groups)`, for callers that run one weight many
-    times (the model interpreter); formed here when None.
+    times (the model interpreter); formed here when None. `workers`: threads for the GEMM
+    (see `exact_matmul`); the result does not depend on it.
 
     Hand-worked depthwise pair saturation (8 channels, 3x3, pad 1, all a = 255, a_zp 255,
     w = 127 everywhere, 1x1 image; only the center tap (4) is inside):
@@ -159,7 +161,8 @@ def conv2d(
     else:
         if prepared is None:
             prepared = prepare_conv_weight(weight, groups)
-        acc = _gemm_acc(x, prepared, weight, (kernel, stride, (ph, pw), dilation, groups), out_hw, profile)
+        geometry = (kernel, stride, (ph, pw), dilation, groups)
+        acc = _gemm_acc(x, prepared, weight, geometry, out_hw, profile, workers)
         fused = True  # requantizeOutputProcessing(GConv)Avx2: fused on both releases
 
     params = requant_params(x.scale, weight.scale, out.scale, out_channels)
@@ -212,6 +215,7 @@ def _gemm_acc(
     geometry: tuple,
     out_hw: tuple[int, int],
     profile: NumericsProfile,
+    workers: int,
 ) -> np.ndarray:
     """The accumulators (N, OH, OW, OC), as float32 (see `exact_matmul`), of the im2col /
     pointwise / groupwise paths.
@@ -232,7 +236,7 @@ def _gemm_acc(
     raw = x.int_repr
     a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
     norms = None
-    if depth * a_max_abs * prepared.max_abs > 2**24:  # the simple bound fails: try Cauchy-Schwarz
+    if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
         norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups)
     correction = None
     if profile.gemm_pairs_saturate:
@@ -240,7 +244,7 @@ def _gemm_acc(
         raw_a = np.ascontiguousarray(raw_windows.reshape(windows.shape[:5] + (groups, c_per_g)).transpose(5, 0, 1, 2, 3, 4, 6))
         raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
         correction = pair_saturation_correction(raw_a.reshape(groups, rows, depth), raw_w)
-    acc = exact_matmul(a, prepared, a_max_abs, norms, correction)  # (rows, OC)
+    acc = exact_matmul(a, prepared, a_max_abs, norms, correction, workers)  # (rows, OC)
     return acc.reshape(batch, out_hw[0], out_hw[1], prepared.out_channels)
 
 

@@ -22,6 +22,7 @@ def linear(
     profile: NumericsProfile = DEFAULT_PROFILE,
     *,
     prepared: GemmWeights | None = None,
+    workers: int = 1,
 ) -> QTensor:
     """`torch.ops.quantized.linear(x, linear_prepack(weight, bias), output_scale, output_zero_point)`.
 
@@ -35,7 +36,8 @@ def linear(
     Then `requantize_u8acc32` with float32 `atws = f32(x_scale * w_scale[j])`,
     `mult = f32(atws / out_scale)`; the per-tensor bias step is one fma on every release
     (GEMM requantization): `cvt_rne(f32(fma32(bias, f32(1.0 / double(atws)), f32(acc)) * mult))`.
-    `prepared`: `prepare_linear_weight(weight)`, for callers that run one weight many times.
+    `prepared`: `prepare_linear_weight(weight)`, for callers that run one weight many times;
+    `workers`: threads for the GEMM (see `exact_matmul`), which do not change the result.
 
     Hand-worked: x = [[200, 10]] (scale 0.5, zp 10), w = [[3, -2]] (scale 0.25, zp 0),
     bias [1.0], output scale 1.0, zp 5:
@@ -61,7 +63,7 @@ def linear(
     correction = None
     if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
         correction = pair_saturation_correction(rows, weight.int_repr[None])
-    acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction)  # (M, N) float32
+    acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction, workers)  # (M, N) float32
 
     params = requant_params(x.scale, weight.scale, out.scale, out_features)
     ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
