@@ -42,7 +42,7 @@ from reference.interpreter import NodeError, UnknownNodeKind
 from . import zoo
 from .data import EvalTransform, ImageFolder, cifar_transform, imagenet_transform
 from .eager import CIFAR_RESNET_DEPTHS, quantizable_copy, quantize_eager
-from .environment import ENGINE, detect_profile, fbgemm_engine, known_deprecations_silenced, quantized_engine
+from .environment import ENGINE, detect_profile, fbgemm_engine, known_deprecations_silenced, quantized_engine, torch_threads
 from .export import ExportError
 from .io import load, save
 from .quantize import quantize_jit
@@ -259,22 +259,17 @@ def latency(variants: Sequence[Variant], image: torch.Tensor, repeats: int, warm
     """
     if repeats < 1:
         raise ValueError(f"latency repeats={repeats}: expected at least 1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     times: dict[str, list[float]] = {v.name: [] for v in variants}
-    try:
-        with torch.no_grad():
-            for round_index in range(warmup + repeats):
-                shift = round_index % len(variants)
-                for variant in list(variants[shift:]) + list(variants[:shift]):
-                    with quantized_engine(variant.engine):
-                        start = time.perf_counter()
-                        variant.model(image)
-                        elapsed = time.perf_counter() - start
-                    if round_index >= warmup:
-                        times[variant.name].append(elapsed * 1e3)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), torch.no_grad():
+        for round_index in range(warmup + repeats):
+            shift = round_index % len(variants)
+            for variant in list(variants[shift:]) + list(variants[:shift]):
+                with quantized_engine(variant.engine):
+                    start = time.perf_counter()
+                    variant.model(image)
+                    elapsed = time.perf_counter() - start
+                if round_index >= warmup:
+                    times[variant.name].append(elapsed * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
