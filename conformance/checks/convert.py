@@ -48,6 +48,7 @@ from .calibration import (
     CalibrationCase,
     attribute_path,
     calibration_cases,
+    label,
     ordered_recordings,
     submodule,
 )
@@ -198,11 +199,6 @@ def _flat(weights: list[list[np.ndarray]], activations: list[tuple[Any, Any]]) -
     for scale, zero_point in activations:  # torch's are Python floats/ints, the reference's float32/int arrays
         parts += [np.asarray(scale, np.float64).ravel(), np.asarray(zero_point, np.float64).ravel()]
     return np.concatenate(parts) if parts else np.empty(0)
-
-
-def label(case: CalibrationCase) -> Iterator[str]:
-    yield case.model if isinstance(case.model, str) else "random-model"
-    yield f"{case.batches}-batch"
 
 
 CHECK = register(
