@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -152,21 +153,31 @@ def _grouped_matmul(a: np.ndarray, w: np.ndarray, workers: int = 1) -> np.ndarra
     tasks = []
     for g in range(groups):
         if rows >= per_group:
-            tasks += [(g, band, slice(0, per_group)) for band in _bands(rows, workers)]
+            tasks += [(g, band, slice(0, per_group)) for band in bands(rows, workers)]
         else:
-            tasks += [(g, slice(0, rows), band) for band in _bands(per_group, workers)]
-    if workers == 1 or len(tasks) == 1:
-        for task in tasks:
-            product(*task)
-    else:
-        list(_thread_pool(workers).map(lambda task: product(*task), tasks))  # list(): re-raises errors
+            tasks += [(g, slice(0, rows), band) for band in bands(per_group, workers)]
+    parallel_for(lambda task: product(*task), tasks, workers)
     return out
 
 
-def _bands(length: int, count: int) -> list[slice]:
-    """`length` cut into at most `count` near-equal non-empty slices."""
+def bands(length: int, count: int) -> list[slice]:
+    """`length` cut into at most `count` near-equal non-empty slices (one empty slice for 0).
+
+    >>> bands(7, 2)
+    [slice(0, 3, None), slice(3, 7, None)]
+    """
     edges = np.linspace(0, length, min(count, max(length, 1)) + 1).astype(int)
     return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def parallel_for(function: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
+    """`function(item)` for every item, on `workers` threads when there are several of both.
+    The items must not themselves use the pool (its threads would wait on each other)."""
+    if workers == 1 or len(items) <= 1:
+        for item in items:
+            function(item)
+        return
+    list(_thread_pool(workers).map(function, items))  # list(): waits, and re-raises the first error
 
 
 @lru_cache(maxsize=None)

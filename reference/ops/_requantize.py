@@ -110,18 +110,19 @@ _CVT_LIMIT = np.float32(2.0**31)
 
 
 def _clamped_in_range(xf: np.ndarray, output_zero_point: int, lower: int) -> np.ndarray:
-    """The integer tail of `requantize_u8acc32` when every xf converts (no INT32_MIN), in float32, in place.
+    """The integer tail of `requantize_u8acc32` when every xf converts (no INT32_MIN), in float32.
 
     r = cvt_rne(xf) = rint(xf), exactly (rint of a float32 is a float32). The three
     saturations then compose to one clamp: clamp(clamp16(clamp16(r) + zp), lower, 255) =
-    clamp(r + zp, lower, 255), since 0 <= lower <= 255 lie inside int16 and adding
-    zp (0..255) is monotone. `r + zp` is exact in float32 for |r| <= 2^24 - 255; beyond,
-    its rounding cannot cross 0 or 255, so the clamp is unchanged.
+    clamp(r + zp, lower, 255), since 0 <= lower <= 255 lie inside int16 and adding zp is
+    monotone; that is clamp(r, lower - zp, 255 - zp) + zp, and clamping before rint gives
+    the same (rint is monotone and keeps the integer bounds). The final add of zp to
+    integers in [lower - zp, 255 - zp] is exact and lands in uint8.
     """
+    np.clip(xf, lower - output_zero_point, 255 - output_zero_point, out=xf)
     np.rint(xf, out=xf)
-    xf += np.float32(output_zero_point)
-    np.clip(xf, lower, 255, out=xf)
-    return xf.astype(np.uint8)
+    out = np.empty(xf.shape, np.uint8)
+    return np.add(xf, np.float32(output_zero_point), out=out, casting="unsafe")
 
 
 def _add_bias(xf: np.ndarray, bias: np.ndarray, params: RequantParams, fused: bool) -> np.ndarray:

@@ -13,7 +13,7 @@ FBGEMM picks one of four kernels for a 2-d convolution (`ConvFastPath`, FbgemmCo
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -21,7 +21,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import GemmWeights, exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
+from ._gemm import (
+    GemmWeights,
+    bands,
+    exact_matmul,
+    one_gemm_is_exact,
+    pair_saturation_correction,
+    parallel_for,
+    prepare_weights,
+)
 from ._registry import register_op
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
@@ -154,19 +162,21 @@ def conv2d(
 
     ph, pw = _pair("padding", padding, minimum=0)
     out_hw = _output_size((x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), kernel, stride, dilation)
+    params = requant_params(x.scale, weight.scale, out.scale, out_channels)
     if path == "depthwise":
         w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
         acc = _depthwise_acc(_padded_nhwc(x, (ph, pw)), x.zero_point, weight.int_repr, w_zp, stride, out_hw)
         fused = profile.depthwise_per_tensor_bias_fma
+        ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=fused)
     else:
         if prepared is None:
             prepared = prepare_conv_weight(weight, groups)
         geometry = (kernel, stride, (ph, pw), dilation, groups)
-        acc = _gemm_acc(x, prepared, weight, geometry, out_hw, profile, workers)
-        fused = True  # requantizeOutputProcessing(GConv)Avx2: fused on both releases
 
-    params = requant_params(x.scale, weight.scale, out.scale, out_channels)
-    ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=fused)
+        def requantize(acc: np.ndarray) -> np.ndarray:  # requantizeOutputProcessing(GConv)Avx2: fma on both releases
+            return requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
+
+        ints = _gemm_conv(x, prepared, weight, geometry, out_hw, profile, requantize, workers)
     nchw = ints.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
     return QTensor(nchw, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last)
 
@@ -208,44 +218,56 @@ def prepare_conv_weight(weight: QTensor, groups: int) -> GemmWeights:
     return prepare_weights(krsc, weight.zero_point)
 
 
-def _gemm_acc(
+def _gemm_conv(
     x: QTensor,
     prepared: GemmWeights,
     weight: QTensor,
     geometry: tuple,
     out_hw: tuple[int, int],
     profile: NumericsProfile,
+    requantize: Callable[[np.ndarray], np.ndarray],
     workers: int,
 ) -> np.ndarray:
-    """The accumulators (N, OH, OW, OC), as float32 (see `exact_matmul`), of the im2col /
-    pointwise / groupwise paths.
+    """The quint8 outputs (N, OH, OW, OC) of the im2col / pointwise / groupwise paths.
 
     The activation side, in K order (kh, kw, c) per group: the zero-point-centered input,
     padded with 0 (padding taps read a_zp), then its windows copied into the im2col matrix
     (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
     saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
+    Bands of output rows (one per worker) each form their im2col rows, GEMM and
+    requantization; every output element is computed the same way in any band.
     """
     kernel, stride, padding, dilation, groups = geometry
-    batch, channels = x.shape[0], x.shape[1]
-    c_per_g, rows = channels // groups, batch * out_hw[0] * out_hw[1]
-    depth = kernel[0] * kernel[1] * c_per_g
+    depth = kernel[0] * kernel[1] * (x.shape[1] // groups)
     centered = _centered_padded_nhwc(x, padding)
-    windows = _im2col(centered, kernel, stride, dilation, out_hw)  # (N, OH, OW, kh, kw, C) view
-    grouped = windows.reshape(windows.shape[:5] + (groups, c_per_g)).transpose(5, 0, 1, 2, 3, 4, 6)
-    a = np.ascontiguousarray(grouped).reshape(groups, rows, depth)  # no copy when already laid out so
     raw = x.int_repr
     a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
         norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups)
-    correction = None
-    if profile.gemm_pairs_saturate:
-        raw_windows = _im2col(_padded_nhwc(x, padding), kernel, stride, dilation, out_hw)
-        raw_a = np.ascontiguousarray(raw_windows.reshape(windows.shape[:5] + (groups, c_per_g)).transpose(5, 0, 1, 2, 3, 4, 6))
-        raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
-        correction = pair_saturation_correction(raw_a.reshape(groups, rows, depth), raw_w)
-    acc = exact_matmul(a, prepared, a_max_abs, norms, correction, workers)  # (rows, OC)
-    return acc.reshape(batch, out_hw[0], out_hw[1], prepared.out_channels)
+    raw_padded = _padded_nhwc(x, padding) if profile.gemm_pairs_saturate else None
+    raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
+    out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
+
+    def band(rows: slice) -> None:
+        a = _im2col_rows(centered, geometry, out_hw, rows)  # (G, band pixels, K)
+        correction = None
+        if raw_padded is not None:
+            correction = pair_saturation_correction(_im2col_rows(raw_padded, geometry, out_hw, rows), raw_w)
+        acc = exact_matmul(a, prepared, a_max_abs, norms, correction)  # (band pixels, OC)
+        out[:, rows] = requantize(acc.reshape(out[:, rows].shape))
+
+    parallel_for(band, bands(out_hw[0], workers), workers)
+    return out
+
+
+def _im2col_rows(padded: np.ndarray, geometry: tuple, out_hw: tuple[int, int], rows: slice) -> np.ndarray:
+    """The im2col matrix of output rows `rows`: (G, N * len(rows) * OW, K), K = (kh, kw, c) per group."""
+    kernel, stride, _, dilation, groups = geometry
+    windows = _im2col(padded, kernel, stride, dilation, out_hw)[:, rows]  # (N, rows, OW, kh, kw, C) view
+    grouped = windows.reshape(windows.shape[:5] + (groups, padded.shape[3] // groups)).transpose(5, 0, 1, 2, 3, 4, 6)
+    depth = kernel[0] * kernel[1] * grouped.shape[-1]
+    return np.ascontiguousarray(grouped).reshape(groups, -1, depth)  # no copy when already laid out so
 
 
 def _max_window_square_norm(
