@@ -1,0 +1,234 @@
+"""Property tests (NumPy only) of reference/ops/_gemm.py: the exact u8 x s8 GEMM and the
+`vpmaddubsw` pair-saturation correction against sums written out plainly in int64.
+
+Drawn operands reach the hard cases: extreme values (0/255 activations, -128/127 weights,
+zero points at the range ends), odd K (a lone last product, no pair), K long enough for
+|acc| > 2^24 (where float32 stops holding every integer and the accumulator rounds) and
+for int32 wrap-around, grouped GEMMs, per-channel weight zero points, and loose bounds.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from reference.ops._gemm import exact_matmul, pair_saturation_correction, prepare_weights
+
+U8_EDGES = (0, 1, 127, 128, 129, 254, 255)
+S8_EDGES = (-128, -127, -1, 0, 1, 64, 65, 126, 127)
+PROPERTY = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+
+
+def _elements(low: int, high: int, edges: tuple[int, ...]) -> st.SearchStrategy[int]:
+    return st.one_of(st.integers(low, high), st.sampled_from(edges))
+
+
+def u8_arrays(shape: tuple[int, ...], fill: int) -> st.SearchStrategy[np.ndarray]:
+    """uint8 arrays: mostly `fill` (an edge value), some elements anywhere in 0..255."""
+    return hnp.arrays(np.uint8, shape, elements=_elements(0, 255, U8_EDGES), fill=st.just(fill))
+
+
+def s8_arrays(shape: tuple[int, ...], fill: int) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.int8, shape, elements=_elements(-128, 127, S8_EDGES), fill=st.just(fill))
+
+
+# K: short with odd tails, past 2^24 / 255^2 = 258 (|acc| > 2^24 with extreme values), and
+# past 2^31 / 255^2 = 33026 (int32 wrap-around; M = N = 1 there to stay fast).
+SHORT_DEPTHS = st.one_of(st.integers(1, 64), st.integers(250, 700))
+DEPTHS = st.one_of(SHORT_DEPTHS, st.integers(33020, 33800))
+
+
+@st.composite
+def gemm_operands(
+    draw: st.DrawFn, depths: st.SearchStrategy[int] = DEPTHS
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """(a uint8 (G, M, K), a_zp, w int8 (G, N/G, K), w_zp per output channel (N,))."""
+    depth = draw(depths)
+    small = depth < 30000
+    groups = draw(st.integers(1, 3)) if small else 1
+    rows, per_group = (draw(st.integers(1, 5)), draw(st.integers(1, 5))) if small else (1, 1)
+    a_fill, w_fill = draw(st.sampled_from(U8_EDGES)), draw(st.sampled_from(S8_EDGES))
+    a = draw(u8_arrays((groups, rows, depth), a_fill))
+    w = draw(s8_arrays((groups, per_group, depth), w_fill))
+    channels = groups * per_group
+    if draw(st.booleans()):  # zero points at the far end from the fills: |centered| up to 255
+        return a, 255 if a_fill < 128 else 0, w, np.full(channels, 127 if w_fill < 0 else -128, np.int64)
+    a_zp = draw(_elements(0, 255, U8_EDGES))
+    if draw(st.booleans()):
+        w_zp = draw(hnp.arrays(np.int64, channels, elements=_elements(-128, 127, S8_EDGES)))
+    else:
+        w_zp = np.full(channels, draw(_elements(-128, 127, S8_EDGES)), np.int64)
+    return a, a_zp, w, w_zp
+
+
+# --- the plain sums -------------------------------------------------------------------------
+
+
+def wrap_int32_plainly(values: np.ndarray) -> np.ndarray:
+    """Two's complement: (v + 2^31) mod 2^32 - 2^31, in int64."""
+    return (values.astype(np.int64) + 2**31) % 2**32 - 2**31
+
+
+def centered_sums(a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: np.ndarray) -> np.ndarray:
+    """S[i, g*N/G + j] = sum_k (a[g,i,k] - a_zp)(w[g,j,k] - w_zp[g*N/G + j]), exactly in int64."""
+    groups, rows, _ = a.shape
+    per_group = w.shape[1]
+    out = np.zeros((rows, groups * per_group), np.int64)
+    for g in range(groups):
+        for i in range(rows):
+            for j in range(per_group):
+                ac = a[g, i].astype(np.int64) - a_zp
+                wc = w[g, j].astype(np.int64) - w_zp[g * per_group + j]
+                out[i, g * per_group + j] = int(np.sum(ac * wc))
+    return out
+
+
+def saturated_pair_sums(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(saturated, exact) raw sums in int64, (M, G * N/G). saturated: `vpmaddubsw` + `vpmaddwd`
+    + `vpaddd`, each product pair (k = 0, 1), (2, 3), ... of u8 x s8 saturated to int16, the
+    pairs and a lone last product (odd K) summed, before the int32 wrap; exact: the plain sum."""
+    groups, rows, depth = a.shape
+    per_group = w.shape[1]
+    saturated = np.zeros((rows, groups * per_group), np.int64)
+    exact = np.zeros_like(saturated)
+    for g in range(groups):
+        for i in range(rows):
+            for j in range(per_group):
+                products = a[g, i].astype(np.int64) * w[g, j].astype(np.int64)
+                pairs = products[0 : depth - 1 : 2] + products[1:depth:2]
+                lone = products[-1] if depth % 2 else 0
+                saturated[i, g * per_group + j] = int(np.clip(pairs, -32768, 32767).sum()) + lone
+                exact[i, g * per_group + j] = int(products.sum())
+    return saturated, exact
+
+
+def as_float32(sums: np.ndarray) -> np.ndarray:
+    """`cvtepi32_ps` of int32 values: one round-to-nearest-even to float32."""
+    return sums.astype(np.float32)
+
+
+def bits(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, np.float32).view(np.uint32)
+
+
+def _bounds(a: np.ndarray, a_zp: int) -> tuple[int, int]:
+    """max |a - a_zp| and max over rows of sum_k (a - a_zp)^2, plainly."""
+    centered = a.astype(np.int64) - a_zp
+    return int(np.abs(centered).max()), int((centered * centered).sum(axis=2).max())
+
+
+def _run_exact(
+    a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: np.ndarray, slack: int, norm: Optional[bool],
+    correction: Optional[np.ndarray] = None, workers: int = 1,
+) -> np.ndarray:
+    a_centered = (a.astype(np.int64) - a_zp).astype(np.float32)
+    max_abs, max_norm = _bounds(a, a_zp)
+    square_norm = None if norm is None else max_norm + slack
+    return exact_matmul(a_centered, prepare_weights(w, w_zp), max_abs + slack, square_norm, correction, workers)
+
+
+# --- properties --------------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(gemm_operands(), st.sampled_from([0, 0, 1, 300]), st.sampled_from([None, True]), st.sampled_from([1, 2, 3]))
+def test_exact_matmul_is_the_wrapped_int32_sum_rounded_once_to_float32(operands, slack, norm, workers):
+    # Bounds: exact, or loose by `slack` (the contract asks for upper bounds only); with or
+    # without the Cauchy-Schwarz row-norm bound (another route to the one-GEMM case); one
+    # GEMM or bands of rows / output channels on `workers` threads.
+    a, a_zp, w, w_zp = operands
+    expected = as_float32(wrap_int32_plainly(centered_sums(a, a_zp, w, w_zp)))
+    actual = _run_exact(a, a_zp, w, w_zp, slack, norm, workers=workers)
+    assert actual.dtype == np.float32 and actual.shape == expected.shape
+    assert np.array_equal(bits(actual), bits(expected))
+
+
+@PROPERTY
+@given(gemm_operands(st.integers(1, 64)))
+def test_prepare_weights_centers_and_bounds_exactly(operands):
+    _, _, w, w_zp = operands
+    prepared = prepare_weights(w, w_zp)
+    centered = w.astype(np.int64) - w_zp.reshape(w.shape[0], w.shape[1], 1)
+    assert np.array_equal(prepared.centered, centered.astype(np.float32))
+    assert prepared.max_abs == int(np.abs(centered).max())
+    assert prepared.max_square_norm == int((centered * centered).sum(axis=2).max())
+
+
+@PROPERTY
+@given(gemm_operands(SHORT_DEPTHS))  # (the correction's cost grows with K; K's size adds nothing here)
+def test_pair_saturation_correction_is_saturated_minus_exact_pair_sums(operands):
+    a, _, w, _ = operands
+    saturated, exact = saturated_pair_sums(a, w)
+    assert np.array_equal(exact + pair_saturation_correction(a, w), saturated)
+
+
+@PROPERTY
+@given(gemm_operands(SHORT_DEPTHS), st.sampled_from([None, True]))
+def test_gemm_with_pair_saturation_is_fbgemm_avx2_accumulation(operands, norm):
+    # FBGEMM without VNNI: raw pair-saturated sums, then zero-point offsets, all in int32:
+    # acc - a_zp * sum_k w[j,k] - w_zp[j] * sum_k a[i,k] + K * a_zp * w_zp[j], wrapped.
+    a, a_zp, w, w_zp = operands
+    saturated, _ = saturated_pair_sums(a, w)
+    groups, rows, depth = a.shape
+    per_group = w.shape[1]
+    row_sums = a.astype(np.int64).sum(axis=2)  # (G, M)
+    col_sums = w.astype(np.int64).sum(axis=2).reshape(-1)  # (N,)
+    rows_by_column = np.repeat(row_sums.T, per_group, axis=1)  # (M, N): row sums of column j's group
+    expected = saturated - a_zp * col_sums - w_zp * rows_by_column + depth * a_zp * w_zp
+    correction = pair_saturation_correction(a, w)
+    actual = _run_exact(a, a_zp, w, w_zp, 0, norm, correction)
+    assert np.array_equal(bits(actual), bits(as_float32(wrap_int32_plainly(expected))))
+
+
+@PROPERTY
+@given(st.integers(250, 520), st.integers(1, 4), st.integers(1, 4), st.sampled_from([None, True]), st.data())
+def test_exact_matmul_where_float32_partial_sums_would_round(depth, rows, cols, norm, data):
+    # Nearly every term is (255 - 0) * (127 - -128) = 65,025, so S passes 2^24 for K > 258 and
+    # any float32 partial sum beyond 2^24 would round: only exact bounds keep BLAS exact.
+    a = data.draw(hnp.arrays(np.uint8, (1, rows, depth), elements=_elements(0, 255, U8_EDGES), fill=st.just(255)))
+    w = data.draw(hnp.arrays(np.int8, (1, cols, depth), elements=_elements(-128, 127, S8_EDGES), fill=st.just(127)))
+    w_zp = np.full(cols, -128, np.int64)
+    expected = as_float32(wrap_int32_plainly(centered_sums(a, 0, w, w_zp)))
+    assert np.array_equal(bits(_run_exact(a, 0, w, w_zp, 0, norm)), bits(expected))
+
+
+def test_hand_worked_extremes_round_and_wrap():
+    # K = 259 terms of (255 - 0) * (127 - -128) = 65025: S = 16,841,475 > 2^24 = 16,777,216,
+    # odd, so float32 (ulp 2 there) rounds it to the even neighbour 16,841,476.
+    a = np.full((1, 1, 259), 255, np.uint8)
+    w = np.full((1, 1, 259), 127, np.int8)
+    got = exact_matmul(a.astype(np.float32), prepare_weights(w, [-128]), 255)
+    assert 259 * 65025 == 16_841_475 and got.tolist() == [[16_841_476.0]]
+    # K = 33,027: S = 2,147,580,675 > 2^31 - 1 wraps to 2,147,580,675 - 2^32 = -2,147,386,621,
+    # which float32 (ulp 128 there) rounds to -2,147,386,624.
+    a = np.full((1, 1, 33_027), 255, np.uint8)
+    w = np.full((1, 1, 33_027), 127, np.int8)
+    got = exact_matmul(a.astype(np.float32), prepare_weights(w, [-128]), 255)
+    assert 33_027 * 65025 - 2**32 == -2_147_386_621 and got.tolist() == [[-2_147_386_624.0]]
+
+
+def test_hand_worked_pair_saturation():
+    # a = [255, 255, 255], w = [127, 127, 127]: pair (0, 1) = 64,770 saturates to 32,767
+    # (correction -32,003); the lone third product 32,385 stays. With w = -128: the pair is
+    # -65,280 -> -32,768 (correction +32,512).
+    a = np.full((1, 1, 3), 255, np.uint8)
+    assert pair_saturation_correction(a, np.full((1, 1, 3), 127, np.int8)).tolist() == [[-32_003]]
+    assert pair_saturation_correction(a, np.full((1, 1, 3), -128, np.int8)).tolist() == [[32_512]]
+    # At the candidate thresholds, pair sums 257, 258, 259: times -128 they are -32,896,
+    # -33,024, -33,152, saturated to -32,768 (+128, +256, +384); times 127 they are 32,639
+    # and 32,766 (fit) and 32,893 -> 32,767 (-126).
+    pairs = np.array([[[128, 129], [129, 129], [129, 130]]], np.uint8).reshape(1, 3, 2)
+    weights = np.array([[[-128, -128], [127, 127]]], np.int8)
+    assert pair_saturation_correction(pairs, weights).tolist() == [[128, 0], [256, 0], [384, -126]]
+    # The weight threshold: (255 + 255) * 64 = 32,640 fits; * 65 = 33,150 -> 32,767 (-383).
+    full = np.full((1, 1, 2), 255, np.uint8)
+    assert pair_saturation_correction(full, np.array([[[64, 64], [65, 65]]], np.int8)).tolist() == [[0, -383]]
+    # Activations <= 127 (reduce_range) never saturate: 127 * 127 * 2 = 32,258 <= 32,767.
+    low = np.full((1, 1, 4), 127, np.uint8)
+    assert pair_saturation_correction(low, np.full((1, 1, 4), 127, np.int8)).tolist() == [[0]]
