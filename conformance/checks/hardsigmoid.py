@@ -1,5 +1,9 @@
 """aten::hardsigmoid on quantized tensors against reference.ops.hardsigmoid: fixed output
-qparams (1/256, zp 0 or -128), fma vs plain dequantization in vector blocks and tails."""
+qparams (1/256, zp 0 or -128), fma vs plain dequantization in vector blocks and tails.
+
+Powers of two put few outputs on .5 ties (y * 256 = 128 (x + 3) / 3 needs a factor 3), so
+about half the cases take input scales 3 * 2^-e (`TIE_EXPONENTS`): then x + 3 = 3 (k 2^-e + 1),
+y * 256 = 2^(7-e) k + 128 exactly, a tie for every k that is 2^(e-8) times an odd number."""
 
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from ..strategies import QTensorCase
 from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT, torch_threads
 from . import OpCheck, register
+
+
+TIE_EXPONENTS = (8, 9, 10)
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,9 @@ def oracle(case: HardsigmoidCase) -> QTensor:
 def cases(draw: st.DrawFn) -> HardsigmoidCase:
     dtype = draw(st.sampled_from(EIGHT_BIT))
     shape, memory_format, threads = draw(shape_format_threads())
-    return HardsigmoidCase(draw(qtensor_cases(dtype, shape, memory_format, draw(power_of_two_scales()))), threads)
+    tie_scales = st.sampled_from(TIE_EXPONENTS).map(lambda e: 3 * 2.0**-e)
+    scale = draw(st.one_of(power_of_two_scales(), tie_scales))
+    return HardsigmoidCase(draw(qtensor_cases(dtype, shape, memory_format, scale)), threads)
 
 
 def label(case: HardsigmoidCase) -> Iterator[str]:
@@ -48,6 +57,8 @@ def label(case: HardsigmoidCase) -> Iterator[str]:
     yield q.memory_format.value
     if q.int_repr.size % 64:
         yield "tail"
+    if q.scale in {3 * 2.0**-e for e in TIE_EXPONENTS}:
+        yield "tie-scale"
 
 
 CHECK = register(
