@@ -146,6 +146,8 @@ def histc_f32(x: np.ndarray, bins: int, low: float, high: float) -> np.ndarray:
     `trunc(f32(f32(f32(x - lo) * bins) / f32(hi - lo)))`, and `x == hi` goes to the last bin.
     When `f32(x - lo) * bins` overflows (ranges near float32's limit) the quotient is inf
     and torch's int64 cast (undefined behaviour, INT64_MIN on x86-64) lands in bin 0.
+    Counts are exact (int64); torch's float32 thread-local counts equal them as long as
+    no bin gets more than 2^24 values per thread (docs/spec.md, HistogramObserver).
 
     Hand-worked, 4 bins over [0, 1]: 0.25 -> f32(0.25 * 4) / 1 = 1.0 -> bin 1; 1.0 -> 4 -> last bin 3.
 
