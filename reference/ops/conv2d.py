@@ -245,8 +245,10 @@ def _gemm_conv(
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
         norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups)
-    raw_padded = _padded_nhwc(x, padding) if profile.gemm_pairs_saturate else None
-    raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
+    raw_padded, raw_w = None, None
+    if profile.gemm_pairs_saturate:  # the raw uint8/int8 operands, in the same K order
+        raw_padded = _padded_nhwc(x, padding)
+        raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
     out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
 
     def band(rows: slice) -> None:
@@ -356,7 +358,9 @@ def _padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
 def _centered_padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
     """`a - a_zp` as float32 NHWC (exact), padded with 0: the padding taps read a_zp."""
     (ph, pw), (n, c, h, w) = padding, x.shape
-    out = np.zeros((n, h + 2 * ph, w + 2 * pw, c), np.float32)
+    out = np.empty((n, h + 2 * ph, w + 2 * pw, c), np.float32)
+    for border in (out[:, :ph], out[:, ph + h :], out[:, :, :pw], out[:, :, pw + w :]):
+        border.fill(0)
     np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(x.zero_point), out=out[:, ph : ph + h, pw : pw + w])
     return out
 
