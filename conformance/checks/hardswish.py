@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from reference.numerics import f32
 from reference.ops import hardswish
-from reference.ops._unary_float import dequantize_scalar, dequantize_vector
+from reference.ops import dequantize
+from reference.ops._unary_float import dequantize_vector
 from reference.profile import NumericsProfile
 from reference.qtensor import QDtype, QTensor
 
@@ -84,7 +85,7 @@ def informative(case: HardswishCase, out: QTensor) -> int:
     the kernel's dequantizations (x != 0 and f32(x + 3) > 0): a zero quantizes to the zero
     point at any output scale and tells nothing about the requantization."""
     nonzero = np.zeros(out.int_repr.shape, bool)
-    for x in (dequantize_vector(case.x.q), dequantize_scalar(case.x.q)):
+    for x in (dequantize_vector(case.x.q), dequantize(case.x.q)):
         nonzero |= (x != 0) & (f32(x + np.float32(3)) > 0)
     inside = (out.int_repr > out.dtype.qmin) & (out.int_repr < out.dtype.qmax)
     return int(np.count_nonzero(nonzero & inside))

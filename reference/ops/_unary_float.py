@@ -1,4 +1,5 @@
-"""The two dequantizations of ATen's dequantize-compute-quantize kernels."""
+"""The vector dequantization of ATen's dequantize-compute-quantize kernels (the scalar tail
+uses `dequantize`, ATen's `dequantize_val`)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,3 @@ def dequantize_vector(q: QTensor) -> np.ndarray:
         return fma32(scale, q.int_repr.astype(np.float32), premul)
     levels = np.arange(q.dtype.qmin, q.dtype.qmax + 1).astype(np.float32)
     return fma32(scale, levels, premul)[q.int_repr.astype(np.intp) - q.dtype.qmin]
-
-
-def dequantize_scalar(q: QTensor) -> np.ndarray:
-    """`at::native::dequantize_val`: `f32(float(s) * float(q - zp))`, the difference exact."""
-    return f32(np.float32(q.scale) * (q.int_repr.astype(np.int64) - q.zero_point).astype(np.float32))

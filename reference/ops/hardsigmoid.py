@@ -10,7 +10,8 @@ from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._registry import register_op
 from ._tensor_iterator import vector_body_mask
-from ._unary_float import dequantize_scalar, dequantize_vector
+from ._unary_float import dequantize_vector
+from .dequantize import dequantize
 
 # qhardsigmoid_stub has only the AVX2 build: Vectorized<quint8>::size() = 32, two per step.
 _STEP = 64
@@ -42,7 +43,8 @@ def hardsigmoid(q: QTensor, num_threads: int = 1, profile: NumericsProfile = DEF
     zero_point = OUTPUT_ZERO_POINTS[q.dtype]
     inv = np.float32(1.0 / np.float32(OUTPUT_SCALE))
     vector = aten_vec_quantize_round_then_add_zp(_hardsigmoid(dequantize_vector(q)), inv, zero_point, q.dtype)
-    scalar = quantize_val(_hardsigmoid(dequantize_scalar(q)), OUTPUT_SCALE, zero_point, q.dtype, profile)
+    # scalar tail: dequantize_val (8-bit q - zp never wraps)
+    scalar = quantize_val(_hardsigmoid(dequantize(q)), OUTPUT_SCALE, zero_point, q.dtype, profile)
     use_vector = vector_body_mask(q.shape, q.memory_format, _STEP, num_threads)
     ints = np.where(use_vector, vector, scalar).astype(q.dtype.storage)
     return QTensor(ints, OUTPUT_SCALE, zero_point, q.dtype, memory_format=q.memory_format)

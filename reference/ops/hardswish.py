@@ -10,7 +10,8 @@ from ..qtensor import QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._registry import register_op
 from ._tensor_iterator import vector_body_mask
-from ._unary_float import dequantize_scalar, dequantize_vector
+from ._unary_float import dequantize_vector
+from .dequantize import dequantize
 
 # qhardswish_stub has only the AVX2 build: Vectorized<quint8>::size() = 32, two per step.
 _STEP = 64
@@ -48,7 +49,8 @@ def hardswish(
     out = QTensor(np.zeros((0,), q.dtype.storage), output_scale, output_zero_point, q.dtype)
     inv = np.float32(1.0 / out.scale)  # double division, then narrowed
     vector = aten_vec_quantize_round_then_add_zp(_hardswish(dequantize_vector(q)), inv, out.zero_point, q.dtype)
-    scalar = quantize_val(_hardswish(dequantize_scalar(q)), out.scale, out.zero_point, q.dtype, profile)
+    # scalar tail: dequantize_val (8-bit q - zp never wraps)
+    scalar = quantize_val(_hardswish(dequantize(q)), out.scale, out.zero_point, q.dtype, profile)
     use_vector = vector_body_mask(q.shape, q.memory_format, _STEP, num_threads)
     ints = np.where(use_vector, vector, scalar).astype(q.dtype.storage)
     return QTensor(ints, out.scale, out.zero_point, q.dtype, memory_format=q.memory_format)
