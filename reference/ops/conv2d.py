@@ -244,7 +244,7 @@ def _gemm_conv(
     a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
-        norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups)
+        norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups, a_max_abs)
     raw_padded, raw_w = None, None
     if profile.gemm_pairs_saturate:  # the raw uint8/int8 operands, in the same K order
         raw_padded = _padded_nhwc(x, padding)
@@ -279,11 +279,18 @@ def _max_window_square_norm(
     dilation: Sequence[int],
     out_hw: tuple[int, int],
     groups: int,
+    a_max_abs: int,
 ) -> int:
     """max over im2col rows (output pixel, group) of sum_k a_k^2, without forming the rows:
-    per-pixel sums of squares over each group's channels, then summed over each window."""
+    per-pixel sums of squares over each group's channels, then summed over each window.
+    The per-pixel sums run in float32 when exact (every partial sum <= C/G * max|a|^2 <=
+    2^24), else in float64; the window sums in float64 (integers below 2^53)."""
     n, h, w, channels = centered.shape
-    per_pixel = np.square(centered.reshape(n, h, w, groups, channels // groups), dtype=np.float64).sum(axis=4)
+    grouped = centered.reshape(n, h, w, groups, channels // groups)
+    if channels // groups * a_max_abs**2 <= 2**24:
+        per_pixel = np.einsum("nhwgc,nhwgc->nhwg", grouped, grouped).astype(np.float64)
+    else:
+        per_pixel = np.square(grouped, dtype=np.float64).sum(axis=4)
     windows = _im2col(per_pixel, kernel, stride, dilation, out_hw)  # (N, OH, OW, kh, kw, G)
     return int(windows.sum(axis=(3, 4)).max(initial=0))  # exact: integers below 2^53
 
