@@ -1,6 +1,9 @@
 """aten::clamp / aten::hardtanh on quantized tensors against reference.ops.clamp: bounds
 quantized by the scalar quantize_val (release-dependent at ties), then an integer clamp.
-Bounds are drawn on exact ties (k + 0.5) * scale half of the time."""
+Bounds are drawn on exact ties (k + 0.5) * scale half of the time, and 1 in 6 from
+`SPECIAL_BOUNDS` (NaN, +-inf, beyond the int32 range of quanta, -0.0); 1 in 5 clamps with
+both bounds take them in either order (torch.clamp with min > max gives max everywhere;
+F.hardtanh refuses, so its bounds stay ordered)."""
 
 from __future__ import annotations
 
@@ -41,10 +44,16 @@ def oracle(case: ClampCase) -> QTensor:
     return from_torch(torch.clamp(x, case.low, case.high))
 
 
+SPECIAL_BOUNDS = (np.nan, np.inf, -np.inf, 1e30, -1e30, 3e9, -0.0)
+
+
 @st.composite
 def _bound(draw: st.DrawFn, scale: float) -> float:
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(("tie", "tie", "tie", "any", "any", "special")))
+    if kind == "tie":
         return float(np.float32((draw(st.integers(-60, 60)) + 0.5) * scale))
+    if kind == "special":
+        return float(draw(st.sampled_from(SPECIAL_BOUNDS)))
     return draw(st.floats(-8.0, 8.0, width=32))
 
 
@@ -59,12 +68,18 @@ def cases(draw: st.DrawFn) -> ClampCase:
         return ClampCase(x, low, None)
     if which == "max":
         return ClampCase(x, None, high)
+    if which == "both" and draw(st.sampled_from(range(5))) == 0:
+        low, high = high, low
     return ClampCase(x, low, high, which == "hardtanh")
 
 
 def label(case: ClampCase) -> Iterator[str]:
     yield case.x.q.dtype.label
     yield "hardtanh" if case.hardtanh else "clamp"
+    if case.low is not None and case.high is not None and case.low > case.high:
+        yield "min>max"
+    if any(b is not None and not -1e9 < b < 1e9 for b in (case.low, case.high)):
+        yield "special-bound"
     scale = np.float32(case.x.q.scale)
     for bound in (case.low, case.high):
         if bound is not None:
