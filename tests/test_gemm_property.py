@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference.ops._gemm import exact_matmul, pair_saturation_correction, prepare_weights
+from reference.ops._gemm import exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
 
 U8_EDGES = (0, 1, 127, 128, 129, 254, 255)
 S8_EDGES = (-128, -127, -1, 0, 1, 64, 65, 126, 127)
@@ -139,6 +139,19 @@ def test_exact_matmul_is_the_wrapped_int32_sum_rounded_once_to_float32(operands,
     actual = _run_exact(a, a_zp, w, w_zp, slack, norm, workers=workers)
     assert actual.dtype == np.float32 and actual.shape == expected.shape
     assert np.array_equal(bits(actual), bits(expected))
+
+
+@PROPERTY
+@given(gemm_operands(SHORT_DEPTHS), st.sampled_from([None, True]))
+def test_one_gemm_is_exact_only_when_every_partial_sum_fits_float32(operands, norm):
+    # Soundness of the one-GEMM shortcut: T = sum_k |a_ik| |w_jk| bounds every partial sum
+    # BLAS can form; it must be <= 2^24 for every (i, j) whenever the shortcut is taken.
+    a, a_zp, w, w_zp = operands
+    max_abs, max_norm = _bounds(a, a_zp)
+    if one_gemm_is_exact(a.shape[2], max_abs, None if norm is None else max_norm, prepare_weights(w, w_zp)):
+        ac = np.abs(a.astype(np.int64) - a_zp)  # (G, M, K)
+        wc = np.abs(w.astype(np.int64) - w_zp.reshape(w.shape[0], w.shape[1], 1))  # (G, N/G, K)
+        assert (ac[:, :, None, :] * wc[:, None, :, :]).sum(axis=-1).max() <= 2**24
 
 
 @PROPERTY
