@@ -221,3 +221,41 @@ def test_gemm_path_one_float32_gemm_when_window_norms_allow(monkeypatch):
     out = conv2d(q_u8(np.full((1, 64, 3, 3), 255)), w, None, (1, 1), (1, 1), (1, 1), 1, 2.0**17, 0)
     assert out.int_repr.reshape(3, 3).tolist() == [[63, 95, 63], [95, 142, 95], [63, 95, 63]]
     assert calls == [(1, 9, 518), (1, 9, 58)]
+
+
+def test_winograd_gives_the_direct_sums(monkeypatch):
+    # Stride-1 3x3 convs with >= WINOGRAD_MIN_PIXELS outputs take Winograd F(2x2, 3x3); forced
+    # here for a 3x3 image [[1, 2, 3], [4, 5, 6], [7, 8, 9]] (zp 0), weights all 1, padding 1:
+    # each output is the sum of its 3x3 neighbourhood, e.g. corner 1+2+4+5 = 12, centre 45.
+    # The 3x3 output takes 2x2 tiles, the last row and column of which are cut off.
+    conv = sys.modules["reference.ops.conv2d"]
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_PIXELS", 0)
+    calls = []
+    original = conv.winograd_acc
+    monkeypatch.setattr(conv, "winograd_acc", lambda *args: calls.append(1) or original(*args))
+    x = q_u8(np.arange(1, 10).reshape(1, 1, 3, 3))
+    out = conv2d(x, q_s8(np.ones((1, 1, 3, 3))), None, (1, 1), (1, 1), (1, 1), 1, 1.0, 0)
+    assert out.int_repr.reshape(3, 3).tolist() == [[12, 21, 16], [27, 45, 33], [24, 39, 28]]
+    assert calls == [1]
+
+
+def test_winograd_matches_torch(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from production.bridge import from_torch, to_torch
+    from production.environment import detect_profile, fbgemm_engine
+
+    # 30x29 outputs (870 >= WINOGRAD_MIN_PIXELS = 784): 15x15 tiles, the last column cut off.
+    rng = np.random.default_rng(5)
+    x = QTensor(rng.integers(0, 120, (1, 16, 30, 29)).astype(np.uint8), 0.05, 3, "quint8")
+    w = QTensor(rng.integers(-100, 100, (8, 16, 3, 3)).astype(np.int8), rng.uniform(0.005, 0.01, 8), np.zeros(8, np.int64), "qint8", axis=0)
+    bias = rng.normal(0, 1, 8).astype(np.float32)
+    with fbgemm_engine():
+        packed = torch.ops.quantized.conv2d_prepack(to_torch(w), torch.from_numpy(bias), [1, 1], [1, 1], [1, 1], 1)
+        expected = from_torch(torch.ops.quantized.conv2d_relu(to_torch(x), packed, 0.3, 7))
+    conv = sys.modules["reference.ops.conv2d"]
+    sums = []
+    original = conv.winograd_acc
+    monkeypatch.setattr(conv, "winograd_acc", lambda *args: sums.append(original(*args)) or sums[-1])
+    got = conv2d_relu(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, profile=detect_profile())
+    assert np.array_equal(expected.int_repr, got.int_repr)
+    assert len(sums) == 1 and sums[0] is not None  # Winograd's exactness bound held

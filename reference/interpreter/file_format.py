@@ -31,7 +31,7 @@ from typing import Any, Union
 import numpy as np
 
 from ..ops._gemm import GemmWeights
-from ..ops.conv2d import prepare_conv_weight
+from ..ops.conv2d import ConvWeights, prepare_conv_weight
 from ..ops.linear import prepare_linear_weight
 from ..qtensor import MemoryFormat, QDtype, QTensor
 
@@ -60,10 +60,10 @@ class PackedConv:
     output_padding: tuple[int, ...] = (0, 0)
 
     @cached_property
-    def gemm_weights(self) -> GemmWeights:
-        """The weight as the reference's GEMM operand, formed on first use and kept with the
-        loaded model (as torch keeps its prepacked weight), not formed again per run."""
-        return prepare_conv_weight(self.weight, self.groups)
+    def prepared(self) -> ConvWeights:
+        """The weight as the reference's GEMM paths use it, formed on first use and kept with
+        the loaded model (as torch keeps its prepacked weight), not formed again per run."""
+        return prepare_conv_weight(self.weight, self.groups, self.stride, self.dilation)
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ class PackedLinear:
     bias: np.ndarray | None
 
     @cached_property
-    def gemm_weights(self) -> GemmWeights:
-        """The weight as the reference's GEMM operand, formed once (see `PackedConv.gemm_weights`)."""
+    def prepared(self) -> GemmWeights:
+        """The weight as the reference's GEMM operand, formed once (see `PackedConv.prepared`)."""
         return prepare_linear_weight(self.weight)
 
 

@@ -100,7 +100,7 @@ def _conv(relu: bool) -> Kernel:
             raise UnknownNodeKind(f"conv2d needs non-transposed conv packed params, got {packed!r}")
         return ops.conv2d(
             x, packed.weight, packed.bias, packed.stride, packed.padding, packed.dilation, packed.groups,
-            scale, zero_point, relu=relu, profile=context.profile, prepared=packed.gemm_weights,
+            scale, zero_point, relu=relu, profile=context.profile, prepared=packed.prepared,
             workers=context.workers,
         )
 
@@ -118,7 +118,7 @@ def _linear(relu: bool) -> Kernel:
             raise UnknownNodeKind(f"linear needs linear packed params, got {type(packed).__name__}")
         return ops.linear(
             x, packed.weight, packed.bias, scale, zero_point, relu=relu, profile=context.profile,
-            prepared=packed.gemm_weights, workers=context.workers,
+            prepared=packed.prepared, workers=context.workers,
         )
 
     return run

@@ -13,6 +13,8 @@ FBGEMM picks one of four kernels for a 2-d convolution (`ConvFastPath`, FbgemmCo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,9 +33,14 @@ from ._gemm import (
     prepare_weights,
 )
 from ._registry import register_op
+from ._winograd import WinogradWeights, prepare_winograd, winograd_acc
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
 CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
+
+# Output pixels per image from which a stride-1 3x3 conv takes Winograd: measured faster
+# from 28x28 up (16 GEMMs of 196+ rows), slower at 14x14 (49 rows each).
+WINOGRAD_MIN_PIXELS = 28 * 28
 
 
 def conv_path(
@@ -118,7 +125,7 @@ def conv2d(
     relu: bool = False,
     profile: NumericsProfile = DEFAULT_PROFILE,
     *,
-    prepared: GemmWeights | None = None,
+    prepared: ConvWeights | None = None,
     workers: int = 1,
 ) -> QTensor:
     """`torch.ops.quantized.conv2d(x, conv2d_prepack(weight, bias, stride, padding, dilation, groups), scale, zp)`.
@@ -137,8 +144,8 @@ def conv2d(
     torch 2.14 (`profile.depthwise_per_tensor_bias_fma` false), which rounds `bias * rcp`
     first; per-channel bias `f32(f32(acc) + f32(bias / atws))`.
 
-    `prepared`: `prepare_conv_weight(weight, groups)`, for callers that run one weight many
-    times (the model interpreter); formed here when None. `workers`: threads for the GEMM
+    `prepared`: `prepare_conv_weight(weight, groups, stride, dilation)`, for callers that run
+    one weight many times (the model interpreter); formed here when None. `workers`: threads for the GEMM
     (see `exact_matmul`); the result does not depend on it.
 
     Hand-worked depthwise pair saturation (8 channels, 3x3, pad 1, all a = 255, a_zp 255,
@@ -170,7 +177,7 @@ def conv2d(
         ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=fused)
     else:
         if prepared is None:
-            prepared = prepare_conv_weight(weight, groups)
+            prepared = prepare_conv_weight(weight, groups, stride, dilation)
         geometry = (kernel, stride, (ph, pw), dilation, groups)
 
         def requantize(acc: np.ndarray) -> np.ndarray:  # requantizeOutputProcessing(GConv)Avx2: fma on both releases
@@ -207,20 +214,40 @@ def conv2d_relu(
     return conv2d(x, weight, bias, stride, padding, dilation, groups, output_scale, output_zero_point, True, profile)
 
 
-def prepare_conv_weight(weight: QTensor, groups: int) -> GemmWeights:
-    """The weight as the GEMM operand of the im2col / pointwise / groupwise paths.
+@dataclass(frozen=True)
+class ConvWeights:
+    """A conv weight as the reference's GEMM paths use it, formed once per packed weight.
 
-    FBGEMM's packed weight (`KRSC`) and `PackAWithIm2Col` order K as (kh, kw, c) within a
-    group: (G, OC/G, kh*kw*C/G), each row minus its output channel's zero point.
+    Attributes:
+        gemm: the im2col GEMM operand: FBGEMM's packed weight (`KRSC`) and
+            `PackAWithIm2Col` order K as (kh, kw, c) within a group: (G, OC/G, kh*kw*C/G),
+            each row minus its output channel's zero point.
+        winograd_eligible: a 3x3, stride 1, dilation 1, single-group conv (`winograd`).
     """
+
+    gemm: GemmWeights
+    winograd_eligible: bool
+
+    @cached_property
+    def winograd(self) -> WinogradWeights:
+        """The Winograd F(2x2, 3x3) filters, formed on first use."""
+        groups, out_channels, _ = self.gemm.centered.shape
+        return prepare_winograd(self.gemm.centered.reshape(groups * out_channels, 3, 3, -1))
+
+
+def prepare_conv_weight(
+    weight: QTensor, groups: int, stride: Sequence[int] = (1, 1), dilation: Sequence[int] = (1, 1)
+) -> ConvWeights:
+    """`ConvWeights` of `weight` for a conv with this geometry."""
     out_channels, c_per_g, kh, kw = weight.shape
     krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, kh * kw * c_per_g)
-    return prepare_weights(krsc, weight.zero_point)
+    eligible = (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+    return ConvWeights(prepare_weights(krsc, weight.zero_point), eligible)
 
 
 def _gemm_conv(
     x: QTensor,
-    prepared: GemmWeights,
+    weights: ConvWeights,
     weight: QTensor,
     geometry: tuple,
     out_hw: tuple[int, int],
@@ -235,13 +262,25 @@ def _gemm_conv(
     (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
     saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
     Bands of output rows (one per worker) each form their im2col rows, GEMM and
-    requantization; every output element is computed the same way in any band.
+    requantization; every output element is computed the same way in any band. Stride-1
+    3x3 convs with at least `WINOGRAD_MIN_PIXELS` outputs per image take Winograd F(2x2,
+    3x3) instead (`_winograd`: the same exact sums) when its exactness bound holds.
     """
     kernel, stride, padding, dilation, groups = geometry
+    prepared = weights.gemm
     depth = kernel[0] * kernel[1] * (x.shape[1] // groups)
-    centered = _centered_padded_nhwc(x, padding)
     raw = x.int_repr
     a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
+    winograd = (
+        weights.winograd_eligible and not profile.gemm_pairs_saturate and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS
+    )
+    # Winograd's 4x4 tiles reach up to one row and column past the last output's window.
+    extra = (out_hw[0] % 2, out_hw[1] % 2) if winograd else (0, 0)
+    centered = _centered_padded_nhwc(x, padding, extra)
+    if winograd:
+        sums = winograd_acc(centered, weights.winograd, out_hw, a_max_abs, workers)
+        if sums is not None:
+            return requantize(sums)
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
         norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups, a_max_abs)
@@ -362,10 +401,11 @@ def _padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
     return np.pad(nhwc, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=x.zero_point)
 
 
-def _centered_padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
-    """`a - a_zp` as float32 NHWC (exact), padded with 0: the padding taps read a_zp."""
+def _centered_padded_nhwc(x: QTensor, padding: tuple[int, int], extra: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """`a - a_zp` as float32 NHWC (exact), padded with 0: the padding taps read a_zp;
+    `extra` more zero rows / columns at the bottom / right."""
     (ph, pw), (n, c, h, w) = padding, x.shape
-    out = np.empty((n, h + 2 * ph, w + 2 * pw, c), np.float32)
+    out = np.empty((n, h + 2 * ph + extra[0], w + 2 * pw + extra[1], c), np.float32)
     for border in (out[:, :ph], out[:, ph + h :], out[:, :, :pw], out[:, :, pw + w :]):
         border.fill(0)
     np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(x.zero_point), out=out[:, ph : ph + h, pw : pw + w])

@@ -1,0 +1,123 @@
+"""FBGEMM's exact conv sums for stride-1 3x3 convolutions, computed by Winograd F(2x2, 3x3).
+
+Only a faster way to the same integers as the im2col GEMM (`_gemm.exact_matmul`): for
+every 4x4 input tile d and 3x3 filter g, the 2x2 outputs are (Lavin & Gray, 2016)
+
+    Y = A^T [ (G g G^T) (*) (B^T d B) ] A        (* elementwise, summed over channels)
+
+an identity over the rationals. With G' = 2G (integer) the filter side U' = G' g G'^T =
+4 G g G^T is an integer matrix and Y' = A^T [sum_c U' (*) V] A = 4Y, V = B^T d B. Each
+of the 16 tile positions is one GEMM over the channels, with 4/9 of im2col's multiplies
+(16 per 4 outputs instead of 36).
+
+Exactness: V entries are integers with |V| <= 4 max|a - a_zp| (each a signed sum of at
+most 4 inputs), U' entries integers with |U'| <= 9 max|w - w_zp|, all exact in float32.
+Each position's GEMM sums `V[c] U'[c]` over the channels; BLAS forms only subset sums,
+each bounded by sum_c |V_c| |U'_c| <= sqrt(sum_c V_c^2) sqrt(sum_c U'_c^2) (Cauchy-
+Schwarz), so the GEMM is exact when max sum_c V^2 * max sum_c U'^2 <= 2^48. Since V at a
+position is a signed sum of 4 inputs d_k, V^2 <= 4 sum_k d_k^2, so max sum_c V^2 <= 4 *
+max over tiles of the tile's sum of squares. When that bound fails the caller uses im2col.
+The output transform then adds at most 9 of these exact integers (<= 2^24 each) in int32,
+and Y' / 4 = S, the direct sum, exactly (|S| <= 9 C 255 128 < 2^31: no int32 wrap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ._gemm import bands, parallel_for
+
+# F(2x2, 3x3): input transform B^T, filter transform G' = 2G, output transform A^T.
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.int64)
+_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
+
+_F32_EXACT_SQUARED = 2**48
+
+
+@dataclass(frozen=True)
+class WinogradWeights:
+    """Transformed filters U' = G' (w - w_zp) G'^T, float32 (16, C, OC) (position = 4 i + j),
+    and max over positions and output channels of sum_c U'^2 (an int)."""
+
+    transformed: np.ndarray
+    max_square_norm: int
+
+
+def prepare_winograd(centered: np.ndarray) -> WinogradWeights:
+    """`WinogradWeights` of centered integer weights (OC, 3, 3, C).
+
+    Hand-worked, one channel, g = all ones: G' g G'^T = (G' 1)(G' 1)^T, and the row sums
+    of G' are (2, 3, 1, 2), so U'[i, j] = r_i r_j: U'[0, 0] = 4, U'[1, 1] = 9, U'[2, 2] = 1.
+
+    >>> w = prepare_winograd(np.ones((1, 3, 3, 1)))
+    >>> w.transformed[:, 0, 0].reshape(4, 4).astype(int).tolist()
+    [[4, 6, 2, 4], [6, 9, 3, 6], [2, 3, 1, 2], [4, 6, 2, 4]]
+    """
+    out_channels, _, _, channels = centered.shape
+    filters = np.asarray(centered, dtype=np.int64)
+    transformed = np.einsum("ij,ojkc,lk->ilco", _G2, filters, _G2).reshape(16, channels, out_channels)
+    squares = np.square(transformed).sum(axis=1)  # exact int64
+    return WinogradWeights(transformed.astype(np.float32), int(squares.max(initial=0)))
+
+
+def winograd_acc(
+    padded: np.ndarray, weights: WinogradWeights, out_hw: tuple[int, int], a_max_abs: int, workers: int = 1
+) -> np.ndarray | None:
+    """The exact int32 sums (N, OH, OW, OC) of a stride-1 3x3 conv, or None when the bound fails.
+
+    `padded`: the centered activations `a - a_zp`, float32 NHWC, padded with 0 so that it
+    holds 2 * ceil(OH / 2) + 2 rows and 2 * ceil(OW / 2) + 2 columns (extra rows only feed
+    outputs that are cut off).
+    """
+    tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+    if 4 * _max_tile_square_norm(padded, tiles_h, tiles_w, a_max_abs) * weights.max_square_norm > _F32_EXACT_SQUARED:
+        return None
+    inputs = _input_transform(padded, tiles_h, tiles_w)  # (16, N * tiles, C)
+    products = np.empty(inputs.shape[:2] + (weights.transformed.shape[2],), dtype=np.float32)
+
+    def gemms(positions: slice) -> None:  # one exact float32 GEMM per tile position
+        np.matmul(inputs[positions], weights.transformed[positions], out=products[positions])
+
+    parallel_for(gemms, bands(16, workers), workers)
+    sums = _output_transform(products.astype(np.int32), padded.shape[0], tiles_h, tiles_w)
+    return sums[:, : out_hw[0], : out_hw[1]]
+
+
+def _max_tile_square_norm(padded: np.ndarray, tiles_h: int, tiles_w: int, a_max_abs: int) -> int:
+    """max over 4x4 tiles (stride 2) of the tile's sum of squares, exactly (float32 per pixel
+    when C * max|a|^2 <= 2^24, the 16-pixel sums in float64)."""
+    if padded.shape[3] * a_max_abs**2 <= 2**24:
+        per_pixel = np.einsum("nhwc,nhwc->nhw", padded, padded).astype(np.float64)
+    else:
+        per_pixel = np.square(padded, dtype=np.float64).sum(axis=3)
+    tiles = sliding_window_view(per_pixel, (4, 4), axis=(1, 2))[:, ::2, ::2][:, :tiles_h, :tiles_w]
+    return int(tiles.sum(axis=(3, 4)).max(initial=0))
+
+
+def _input_transform(padded: np.ndarray, tiles_h: int, tiles_w: int) -> np.ndarray:
+    """V = B^T d B for every 4x4 tile d (stride 2): (16, N * tiles, C), float32 (exact)."""
+    rows = [padded[:, i : i + 2 * tiles_h : 2] for i in range(4)]  # row i of every tile row
+    row_mix = [rows[0] - rows[2], rows[1] + rows[2], rows[2] - rows[1], rows[1] - rows[3]]  # B^T d
+    out = np.empty((4, 4, padded.shape[0], tiles_h, tiles_w, padded.shape[3]), dtype=np.float32)
+    for i, mixed in enumerate(row_mix):  # (B^T d) B: the same combination of columns
+        cols = [mixed[:, :, j : j + 2 * tiles_w : 2] for j in range(4)]
+        np.subtract(cols[0], cols[2], out=out[i, 0])
+        np.add(cols[1], cols[2], out=out[i, 1])
+        np.subtract(cols[2], cols[1], out=out[i, 2])
+        np.subtract(cols[1], cols[3], out=out[i, 3])
+    return out.reshape(16, -1, padded.shape[3])
+
+
+def _output_transform(products: np.ndarray, batch: int, tiles_h: int, tiles_w: int) -> np.ndarray:
+    """S = A^T M A / 4 per tile, int32 (N, 2 tiles_h, 2 tiles_w, OC); A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
+    m = products.reshape(4, 4, batch, tiles_h, tiles_w, -1)
+    row_mix = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])  # A^T M
+    out = np.empty((batch, tiles_h, 2, tiles_w, 2, m.shape[-1]), dtype=np.int32)
+    for i, mixed in enumerate(row_mix):  # (A^T M) A
+        out[:, :, i, :, 0] = mixed[0] + mixed[1] + mixed[2]
+        out[:, :, i, :, 1] = mixed[1] - mixed[2] - mixed[3]
+    out >>= 2  # Y' = 4 S exactly: the shift divides exactly
+    return out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)
