@@ -82,9 +82,10 @@ def label(case: ClampCase) -> Iterator[str]:
         yield "special-bound"
     scale = np.float32(case.x.q.scale)
     for bound in (case.low, case.high):
-        if bound is not None:
-            t = np.float32(np.float32(bound) * np.float32(np.float32(1) / scale))
-            if t - np.floor(t) == 0.5:
+        if bound is not None and np.isfinite(bound):
+            with np.errstate(over="ignore"):  # 1e30 / scale overflows float32 to inf: no tie
+                t = np.float32(np.float32(bound) * np.float32(np.float32(1) / scale))
+            if np.isfinite(t) and t - np.floor(t) == 0.5:
                 yield "tie-bound"
 
 
