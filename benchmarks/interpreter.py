@@ -15,9 +15,10 @@ image, `--repeat` rounds after a warm-up, and the medians are reported. The chil
 OMP_WAIT_POLICY=PASSIVE unless it is set: on a shared, oversubscribed machine OpenMP's
 spinning barriers made torch's 2-thread ResNet-18 take ~500 ms instead of ~18 ms.
 
-Also printed, per thread count: the floor, i.e. the same float32 GEMMs (every conv's
-im2col shape and the fc) with nothing else, and where the interpreter's time goes, by node
-kind (the time between consecutive trace calls, so Python overhead is included).
+Also printed, per thread count: the floor, i.e. the same float32 GEMMs the interpreter runs
+(every conv's im2col product, or Winograd's 16 tile-position products, and the fc) with
+nothing else, and where the interpreter's time goes, by node kind (the time between
+consecutive trace calls, so Python overhead is included).
 Last: one whole `production.verify.verify` of ResNet-18 on one image (export, torch
 capture, interpreter trace, node-by-node comparison) at one thread.
 """
@@ -110,19 +111,29 @@ class _KindTimer:
 
 
 def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple[Any, Any]]:
-    """Random float32 (M, K) and (N, K) operands of every conv's im2col GEMM and the fc's."""
+    """Random float32 operands (G, M, K) and (G, N, K) of the GEMMs the interpreter runs: per
+    conv its im2col product, or for a Winograd conv its 16 tile-position products (the
+    exactness bound held for all of them on this model), and the fc's."""
+    import importlib
+
     import numpy as np
 
+    conv = importlib.import_module("reference.ops.conv2d")  # the module, not the op of that name
     generator = np.random.default_rng(0)
     operands = []
     for node in model.nodes:
         if not node.kind.startswith(("quantized::conv2d", "quantized::linear")):
             continue
-        weight = model.constants[node.inputs[1]].weight.int_repr
-        out_shape = shapes[node.outputs[0]]
+        packed = model.constants[node.inputs[1]]
+        weight, out_shape = packed.weight.int_repr, shapes[node.outputs[0]]
         rows = int(np.prod(out_shape)) // weight.shape[0]
-        depth = int(np.prod(weight.shape[1:]))
-        operands.append(tuple(generator.integers(-8, 8, size).astype(np.float32) for size in ((rows, depth), (weight.shape[0], depth))))
+        winograd = node.kind.startswith("quantized::conv2d") and packed.prepared.winograd_eligible
+        if winograd and rows // out_shape[0] >= conv.WINOGRAD_MIN_PIXELS:
+            tiles = out_shape[0] * -(-out_shape[2] // 2) * -(-out_shape[3] // 2)
+            sizes = ((16, tiles, weight.shape[1]), (16, weight.shape[0], weight.shape[1]))
+        else:
+            sizes = ((1, rows, int(np.prod(weight.shape[1:]))), (1, weight.shape[0], int(np.prod(weight.shape[1:]))))
+        operands.append(tuple(generator.integers(-8, 8, size).astype(np.float32) for size in sizes))
     return operands
 
 
@@ -132,7 +143,7 @@ def _time_gemms(gemms: list[tuple[Any, Any]], threads: int) -> float:
 
     start = time.perf_counter()
     for a, w in gemms:
-        _grouped_matmul(a[None], w[None], threads)
+        _grouped_matmul(a, w, threads)
     return time.perf_counter() - start
 
 
