@@ -244,7 +244,7 @@ def test_winograd_matches_torch(monkeypatch):
     from production.bridge import from_torch, to_torch
     from production.environment import detect_profile, fbgemm_engine
 
-    # 30x29 outputs (870 >= WINOGRAD_MIN_PIXELS = 784): 15x15 tiles, the last column cut off.
+    # 30x29 outputs (870 >= WINOGRAD_MIN_PIXELS): 15x15 tiles, the last column cut off.
     rng = np.random.default_rng(5)
     x = QTensor(rng.integers(0, 120, (1, 16, 30, 29)).astype(np.uint8), 0.05, 3, "quint8")
     w = QTensor(rng.integers(-100, 100, (8, 16, 3, 3)).astype(np.int8), rng.uniform(0.005, 0.01, 8), np.zeros(8, np.int64), "qint8", axis=0)

@@ -38,9 +38,10 @@ from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
 CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
 
-# Output pixels per image from which a stride-1 3x3 conv takes Winograd: measured faster
-# from 28x28 up (16 GEMMs of 196+ rows), slower at 14x14 (49 rows each).
-WINOGRAD_MIN_PIXELS = 28 * 28
+# Output pixels per image from which a stride-1 3x3 conv takes Winograd. Measured (best of
+# 21, one thread, C = OC): faster at 56x56 (64 ch), 28x28 (128) and 14x14 (256: 2.7 ms
+# against 3.1), slower at 7x7 (512: 5.3 ms against 4.3; 16 GEMMs of 16 rows).
+WINOGRAD_MIN_PIXELS = 14 * 14
 
 
 def conv_path(
