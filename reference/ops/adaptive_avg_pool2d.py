@@ -11,7 +11,7 @@ from ..numerics import f32, rne
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import QTensor
 from ..quantize_kernels import fbgemm_quantize_u8s8, quantize_val
-from ._pool_common import check_4d, check_per_tensor_8bit, nhwc_kernel_result, pair, takes_nhwc_kernel
+from ._pool_common import check_4d, check_per_tensor_8bit, nhwc_kernel_result, pair, takes_nhwc_kernel, window_sums
 from ._registry import register_op
 
 # qadaptive_avg_pool*_ndhwc_stub is registered with REGISTER_DISPATCH: the AVX2 build runs
@@ -65,7 +65,7 @@ def adaptive_avg_pool2d(
     if min(out_h, out_w) <= 0 or min(height, width) <= 0:
         raise ValueError(f"adaptive_avg_pool2d: output_size ({out_h}, {out_w}) and input {x.shape} must be non-empty")
     rows, cols = _axis_windows(height, out_h), _axis_windows(width, out_w)
-    sums, size = _window_sums(x.int_repr.astype(np.int64), rows, cols)
+    sums, size = window_sums(x.int_repr.astype(np.int64), rows, cols)
     if takes_nhwc_kernel(x):
         ints, memory_format = nhwc_kernel_result(_requantize_nhwc(sums, size, x, profile), x)
     else:
@@ -79,22 +79,6 @@ def _axis_windows(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
     start = np.floor(f32(f32(o * in_len) / np.float32(out_len))).astype(np.int64)
     end = np.ceil(f32(f32((o + 1) * in_len) / np.float32(out_len))).astype(np.int64)
     return start, end
-
-
-def _window_sums(
-    values: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Integer sum of every window (N, C, OH, OW) and the window sizes (OH, OW)."""
-    prefix = np.zeros(values.shape[:2] + (values.shape[2] + 1, values.shape[3] + 1), dtype=np.int64)
-    prefix[:, :, 1:, 1:] = values.cumsum(2).cumsum(3)
-    (r0, r1), (c0, c1) = rows, cols
-    sums = (
-        prefix[:, :, r1[:, None], c1[None, :]]
-        - prefix[:, :, r0[:, None], c1[None, :]]
-        - prefix[:, :, r1[:, None], c0[None, :]]
-        + prefix[:, :, r0[:, None], c0[None, :]]
-    )
-    return sums, (r1 - r0)[:, None] * (c1 - c0)[None, :]
 
 
 def _average_nchw(
