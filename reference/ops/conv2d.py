@@ -44,6 +44,18 @@ CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
 WINOGRAD_MIN_PIXELS = 14 * 14
 
 
+def groups_together(c_per_g: int, avx512: bool) -> int:
+    """FBGEMM's `numOfGroupsTogether` (GroupwiseConv.h): how many groups the groupwise kernel
+    packs into one vector register, `max(W // (C/G) // max(C/G, 4), 1)` with W = 64 bytes
+    on AVX512 and 32 on AVX2.
+
+    >>> groups_together(4, avx512=True), groups_together(4, avx512=False), groups_together(16, True)
+    (4, 2, 1)
+    """
+    vector_bytes = 64 if avx512 else 32
+    return max(vector_bytes // c_per_g // max(c_per_g, 4), 1)
+
+
 def conv_path(
     in_channels: int,
     out_channels: int,
@@ -95,12 +107,10 @@ def conv_path(
     ):
         return "depthwise"
     c_per_g, k_per_g = in_channels // groups, out_channels // groups
-    vector_bytes = 64 if profile.avx512 else 32
-    groups_together = max(vector_bytes // c_per_g // max(c_per_g, 4), 1)
     if (
         c_per_g == k_per_g
         and c_per_g in (2, 4, 8, 16)
-        and groups >= groups_together
+        and groups >= groups_together(c_per_g, profile.avx512)
         and (kh, kw) == (3, 3)
         and (ph, pw) == (1, 1)
         and (dh, dw) == (1, 1)
