@@ -13,6 +13,8 @@ from dataclasses import dataclass
 TORCH_RELEASES = ("2.13", "2.14")
 CPU_FEATURE_SETS = ("avx512_vnni", "avx512", "avx2")
 ENGINES = ("fbgemm",)
+# Summation orders of float32 GEMM/conv in torch's float islands (see float_gemm below).
+FLOAT_GEMM_ORDERS = ("unspecified", "mkl2024.2-amd")
 
 
 @dataclass(frozen=True)
@@ -23,20 +25,29 @@ class NumericsProfile:
         torch_release: "2.13" or "2.14" (major.minor; patch releases share numerics).
         cpu: "avx512_vnni", "avx512" or "avx2": the instruction set FBGEMM dispatches to.
         engine: the quantized engine; only "fbgemm" is specified.
+        float_gemm: the summation order of the FLOAT `aten::linear` / `aten::conv2d` a
+            converted model keeps in its float islands (MKL SGEMM / oneDNN, chosen by the
+            MKL release and the CPU vendor, not by the torch release): "mkl2024.2-amd"
+            (oneMKL 2024.2 / oneDNN 3.12 on an AMD CPU, MKL_CBWR unset; see
+            reference.ops.float_ops) or "unspecified" (the reference sums in float64 and
+            rounds once; torch may differ in the last bit). Integer numerics never depend on it.
     """
 
     torch_release: str
     cpu: str
     engine: str = "fbgemm"
+    float_gemm: str = "unspecified"
 
     def __post_init__(self) -> None:
         _check_choice("torch_release", self.torch_release, TORCH_RELEASES)
         _check_choice("cpu", self.cpu, CPU_FEATURE_SETS)
         _check_choice("engine", self.engine, ENGINES)
+        _check_choice("float_gemm", self.float_gemm, FLOAT_GEMM_ORDERS)
 
     @property
     def name(self) -> str:
-        """Stable identifier, e.g. `torch2.13-avx512_vnni-fbgemm`."""
+        """Stable identifier of the quantized (integer) numerics, e.g. `torch2.13-avx512_vnni-fbgemm`.
+        `float_gemm` is not part of it: it only concerns float islands and is reported on its own."""
         return f"torch{self.torch_release}-{self.cpu}-{self.engine}"
 
     # --- release differences (see docs/profiles.md) ---------------------------------
