@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import warnings
 from typing import Iterator
 
@@ -25,16 +26,21 @@ def torch_release() -> str:
     return f"{major}.{minor}"
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags Linux reports (empty elsewhere)."""
+def _cpuinfo_field(name: str) -> str:
+    """The first `name : value` of /proc/cpuinfo ("" elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.split(":", 1)[0].strip() == name:
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports (empty elsewhere)."""
+    return set(_cpuinfo_field("flags").split())
 
 
 def hardware_cpu_features() -> str:
@@ -65,9 +71,42 @@ def detect_cpu_features() -> str:
     return "avx512"
 
 
+def cpu_vendor() -> str:
+    """The CPU vendor Linux reports (`vendor_id` of /proc/cpuinfo, e.g. "AuthenticAMD"), or ""."""
+    return _cpuinfo_field("vendor_id")
+
+
+def bundled_mkl_version() -> str:
+    """The oneMKL release torch links, from `torch.__config__.show()` (e.g. "2024.2"), or ""."""
+    match = re.search(r"Math Kernel Library Version (\d+\.\d+)", torch.__config__.show())
+    return match.group(1) if match and torch.backends.mkl.is_available() else ""
+
+
+def bundled_onednn_version() -> str:
+    """The oneDNN (MKL-DNN) release torch links, from `torch.__config__.show()` (e.g. "3.12"), or ""."""
+    match = re.search(r"MKL-DNN v(\d+\.\d+)", torch.__config__.show())
+    return match.group(1) if match and torch.backends.mkldnn.is_available() else ""
+
+
+def detect_float_gemm() -> str:
+    """The float-island summation order (`NumericsProfile.float_gemm`) of this process.
+
+    "mkl2024.2-amd" when torch bundles oneMKL 2024.2 (float linear, small convs) and
+    oneDNN 3.12 (the other convs) and runs on an AMD CPU with
+    `MKL_CBWR` unset (any MKL_CBWR value switches MKL to other kernels); "unspecified" otherwise
+    (Intel CPUs pick other MKL code paths and are not modelled).
+    """
+    if os.environ.get("MKL_CBWR"):
+        return "unspecified"
+    libraries = (bundled_mkl_version(), bundled_onednn_version())
+    if libraries == ("2024.2", "3.12") and cpu_vendor() == "AuthenticAMD":
+        return "mkl2024.2-amd"
+    return "unspecified"
+
+
 def detect_profile() -> NumericsProfile:
-    """The numerics profile of this process: torch release, CPU features, engine."""
-    return NumericsProfile(torch_release(), detect_cpu_features(), ENGINE)
+    """The numerics profile of this process: torch release, CPU features, engine, float GEMM order."""
+    return NumericsProfile(torch_release(), detect_cpu_features(), ENGINE, detect_float_gemm())
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ file format is `reference.interpreter.file_format` (JSON + .npz in one zip, no p
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -83,8 +84,8 @@ def _check_inlined(graph: Any) -> None:
 
 
 def _profile_fields() -> dict:
-    profile = detect_profile()
-    return {"torch_release": profile.torch_release, "cpu": profile.cpu, "engine": profile.engine}
+    """Every NumericsProfile field (float_gemm included), as `reference.load` reads them back."""
+    return dataclasses.asdict(detect_profile())
 
 
 def _export_block(block: Any, module: torch.jit.ScriptModule, store: ArrayStore, constants: dict) -> list[dict]:

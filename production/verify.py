@@ -23,7 +23,7 @@ been first), plus torch's output as the constant `expected:<name>`.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -240,7 +240,7 @@ def write_repro(
     )
     document = {
         "format_version": FORMAT_VERSION,
-        "profile": {"torch_release": model.profile.torch_release, "cpu": model.profile.cpu, "engine": model.profile.engine},
+        "profile": asdict(model.profile),
         "torch_version": model.torch_version,
         "inputs": [],
         "outputs": list(node.outputs),
@@ -260,6 +260,11 @@ def profile_note(model: interpreter.Model) -> Optional[str]:
     here = detect_profile()
     if here == model.profile:
         return None
+    if here.name == model.profile.name:  # only the float-island order differs
+        return (
+            f"this model file has float_gemm {model.profile.float_gemm!r}, this process {here.float_gemm!r}: the "
+            "reference sums float linear/conv2d in the file's order, torch here may differ in the last bit"
+        )
     return (
         f"this model file was converted under {model.profile.name} (torch {model.torch_version}); this process is "
         f"{here.name}: the reference computes {model.profile.name}'s arithmetic, torch here may differ at ties"

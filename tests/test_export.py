@@ -59,7 +59,9 @@ def test_file_is_a_zip_of_json_and_npz_without_pickle(exported):
     assert manifest["format"] == "quantspec-model" and manifest["format_version"] == FORMAT_VERSION
     assert len(manifest["payload_sha256"]) == 64
     profile = detect_profile()
-    assert graph["profile"] == {"torch_release": profile.torch_release, "cpu": profile.cpu, "engine": profile.engine}
+    assert graph["profile"] == {
+        "torch_release": profile.torch_release, "cpu": profile.cpu, "engine": profile.engine, "float_gemm": profile.float_gemm
+    }
     assert graph["torch_version"] == torch.__version__
     assert graph["inputs"][0]["shape"] == [None, 3, 8, 8] and graph["inputs"][0]["dtype"] == "float32"
     kinds = [node["kind"] for node in graph["nodes"]]
