@@ -18,7 +18,7 @@ import numpy as np
 from .. import ops
 from ..ops.float_ops import FLOAT_OPS
 from ..profile import NumericsProfile
-from ..qtensor import QDtype, QTensor
+from ..qtensor import MemoryFormat, QDtype, QTensor
 from .file_format import PackedConv, PackedLinear
 
 # TorchScript passes dtypes as c10::ScalarType integers.
@@ -81,7 +81,16 @@ def _quantize_per_tensor(args: list, context: RunContext) -> QTensor:
 def _dequantize(args: list, context: RunContext) -> np.ndarray:
     if isinstance(args[0], np.ndarray):
         return args[0]  # Tensor.dequantize() of a float tensor is the identity
-    return ops.dequantize(args[0])
+    return _in_memory_format(ops.dequantize(args[0]), args[0].memory_format)
+
+
+def _in_memory_format(values: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
+    """The NCHW `values` laid out as torch lays out the float tensor (dequantize keeps the
+    quantized tensor's memory format): channels_last gives NHWC strides, which a float
+    conv2d reads to pick its kernel as ATen does."""
+    if memory_format is MemoryFormat.channels_last:
+        return np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return values
 
 
 def _qdtype(code: int) -> QDtype:
@@ -259,8 +268,12 @@ def _pad(args: list, context: RunContext) -> np.ndarray:
     return FLOAT_OPS["aten::pad"](*args)
 
 
-KERNELS["aten::linear"] = lambda args, context: FLOAT_OPS["aten::linear"](*args)
-KERNELS["aten::conv2d"] = lambda args, context: FLOAT_OPS["aten::conv2d"](*args)
+# Float linear/conv2d: their float32 summation order follows profile.float_gemm, and
+# conv's backend (oneDNN or slow_conv2d) also the thread count (ATen use_mkldnn).
+KERNELS["aten::linear"] = lambda args, context: FLOAT_OPS["aten::linear"](*args, profile=context.profile)
+KERNELS["aten::conv2d"] = lambda args, context: FLOAT_OPS["aten::conv2d"](
+    *args, profile=context.profile, num_threads=context.num_threads
+)
 
 
 @kernel("aten::add", "aten::add_")

@@ -24,6 +24,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..numerics import f32, fma32, ieee_float_ops
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from . import _float_gemm
 
 FLOAT_OPS: dict[str, Callable] = {}
 
@@ -149,18 +151,37 @@ def view(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 @_float_op("aten::linear")
-def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None) -> np.ndarray:
-    """`F.linear(x, weight, bias)` in float32: `f32(sum_k x[k] * w[j, k] + bias[j])`, summed
-    in float64 (exact products, one float64 rounding per add) and rounded once. torch's
-    MKL sgemm sums in float32 in its own blocked order: NOT bit-exact in general.
+def linear(
+    x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, *, profile: NumericsProfile = DEFAULT_PROFILE
+) -> np.ndarray:
+    """`F.linear(x, weight, bias)` in float32.
+
+    Under `profile.float_gemm == "mkl2024.2-amd"`, for a 2-d input with a bias (ATen's
+    `addmm` -> MKL SGEMM('T','N', out, batch, in), C = bias, beta 1) whose shape is in the
+    verified set (`_float_gemm.sgemm_order_known`: >= 4 outputs, batch <= 1024,
+    K <= 1024, M <= 1024, K % 8 == 0 unless batch >= 4 and M >= 12): MKL's own float32
+    order, bit-exact (`_float_gemm.mkl_sgemm_tn`: gemv for batch 1, 4/8-lane dot
+    products without fma for batch 2-3 or < 12 outputs, else fma chains per 192-K block).
+    Otherwise (profile "unspecified", no bias, other ranks or shapes): today's computation,
+    `f32(sum_k x[k] * w[j, k] + bias[j])` summed in float64 (exact products, one float64
+    rounding per add) and rounded once; torch can differ in the last bit there.
+
+    Hand-worked (float64 path): 1*3 + 2*4 + 0.5 = 11.5 exactly.
 
     >>> linear(np.array([[1, 2]], np.float32), np.array([[3, 4]], np.float32), np.array([0.5], np.float32)).tolist()
     [[11.5]]
     """
     x, weight = _float32(x, "linear"), _float32(weight, "linear")
+    if bias is not None:
+        bias = _float32(bias, "linear bias")
+    if (
+        profile.float_gemm == "mkl2024.2-amd" and bias is not None and x.ndim == 2 and weight.ndim == 2
+        and _float_gemm.sgemm_order_known(x.shape[0], weight.shape[0], x.shape[1])
+    ):
+        return _float_gemm.mkl_sgemm_tn(x, weight, bias)
     total = x.astype(np.float64) @ weight.astype(np.float64).T
     if bias is not None:
-        total = total + _float32(bias, "linear bias").astype(np.float64)
+        total = total + bias.astype(np.float64)
     return f32(total)
 
 
@@ -173,9 +194,22 @@ def conv2d(
     padding: Sequence[int] = (0, 0),
     dilation: Sequence[int] = (1, 1),
     groups: int = 1,
+    *,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+    num_threads: int = 1,
 ) -> np.ndarray:
-    """`F.conv2d` in float32 (NCHW), summed in float64 and rounded once; torch (oneDNN /
-    MKL) sums in float32 in a blocked order: NOT bit-exact in general.
+    """`F.conv2d` in float32; `x` holds NCHW values, its strides say torch's memory format
+    (channels_last strides, as the interpreter's dequantize of a channels_last tensor
+    gives, select the channels_last kernels); `num_threads` is torch's thread count.
+
+    Under `profile.float_gemm == "mkl2024.2-amd"`, with a bias, groups 1, dilation 1, a 3x3
+    kernel and 1 or 2 threads (the verified set, `_float_gemm.conv_order_known`): the backend
+    ATen's `ConvParams::use_mkldnn` picks, bit-exact: oneDNN (one fma chain per output over
+    (kh, kw, ic), + bias; NCHW with C > 16: a chain per 16 channels) or slow_conv2d (im2col
+    + MKL SGEMM, see `linear`). Otherwise (profile "unspecified" or outside that set):
+    today's computation, summed in float64 and rounded once; torch can differ in the last bit.
+
+    Hand-worked (float64 path): four taps 1*1 sum to 4.
 
     >>> conv2d(np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 2, 2), np.float32)).tolist()
     [[[[4.0]]]]
@@ -183,13 +217,31 @@ def conv2d(
     x, weight = _float32(x, "conv2d"), _float32(weight, "conv2d")
     if isinstance(padding, str):
         raise ValueError(f"string padding {padding!r} is not supported; give explicit pads")
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    n, c, _, _ = x.shape
+    if bias is not None:
+        bias = _float32(bias, "conv2d bias")
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    n, c, h, w = x.shape
     oc, cpg, kh, kw = weight.shape
     if c != cpg * groups or oc % groups:
         raise ValueError(f"conv2d: input channels {c} and weight {weight.shape} do not match groups {groups}")
+    if profile.float_gemm == "mkl2024.2-amd" and bias is not None and num_threads in (1, 2):
+        channels_last = _is_channels_last(x)
+        onednn = _float_gemm.uses_mkldnn(x.shape, (kh, kw), stride, dilation, groups, num_threads)
+        out_size = ((h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
+        if _float_gemm.conv_order_known(x.shape, weight.shape, out_size, dilation, groups, channels_last, onednn):
+            return _float_gemm.conv2d(x, weight, bias, stride, padding, channels_last, onednn)
+    return _conv2d_float64(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _is_channels_last(x: np.ndarray) -> bool:
+    """torch's channels_last test on NumPy strides: NHWC-dense and not NCHW-dense."""
+    return not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _conv2d_float64(x, weight, bias, stride, padding, dilation, groups) -> np.ndarray:
+    """Every output summed exactly in float64 (products exact) and rounded once to float32."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oc, cpg, kh, kw = weight.shape
     padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
     windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # (n, c, oh, ow, kh, kw)
@@ -201,7 +253,7 @@ def conv2d(
         outputs.append(np.einsum("ncyxij,ocij->noyx", patch, kernel))
     total = np.concatenate(outputs, axis=1)
     if bias is not None:
-        total = total + _float32(bias, "conv2d bias").astype(np.float64).reshape(1, -1, 1, 1)
+        total = total + bias.astype(np.float64).reshape(1, -1, 1, 1)
     return f32(total)
 
 
