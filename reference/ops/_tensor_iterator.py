@@ -47,16 +47,44 @@ def vector_body_mask(
     np.int64(128)
     """
     numel = int(np.prod(shape, dtype=np.int64))
-    row = numel if row is None else row
-    position = np.arange(numel)
-    row_begin = position // max(row, 1) * row
-    in_memory_order = np.zeros(numel, dtype=bool)
+    row = max(numel if row is None else row, 1)
+    in_memory_order = np.empty(numel, dtype=bool)
+    # Rows that no thread range cuts all share one pattern; set them in one broadcast...
+    whole_rows = in_memory_order[: numel - numel % row].reshape(-1, row)
+    whole_rows[:, : row // step * step] = True
+    whole_rows[:, row // step * step :] = False
+    _set_run(in_memory_order, numel - numel % row, numel, step)  # a last, shorter row
+    # ...then redo the runs at each range's two ends, where a range boundary may cut a row.
     for begin, end in thread_ranges(numel, num_threads):
-        inside = slice(begin, end)
-        start = np.maximum(row_begin[inside], begin)  # a run: one row cut to the range
-        length = np.minimum(row_begin[inside] + row, end) - start
-        in_memory_order[inside] = position[inside] - start < length // step * step
+        first_end = min(end, (begin // row + 1) * row)
+        _set_run(in_memory_order, begin, first_end, step)
+        _set_run(in_memory_order, max(first_end, (end - 1) // row * row), end, step)
     return from_memory_order(in_memory_order, shape, memory_format)
+
+
+def scalar_tail_spans(numel: int, step: int, num_threads: int) -> list[tuple[int, int]]:
+    """The [begin, end) memory-order spans the scalar lambda computes when the whole tensor
+    is one coalesced run: the last `len % step` elements of each thread range (empty spans
+    left out). `vector_body_mask` is False exactly on these.
+
+    >>> scalar_tail_spans(70, 64, 1)
+    [(64, 70)]
+    >>> scalar_tail_spans(65600, 64, 2)  # ranges of 32800 = 512 * 64 + 32
+    [(32768, 32800), (65568, 65600)]
+    """
+    spans = []
+    for begin, end in thread_ranges(numel, num_threads):
+        tail = begin + (end - begin) // step * step
+        if tail < end:
+            spans.append((tail, end))
+    return spans
+
+
+def _set_run(mask: np.ndarray, begin: int, end: int, step: int) -> None:
+    """One `vectorized_loop` call over [begin, end): whole steps vector, the rest scalar."""
+    body_end = begin + max(end - begin, 0) // step * step
+    mask[begin:body_end] = True
+    mask[body_end:end] = False
 
 
 def orders_coincide(shape: tuple[int, ...]) -> bool:

@@ -6,10 +6,10 @@ import numpy as np
 
 from ..numerics import f32
 from ..profile import DEFAULT_PROFILE, NumericsProfile
-from ..qtensor import QDtype, QTensor
+from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
 from ._registry import register_op
-from ._tensor_iterator import layouts_differ, vector_body_mask
+from ._tensor_iterator import from_memory_order, layouts_differ, scalar_tail_spans
 from ._unary_float import dequantize_vector
 from .dequantize import dequantize
 
@@ -20,6 +20,9 @@ from .dequantize import dequantize
 # Vectorized<qint32>::size() = 8, blocks of 16.
 VECTOR_BLOCK = 64
 VECTOR_BLOCK_QINT32 = 16
+# From this many elements on, 8-bit vector results come from a table of all 65536 (qa, qb)
+# pairs (evaluating it costs about as much as the formula on this many elements).
+PAIR_TABLE_MIN_SIZE = 8192
 
 
 @register_op("quantized::add")
@@ -70,17 +73,20 @@ def add(
     1
     """
     _check_operands(a, b)
-    out_params = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
-    vector = _vector_path(a, b, out_params, relu, profile)
-    scalar = _scalar_path(a, b, out_params, relu, profile)
-    block = VECTOR_BLOCK_QINT32 if a.dtype is QDtype.qint32 else VECTOR_BLOCK
-    use_vector = vector_body_mask(a.shape, a.memory_format, block, num_threads)
+    out = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
+    flat_a, flat_b = _in_memory_order(a, a.memory_format), _in_memory_order(b, a.memory_format)
     if layouts_differ(a, b):
         # TensorIterator cannot give b unit stride along the output's innermost dim, so
         # `VectorizedLoop2d` falls back to `basic_loop`: every element takes the scalar lambda.
-        use_vector = np.zeros_like(use_vector)
-    ints = np.where(use_vector, vector, scalar)
-    return QTensor(ints, out_params.scale, out_params.zero_point, a.dtype, memory_format=a.memory_format)
+        ints = _scalar_path(flat_a, flat_b, out, relu, profile)
+    else:
+        ints = _vector_path(flat_a, flat_b, out, relu, profile)
+        block = VECTOR_BLOCK_QINT32 if a.dtype is QDtype.qint32 else VECTOR_BLOCK
+        # The scalar lambda only where it runs: the last len % block elements of each range.
+        for begin, end in scalar_tail_spans(ints.size, block, num_threads):
+            ints[begin:end] = _scalar_path(_span(flat_a, begin, end), _span(flat_b, begin, end), out, relu, profile)
+    logical = from_memory_order(ints, a.shape, a.memory_format)
+    return QTensor(logical, out.scale, out.zero_point, a.dtype, memory_format=a.memory_format)
 
 
 @register_op("quantized::add_relu")
@@ -108,6 +114,22 @@ def add_relu(
 
 
 def _vector_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile) -> np.ndarray:
+    """The vector lambda's results for every element of `a` and `b` (same shape)."""
+    if a.dtype is QDtype.qint32 or a.int_repr.size < PAIR_TABLE_MIN_SIZE:
+        return _vector_formula(a, b, out, relu, profile)
+    # An 8-bit result depends only on the pair (qa, qb): evaluate the formula once on all
+    # 256 x 256 pairs (indexed by the bytes of qa and qb), then look each element's pair up.
+    levels = np.arange(256, dtype=np.uint8)
+    rows = QTensor(levels.view(a.dtype.storage)[:, None], a.scale, a.zero_point, a.dtype)
+    columns = QTensor(levels.view(b.dtype.storage)[None, :], b.scale, b.zero_point, b.dtype)
+    table = _vector_formula(rows, columns, out, relu, profile).ravel()
+    pair = a.int_repr.view(np.uint8).astype(np.uint16)
+    pair <<= 8
+    pair |= b.int_repr.view(np.uint8)
+    return table.take(pair)
+
+
+def _vector_formula(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile) -> np.ndarray:
     # Vectorized<q>::dequantize: an fma per element (dequantize_vector), then a float32 sum.
     c = f32(dequantize_vector(a) + dequantize_vector(b))
     if relu:
@@ -127,6 +149,16 @@ def _scalar_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: Nume
     if relu:
         c = np.maximum(c, np.float32(0))
     return quantize_val(c, out.scale, out.zero_point, out.dtype, profile)
+
+
+def _in_memory_order(q: QTensor, memory_format: MemoryFormat) -> QTensor:
+    """`q` as a 1-d tensor walked in `memory_format`'s order (NHWC for channels_last)."""
+    ints = q.int_repr.transpose(0, 2, 3, 1) if memory_format is MemoryFormat.channels_last else q.int_repr
+    return QTensor(ints.ravel(), q.scale, q.zero_point, q.dtype)
+
+
+def _span(q: QTensor, begin: int, end: int) -> QTensor:
+    return QTensor(q.int_repr[begin:end], q.scale, q.zero_point, q.dtype)
 
 
 def _check_operands(a: QTensor, b: QTensor) -> None:
