@@ -82,6 +82,32 @@ def test_qint32_blocks_of_16_and_the_fma_dequantize() -> None:
     assert out[:16].tolist() == [107374176] * 16 and out[16] == 107374184
 
 
+def every_pair(dtype: str, scale: float, zero_point: int, other_scale: float, other_zp: int) -> tuple[QTensor, QTensor]:
+    """65536 elements holding every (qa, qb) pair once: a = element // 256, b = element % 256 (as bytes)."""
+    storage = np.uint8 if dtype == "quint8" else np.int8
+    byte = np.arange(256, dtype=np.uint8).view(storage)
+    a = QTensor(np.repeat(byte, 256), scale, zero_point, dtype)
+    b = QTensor(np.tile(byte, 256), other_scale, other_zp, dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", ["quint8", "qint8"])
+def test_large_8bit_adds_look_each_pair_up_with_the_vector_formula(dtype: str) -> None:
+    # 65536 elements (1024 blocks of 64, no tail) are computed from a 256 x 256 table; chunks of
+    # 4096 (< PAIR_TABLE_MIN_SIZE, also whole blocks) run the formula per element: equal.
+    # Hand-worked: a = 10 at (0.5, zp 3) -> fma(0.5, 10, -1.5) = 3.5; b = 9 at (0.25, zp 1)
+    # -> fma(0.25, 9, -0.25) = 2.0; c = 5.5, output scale 1 zp 1: vector cvt(5.5) = 6, + 1 = 7
+    # (the scalar lambda on 2.13 would give rne(1 + 5.5) = 6).
+    a, b = every_pair(dtype, 0.5, 3, 0.25, 1)
+    whole = add(a, b, 1.0, 1, profile=P213).int_repr
+    chunks = [
+        add(QTensor(a.int_repr[i : i + 4096], 0.5, 3, dtype), QTensor(b.int_repr[i : i + 4096], 0.25, 1, dtype), 1.0, 1, profile=P213).int_repr
+        for i in range(0, 65536, 4096)
+    ]
+    assert np.array_equal(whole, np.concatenate(chunks))
+    assert whole[10 * 256 + 9] == 7
+
+
 def test_add_relu_clamps_the_float_sum_at_zero() -> None:
     # qint8: a = -10 (scale 0.5, zp 0) -> -5.0; b = 2 (scale 1, zp 0) -> 2.0; c = -3.0.
     # add: -3.0 / 0.5 = -6, + zp 3 = -3.   add_relu: max(-3.0, 0) = 0 -> 0 + 3 = 3.
@@ -128,3 +154,28 @@ def test_matches_torch_at_ties_tails_and_threads() -> None:
     finally:
         torch.set_num_threads(previous)
     assert compared > 67500
+
+
+@pytest.mark.parametrize("dtype, relu", [("quint8", False), ("qint8", True)])
+def test_every_pair_matches_torch(dtype: str, relu: bool) -> None:
+    # Every (qa, qb) pair once, odd output zero point (vector/scalar ties differ), 2 threads:
+    # ranges of 32768 = 512 blocks, so all vector; then 65536 - 6 elements: each range
+    # (32765) ends in a 61-element scalar tail.
+    torch = pytest.importorskip("torch")
+    from production.bridge import from_torch, to_torch
+    from production.environment import detect_profile, fbgemm_engine
+
+    operator = torch.ops.quantized.add_relu if relu else torch.ops.quantized.add
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with fbgemm_engine():
+            for size in (65536, 65530):
+                full_a, full_b = every_pair(dtype, 0.05, 3, 0.03, -1 if dtype == "qint8" else 1)
+                a = QTensor(full_a.int_repr[:size], full_a.scale, full_a.zero_point, dtype)
+                b = QTensor(full_b.int_repr[:size], full_b.scale, full_b.zero_point, dtype)
+                expected = from_torch(operator(to_torch(a), to_torch(b), 0.04, 5)).int_repr
+                ours = add(a, b, 0.04, 5, relu=relu, num_threads=2, profile=detect_profile()).int_repr
+                assert np.array_equal(expected, ours)
+    finally:
+        torch.set_num_threads(previous)
