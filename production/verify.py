@@ -76,8 +76,8 @@ class VerifyReport:
 
     @property
     def quantized_ok(self) -> bool:
-        """Every quantized intermediate bit-exact (float-island values may still differ:
-        torch's float conv/linear sum in BLAS order, see reference.ops.float_ops)."""
+        """Every quantized intermediate bit-exact (float-island values may still differ where
+        the profile's float_gemm does not model torch's MKL/oneDNN order, see reference.ops.float_ops)."""
         return all(check.equal for check in self.checks if check.quantized)
 
     def by_kind(self) -> dict[str, tuple[int, int, int]]:

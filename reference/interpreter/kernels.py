@@ -268,12 +268,12 @@ def _pad(args: list, context: RunContext) -> np.ndarray:
     return FLOAT_OPS["aten::pad"](*args)
 
 
-# Float linear/conv2d: their float32 summation order follows profile.float_gemm, and
-# conv's backend (oneDNN or slow_conv2d) also the thread count (ATen use_mkldnn).
-KERNELS["aten::linear"] = lambda args, context: FLOAT_OPS["aten::linear"](*args, profile=context.profile)
-KERNELS["aten::conv2d"] = lambda args, context: FLOAT_OPS["aten::conv2d"](
-    *args, profile=context.profile, num_threads=context.num_threads
-)
+# Float linear/conv2d: their float32 summation order follows profile.float_gemm and the
+# thread count (ATen's use_mkldnn picks conv's backend by it; MKL splits some batches).
+for _kind in ("aten::linear", "aten::conv2d"):
+    KERNELS[_kind] = lambda args, context, _kind=_kind: FLOAT_OPS[_kind](
+        *args, profile=context.profile, num_threads=context.num_threads
+    )
 
 
 @kernel("aten::add", "aten::add_")

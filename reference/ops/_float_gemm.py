@@ -37,10 +37,19 @@ ONEDNN_NCHW_BLOCK = 16
 MAX_SGEMM_N, MAX_SGEMM_K, MAX_SGEMM_M = 1024, 1024, 1024
 
 
-def sgemm_order_known(n: int, m: int, k: int) -> bool:
-    """Whether `mkl_sgemm_tn` models SGEMM('T','N', m, n, k): at least 4 output rows, inside
-    the verified envelope, and K a multiple of 8 for the non-fma kernels (others unprobed)."""
-    if not (4 <= m <= MAX_SGEMM_M and 1 <= n <= MAX_SGEMM_N and 1 <= k <= MAX_SGEMM_K):
+def sgemm_order_known(n: int, m: int, k: int, num_threads: int = 1) -> bool:
+    """Whether `mkl_sgemm_tn` models SGEMM('T','N', m, n, k) run with `num_threads` (1 or 2):
+    at least 4 output rows, inside the verified envelope, and K a multiple of 8 for the
+    non-fma kernels (others unprobed).
+
+    Excluded: 2 threads with a batch of 5-7 or 9-11. MKL then splits the batch (measured:
+    the first 4*floor(n/4) columns take the fma kernel, the n mod 4 others the dot kernel)
+    once the product is large enough to thread (M=12, K=72, n=5 is; M=16, K=16, n=11 is
+    not); that threshold is not probed, so such shapes keep the float64 computation.
+    """
+    if not (4 <= m <= MAX_SGEMM_M and 1 <= n <= MAX_SGEMM_N and 1 <= k <= MAX_SGEMM_K and num_threads in (1, 2)):
+        return False
+    if num_threads > 1 and 4 < n < 12 and n % 4:
         return False
     return _uses_fma_kernel(n, m) or k % 8 == 0
 
@@ -139,6 +148,40 @@ def _dot_kernel(products: np.ndarray) -> np.ndarray:
     return out
 
 
+# float64 keeps 29 mantissa bits below float32's 23: a float64 value lies exactly halfway
+# between two normal float32 values iff those 29 bits are 1000...0.
+_BELOW_F32_BITS = (1 << 29) - 1
+_F32_HALFWAY = 1 << 28
+_F32_MIN_NORMAL = 2.0**-126
+
+
+def fma_step(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """`fma32(a, b, acc)` (one vfmadd231ps step: a*b + acc rounded once to float32), fast.
+
+    The float64 product of two float32 values is exact, so `t = a*b + acc` in float64 is the
+    exact sum rounded once to float64, and rounding t to float32 gives the fma's result
+    unless that second rounding double-rounds: only when t lies exactly halfway between two
+    float32 values, or in the float32 subnormal range (a coarser grid). Those elements, rare,
+    go to `numerics.fma32`, which resolves them exactly.
+
+    Hand-worked: a = b = 1 + 2^-12, acc = 2^-60: exact 1 + 2^-11 + 2^-24 + 2^-60; float64
+    drops 2^-60 and lands halfway between 1 + 2^-11 and 1 + 2^-11 + 2^-23, so rounding t
+    would give 1 + 2^-11 (tie to even); the fma gives 1 + 2^-11 + 2^-23.
+
+    >>> a = np.float32([1 + 2**-12])
+    >>> float(fma_step(a, a, np.float32([2**-60]))[0]) == 1 + 2**-11 + 2**-23
+    True
+    """
+    with ieee_float_ops():
+        total = np.multiply(a, b, dtype=np.float64) + acc
+        result = total.astype(np.float32)
+        halfway = (total.view(np.int64) & _BELOW_F32_BITS) == _F32_HALFWAY
+        hard = halfway | ((np.abs(total) < _F32_MIN_NORMAL) & (total != 0))
+    if hard.any():
+        result[hard] = fma32(*(np.broadcast_to(v, total.shape)[hard] for v in (a, b, acc)))
+    return result
+
+
 def fma_k_blocks(k: int) -> list[tuple[int, int]]:
     """The K ranges of MKL's fma kernel: one block up to 192; for 192 < K <= 384 two halves
     (K/2 rounded down to a multiple of 4) and the leftover, if any; above, blocks of 192.
@@ -163,7 +206,7 @@ def _fma_kernel(x: np.ndarray, w: np.ndarray, c: np.ndarray) -> np.ndarray:
     for k0, k1 in fma_k_blocks(x.shape[1]):
         acc = np.zeros_like(out)
         for k in range(k0, k1):
-            acc = fma32(x[:, k : k + 1], w[None, :, k], acc)
+            acc = fma_step(x[:, k : k + 1], w[None, :, k], acc)
         out = out + acc
     return out
 
@@ -184,10 +227,13 @@ def uses_mkldnn(shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[i
 
 
 def conv_order_known(shape: tuple[int, ...], weight_shape: tuple[int, ...], out_size: tuple[int, int],
-                     dilation: tuple[int, int], groups: int, channels_last: bool, onednn: bool) -> bool:
-    """Whether `conv2d` models this conv: groups 1, dilation 1, 3x3 kernel (the verified set);
-    oneDNN on NCHW input needs C <= 16 or C % 16 == 0; slow_conv2d needs an SGEMM in
-    `sgemm_order_known` (channels_last) or the fma kernel (NCHW: OH*OW >= 12, OC >= 4)."""
+                     dilation: tuple[int, int], groups: int, channels_last: bool, onednn: bool,
+                     num_threads: int = 1) -> bool:
+    """Whether `conv2d` models this conv: groups 1, dilation 1, 3x3 kernel, 1 or 2 threads
+    (the verified set); oneDNN on NCHW input needs C <= 16 or C % 16 == 0; slow_conv2d needs
+    an SGEMM in `sgemm_order_known` (channels_last) or the fma kernel (NCHW: OH*OW >= 12, OC >= 4)."""
+    if num_threads not in (1, 2):
+        return False
     oc, c, kh, kw = weight_shape
     if groups != 1 or dilation != (1, 1) or (kh, kw) != (3, 3):
         return False
@@ -195,7 +241,7 @@ def conv_order_known(shape: tuple[int, ...], weight_shape: tuple[int, ...], out_
     if onednn:
         return channels_last or c <= ONEDNN_NCHW_BLOCK or c % ONEDNN_NCHW_BLOCK == 0
     if channels_last:
-        return sgemm_order_known(positions, oc, depth)
+        return sgemm_order_known(positions, oc, depth, num_threads)
     return _uses_fma_kernel(oc, positions) and depth <= MAX_SGEMM_K and positions <= MAX_SGEMM_N
 
 
@@ -234,8 +280,8 @@ def _fma_chain(taps: list, weight: np.ndarray, channels: range) -> np.ndarray:
     acc = np.zeros((first.shape[0], weight.shape[0]) + first.shape[2:], np.float32)
     for kh, kw, patch, inside in taps:
         for c in channels:
-            step = fma32(patch[:, c : c + 1], weight[None, :, c, kh, kw, None, None], acc)
-            acc = np.where(inside, step, acc)
+            step = fma_step(patch[:, c : c + 1], weight[None, :, c, kh, kw, None, None], acc)
+            acc = step if inside.all() else np.where(inside, step, acc)
     return acc
 
 

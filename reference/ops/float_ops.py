@@ -10,11 +10,16 @@ flatten/view, max_pool2d and avg_pool2d (verified: 90,632 outputs each, 0 mismat
 and 2.14, NCHW and channels_last, 1 and 2 threads; their vectorized form again on 119,100
 outputs of 600 random geometries with NaN/inf, 0 mismatches, 2.13.0 and 2.14.1). Float adaptive_avg_pool2d is not
 provided: its window bounds and division order are not modelled yet (a plain row-major
-sum divided by kh then kw misses ~1% of outputs). NOT guaranteed bit-exact: `aten::linear` and `aten::conv2d`, whose float32
-sums torch hands to MKL/oneDNN in a blocked order the reference does not model; the
-reference sums exactly in float64 and rounds once (correctly rounded up to the float64
-sum's own error), so it can differ from torch in the last bit, and a following quantize
-can then differ by 1 at a tie. Node-by-node verification reports such nodes.
+sum divided by kh then kw misses ~1% of outputs).
+
+`aten::linear` and `aten::conv2d` hand their float32 sums to MKL / oneDNN, whose order
+depends on the library release and the CPU vendor: `NumericsProfile.float_gemm` names it.
+Under "mkl2024.2-amd" (torch 2.13.0 / 2.14.1 on AMD) the shapes of the verified set are
+computed in that order, bit-exact (`_float_gemm`: MKL SGEMM's gemv / dot / fma kernels,
+ATen's use_mkldnn backend choice, oneDNN's fma chains). Under "unspecified", and outside
+the verified set, both sum exactly in float64 and round once (correctly rounded up to the
+float64 sum's own error): torch can differ in the last bit, a following quantize can then
+differ by 1 at a tie, and node-by-node verification reports such nodes.
 """
 
 from __future__ import annotations
@@ -152,14 +157,20 @@ def view(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 @_float_op("aten::linear")
 def linear(
-    x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, *, profile: NumericsProfile = DEFAULT_PROFILE
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    *,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+    num_threads: int = 1,
 ) -> np.ndarray:
-    """`F.linear(x, weight, bias)` in float32.
+    """`F.linear(x, weight, bias)` in float32; `num_threads` is torch's thread count.
 
     Under `profile.float_gemm == "mkl2024.2-amd"`, for a 2-d input with a bias (ATen's
     `addmm` -> MKL SGEMM('T','N', out, batch, in), C = bias, beta 1) whose shape is in the
     verified set (`_float_gemm.sgemm_order_known`: >= 4 outputs, batch <= 1024,
-    K <= 1024, M <= 1024, K % 8 == 0 unless batch >= 4 and M >= 12): MKL's own float32
+    K <= 1024, M <= 1024, K % 8 == 0 unless batch >= 4 and M >= 12, 1 or 2 threads, not a
+    batch of 5-7 or 9-11 with 2 threads, which MKL splits): MKL's own float32
     order, bit-exact (`_float_gemm.mkl_sgemm_tn`: gemv for batch 1, 4/8-lane dot
     products without fma for batch 2-3 or < 12 outputs, else fma chains per 192-K block).
     Otherwise (profile "unspecified", no bias, other ranks or shapes): today's computation,
@@ -176,7 +187,7 @@ def linear(
         bias = _float32(bias, "linear bias")
     if (
         profile.float_gemm == "mkl2024.2-amd" and bias is not None and x.ndim == 2 and weight.ndim == 2
-        and _float_gemm.sgemm_order_known(x.shape[0], weight.shape[0], x.shape[1])
+        and _float_gemm.sgemm_order_known(x.shape[0], weight.shape[0], x.shape[1], num_threads)
     ):
         return _float_gemm.mkl_sgemm_tn(x, weight, bias)
     total = x.astype(np.float64) @ weight.astype(np.float64).T
@@ -224,11 +235,14 @@ def conv2d(
     oc, cpg, kh, kw = weight.shape
     if c != cpg * groups or oc % groups:
         raise ValueError(f"conv2d: input channels {c} and weight {weight.shape} do not match groups {groups}")
-    if profile.float_gemm == "mkl2024.2-amd" and bias is not None and num_threads in (1, 2):
+    if profile.float_gemm == "mkl2024.2-amd" and bias is not None:
         channels_last = _is_channels_last(x)
         onednn = _float_gemm.uses_mkldnn(x.shape, (kh, kw), stride, dilation, groups, num_threads)
         out_size = ((h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
-        if _float_gemm.conv_order_known(x.shape, weight.shape, out_size, dilation, groups, channels_last, onednn):
+        known = _float_gemm.conv_order_known(
+            x.shape, weight.shape, out_size, dilation, groups, channels_last, onednn, num_threads
+        )
+        if known:
             return _float_gemm.conv2d(x, weight, bias, stride, padding, channels_last, onednn)
     return _conv2d_float64(x, weight, bias, stride, padding, dilation, groups)
 
