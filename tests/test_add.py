@@ -106,6 +106,12 @@ def test_large_8bit_adds_look_each_pair_up_with_the_vector_formula(dtype: str) -
     ]
     assert np.array_equal(whole, np.concatenate(chunks))
     assert whole[10 * 256 + 9] == 7
+    # Tables are cached per qparams; other output qparams or relu must not reuse this one.
+    # zp 2: 6 + 2 = 8. a = 0 -> -1.5, b = 1 -> 0.0: add cvt(-1.5) = -2, + 1 = -1 (quint8
+    # clamps to 0); add_relu max(-1.5, 0) = 0 -> 0 + 1 = 1.
+    assert add(a, b, 1.0, 2, profile=P213).int_repr[10 * 256 + 9] == 8
+    assert whole[1] == (0 if dtype == "quint8" else -1)
+    assert add_relu(a, b, 1.0, 1, profile=P213).int_repr[1] == 1
 
 
 def test_add_relu_clamps_the_float_sum_at_zero() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..numerics import f32
@@ -21,7 +23,7 @@ from .dequantize import dequantize
 VECTOR_BLOCK = 64
 VECTOR_BLOCK_QINT32 = 16
 # From this many elements on, 8-bit vector results come from a table of all 65536 (qa, qb)
-# pairs (evaluating it costs about as much as the formula on this many elements).
+# pairs (a new table costs about as much as the formula on ~25k elements; cached ones nothing).
 PAIR_TABLE_MIN_SIZE = 8192
 
 
@@ -117,16 +119,33 @@ def _vector_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: Nume
     """The vector lambda's results for every element of `a` and `b` (same shape)."""
     if a.dtype is QDtype.qint32 or a.int_repr.size < PAIR_TABLE_MIN_SIZE:
         return _vector_formula(a, b, out, relu, profile)
-    # An 8-bit result depends only on the pair (qa, qb): evaluate the formula once on all
-    # 256 x 256 pairs (indexed by the bytes of qa and qb), then look each element's pair up.
-    levels = np.arange(256, dtype=np.uint8)
-    rows = QTensor(levels.view(a.dtype.storage)[:, None], a.scale, a.zero_point, a.dtype)
-    columns = QTensor(levels.view(b.dtype.storage)[None, :], b.scale, b.zero_point, b.dtype)
-    table = _vector_formula(rows, columns, out, relu, profile).ravel()
+    # An 8-bit result depends only on the pair (qa, qb): look it up in the table of all
+    # pairs, indexed by the bytes of qa and qb.
+    table = _pair_table(a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile)
     pair = a.int_repr.view(np.uint8).astype(np.uint16)
     pair <<= 8
     pair |= b.int_repr.view(np.uint8)
     return table.take(pair)
+
+
+@functools.lru_cache(maxsize=256)
+def _pair_table(
+    dtype: QDtype,
+    a_qparams: tuple[float, int],
+    b_qparams: tuple[float, int],
+    out_qparams: tuple[float, int],
+    relu: bool,
+    profile: NumericsProfile,
+) -> np.ndarray:
+    """The vector formula on all 256 x 256 byte pairs, flat (read-only). A model's adds have
+    fixed qparams, so each table is built once per node (cached) and reused on every run."""
+    levels = np.arange(256, dtype=np.uint8).view(dtype.storage)
+    rows = QTensor(levels[:, None], *a_qparams, dtype)
+    columns = QTensor(levels[None, :], *b_qparams, dtype)
+    out = QTensor(np.zeros((0,), dtype.storage), *out_qparams, dtype)
+    table = _vector_formula(rows, columns, out, relu, profile).ravel()
+    table.setflags(write=False)
+    return table
 
 
 def _vector_formula(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile) -> np.ndarray:
