@@ -141,6 +141,17 @@ def test_use_mkldnn_rule(shape, kernel, stride, threads, expected):
     assert uses_mkldnn(shape, kernel, stride, (1, 1), 1, threads) is expected
 
 
+def test_interpreter_dequantize_keeps_channels_last_strides_for_the_float_conv():
+    # torch's dequantize keeps the memory format; the float conv picks its kernel by it.
+    from reference.interpreter.kernels import KERNELS, RunContext
+    from reference.qtensor import MemoryFormat, QTensor
+
+    q = QTensor(np.zeros((1, 2, 3, 4), np.uint8), 0.5, 0, "quint8", memory_format=MemoryFormat.channels_last)
+    x = KERNELS["aten::dequantize"]([q], RunContext(MKL_AMD))
+    assert x.shape == (1, 2, 3, 4) and x.strides == (96, 4, 32, 8)  # NHWC-dense float32
+    assert float_ops._is_channels_last(x) and not float_ops._is_channels_last(np.ascontiguousarray(x))
+
+
 def test_profile_field_defaults_to_unspecified_and_is_checked():
     assert NumericsProfile("2.13", "avx512_vnni").float_gemm == "unspecified"  # model files without the field
     assert MKL_AMD.name == DEFAULT_PROFILE.name == "torch2.13-avx512_vnni-fbgemm"
@@ -194,7 +205,7 @@ def test_linear_matches_torch(torch_mkl_amd, threads, n, k, m):
         b = (rng.standard_normal(m) * 0.1).astype(np.float32)
         with torch_threads(threads):
             expected = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy()
-        assert _bits_equal(float_ops.linear(x, w, b, profile=profile), expected)
+        assert _bits_equal(float_ops.linear(x, w, b, profile=profile, num_threads=threads), expected)
 
 
 def test_two_threads_with_a_batch_mkl_splits_is_outside_the_verified_set():
