@@ -51,21 +51,45 @@ _F32_OVERFLOW_THRESHOLD = 2.0**128 - 2.0**103
 def fma32(a: np.typing.ArrayLike, b: np.typing.ArrayLike, c: np.typing.ArrayLike) -> np.ndarray:
     """`a*b + c` of float32 operands, rounded ONCE to float32 (vfmadd*ps).
 
-    The float64 product of two float32 values is exact (24+24 < 53 bits). The float64
-    sum can round, and rounding that sum again to float32 may double-round: that only
-    goes wrong when the float64 sum lands exactly on a float32 midpoint while the exact
-    sum was not there. TwoSum gives the float64 sum's exact error; on such a midpoint
-    the error's sign says which float32 neighbour the single rounding would pick.
+    The float64 product of two float32 values is exact (24+24 < 53 bits), so the float64
+    sum is the exact sum rounded once. Rounding it again to float32 may double-round, but
+    only when the float64 sum lands exactly ON a float32 rounding boundary the exact sum was
+    not on: float64 rounding is monotone and the boundaries are float64 numbers. In the
+    float32 normal range the boundaries are the midpoints between neighbours (29 low
+    fraction bits 1000...0; the overflow threshold FLT_MAX + ulp/2 is one too); in the
+    subnormal range the grid is coarser. Only those elements (rare) go through
+    `_fma32_on_boundary`; elsewhere `f32(float64 sum)` is the fma's result.
 
     >>> import numpy as np
     >>> a, b = np.float32(1 + 2**-23), np.float32(1 - 2**-24)
     >>> c = np.float32(-1)
     >>> float(fma32(a, b, c)) == (1 + 2**-23) * (1 - 2**-24) - 1  # exact: 2^-23 - 2^-24 - 2^-47
     True
+    >>> a = np.float32(1 + 2**-12)  # exact 1 + 2^-11 + 2^-24 + 2^-60: float64 lands halfway
+    >>> float(fma32(a, a, np.float32(2**-60))) == 1 + 2**-11 + 2**-23
+    True
     """
-    a64 = np.asarray(a, dtype=np.float32).astype(np.float64)
-    b64 = np.asarray(b, dtype=np.float32).astype(np.float64)
-    c64 = np.asarray(c, dtype=np.float32).astype(np.float64)
+    a64, b64, c64 = np.broadcast_arrays(*(np.asarray(v, dtype=np.float32).astype(np.float64) for v in (a, b, c)))
+    with ieee_float_ops():
+        total = a64 * b64 + c64
+        result = np.array(total, dtype=np.float32)  # an ndarray also for 0-d inputs
+        halfway = (total.view(np.uint64) & np.uint64(_BELOW_F32_BITS)) == np.uint64(_F32_HALFWAY)
+        boundary = halfway | ((np.abs(total) < _F32_MIN_NORMAL) & (total != 0))
+    if boundary.any():
+        result[boundary] = _fma32_on_boundary(a64[boundary], b64[boundary], c64[boundary])
+    return result
+
+
+# float64 keeps 29 fraction bits below float32's 23.
+_BELOW_F32_BITS = (1 << 29) - 1
+_F32_HALFWAY = 1 << 28
+_F32_MIN_NORMAL = 2.0**-126
+
+
+def _fma32_on_boundary(a64: np.ndarray, b64: np.ndarray, c64: np.ndarray) -> np.ndarray:
+    """fma32 of float32 values given as float64, exact everywhere (slow): TwoSum gives the
+    float64 sum's exact error; on a float32 midpoint the error's sign says which float32
+    neighbour the single rounding would pick."""
     with ieee_float_ops():
         product = a64 * b64  # exact
         total = product + c64

@@ -44,53 +44,12 @@ def fbgemm_quantize_u8s8(
     """
     inv = inverse_scale_f32(scale)
     if profile.zero_point_before_rounding:
-        t = fma32_integer_addend(x, inv, np.float32(zero_point))
+        t = fma32(x, inv, np.float32(zero_point))
         if dtype is not QDtype.qint32:
             return _clamp_rne_8bit(t, dtype)
         return np.clip(cvt_rne_fbgemm_clamped(t), dtype.qmin, dtype.qmax).astype(dtype.storage)
     # 2.14: round, then an int32 add of the zero point: ATen's vector quantize formula.
     return aten_vec_quantize_round_then_add_zp(x, inv, zero_point, dtype)
-
-
-def fma32_integer_addend(x: np.typing.ArrayLike, y: np.typing.ArrayLike, c: np.float32) -> np.ndarray:
-    """`numerics.fma32(x, y, c)` (one float32 rounding of x*y + c) for float32 `x`, `y` and an
-    integer-valued float32 `c` (a zero point), evaluated in float64 with `fma32`'s costly
-    emulation only where that could round differently. Same results, ~20x cheaper.
-
-    Why f32(s), s = f64(x*y + c), is the single rounding except where flagged: x*y is exact
-    in float64 (24 + 24 < 53 bits), so s is the exact sum rounded once. Float64 rounding is
-    monotone, and float32's rounding boundaries (midpoints between neighbouring float32s,
-    and the overflow threshold 2^128 - 2^103) are float64 numbers, so an exact sum strictly
-    between two boundaries gives an s between or ON them: f32(s) is wrong only when s is a
-    boundary the exact sum was not on (double rounding). For |s| in the float32 normal range
-    [2^-126, 2^127), s is a midpoint iff its 29 low fraction bits are 1 then 28 zeros. s is
-    never below that range but nonzero: if c = 0, s = x*y exactly; else, when |x*y| < 1/2,
-    |s| > 1/2, and when |x*y| >= 1/2, x*y (48-bit integer times 2^k) has k >= -48, so the
-    exact sum is 0 or >= 2^-48 in magnitude, and so is s. Flagged: midpoints, |s| >= 2^127,
-    inf and NaN; they take `fma32`.
-
-    Example: x = 3 * 2^-24 * (1 + 2^-18), y = 1 - 2^-18, c = 1: the exact sum is
-    1 + 3 * 2^-24 - 3 * 2^-60, just below the midpoint between 1 + 2^-23 and 1 + 2^-22, so
-    fma gives 1 + 2^-23; float64 drops the 2^-60 term, lands on the midpoint, and f32 would
-    round it to even, 1 + 2^-22. The midpoint is flagged and emulated:
-
-    >>> x, y, one = np.float32(3 * 2**-24 * (1 + 2**-18)), np.float32(1 - 2**-18), np.float32(1)
-    >>> float(np.float32(np.float64(x) * np.float64(y) + 1)) == 1 + 2**-22  # double rounding
-    True
-    >>> float(fma32_integer_addend(x, y, one)) == 1 + 2**-23
-    True
-    """
-    x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32))
-    with ieee_float_ops():
-        s = x.astype(np.float64)
-        s *= y
-        s += np.float64(c)
-        result = s.astype(np.float32)
-        midpoint = (s.view(np.uint64) & np.uint64(2**29 - 1)) == np.uint64(2**28)
-        flagged = np.flatnonzero(midpoint | ~(np.abs(s) < 2.0**127))
-    if flagged.size:
-        result.flat[flagged] = fma32(x.flat[flagged], y.flat[flagged], c)
-    return result
 
 
 def _clamp_rne_8bit(t: np.ndarray, dtype: QDtype) -> np.ndarray:
