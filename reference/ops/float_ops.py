@@ -239,10 +239,7 @@ def conv2d(
         channels_last = _is_channels_last(x)
         onednn = _float_gemm.uses_mkldnn(x.shape, (kh, kw), stride, dilation, groups, num_threads)
         out_size = ((h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
-        known = _float_gemm.conv_order_known(
-            x.shape, weight.shape, out_size, dilation, groups, channels_last, onednn, num_threads
-        )
-        if known:
+        if _float_gemm.conv_order_known(weight.shape, out_size, dilation, groups, channels_last, onednn, num_threads):
             return _float_gemm.conv2d(x, weight, bias, stride, padding, channels_last, onednn)
     return _conv2d_float64(x, weight, bias, stride, padding, dilation, groups)
 
