@@ -148,40 +148,6 @@ def _dot_kernel(products: np.ndarray) -> np.ndarray:
     return out
 
 
-# float64 keeps 29 mantissa bits below float32's 23: a float64 value lies exactly halfway
-# between two normal float32 values iff those 29 bits are 1000...0.
-_BELOW_F32_BITS = (1 << 29) - 1
-_F32_HALFWAY = 1 << 28
-_F32_MIN_NORMAL = 2.0**-126
-
-
-def fma_step(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """`fma32(a, b, acc)` (one vfmadd231ps step: a*b + acc rounded once to float32), fast.
-
-    The float64 product of two float32 values is exact, so `t = a*b + acc` in float64 is the
-    exact sum rounded once to float64, and rounding t to float32 gives the fma's result
-    unless that second rounding double-rounds: only when t lies exactly halfway between two
-    float32 values, or in the float32 subnormal range (a coarser grid). Those elements, rare,
-    go to `numerics.fma32`, which resolves them exactly.
-
-    Hand-worked: a = b = 1 + 2^-12, acc = 2^-60: exact 1 + 2^-11 + 2^-24 + 2^-60; float64
-    drops 2^-60 and lands halfway between 1 + 2^-11 and 1 + 2^-11 + 2^-23, so rounding t
-    would give 1 + 2^-11 (tie to even); the fma gives 1 + 2^-11 + 2^-23.
-
-    >>> a = np.float32([1 + 2**-12])
-    >>> float(fma_step(a, a, np.float32([2**-60]))[0]) == 1 + 2**-11 + 2**-23
-    True
-    """
-    with ieee_float_ops():
-        total = np.multiply(a, b, dtype=np.float64) + acc
-        result = total.astype(np.float32)
-        halfway = (total.view(np.int64) & _BELOW_F32_BITS) == _F32_HALFWAY
-        hard = halfway | ((np.abs(total) < _F32_MIN_NORMAL) & (total != 0))
-    if hard.any():
-        result[hard] = fma32(*(np.broadcast_to(v, total.shape)[hard] for v in (a, b, acc)))
-    return result
-
-
 def fma_k_blocks(k: int) -> list[tuple[int, int]]:
     """The K ranges of MKL's fma kernel: one block up to 192; for 192 < K <= 384 two halves
     (K/2 rounded down to a multiple of 4) and the leftover, if any; above, blocks of 192.
@@ -206,7 +172,7 @@ def _fma_kernel(x: np.ndarray, w: np.ndarray, c: np.ndarray) -> np.ndarray:
     for k0, k1 in fma_k_blocks(x.shape[1]):
         acc = np.zeros_like(out)
         for k in range(k0, k1):
-            acc = fma_step(x[:, k : k + 1], w[None, :, k], acc)
+            acc = fma32(x[:, k : k + 1], w[None, :, k], acc)
         out = out + acc
     return out
 
@@ -279,7 +245,7 @@ def _fma_chain(taps: list, weight: np.ndarray, channels: range) -> np.ndarray:
     acc = np.zeros((first.shape[0], weight.shape[0]) + first.shape[2:], np.float32)
     for kh, kw, patch, inside in taps:
         for c in channels:
-            step = fma_step(patch[:, c : c + 1], weight[None, :, c, kh, kw, None, None], acc)
+            step = fma32(patch[:, c : c + 1], weight[None, :, c, kh, kw, None, None], acc)
             acc = step if inside.all() else np.where(inside, step, acc)
     return acc
 
