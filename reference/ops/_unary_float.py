@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import f32, fma32
+from ..numerics import f32, fma32, ieee_float_ops
 from ..qtensor import QDtype, QTensor
 
 
@@ -17,7 +17,8 @@ def dequantize_vector(q: QTensor) -> np.ndarray:
     For 8-bit dtypes the fma is evaluated once per possible value, then looked up (the
     same arithmetic, much faster than an emulated fma per element)."""
     scale = np.float32(q.scale)
-    premul = f32(scale * -np.float32(q.zero_point))
+    with ieee_float_ops():  # a huge scale times zp overflows to +-inf, as the CPU's multiply does
+        premul = f32(scale * -np.float32(q.zero_point))
     if q.dtype is QDtype.qint32:
         return fma32(scale, q.int_repr.astype(np.float32), premul)
     levels = np.arange(q.dtype.qmin, q.dtype.qmax + 1).astype(np.float32)
