@@ -62,7 +62,7 @@ class NodeCheck:
 class VerifyReport:
     """Every compared value, in execution order, and the first mismatch if any."""
 
-    profile: str
+    profile: str  # the numerics profile name and its float_gemm
     checks: list[NodeCheck] = field(default_factory=list)
     first_mismatch: Optional[NodeCheck] = None
     mismatch_inputs: list[str] = field(default_factory=list)
@@ -183,7 +183,7 @@ def verify(
 
 
 def _compare(model: interpreter.Model, captured: dict[str, Any], trace: dict[str, Any]) -> VerifyReport:
-    report = VerifyReport(profile=model.profile.name)
+    report = VerifyReport(profile=f"{model.profile.name}, float_gemm {model.profile.float_gemm}")
     for node in model.nodes:
         for name in node.outputs:
             if name not in captured:
