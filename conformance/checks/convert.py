@@ -210,7 +210,7 @@ CHECK = register(
         torch=torch_decisions,
         label=label,
         examples=(CalibrationCase("cifar_resnet20", 0.25, 0, 2, 0), CalibrationCase("island_net", 0.25, 0, 1, 0)),
-        budget=0.05,
+        budget={"smoke": 0.05, "default": 0.02, "thorough": 0.05},  # whole models: seconds each
     )
 )
 
