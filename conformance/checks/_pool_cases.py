@@ -14,7 +14,6 @@ from typing import Any, Iterator
 import numpy as np
 from hypothesis import strategies as st
 
-from production.environment import torch_threads  # noqa: F401 (checks/mean.py imports it from here)
 from reference.ops._pool_common import pooling_output_size, takes_nhwc_kernel
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from production.environment import torch_threads
 from reference.numerics import f32
 from reference.ops import hardswish
 from reference.ops import dequantize
@@ -28,7 +29,7 @@ from reference.qtensor import QDtype, QTensor
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, zero_points
 from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
-from ._pool_cases import EIGHT_BIT, torch_threads
+from ._pool_cases import EIGHT_BIT
 from . import OpCheck, register
 
 

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from production.environment import torch_threads
 from reference.ops import mean
+from reference.ops._tensor_iterator import orders_coincide
 from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
@@ -21,7 +23,7 @@ from ..oracles import from_torch, to_torch
 from ..settings import size_scale
 from ..strategies import QTensorCase
 from ._elementwise_cases import qtensor_cases
-from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, torch_threads
+from ._pool_cases import EIGHT_BIT, LANE_CHANNELS
 from . import OpCheck, register
 
 
@@ -95,7 +97,7 @@ def cases(draw: st.DrawFn) -> MeanCase:
     h, w = shape[2:]
     memory_format = draw(st.sampled_from(tuple(MemoryFormat)))
     x = draw(qtensor_cases(dtype, shape, memory_format))
-    nchw_contiguous = memory_format is MemoryFormat.contiguous or channels == 1 or h * w == 1
+    nchw_contiguous = memory_format is MemoryFormat.contiguous or orders_coincide(shape)
     dims = draw(st.sampled_from(((2, 3), (3,), (1, 2, 3)))) if memory_format is MemoryFormat.contiguous else (2, 3)
     keepdim = True if (nchw_contiguous and memory_format is MemoryFormat.channels_last) else draw(st.booleans())
     return MeanCase(x, dims, keepdim, draw(st.integers(1, 2)), draw(st.booleans()))
@@ -104,7 +106,7 @@ def cases(draw: st.DrawFn) -> MeanCase:
 def label(case: MeanCase) -> Iterator[str]:
     q = case.q
     _, c, h, w = q.shape
-    fast = q.memory_format is MemoryFormat.contiguous or c == 1 or h * w == 1
+    fast = q.memory_format is MemoryFormat.contiguous or orders_coincide(q.shape)
     yield "integer-path" if fast else "float-cascade"
     if not fast and c % 32:
         yield "row_sum-columns"

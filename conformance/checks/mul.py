@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from production.environment import torch_threads
 from reference.ops import mul
 from reference.ops._tensor_iterator import GRAIN_SIZE
 from reference.profile import NumericsProfile
@@ -19,7 +20,7 @@ from reference.qtensor import MemoryFormat, QDtype, QTensor
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, zero_points
 from ._elementwise_cases import BinaryCase, power_of_two_scales, qtensor_cases, shape_format_threads
-from ._pool_cases import EIGHT_BIT, torch_threads
+from ._pool_cases import EIGHT_BIT
 from . import OpCheck, register
 
 

@@ -10,6 +10,7 @@ from ..numerics import f32, rne
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QTensor
 from ._registry import register_op
+from ._tensor_iterator import orders_coincide
 from .dequantize import dequantize
 from .quantize_per_tensor import quantize_per_tensor
 
@@ -84,10 +85,7 @@ def mean(
 def _is_contiguous_nchw(q: QTensor) -> bool:
     """`self.is_contiguous(MemoryFormat::Contiguous)`: size-1 dims' strides are ignored, so a
     channels_last tensor with C == 1 or H*W == 1 counts as contiguous too."""
-    if q.memory_format is MemoryFormat.contiguous:
-        return True
-    _, c, h, w = q.shape
-    return c == 1 or h * w == 1
+    return q.memory_format is MemoryFormat.contiguous or orders_coincide(q.shape)
 
 
 def _wrap_dim(dim: int, ndim: int) -> int:
