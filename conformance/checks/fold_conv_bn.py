@@ -146,6 +146,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=(FoldCase(1, 1, 1, 1, True, True, 1e-5, 0.0, 0), FoldCase(2, 8, 3, 1, True, True, 0.0, 0.0, 3, 1.0)),
-        budget={"smoke": 0.25, "default": 0.5, "thorough": 0.25},  # default: >= 10^6 values
+        budget={"smoke": 0.25, "default": 0.7, "thorough": 0.25},  # default: >= 10^6 values
     )
 )
