@@ -405,7 +405,7 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
     from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
     from torch.ao.quantization.observer import RecordingObserver
 
-    from conformance.checks.calibration import observer_modules
+    from conformance.checks.calibration import recorded_observers
     from production.data import ImageFolder, cifar_transform
     from production.environment import fbgemm_engine
     from production.environment import known_deprecations_silenced
@@ -419,13 +419,13 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
         recorded = prepare_jit(torch.jit.script(model), {"": recording})
         for batch in images:
             recorded(batch)
-    recorders = [v for v in observer_modules(recorded).values() if v.original_name == "RecordingObserver"]
-    assert len(recorders) == 30
-    for index, recorder in enumerate(recorders):
+    activations = recorded_observers(recorded)  # the weights keep their own observers
+    assert len(activations) == 30 and not any(r.is_weight for r in activations)
+    for index, recording in enumerate(activations):
         ours, theirs = HistogramObserver(reduce_range=True), qconfig.activation()
-        for tensor in recorder._c.getattr("tensor_val"):
-            ours.observe(tensor.numpy())
-            theirs(tensor)
+        for tensor in recording.tensors:
+            ours.observe(tensor)
+            theirs(torch.from_numpy(tensor))
         scale, zp = ours.calculate_qparams()
         torch_scale, torch_zp = theirs.calculate_qparams()
         assert scale.view(np.uint32).tolist() == torch_scale.numpy().view(np.uint32).tolist(), index

@@ -94,22 +94,6 @@ def _prepared(case: CalibrationCase, qconfigs: dict[str, Any]) -> torch.jit.Scri
     return prepared
 
 
-def observer_modules(module: torch.jit.ScriptModule, prefix: str = "") -> dict[tuple[str, str], Any]:
-    """prepare_jit's observers in graph order (each module's graph, then its children),
-    keyed by (module path, debug name of the observed value)."""
-    found = {}
-    for node in module.graph.nodes():
-        inputs = list(node.inputs())
-        if node.kind() == "prim::CallMethod" and inputs[0].node().kind() == "prim::GetAttr":
-            name = inputs[0].node().s("name")
-            if name.startswith("_observer_"):
-                found[(prefix, inputs[1].debugName())] = getattr(module, name)
-    for name, child in module.named_children():
-        if not name.startswith("_observer_"):
-            found.update(observer_modules(child, f"{prefix}{name}."))
-    return found
-
-
 def _recording_qconfigs(case: CalibrationCase) -> dict[str, Any]:
     recording = QConfig(
         activation=RecordingObserver.with_args(dtype=torch.quint8),
@@ -152,13 +136,12 @@ class Recording:
     tensors: tuple[np.ndarray, ...]
 
 
-@functools.lru_cache(maxsize=1)
-def ordered_recordings(case: CalibrationCase) -> tuple[Recording, ...]:
-    """Every observer that saw data, in execution order: the order of the observer calls in
-    the frozen prepared graph (freezing inlines every call and folds the `if`s on module
-    attributes, as convert_jit's freezing does, so this is the order its quantize nodes keep;
-    the observers' recorded lists are mutated, so freezing keeps them as attributes)."""
-    prepared = _prepared(case, _recording_qconfigs(case))
+def recorded_observers(prepared: torch.jit.ScriptModule) -> tuple[Recording, ...]:
+    """Every RecordingObserver of a calibrated prepare_jit model that saw data, in execution
+    order: the order of the observer calls in the frozen prepared graph (freezing inlines
+    every call and folds the `if`s on module attributes, as convert_jit's freezing does, so
+    this is the order its quantize nodes keep; the recorded lists are mutated in forward, so
+    freezing keeps them as attributes)."""
     frozen = torch.jit.freeze(prepared.eval())
     calls = [
         attribute_path(node.input())
@@ -175,9 +158,10 @@ def ordered_recordings(case: CalibrationCase) -> tuple[Recording, ...]:
     return tuple(found)
 
 
-def recordings(case: CalibrationCase) -> tuple[tuple[bool, tuple[np.ndarray, ...]], ...]:
-    """Per observer, in execution order: (is a weight observer, the float tensors it saw)."""
-    return tuple((r.is_weight, r.tensors) for r in ordered_recordings(case))
+@functools.lru_cache(maxsize=1)
+def ordered_recordings(case: CalibrationCase) -> tuple[Recording, ...]:
+    """The case's calibration, recorded: `recorded_observers` of one prepare_jit run."""
+    return recorded_observers(_prepared(case, _recording_qconfigs(case)))
 
 
 def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
@@ -185,9 +169,9 @@ def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
     preset = get_default_qconfig("fbgemm")
     pairs = []
     with observer_notices_silenced():
-        for is_weight, tensors in recordings(case):
-            observer = (preset.weight if is_weight else preset.activation).create()
-            for tensor in tensors:
+        for recording in ordered_recordings(case):
+            observer = (preset.weight if recording.is_weight else preset.activation).create()
+            for tensor in recording.tensors:
                 observer.observe(tensor)
             pairs.append(observer.calculate_qparams())
     return _flat(pairs)
@@ -197,9 +181,9 @@ def oracle(case: CalibrationCase) -> np.ndarray:
     qconfig = torch_default_qconfig("fbgemm")
     pairs = []
     with observer_notices_silenced():
-        for is_weight, tensors in recordings(case):
-            observer = (qconfig.weight if is_weight else qconfig.activation)()
-            for tensor in tensors:
+        for recording in ordered_recordings(case):
+            observer = (qconfig.weight if recording.is_weight else qconfig.activation)()
+            for tensor in recording.tensors:
                 observer(torch.from_numpy(tensor.copy()))
             scale, zero_point = observer.calculate_qparams()
             pairs.append((scale.numpy(), zero_point.numpy()))
