@@ -31,6 +31,7 @@ import numpy as np
 from ..numerics import f32, fma32, ieee_float_ops
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from . import _float_gemm
+from ._pool_common import pair, pooling_output_size
 
 FLOAT_OPS: dict[str, Callable] = {}
 
@@ -230,7 +231,7 @@ def conv2d(
         raise ValueError(f"string padding {padding!r} is not supported; give explicit pads")
     if bias is not None:
         bias = _float32(bias, "conv2d bias")
-    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    stride, padding, dilation = (pair(v, name, "aten::conv2d") for v, name in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
     n, c, h, w = x.shape
     oc, cpg, kh, kw = weight.shape
     if c != cpg * groups or oc % groups:
@@ -268,13 +269,6 @@ def _conv2d_float64(x, weight, bias, stride, padding, dilation, groups) -> np.nd
     return f32(total)
 
 
-def _pair(value: Sequence[int] | int) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    values = tuple(int(v) for v in value)
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
-
-
 @_float_op("aten::hardsigmoid", "aten::hardsigmoid_")
 def hardsigmoid(x: np.ndarray) -> np.ndarray:
     """`F.hardsigmoid` of float32: `f32(min(max(f32(x + 3), 0), 6) / 6)` per element, a true
@@ -303,7 +297,7 @@ def max_pool2d(
     [[[[3.0]]]]
     """
     x = _float32(x, "max_pool2d")
-    rows, cols = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    rows, cols = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, "aten::max_pool2d")
     windows = _pool_taps(x, rows, cols, fill=np.float32(-np.inf))  # -inf taps never win
     return windows.max(axis=(4, 5), initial=np.float32(-np.inf))  # np.maximum propagates NaN
 
@@ -329,7 +323,7 @@ def avg_pool2d(
     [[[[1.5]]]]
     """
     x = _float32(x, "avg_pool2d")
-    rows, cols = _pool_geometry(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
+    rows, cols = _pool_geometry(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode, "aten::avg_pool2d")
     windows = _pool_taps(x, rows, cols, fill=np.float32(0))
     total = np.zeros(windows.shape[:4], np.float32)
     with ieee_float_ops():  # inf - inf gives NaN, as on the CPU
@@ -351,11 +345,7 @@ class _AxisWindows:
     """One axis of a pooling: output count, each window's valid taps and size clipped to the padded input."""
 
     def __init__(self, size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> None:
-        span = size + 2 * p - d * (k - 1) - 1
-        count = (-(-span // s) if ceil_mode else span // s) + 1
-        if ceil_mode and (count - 1) * s >= size + p:
-            count -= 1  # the last window must start inside the input or the left padding
-        self.count = max(count, 0)
+        self.count = max(pooling_output_size(size, k, p, s, d, ceil_mode), 0)
         self.kernel, self.stride, self.padding, self.dilation = k, s, p, d
         start = np.arange(self.count) * s - p
         taps = start[:, None] + np.arange(k) * d
@@ -365,11 +355,11 @@ class _AxisWindows:
         self.after = max(0, (self.count - 1) * s + (k - 1) * d + 1 - p - size) if self.count else 0
 
 
-def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode) -> tuple[_AxisWindows, _AxisWindows]:
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride) if len(stride) else (kh, kw)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
+def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode, op: str) -> tuple[_AxisWindows, _AxisWindows]:
+    kh, kw = pair(kernel_size, "kernel_size", op)
+    sh, sw = pair(stride, "stride", op) if len(stride) else (kh, kw)
+    ph, pw = pair(padding, "padding", op)
+    dh, dw = pair(dilation, "dilation", op)
     _, _, h, w = shape
     return _AxisWindows(h, kh, sh, ph, dh, ceil_mode), _AxisWindows(w, kw, sw, pw, dw, ceil_mode)
 
