@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -105,16 +105,19 @@ def quantize_jit(
     return converted
 
 
+def graph_nodes(graph: Any) -> Iterator[Any]:
+    """Every node of a TorchScript graph, in order, each followed by the nodes of its
+    blocks (if/loop bodies)."""
+    for node in graph.nodes():
+        yield node
+        for block in node.blocks():
+            yield from graph_nodes(block)
+
+
 def node_kinds(module: torch.jit.ScriptModule) -> Counter[str]:
     """How often each node kind occurs in `module.graph`, counting nodes inside blocks
     (if/loop bodies) too."""
-    counts: Counter[str] = Counter()
-    pending = [module.graph]
-    while pending:
-        for node in pending.pop().nodes():
-            counts[node.kind()] += 1
-            pending.extend(node.blocks())
-    return counts
+    return Counter(node.kind() for node in graph_nodes(module.graph))
 
 
-__all__ = ["TracedFallbackWarning", "node_kinds", "quantize_jit", "to_torchscript"]
+__all__ = ["TracedFallbackWarning", "graph_nodes", "node_kinds", "quantize_jit", "to_torchscript"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
 from torch.ao.quantization.observer import RecordingObserver
 
 from production import zoo
+from production.quantize import graph_nodes
 from production.environment import fbgemm_engine, known_deprecations_silenced, torch_threads
 from reference.profile import NumericsProfile
 from reference.qconfig import get_default_qconfig
@@ -119,13 +120,6 @@ def submodule(module: torch.jit.ScriptModule, path: str) -> Any:
     return module
 
 
-def _graph_nodes(nodes: Iterable[Any]) -> Iterator[Any]:
-    for node in nodes:
-        yield node
-        for block in node.blocks():
-            yield from _graph_nodes(block.nodes())
-
-
 @dataclass(frozen=True)
 class Recording:
     """What one observer saw: its module path in the prepared model (e.g.
@@ -145,7 +139,7 @@ def recorded_observers(prepared: torch.jit.ScriptModule) -> tuple[Recording, ...
     frozen = torch.jit.freeze(prepared.eval())
     calls = [
         attribute_path(node.input())
-        for node in _graph_nodes(frozen.graph.nodes())
+        for node in graph_nodes(frozen.graph)
         if node.kind() == "prim::GetAttr" and node.s("name") == "tensor_val"  # RecordingObserver.forward
     ]
     found = []

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from production import export, quantize_jit, zoo
 from production.environment import detect_profile, fbgemm_engine, known_deprecations_silenced, torch_threads
 from reference.fold import fold_conv_bn
 from reference.interpreter import PackedConv, PackedLinear
+from reference.interpreter.model import walk
 from reference.ops import quantize_per_channel
 from reference.profile import NumericsProfile
 from reference.qconfig import get_default_qconfig
@@ -155,7 +156,7 @@ def torch_decisions(case: CalibrationCase) -> np.ndarray:
     folded = iter(r.tensors[0] for r in ordered_recordings(case) if r.is_weight)
     weights, activations = [], []
     seen_packed: set[str] = set()
-    for node in _nodes(model.nodes):
+    for node in walk(model.nodes):
         arguments = [model.constants.get(name) for name in node.inputs]
         for name, argument in zip(node.inputs, arguments):
             if isinstance(argument, (PackedConv, PackedLinear)) and name not in seen_packed:
@@ -167,13 +168,6 @@ def torch_decisions(case: CalibrationCase) -> np.ndarray:
         elif node.kind.startswith("quantized::") and node.kind not in NOT_REQUANTIZING:
             raise NotImplementedError(f"the convert check does not know where {node.kind} keeps its output qparams")
     return _flat(weights, activations)
-
-
-def _nodes(nodes: tuple[reference.interpreter.Node, ...]) -> Iterator[reference.interpreter.Node]:
-    for node in nodes:
-        yield node
-        for block in node.blocks:
-            yield from _nodes(block.nodes)
 
 
 # --- both ----------------------------------------------------------------------------

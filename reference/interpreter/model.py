@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -75,9 +75,7 @@ class Model:
 
     def node_kinds(self) -> set[str]:
         """Every node kind in the graph, nested blocks included."""
-        kinds: set[str] = set()
-        _collect_kinds(self.nodes, kinds)
-        return kinds
+        return {node.kind for node in walk(self.nodes)}
 
 
 def load(path: Union[str, Path]) -> Model:
@@ -115,11 +113,12 @@ def _node(entry: dict) -> Node:
     )
 
 
-def _collect_kinds(nodes: Sequence[Node], kinds: set[str]) -> None:
+def walk(nodes: Sequence[Node]) -> Iterator[Node]:
+    """Every node, in graph order, each followed by the nodes of its blocks (if/loop bodies)."""
     for node in nodes:
-        kinds.add(node.kind)
+        yield node
         for block in node.blocks:
-            _collect_kinds(block.nodes, kinds)
+            yield from walk(block.nodes)
 
 
 def run(
