@@ -87,6 +87,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
-        budget={"smoke": 1, "default": 2.8, "thorough": 1},  # default: >= 10^6 outputs
+        budget={"smoke": 1, "default": 3.4, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

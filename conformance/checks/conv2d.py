@@ -341,6 +341,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
-        budget={"smoke": 0.5, "default": 0.9, "thorough": 0.5},  # default: >= 10^6 outputs
+        budget={"smoke": 0.5, "default": 1.3, "thorough": 0.5},  # default: >= 10^6 outputs
     )
 )
