@@ -30,7 +30,10 @@ class GemmWeights:
 
     Attributes:
         centered: float32 (G, N/G, K): `w[j, k] - w_zp[j]` per output channel j of each
-            group, K in the kernel's order (exact integers, |value| <= 255).
+            group, K in the kernel's order (exact integers, |value| <= 255). Stored K-major
+            (a transposed view of a (G, K, N/G) buffer): BLAS reads the right operand of a
+            row-major `a @ w.T` faster in that layout when M is small (ResNet-18's 7x7x512
+            conv, 49 x 4608 x 512: 3.1 ms against 3.7 ms at one thread).
         max_abs: max |w - w_zp| over all entries (an int).
         max_square_norm: max over output channels j of `sum_k (w[j, k] - w_zp[j])^2` (an int).
     """
@@ -53,7 +56,7 @@ def prepare_weights(weight: np.ndarray, zero_point: np.typing.ArrayLike) -> Gemm
     """
     groups, per_group, depth = weight.shape
     zp = np.broadcast_to(np.asarray(zero_point, np.float32), (groups * per_group,)).reshape(groups, per_group, 1)
-    centered = np.empty(weight.shape, np.float32)
+    centered = np.empty((groups, depth, per_group), np.float32).transpose(0, 2, 1)  # K-major storage
     np.subtract(weight, zp, out=centered)  # exact: int8 and the zp (0..255) are float32 integers
     if centered.size == 0:
         return GemmWeights(centered, 0, 0)
