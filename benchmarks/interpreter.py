@@ -130,10 +130,11 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
         winograd = node.kind.startswith("quantized::conv2d") and packed.prepared.winograd_eligible
         if winograd and rows // out_shape[0] >= conv.WINOGRAD_MIN_PIXELS:
             tiles = out_shape[0] * -(-out_shape[2] // 2) * -(-out_shape[3] // 2)
-            sizes = ((16, tiles, weight.shape[1]), (16, weight.shape[0], weight.shape[1]))
+            sizes = ((16, tiles, weight.shape[1]), (16, weight.shape[1], weight.shape[0]))
         else:
-            sizes = ((1, rows, int(np.prod(weight.shape[1:]))), (1, weight.shape[0], int(np.prod(weight.shape[1:]))))
-        operands.append(tuple(generator.integers(-8, 8, size).astype(np.float32) for size in sizes))
+            sizes = ((1, rows, int(np.prod(weight.shape[1:]))), (1, int(np.prod(weight.shape[1:])), weight.shape[0]))
+        a, w = (generator.integers(-8, 8, size).astype(np.float32) for size in sizes)
+        operands.append((a, w.transpose(0, 2, 1)))  # weights K-major, as the interpreter stores them
     return operands
 
 

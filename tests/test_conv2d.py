@@ -231,8 +231,8 @@ def test_winograd_gives_the_direct_sums(monkeypatch):
     conv = sys.modules["reference.ops.conv2d"]
     monkeypatch.setattr(conv, "WINOGRAD_MIN_PIXELS", 0)
     calls = []
-    original = conv.winograd_acc
-    monkeypatch.setattr(conv, "winograd_acc", lambda *args: calls.append(1) or original(*args))
+    original = conv.winograd_sums
+    monkeypatch.setattr(conv, "winograd_sums", lambda *args: calls.append(1) or original(*args))
     x = q_u8(np.arange(1, 10).reshape(1, 1, 3, 3))
     out = conv2d(x, q_s8(np.ones((1, 1, 3, 3))), None, (1, 1), (1, 1), (1, 1), 1, 1.0, 0)
     assert out.int_repr.reshape(3, 3).tolist() == [[12, 21, 16], [27, 45, 33], [24, 39, 28]]
@@ -253,9 +253,10 @@ def test_winograd_matches_torch(monkeypatch):
         packed = torch.ops.quantized.conv2d_prepack(to_torch(w), torch.from_numpy(bias), [1, 1], [1, 1], [1, 1], 1)
         expected = from_torch(torch.ops.quantized.conv2d_relu(to_torch(x), packed, 0.3, 7))
     conv = sys.modules["reference.ops.conv2d"]
-    sums = []
-    original = conv.winograd_acc
-    monkeypatch.setattr(conv, "winograd_acc", lambda *args: sums.append(original(*args)) or sums[-1])
-    got = conv2d_relu(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, profile=detect_profile())
-    assert np.array_equal(expected.int_repr, got.int_repr)
-    assert len(sums) == 1 and sums[0] is not None  # Winograd's exactness bound held
+    bands = []
+    original = conv.winograd_sums
+    monkeypatch.setattr(conv, "winograd_sums", lambda *args: bands.append(args[3]) or original(*args))
+    for workers in (1, 2):  # two workers: tile rows 0-6 and 7-14 (outputs 0-13, 14-29), on threads
+        got = conv2d(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, relu=True, profile=detect_profile(), workers=workers)
+        assert np.array_equal(expected.int_repr, got.int_repr)
+    assert bands == [slice(0, 15), slice(0, 7), slice(7, 15)]  # Winograd's exactness bound held

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._gemm import bands, parallel_for
-
 # F(2x2, 3x3): input transform B^T, filter transform G' = 2G, output transform A^T.
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.int64)
 _G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
@@ -63,27 +61,36 @@ def prepare_winograd(centered: np.ndarray) -> WinogradWeights:
     return WinogradWeights(transformed.astype(np.float32), int(squares.max(initial=0)))
 
 
-def winograd_acc(
-    padded: np.ndarray, weights: WinogradWeights, out_hw: tuple[int, int], a_max_abs: int, workers: int = 1
-) -> np.ndarray | None:
-    """The exact int32 sums (N, OH, OW, OC) of a stride-1 3x3 conv, or None when the bound fails.
+def winograd_is_exact(padded: np.ndarray, weights: WinogradWeights, out_hw: tuple[int, int], a_max_abs: int) -> bool:
+    """Whether every tile position's float32 GEMM is exact (the Cauchy-Schwarz bound of the
+    module docstring): 4 * max tile sum of squares * max sum_c U'^2 <= 2^48.
 
     `padded`: the centered activations `a - a_zp`, float32 NHWC, padded with 0 so that it
     holds 2 * ceil(OH / 2) + 2 rows and 2 * ceil(OW / 2) + 2 columns (extra rows only feed
     outputs that are cut off).
     """
-    tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
-    if 4 * _max_tile_square_norm(padded, tiles_h, tiles_w, a_max_abs) * weights.max_square_norm > _F32_EXACT_SQUARED:
-        return None
-    inputs = _input_transform(padded, tiles_h, tiles_w)  # (16, N * tiles, C)
-    products = np.empty(inputs.shape[:2] + (weights.transformed.shape[2],), dtype=np.float32)
+    tiles_h, tiles_w = _tile_counts(out_hw)
+    tile_norm = _max_tile_square_norm(padded, tiles_h, tiles_w, a_max_abs)
+    return 4 * tile_norm * weights.max_square_norm <= _F32_EXACT_SQUARED
 
-    def gemms(positions: slice) -> None:  # one exact float32 GEMM per tile position
-        np.matmul(inputs[positions], weights.transformed[positions], out=products[positions])
 
-    parallel_for(gemms, bands(16, workers), workers)
-    sums = _output_transform(products.astype(np.int32), padded.shape[0], tiles_h, tiles_w)
-    return sums[:, : out_hw[0], : out_hw[1]]
+def winograd_sums(padded: np.ndarray, weights: WinogradWeights, out_hw: tuple[int, int], tile_rows: slice) -> np.ndarray:
+    """The exact int32 sums (N, rows, OW, OC) of a stride-1 3x3 conv's output rows
+    2 * tile_rows.start ... 2 * tile_rows.stop - 1 (cut at OH), valid when
+    `winograd_is_exact` holds. Bands of tile rows are independent: a caller may run them on
+    threads (each reads its rows of `padded` plus the two below)."""
+    tiles_w = _tile_counts(out_hw)[1]
+    count = tile_rows.stop - tile_rows.start
+    band = padded[:, 2 * tile_rows.start : 2 * tile_rows.stop + 2]
+    inputs = _input_transform(band, count, tiles_w)  # (16, N * tiles, C)
+    products = np.matmul(inputs, weights.transformed)  # one exact float32 GEMM per tile position
+    sums = _output_transform(products.astype(np.int32), padded.shape[0], count, tiles_w)
+    return sums[:, : out_hw[0] - 2 * tile_rows.start, : out_hw[1]]
+
+
+def _tile_counts(out_hw: tuple[int, int]) -> tuple[int, int]:
+    """2x2 output tiles per column and per row: ceil(OH / 2), ceil(OW / 2)."""
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
 
 
 def _max_tile_square_norm(padded: np.ndarray, tiles_h: int, tiles_w: int, a_max_abs: int) -> int:

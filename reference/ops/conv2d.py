@@ -33,7 +33,7 @@ from ._gemm import (
     prepare_weights,
 )
 from ._registry import register_op
-from ._winograd import WinogradWeights, prepare_winograd, winograd_acc
+from ._winograd import WinogradWeights, prepare_winograd, winograd_is_exact, winograd_sums
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
 CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
@@ -288,10 +288,16 @@ def _gemm_conv(
     # Winograd's 4x4 tiles reach up to one row and column past the last output's window.
     extra = (out_hw[0] % 2, out_hw[1] % 2) if winograd else (0, 0)
     centered = _centered_padded_nhwc(x, padding, extra)
-    if winograd:
-        sums = winograd_acc(centered, weights.winograd, out_hw, a_max_abs, workers)
-        if sums is not None:
-            return requantize(sums)
+    out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
+    if winograd and winograd_is_exact(centered, weights.winograd, out_hw, a_max_abs):
+
+        def tile_band(tile_rows: slice) -> None:  # transforms, GEMMs and requantization of 2 rows per tile row
+            sums = winograd_sums(centered, weights.winograd, out_hw, tile_rows)
+            first = 2 * tile_rows.start
+            out[:, first : first + sums.shape[1]] = requantize(sums)
+
+        parallel_for(tile_band, bands(-(-out_hw[0] // 2), workers), workers)
+        return out
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
         norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups, a_max_abs)
@@ -299,7 +305,6 @@ def _gemm_conv(
     if profile.gemm_pairs_saturate:  # the raw uint8/int8 operands, in the same K order
         raw_padded = _padded_nhwc(x, padding)
         raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
-    out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
 
     def band(rows: slice) -> None:
         a = _im2col_rows(centered, geometry, out_hw, rows)  # (G, band pixels, K)
