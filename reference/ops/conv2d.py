@@ -43,6 +43,11 @@ CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
 # against 3.1), slower at 7x7 (512: 5.3 ms against 4.3; 16 GEMMs of 16 rows).
 WINOGRAD_MIN_PIXELS = 14 * 14
 
+# Multiply-adds (direct count) per extra worker: handing a band to another thread costs
+# ~0.2 ms here, more than ResNet-18's 1x1 stride-2 convs gain (6.4M: 0.43 ms on one
+# thread, 0.78 ms on two); its stride-2 3x3 convs (58M) gain.
+MIN_MACS_PER_WORKER = 16_000_000
+
 
 def groups_together(c_per_g: int, avx512: bool) -> int:
     """FBGEMM's `numOfGroupsTogether` (GroupwiseConv.h): how many groups the groupwise kernel
@@ -280,6 +285,8 @@ def _gemm_conv(
     kernel, stride, padding, dilation, groups = geometry
     prepared = weights.gemm
     depth = kernel[0] * kernel[1] * (x.shape[1] // groups)
+    macs = x.shape[0] * out_hw[0] * out_hw[1] * prepared.out_channels * depth
+    workers = max(1, min(workers, macs // MIN_MACS_PER_WORKER))
     raw = x.int_repr
     a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
     winograd = (

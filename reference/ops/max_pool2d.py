@@ -78,19 +78,29 @@ def _window_max(
     out_size: tuple[int, int],
 ) -> np.ndarray:
     """Max over dilated windows; padding is filled with the dtype's lowest value, which
-    never wins over a real tap (every window holds at least one, as padding <= k // 2)."""
+    never wins over a real tap (every window holds at least one, as padding <= k // 2).
+    Works in the input's memory order (an NHWC buffer stays NHWC: each tap is then a run
+    of whole pixels) and returns the result in the same order, as an NCHW-indexed view."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
     lowest = np.iinfo(values.dtype).min
+    nhwc = values.transpose(0, 2, 3, 1)
+    to_nchw = (0, 3, 1, 2) if nhwc.flags.c_contiguous and not values.flags.c_contiguous else (0, 1, 2, 3)
+    work = nhwc if to_nchw != (0, 1, 2, 3) else values
+    h_axis, w_axis = (1, 2) if work is nhwc else (2, 3)
     # Pad enough on the bottom/right for ceil-mode windows that run past the input.
     extra_h = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - values.shape[2] - ph)
     extra_w = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - values.shape[3] - pw)
-    padded = np.pad(values, ((0, 0), (0, 0), (ph, extra_h), (pw, extra_w)), constant_values=lowest)
-    result = np.full(values.shape[:2] + (oh, ow), lowest, dtype=values.dtype)
+    pad_width = [(0, 0)] * 4
+    pad_width[h_axis], pad_width[w_axis] = (ph, extra_h), (pw, extra_w)
+    padded = np.pad(work, pad_width, constant_values=lowest)
+    result = None
     for i in range(kh):
         for j in range(kw):
-            tap = padded[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
-            np.maximum(result, tap, out=result)
-    return result
+            tap = [slice(None)] * 4
+            tap[h_axis] = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+            tap[w_axis] = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            result = padded[tuple(tap)].copy() if result is None else np.maximum(result, padded[tuple(tap)], out=result)
+    return result.transpose(to_nchw)
 
 
 def _check_window(kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> None:
