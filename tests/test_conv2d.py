@@ -262,3 +262,9 @@ def test_winograd_matches_torch(monkeypatch):
         got = conv2d(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, relu=True, profile=detect_profile(), workers=workers)
         assert np.array_equal(expected.int_repr, got.int_repr)
     assert bands == [slice(0, 15), slice(0, 7), slice(7, 15)]  # Winograd's exactness bound held
+    # Cache-sized bands: one tile row per band when a band may hold only a few bytes.
+    monkeypatch.setattr(conv, "WINOGRAD_BAND_BYTES", 1)
+    bands.clear()
+    got = conv2d(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, relu=True, profile=detect_profile())
+    assert np.array_equal(expected.int_repr, got.int_repr)
+    assert bands == [slice(row, row + 1) for row in range(15)]

@@ -94,6 +94,15 @@ def test_int32_min_pitfall():
     assert linear_relu(x, w, None, 1e-6, 7).int_repr.tolist() == [[7]]
 
 
+def test_huge_negative_accumulator_gives_the_lower_clamp():
+    # acc = 255 * -127 = -32385; out scale 1e-6: -32385 * ~1e6 < -2^31, cvtps_epi32 gives
+    # INT32_MIN -> -32768 -> + zp 7 = -32761 -> packus 0; with relu max(0, 7) = 7. A second
+    # output 255 * 1 = 255 -> 2.55e8 stays below 2^31: the fast float32 path takes the batch.
+    x, w = q_u8([[255]]), q_s8([[-127], [1]])
+    assert linear(x, w, None, 1e-6, 7).int_repr.tolist() == [[0, 255]]
+    assert linear_relu(x, w, None, 1e-6, 7).int_repr.tolist() == [[7, 255]]
+
+
 def test_nan_bias_gives_zero():
     # NaN bias -> xf NaN -> cvt INT32_MIN -> 0 (zp 50 or not).
     out = linear(q_u8([[3]]), q_s8([[2]]), np.float32([np.nan]), 1.0, 50)

@@ -93,7 +93,7 @@ def requantize_u8acc32(
             xf = _add_bias(xf, bias, params, per_tensor_bias_fma)
         np.multiply(xf, params.multiplier, out=xf)  # mul_ps: float32 x float32, one rounding
     lower = output_zero_point if relu else 0
-    if xf.size and xf.min() >= -_CVT_LIMIT and xf.max() < _CVT_LIMIT:  # no NaN either: it fails both
+    if xf.size and xf.max() < _CVT_LIMIT:  # no NaN either (it fails the comparison)
         return _clamped_in_range(xf, output_zero_point, lower)
     rounded = cvt_rne(xf)
     # The integer tail in place on int32 (each clip is `saturate_int16` / vpackuswb's uint8 clamp
@@ -110,9 +110,11 @@ _CVT_LIMIT = np.float32(2.0**31)
 
 
 def _clamped_in_range(xf: np.ndarray, output_zero_point: int, lower: int) -> np.ndarray:
-    """The integer tail of `requantize_u8acc32` when every xf converts (no INT32_MIN), in float32.
+    """The integer tail of `requantize_u8acc32` when no xf is NaN or >= 2^31, in float32.
 
-    r = cvt_rne(xf) = rint(xf), exactly (rint of a float32 is a float32). The three
+    For xf >= -2^31, r = cvt_rne(xf) = rint(xf), exactly (rint of a float32 is a float32);
+    below, cvt_rne gives INT32_MIN, which the saturations below map to `lower`, as
+    clamping xf to `lower - zp` first does, so one max() decides this path. The three
     saturations then compose to one clamp: clamp(clamp16(clamp16(r) + zp), lower, 255) =
     clamp(r + zp, lower, 255), since 0 <= lower <= 255 lie inside int16 and adding zp is
     monotone; that is clamp(r, lower - zp, 255 - zp) + zp, and clamping before rint gives
