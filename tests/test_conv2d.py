@@ -195,6 +195,10 @@ def test_matches_torch_on_every_path(monkeypatch):
         assert np.array_equal(expected.int_repr, got.int_repr)
         banded = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile, workers=2)
         assert np.array_equal(expected.int_repr, banded.int_repr)
+        with monkeypatch.context() as patch:  # one output row per band, on one thread
+            patch.setattr(sys.modules["reference.ops.conv2d"], "BAND_BYTES", 1)
+            row_bands = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile)
+        assert np.array_equal(expected.int_repr, row_bands.int_repr)
         assert expected.memory_format is got.memory_format
     assert seen == {"depthwise", "groupwise", "pointwise", "im2col"}
 
@@ -263,7 +267,7 @@ def test_winograd_matches_torch(monkeypatch):
         assert np.array_equal(expected.int_repr, got.int_repr)
     assert bands == [slice(0, 15), slice(0, 7), slice(7, 15)]  # Winograd's exactness bound held
     # Cache-sized bands: one tile row per band when a band may hold only a few bytes.
-    monkeypatch.setattr(conv, "WINOGRAD_BAND_BYTES", 1)
+    monkeypatch.setattr(conv, "BAND_BYTES", 1)
     bands.clear()
     got = conv2d(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, relu=True, profile=detect_profile())
     assert np.array_equal(expected.int_repr, got.int_repr)

@@ -48,10 +48,13 @@ WINOGRAD_MIN_PIXELS = 14 * 14
 # thread, 0.78 ms on two); its stride-2 3x3 convs (58M) gain.
 MIN_MACS_PER_WORKER = 16_000_000
 
-# Bytes of Winograd intermediates per band (`_winograd_bands`). Measured (median of 25
-# interleaved runs, one thread): ResNet-18's 56x56x64 conv 3.4 ms unbanded, 3.0 ms at
-# 4 MB, 2.6 ms at 2 MB, 2.9 ms at 1 MB (smaller bands pay more per-call overhead).
-WINOGRAD_BAND_BYTES = 2 * 2**20
+# Bytes of intermediates per band of output rows (Winograd's transformed inputs and
+# products, im2col's rows and products): bands this size stay in cache between the steps
+# that write and read them. Measured (medians of 25-31 interleaved runs, one thread) on
+# ResNet-18: the 56x56x64 Winograd conv 3.4 ms unbanded, 3.0 at 4 MB, 2.6 at 2 MB, 2.9 at
+# 1 MB (per-call overhead); the 7x7 stride-2 im2col conv 5.6 ms unbanded, 5.0 at 2 MB.
+# (Bands never split the weights: each band reads all of them.)
+BAND_BYTES = 2 * 2**20
 
 
 def groups_together(c_per_g: int, avx512: bool) -> int:
@@ -282,8 +285,9 @@ def _gemm_conv(
     padded with 0 (padding taps read a_zp), then its windows copied into the im2col matrix
     (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
     saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
-    Bands of output rows (one per worker) each form their im2col rows, GEMM and
-    requantization; every output element is computed the same way in any band. Stride-1
+    Bands of output rows (at least one per worker, cache-sized: `BAND_BYTES`) each form
+    their im2col rows, GEMM and requantization; every output element is computed the same
+    way in any band. Stride-1
     3x3 convs with at least `WINOGRAD_MIN_PIXELS` outputs per image take Winograd F(2x2,
     3x3) instead (`_winograd`: the same exact sums) when its exactness bound holds.
     """
@@ -308,7 +312,9 @@ def _gemm_conv(
             first = 2 * tile_rows.start
             out[:, first : first + sums.shape[1]] = requantize(sums)
 
-        parallel_for(tile_band, _winograd_bands(x.shape, out_hw, prepared.out_channels, workers), workers)
+        tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+        tile_row_bytes = x.shape[0] * tiles_w * 16 * 4 * (x.shape[1] + prepared.out_channels)  # V and products
+        parallel_for(tile_band, _cache_sized_bands(tiles_h, tile_row_bytes, workers), workers)
         return out
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
@@ -326,17 +332,15 @@ def _gemm_conv(
         acc = exact_matmul(a, prepared, a_max_abs, norms, correction)  # (band pixels, OC)
         out[:, rows] = requantize(acc.reshape(out[:, rows].shape))
 
-    parallel_for(band, bands(out_hw[0], workers), workers)
+    row_bytes = x.shape[0] * out_hw[1] * 4 * (groups * depth + prepared.out_channels)  # im2col rows and products
+    parallel_for(band, _cache_sized_bands(out_hw[0], row_bytes, workers), workers)
     return out
 
 
-def _winograd_bands(in_shape: tuple[int, ...], out_hw: tuple[int, int], out_channels: int, workers: int) -> list[slice]:
-    """Bands of tile rows: at least one per worker, and small enough that a band's transformed
-    inputs and products (16 positions x tiles x (C + OC) float32) stay near
-    `WINOGRAD_BAND_BYTES`, still in cache when the GEMMs and the output transform read them."""
-    tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
-    row_bytes = in_shape[0] * tiles_w * 16 * 4 * (in_shape[1] + out_channels)
-    return bands(tiles_h, max(workers, -(-tiles_h * row_bytes // WINOGRAD_BAND_BYTES)))
+def _cache_sized_bands(rows: int, row_bytes: int, workers: int) -> list[slice]:
+    """`rows` cut into bands: at least one per worker, and each holding about `BAND_BYTES`
+    of intermediates at `row_bytes` per row."""
+    return bands(rows, max(workers, -(-rows * row_bytes // BAND_BYTES)))
 
 
 def _im2col_rows(padded: np.ndarray, geometry: tuple, out_hw: tuple[int, int], rows: slice) -> np.ndarray:
