@@ -29,6 +29,8 @@ from production.quantize import quantize_jit
 from production.verify import VerifyReport, tie_inputs, verify
 from reference.ops._pool_common import pooling_output_size
 
+from .strategies import one_in
+
 
 @dataclass(frozen=True)
 class ConvSpec:
@@ -266,7 +268,7 @@ def conv_specs(draw: st.DrawFn, size: int) -> ConvSpec:
     if size + 2 * padding - reach < 1:
         padding = (reach - size + 2) // 2
     stride = draw(st.sampled_from((1, 1, 2)))
-    depthwise = kernel > 1 and draw(st.integers(0, 3)) == 0
+    depthwise = kernel > 1 and draw(one_in(4))
     groups = 1 if depthwise else draw(st.sampled_from((1, 1, 2)))
     out_channels = draw(st.sampled_from((4, 6, 8, 12, 16)))
     return ConvSpec(

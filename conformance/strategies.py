@@ -129,6 +129,13 @@ def mostly(common: st.SearchStrategy, rare: st.SearchStrategy, times: int) -> st
     return st.one_of(*[common.map(lambda v: v) for _ in range(times)], rare)
 
 
+def one_in(n: int) -> st.SearchStrategy[bool]:
+    """True about once in `n` draws. (`st.integers(0, n - 1) == 0` is not: Hypothesis
+    favours an integer range's ends, measured 0.44 for n = 4 and 0.33 for n = 20;
+    `sampled_from` draws its index uniformly.)"""
+    return st.sampled_from(range(n)).map(lambda index: index == 0)
+
+
 def zero_points(dtype: QDtype) -> st.SearchStrategy[int]:
     """Zero points over the dtype's full range, favouring odd values (they expose the
     rounding order at ties) and the range ends; qint32 also near +-2^24 and +-2^31."""

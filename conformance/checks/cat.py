@@ -20,7 +20,7 @@ from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
-from ..strategies import QTensorCase, zero_points
+from ..strategies import QTensorCase, one_in, zero_points
 from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values
 from . import OpCheck, register
 
@@ -71,13 +71,13 @@ def cases(draw: st.DrawFn) -> CatCase:
         shape = [n, int(rng.choice(LANE_CHANNELS)) if dim == 1 else common_channels, h, w]
         if dim != 1:
             shape[dim % 4] = draw(st.integers(1, 4))
-        if draw(st.integers(0, 3)) == 0:  # the output's qparams: copied on the NHWC path
+        if draw(one_in(4)):  # the output's qparams: copied on the NHWC path
             scale, zp = out_scale, out_zp
         else:
             scale, zp = draw(_pow2_or_any_scale()), draw(zero_points(dtype))
         memory_format = _format(layout, index)
         tensors.append(QTensorCase.from_seed(tuple(shape), scale, zp, dtype, None, memory_format, int(rng.integers(2**32))))
-    use_torch_cat = draw(st.integers(0, 4)) == 0
+    use_torch_cat = draw(one_in(5))
     return CatCase(
         tuple(tensors), dim, None if use_torch_cat else out_scale, None if use_torch_cat else out_zp, draw(st.integers(1, 2))
     )

@@ -22,6 +22,7 @@ from reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
+from ..strategies import one_in
 from . import OpCheck, register
 from .conv2d import (
     ACT_KINDS,
@@ -83,7 +84,7 @@ def leading_dims(draw: st.DrawFn) -> tuple[int, ...]:
 def linear_cases(draw: st.DrawFn) -> LinearCase:
     """A LinearCase; one in four is "deep" (K 600..1100, activations 200..255 with zero
     point 0, extreme weights: |acc| > 2^24)."""
-    deep = draw(st.integers(0, 3)) == 0
+    deep = draw(one_in(4))
     return LinearCase(
         leading=draw(leading_dims()),
         in_features=draw(st.integers(600, 1100)) if deep else draw(st.one_of(st.integers(1, 64), st.integers(64, 1100))),

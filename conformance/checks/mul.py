@@ -18,7 +18,7 @@ from reference.profile import NumericsProfile
 from reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
-from ..strategies import QTensorCase, zero_points
+from ..strategies import QTensorCase, one_in, zero_points
 from ._elementwise_cases import BinaryCase, power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
 from . import OpCheck, register
@@ -39,13 +39,13 @@ def cases(draw: st.DrawFn) -> BinaryCase:
     dtype = draw(st.sampled_from(EIGHT_BIT))
     shape, memory_format, threads = draw(shape_format_threads())
     a = draw(qtensor_cases(dtype, shape, memory_format, draw(power_of_two_scales())))
-    gate = len(shape) == 4 and draw(st.integers(0, 3)) == 0
+    gate = len(shape) == 4 and draw(one_in(4))
     b_shape = (shape[0], shape[1], 1, 1) if gate else shape
     b_format = memory_format
-    if len(shape) == 4 and not gate and draw(st.integers(0, 3)) == 0:  # mixed layouts: all scalar lambda
+    if len(shape) == 4 and not gate and draw(one_in(4)):  # mixed layouts: all scalar lambda
         b_format = MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
     b = draw(qtensor_cases(dtype, b_shape, b_format, draw(power_of_two_scales())))
-    tiny = draw(st.integers(0, 9)) == 0
+    tiny = draw(one_in(10))
     scale = draw(st.floats(1e-9, 1e-6)) if tiny else draw(power_of_two_scales())
     return BinaryCase(a, b, scale, draw(zero_points(dtype)), draw(st.booleans()), threads)
 

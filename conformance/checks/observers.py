@@ -31,7 +31,7 @@ from reference import observers as reference_observers
 from reference.profile import NumericsProfile
 
 from ..oracles import oracle
-from ..strategies import format_array
+from ..strategies import format_array, one_in
 from . import OpCheck, register
 
 OBSERVERS = (
@@ -122,10 +122,10 @@ def observer_kwargs(draw: st.DrawFn, observer: str) -> tuple[tuple[str, Any], ..
     symmetric_quint8 = qscheme.endswith("symmetric") and dtype == "quint8"
     if dtype != "qint32" and not symmetric_quint8:
         kwargs["reduce_range"] = draw(st.booleans())
-    if dtype != "qint32" and draw(st.integers(0, 3)) == 0:
+    if dtype != "qint32" and draw(one_in(4)):
         low, high = (-127, 127) if dtype == "qint8" else (0, 127)
         kwargs["quant_min"], kwargs["quant_max"] = draw(st.sampled_from([(low, high), (low // 2, high // 2)]))
-    if draw(st.integers(0, 3)) == 0:
+    if draw(one_in(4)):
         kwargs["eps"] = draw(st.sampled_from([2.0**-12, 1e-10, 0.5, 1e-45]))
     if "MovingAverage" in observer:
         kwargs["averaging_constant"] = draw(st.sampled_from([0.01, 0.5, 1.0, 0.1]) | st.floats(0.0, 1.0, width=32))
@@ -152,7 +152,7 @@ def batch_plans(draw: st.DrawFn, observer: str) -> tuple[tuple[Batch, ...], tupl
         else:
             budget = MAX_BATCH_ELEMENTS // (channels if per_channel else 1)
             dims = [draw(st.integers(1, max(1, int(budget ** (1 / ndim))))) for _ in range(ndim)]
-            if draw(st.integers(0, 19)) == 0:
+            if draw(one_in(20)):
                 dims[draw(st.integers(0, ndim - 1))] = 0  # an empty batch: ignored by every observer
             if per_channel:
                 dims[ch_axis % ndim] = channels
