@@ -63,6 +63,16 @@ def test_a_fold_one_eps_off_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     assert difference is not None and difference.mismatched_elements > 0
 
 
+def test_a_recording_without_its_node_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recordings map to nodes by graph order: one activation recording too many (the
+    last one, doubled) is an error naming both counts, not a silent shift."""
+    recordings = convert.ordered_recordings(SMALL)
+    monkeypatch.setattr(convert, "ordered_recordings", lambda case: recordings + recordings[-1:])
+    activations = sum(not recording.is_weight for recording in recordings)
+    with fbgemm_engine(), pytest.raises(ValueError, match=f"{activations + 1} activation observers.*graph order"):
+        convert.torch_decisions(SMALL)
+
+
 def test_zoo_models_do_not_depend_on_the_thread_count() -> None:
     """BN statistics come from a float forward pass whose sums depend on the thread count;
     zoo.randomize runs it on one thread (found by the convert check: the recording run on one

@@ -15,7 +15,8 @@ the float bias (bits), the int8 weight and its per-channel scales and zero point
 every requantizing node's output scale and zero point (`aten::quantize_per_tensor` and the
 quantized ops that take an output scale and zero point). Weight observers map to packed
 weights and activation observers to requantizing nodes by order (convert_jit keeps the
-prepared graph's order); a count mismatch is reported as a shape difference.
+prepared graph's order); different counts are an error saying so, and a reordering shows
+as value mismatches from the first node out of place.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ..runner import compare_outputs
 from . import OpCheck, register
 from .calibration import (
     CalibrationCase,
+    Recording,
     attribute_path,
     calibration_cases,
     label,
@@ -153,7 +155,8 @@ def torch_decisions(case: CalibrationCase) -> np.ndarray:
     """torch's folded weights (as its weight observers saw them), then the converted
     model's int8 weights, biases and activation qparams, in graph order."""
     model = converted_file(case)
-    folded = iter(r.tensors[0] for r in ordered_recordings(case) if r.is_weight)
+    recordings = ordered_recordings(case)
+    folded = iter(r.tensors[0] for r in recordings if r.is_weight)
     weights, activations = [], []
     seen_packed: set[str] = set()
     for node in walk(model.nodes):
@@ -167,7 +170,21 @@ def torch_decisions(case: CalibrationCase) -> np.ndarray:
             activations.append((arguments[scale_at], arguments[zero_point_at]))
         elif node.kind.startswith("quantized::") and node.kind not in NOT_REQUANTIZING:
             raise NotImplementedError(f"the convert check does not know where {node.kind} keeps its output qparams")
+    _check_counts(len(weights), len(activations), recordings)
     return _flat(weights, activations)
+
+
+def _check_counts(weights: int, activations: int, recordings: tuple[Recording, ...]) -> None:
+    """Recordings map to converted nodes by graph order: the counts must agree, or the
+    mapping (not the arithmetic) is what differs."""
+    weight_observers = sum(recording.is_weight for recording in recordings)
+    activation_observers = len(recordings) - weight_observers
+    if (weights, activations) != (weight_observers, activation_observers):
+        raise ValueError(
+            f"the converted model has {weights} packed weights and {activations} requantizing nodes, but "
+            f"calibration recorded {weight_observers} weight and {activation_observers} activation observers: "
+            "the convert check maps them by graph order, so convert_jit added, dropped or merged nodes"
+        )
 
 
 # --- both ----------------------------------------------------------------------------
