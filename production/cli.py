@@ -1,17 +1,40 @@
 """The `quantspec` command: one small function per verb, one parser builder.
 
-Add a verb: write `_cmd_<verb>(args) -> int` and an `_add_<verb>(subparsers)` that
-registers it with `set_defaults(handler=_cmd_<verb>)`, then list it in `build_parser`.
+Add a verb: write `_cmd_<verb>(args) -> int` (decorated with `_reports(...)`, the errors that
+mean bad input) and an `_add_<verb>(subparsers)` that registers it with
+`set_defaults(handler=_cmd_<verb>)`, then list it in `build_parser`.
 Each verb imports what it needs (conformance, Hypothesis, ...) inside its function.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 CONFORM_PROFILES = ("smoke", "default", "thorough")
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _reports(*errors: type[BaseException], torch_errors: tuple[type[BaseException], ...] = ()) -> Callable[[Handler], Handler]:
+    """A verb handler whose bad-input `errors` become one line on stderr and exit status 2;
+    `torch_errors` (torch could not read or run the model) are shown as the model path and
+    the error's most telling line."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return handler(args)
+            except errors as error:
+                return _fail(args.verb, error)
+            except torch_errors as error:
+                return _fail(args.verb, f"{args.model}: {_first_line(error)}")
+
+        return run
+
+    return wrap
 
 
 def _add_conform(subparsers: argparse._SubParsersAction) -> None:
@@ -28,14 +51,12 @@ def _add_conform(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_conform)
 
 
+@_reports(ValueError)
 def _cmd_conform(args: argparse.Namespace) -> int:
     from conformance import runner
     from conformance.checks import select
 
-    try:
-        select(args.ops)
-    except ValueError as error:
-        return _fail("conform", error)
+    select(args.ops)  # unknown check names: a ValueError naming them
     result = runner.run(args.ops, args.profile, json_path=args.json, out=sys.stdout)
     return 0 if result.ok else 1
 
@@ -60,14 +81,12 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_compare)
 
 
+@_reports(OSError, ValueError, ImportError)
 def _cmd_compare(args: argparse.Namespace) -> int:
     from production.compare import compare
 
-    try:
-        result = compare(args.model, args.arch, args.data, args.calib, calib_count=args.calib_count, limit=args.limit,
-                         out_dir=args.out_dir, latency_repeats=args.latency_repeats, plot=args.plot)
-    except (OSError, ValueError, ImportError) as error:
-        return _fail("compare", error)
+    result = compare(args.model, args.arch, args.data, args.calib, calib_count=args.calib_count, limit=args.limit,
+                     out_dir=args.out_dir, latency_repeats=args.latency_repeats, plot=args.plot)
     print(result.text(), end="")
     print(f"wrote {args.out_dir}/compare.json and compare.md" + (f", {args.plot}" if args.plot else ""))
     return 0
@@ -91,15 +110,13 @@ def _add_inspect(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_inspect)
 
 
+@_reports(OSError, ValueError, ImportError)
 def _cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
     from production.numeric_suite import inspect
 
-    try:
-        report = inspect(args.int8, args.float_model, args.data, limit=args.limit, plot=args.plot)
-    except (OSError, ValueError, ImportError) as error:
-        return _fail("inspect", error)
+    report = inspect(args.int8, args.float_model, args.data, limit=args.limit, plot=args.plot)
     print(report.text(args.top), end="")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -134,23 +151,21 @@ def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_quantize)
 
 
+@_reports(OSError, ValueError, TypeError, KeyError)
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from production.compare import calibration_batches
     from production.io import save
     from production.quantize import quantize_jit
 
-    try:
-        model = _float_model(args.model, args.arch)
-        qconfig_dict = _qconfig_file(args.qconfig) if args.qconfig else None
-        batch_size, transform = _calibration_transform(args.input_shape, args.arch)
-        if args.calib_count <= 0:
-            raise ValueError(f"--calib-count {args.calib_count}: expected a positive count")
-        batches = calibration_batches(args.calib, transform, args.calib_count, batch_size, progress=True)
-        converted = quantize_jit(model, qconfig_dict, lambda prepared, data: [prepared(b) for b in data], [batches])
-        shape = tuple(batches[0].shape[1:])
-        save(converted, args.out, input_shape=shape)
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        return _fail("quantize", error)
+    model = _float_model(args.model, args.arch)
+    qconfig_dict = _qconfig_file(args.qconfig) if args.qconfig else None
+    batch_size, transform = _calibration_transform(args.input_shape, args.arch)
+    if args.calib_count <= 0:
+        raise ValueError(f"--calib-count {args.calib_count}: expected a positive count")
+    batches = calibration_batches(args.calib, transform, args.calib_count, batch_size, progress=True)
+    converted = quantize_jit(model, qconfig_dict, lambda prepared, data: [prepared(b) for b in data], [batches])
+    shape = tuple(batches[0].shape[1:])
+    save(converted, args.out, input_shape=shape)
     print(f"wrote {args.out}: calibrated on {sum(len(b) for b in batches)} images of shape {shape}")
     print(f"verify it: quantspec verify {args.out} --random 2")
     return 0
@@ -244,6 +259,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_export)
 
 
+@_reports(torch_errors=(OSError, ValueError, TypeError, RuntimeError))
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
@@ -251,12 +267,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from production.io import input_shape as recorded_input_shape
     from production.io import load
 
-    try:
-        shape = args.input_shape or recorded_input_shape(args.model)
-        examples = [torch.zeros(1, *shape)] if shape else None
-        path = export(load(args.model), args.file, example_inputs=examples)
-    except (OSError, ValueError, TypeError, RuntimeError) as error:
-        return _fail("export", f"{args.model}: {_first_line(error)}")
+    shape = args.input_shape or recorded_input_shape(args.model)
+    examples = [torch.zeros(1, *shape)] if shape else None
+    path = export(load(args.model), args.file, example_inputs=examples)
     print(f"wrote {path}")
     return 0
 
@@ -281,23 +294,19 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_verify)
 
 
+@_reports(OSError, ValueError, TypeError, NotImplementedError, torch_errors=(RuntimeError,))
 def _cmd_verify(args: argparse.Namespace) -> int:
     from production.io import input_shape as recorded_input_shape
     from production.verify import verify_command
 
-    try:
-        if args.inputs is not None:
-            _check_inputs_file(args.inputs, args.input_shape)
-        if args.random is not None and args.random <= 0:
-            raise ValueError(f"--random {args.random}: expected a positive count")
-        if args.threads <= 0:
-            raise ValueError(f"--threads {args.threads}: expected a positive count")
-        shape = tuple(args.input_shape or recorded_input_shape(args.model) or DEFAULT_IMAGE_SHAPE)
-        return verify_command(args.model, args.inputs, args.random, shape, args.seed, args.threads)
-    except (OSError, ValueError, TypeError, NotImplementedError) as error:
-        return _fail("verify", error)
-    except RuntimeError as error:  # torch cannot read the file or run it on these inputs
-        return _fail("verify", f"{args.model}: {_first_line(error)}")
+    if args.inputs is not None:
+        _check_inputs_file(args.inputs, args.input_shape)
+    if args.random is not None and args.random <= 0:
+        raise ValueError(f"--random {args.random}: expected a positive count")
+    if args.threads <= 0:
+        raise ValueError(f"--threads {args.threads}: expected a positive count")
+    shape = tuple(args.input_shape or recorded_input_shape(args.model) or DEFAULT_IMAGE_SHAPE)
+    return verify_command(args.model, args.inputs, args.random, shape, args.seed, args.threads)
 
 
 def _check_inputs_file(path: str, shape: Optional[Sequence[int]]) -> None:
