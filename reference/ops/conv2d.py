@@ -43,8 +43,8 @@ CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
 # against 3.1), slower at 7x7 (512: 5.3 ms against 4.3; 16 GEMMs of 16 rows).
 WINOGRAD_MIN_PIXELS = 14 * 14
 
-# Multiply-adds (direct count) per extra worker: handing a band to another thread costs
-# ~0.2 ms here, more than ResNet-18's 1x1 stride-2 convs gain (6.4M: 0.43 ms on one
+# Multiply-adds (direct count) per extra worker: below this, splitting a conv over threads
+# costs more than it gains here (ResNet-18's 1x1 stride-2 convs, 6.4M: 0.43 ms on one
 # thread, 0.78 ms on two); its stride-2 3x3 convs (58M) gain.
 MIN_MACS_PER_WORKER = 16_000_000
 
@@ -287,9 +287,9 @@ def _gemm_conv(
     saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
     Bands of output rows (at least one per worker, cache-sized: `BAND_BYTES`) each form
     their im2col rows, GEMM and requantization; every output element is computed the same
-    way in any band. Stride-1
-    3x3 convs with at least `WINOGRAD_MIN_PIXELS` outputs per image take Winograd F(2x2,
-    3x3) instead (`_winograd`: the same exact sums) when its exactness bound holds.
+    way in any band. Stride-1 3x3 convs with at least `WINOGRAD_MIN_PIXELS` outputs per
+    image take Winograd F(2x2, 3x3) instead (`_winograd`: the same exact sums, in bands of
+    tile rows) when its exactness bound holds.
     """
     kernel, stride, padding, dilation, groups = geometry
     prepared = weights.gemm
