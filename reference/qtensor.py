@@ -41,6 +41,26 @@ class MemoryFormat(enum.Enum):
     channels_last = "channels_last"
 
 
+def memory_format_of(values: np.ndarray) -> MemoryFormat:
+    """torch's layout test on NumPy strides: channels_last when a 4-d array is NHWC-dense and
+    not NCHW-dense (`is_contiguous(channels_last) and not is_contiguous()`).
+
+    >>> nhwc = np.zeros((1, 3, 4, 2), np.float32)
+    >>> memory_format_of(nhwc.transpose(0, 3, 1, 2)).value, memory_format_of(nhwc).value
+    ('channels_last', 'contiguous')
+    """
+    if values.ndim == 4 and not values.flags.c_contiguous and values.transpose(0, 2, 3, 1).flags.c_contiguous:
+        return MemoryFormat.channels_last
+    return MemoryFormat.contiguous
+
+
+def in_memory_format(values: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
+    """The 4-d NCHW `values` laid out in `memory_format` (channels_last: NHWC strides, a copy)."""
+    if memory_format is MemoryFormat.channels_last:
+        return np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return values
+
+
 @dataclass(frozen=True, eq=False)
 class QTensor:
     """A quantized tensor.

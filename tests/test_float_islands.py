@@ -124,12 +124,13 @@ def test_use_mkldnn_rule(shape, kernel, stride, threads, expected):
 def test_interpreter_dequantize_keeps_channels_last_strides_for_the_float_conv():
     # torch's dequantize keeps the memory format; the float conv picks its kernel by it.
     from reference.interpreter.kernels import KERNELS, RunContext
-    from reference.qtensor import MemoryFormat, QTensor
+    from reference.qtensor import MemoryFormat, QTensor, memory_format_of
 
     q = QTensor(np.zeros((1, 2, 3, 4), np.uint8), 0.5, 0, "quint8", memory_format=MemoryFormat.channels_last)
     x = KERNELS["aten::dequantize"]([q], RunContext(MKL_AMD))
     assert x.shape == (1, 2, 3, 4) and x.strides == (96, 4, 32, 8)  # NHWC-dense float32
-    assert float_ops._is_channels_last(x) and not float_ops._is_channels_last(np.ascontiguousarray(x))
+    assert memory_format_of(x) is MemoryFormat.channels_last
+    assert memory_format_of(np.ascontiguousarray(x)) is MemoryFormat.contiguous
 
 
 def test_profile_field_defaults_to_unspecified_and_is_checked():

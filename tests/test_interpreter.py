@@ -10,7 +10,7 @@ import pytest
 
 import reference
 from reference.interpreter import ModelFileError, NodeError, ScriptException, UnknownNodeKind
-from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, encode_value, write_model_file
+from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, decode_value, encode_value, write_model_file
 
 
 def write(path, nodes, constants, inputs=(("x", [None, 4]),), outputs=("y",), profile=None):
@@ -215,3 +215,17 @@ def test_conv_and_linear_weights_are_prepared_once_per_model(tmp_path, monkeypat
     assert sorted(calls) == ["prepare_conv_weight", "prepare_linear_weight"]  # once each, not per run
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         reference.run(model, np.full((1, 1, 1, 1), 5, np.float32), workers=0)
+
+
+def test_float_tensors_keep_their_memory_format():
+    # A float conv2d picks its summation order by its input's layout, so a repro file that
+    # replays one must keep an NHWC-strided float input NHWC (values in NCHW index order).
+    nchw = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    nhwc = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    store = ArrayStore()
+    encoded = [encode_value(value, store) for value in (nchw, nhwc)]
+    back = [decode_value(entry, store.arrays) for entry in encoded]
+    assert back[0].strides == (96, 48, 16, 4) and back[1].strides == (96, 4, 32, 8)  # float32 NCHW / NHWC
+    assert np.array_equal(back[0], nchw) and np.array_equal(back[1], nchw)
+    with pytest.raises(ModelFileError, match="memory_format 'nhwc'"):
+        decode_value(dict(encoded[1], memory_format="nhwc"), store.arrays)

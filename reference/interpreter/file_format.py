@@ -33,7 +33,7 @@ import numpy as np
 from ..ops._gemm import GemmWeights
 from ..ops.conv2d import ConvWeights, prepare_conv_weight
 from ..ops.linear import prepare_linear_weight
-from ..qtensor import MemoryFormat, QDtype, QTensor
+from ..qtensor import MemoryFormat, QDtype, QTensor, in_memory_format, memory_format_of
 
 FORMAT_NAME = "quantspec-model"
 FORMAT_VERSION = 1
@@ -108,8 +108,11 @@ def encode_value(value: Any, store: ArrayStore) -> dict:
         return {"type": type(value).__name__, "items": [encode_value(item, store) for item in value]}
     if isinstance(value, QTensor):
         return _encode_qtensor(value, store)
-    if isinstance(value, np.ndarray):
-        return {"type": "tensor", "array": store.add(value)}
+    if isinstance(value, np.ndarray):  # values in NCHW index order; an NHWC layout is noted (a float conv reads it)
+        encoded = {"type": "tensor", "array": store.add(value)}
+        if memory_format_of(value) is MemoryFormat.channels_last:
+            encoded["memory_format"] = MemoryFormat.channels_last.value
+        return encoded
     if isinstance(value, PackedConv):
         return {
             "type": "conv_packed",
@@ -161,7 +164,7 @@ def decode_value(encoded: dict, arrays: dict[str, np.ndarray]) -> Any:
         items = [decode_value(item, arrays) for item in encoded["items"]]
         return items if kind == "list" else tuple(items)
     if kind == "tensor":
-        return _array(arrays, encoded["array"])
+        return _laid_out(_array(arrays, encoded["array"]), encoded.get("memory_format", MemoryFormat.contiguous.value))
     if kind == "qtensor":
         return _decode_qtensor(encoded, arrays)
     if kind == "conv_packed":
@@ -194,6 +197,15 @@ def _decode_qtensor(encoded: dict, arrays: dict[str, np.ndarray]) -> QTensor:
         axis=encoded["axis"],
         memory_format=MemoryFormat(encoded["memory_format"]),
     )
+
+
+def _laid_out(array: np.ndarray, memory_format: str) -> np.ndarray:
+    """A stored float tensor in its recorded memory format (files without one: contiguous)."""
+    known = [member.value for member in MemoryFormat]
+    if memory_format not in known or (memory_format == MemoryFormat.channels_last.value and array.ndim != 4):
+        raise ModelFileError(f"tensor memory_format {memory_format!r} for shape {array.shape}: expected one of {known} "
+                             "(channels_last only for 4-d tensors)")
+    return in_memory_format(array, MemoryFormat(memory_format))
 
 
 def _array(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:

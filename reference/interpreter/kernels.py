@@ -18,7 +18,7 @@ import numpy as np
 from .. import ops
 from ..ops.float_ops import FLOAT_OPS
 from ..profile import NumericsProfile
-from ..qtensor import MemoryFormat, QDtype, QTensor
+from ..qtensor import QDtype, QTensor, in_memory_format
 from .file_format import PackedConv, PackedLinear
 
 # TorchScript passes dtypes as c10::ScalarType integers.
@@ -81,16 +81,8 @@ def _quantize_per_tensor(args: list, context: RunContext) -> QTensor:
 def _dequantize(args: list, context: RunContext) -> np.ndarray:
     if isinstance(args[0], np.ndarray):
         return args[0]  # Tensor.dequantize() of a float tensor is the identity
-    return _in_memory_format(ops.dequantize(args[0]), args[0].memory_format)
-
-
-def _in_memory_format(values: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
-    """The NCHW `values` laid out as torch lays out the float tensor (dequantize keeps the
-    quantized tensor's memory format): channels_last gives NHWC strides, which a float
-    conv2d reads to pick its kernel as ATen does."""
-    if memory_format is MemoryFormat.channels_last:
-        return np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    return values
+    # dequantize keeps the quantized tensor's memory format; a float conv2d reads it to pick its kernel.
+    return in_memory_format(ops.dequantize(args[0]), args[0].memory_format)
 
 
 def _qdtype(code: int) -> QDtype:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..numerics import f32, fma32, ieee_float_ops
 from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import MemoryFormat, memory_format_of
 from . import _float_gemm
 from ._pool_common import pair, pooling_output_size
 
@@ -237,17 +238,12 @@ def conv2d(
     if c != cpg * groups or oc % groups:
         raise ValueError(f"conv2d: input channels {c} and weight {weight.shape} do not match groups {groups}")
     if profile.float_gemm == "mkl2024.2-amd" and bias is not None:
-        channels_last = _is_channels_last(x)
+        channels_last = memory_format_of(x) is MemoryFormat.channels_last
         onednn = _float_gemm.uses_mkldnn(x.shape, (kh, kw), stride, dilation, groups, num_threads)
         out_size = ((h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
         if _float_gemm.conv_order_known(weight.shape, out_size, dilation, groups, channels_last, onednn, num_threads):
             return _float_gemm.conv2d(x, weight, bias, stride, padding, channels_last, onednn)
     return _conv2d_float64(x, weight, bias, stride, padding, dilation, groups)
-
-
-def _is_channels_last(x: np.ndarray) -> bool:
-    """torch's channels_last test on NumPy strides: NHWC-dense and not NCHW-dense."""
-    return not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 def _conv2d_float64(x, weight, bias, stride, padding, dilation, groups) -> np.ndarray:
