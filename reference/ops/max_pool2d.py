@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..qtensor import QTensor
+from ..qtensor import MemoryFormat, QTensor, memory_format_of
 from ._pool_common import (
     check_4d,
     check_per_tensor_8bit,
@@ -83,10 +83,9 @@ def _window_max(
     of whole pixels) and returns the result in the same order, as an NCHW-indexed view."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
     lowest = np.iinfo(values.dtype).min
-    nhwc = values.transpose(0, 2, 3, 1)
-    to_nchw = (0, 3, 1, 2) if nhwc.flags.c_contiguous and not values.flags.c_contiguous else (0, 1, 2, 3)
-    work = nhwc if to_nchw != (0, 1, 2, 3) else values
-    h_axis, w_axis = (1, 2) if work is nhwc else (2, 3)
+    channels_last = memory_format_of(values) is MemoryFormat.channels_last
+    work = values.transpose(0, 2, 3, 1) if channels_last else values
+    h_axis, w_axis = (1, 2) if channels_last else (2, 3)
     # Pad enough on the bottom/right for ceil-mode windows that run past the input.
     extra_h = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - values.shape[2] - ph)
     extra_w = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - values.shape[3] - pw)
@@ -100,7 +99,7 @@ def _window_max(
             tap[h_axis] = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
             tap[w_axis] = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
             result = padded[tuple(tap)].copy() if result is None else np.maximum(result, padded[tuple(tap)], out=result)
-    return result.transpose(to_nchw)
+    return result.transpose(0, 3, 1, 2) if channels_last else result
 
 
 def _check_window(kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> None:
