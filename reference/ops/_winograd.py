@@ -69,7 +69,7 @@ def winograd_is_exact(padded: np.ndarray, weights: WinogradWeights, out_hw: tupl
     holds 2 * ceil(OH / 2) + 2 rows and 2 * ceil(OW / 2) + 2 columns (extra rows only feed
     outputs that are cut off).
     """
-    tiles_h, tiles_w = _tile_counts(out_hw)
+    tiles_h, tiles_w = tile_counts(out_hw)
     tile_norm = _max_tile_square_norm(padded, tiles_h, tiles_w, a_max_abs)
     return 4 * tile_norm * weights.max_square_norm <= _F32_EXACT_SQUARED
 
@@ -79,7 +79,7 @@ def winograd_sums(padded: np.ndarray, weights: WinogradWeights, out_hw: tuple[in
     2 * tile_rows.start ... 2 * tile_rows.stop - 1 (cut at OH), valid when
     `winograd_is_exact` holds. Bands of tile rows are independent: a caller may run them on
     threads (each reads its rows of `padded` plus the two below)."""
-    tiles_w = _tile_counts(out_hw)[1]
+    tiles_w = tile_counts(out_hw)[1]
     count = tile_rows.stop - tile_rows.start
     band = padded[:, 2 * tile_rows.start : 2 * tile_rows.stop + 2]
     inputs = _input_transform(band, count, tiles_w)  # (16, N * tiles, C)
@@ -88,7 +88,7 @@ def winograd_sums(padded: np.ndarray, weights: WinogradWeights, out_hw: tuple[in
     return sums[:, : out_hw[0] - 2 * tile_rows.start, : out_hw[1]]
 
 
-def _tile_counts(out_hw: tuple[int, int]) -> tuple[int, int]:
+def tile_counts(out_hw: tuple[int, int]) -> tuple[int, int]:
     """2x2 output tiles per column and per row: ceil(OH / 2), ceil(OW / 2)."""
     return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
 

@@ -33,7 +33,7 @@ from ._gemm import (
     prepare_weights,
 )
 from ._registry import register_op
-from ._winograd import WinogradWeights, prepare_winograd, winograd_is_exact, winograd_sums
+from ._winograd import WinogradWeights, prepare_winograd, tile_counts, winograd_is_exact, winograd_sums
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
 CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
@@ -312,7 +312,7 @@ def _gemm_conv(
             first = 2 * tile_rows.start
             out[:, first : first + sums.shape[1]] = requantize(sums)
 
-        tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+        tiles_h, tiles_w = tile_counts(out_hw)
         tile_row_bytes = x.shape[0] * tiles_w * 16 * 4 * (x.shape[1] + prepared.out_channels)  # V and products
         parallel_for(tile_band, _cache_sized_bands(tiles_h, tile_row_bytes, workers), workers)
         return out
