@@ -118,6 +118,8 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
 
     import numpy as np
 
+    from reference.ops._winograd import tile_counts
+
     conv = importlib.import_module("reference.ops.conv2d")  # the module, not the op of that name
     generator = np.random.default_rng(0)
     operands = []
@@ -129,7 +131,7 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
         rows = int(np.prod(out_shape)) // weight.shape[0]
         winograd = node.kind.startswith("quantized::conv2d") and packed.prepared.winograd_eligible
         if winograd and rows // out_shape[0] >= conv.WINOGRAD_MIN_PIXELS:
-            tiles = out_shape[0] * -(-out_shape[2] // 2) * -(-out_shape[3] // 2)
+            tiles = out_shape[0] * int(np.prod(tile_counts(out_shape[2:])))
             sizes = ((16, tiles, weight.shape[1]), (16, weight.shape[1], weight.shape[0]))
         else:
             sizes = ((1, rows, int(np.prod(weight.shape[1:]))), (1, int(np.prod(weight.shape[1:])), weight.shape[0]))
