@@ -193,12 +193,14 @@ def test_matches_torch_on_every_path(monkeypatch):
             expected = from_torch(torch.ops.quantized.conv2d(to_torch(x), packed, 0.2, 100))
         got = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile)
         assert np.array_equal(expected.int_repr, got.int_repr)
+        # Two workers: bands of output channels (one group) or of output rows (groupwise).
         banded = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile, workers=2)
         assert np.array_equal(expected.int_repr, banded.int_repr)
-        with monkeypatch.context() as patch:  # one output row per band, on one thread
-            patch.setattr(sys.modules["reference.ops.conv2d"], "BAND_BYTES", 1)
-            row_bands = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile)
-        assert np.array_equal(expected.int_repr, row_bands.int_repr)
+        for workers in (1, 2):  # one output row per band, on one thread and on two
+            with monkeypatch.context() as patch:
+                patch.setattr(sys.modules["reference.ops.conv2d"], "BAND_BYTES", 1)
+                row_bands = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile, workers=workers)
+            assert np.array_equal(expected.int_repr, row_bands.int_repr)
         assert expected.memory_format is got.memory_format
     assert seen == {"depthwise", "groupwise", "pointwise", "im2col"}
 
@@ -259,16 +261,24 @@ def test_winograd_matches_torch(monkeypatch):
         expected = from_torch(torch.ops.quantized.conv2d_relu(to_torch(x), packed, 0.3, 7))
     conv = sys.modules["reference.ops.conv2d"]
     monkeypatch.setattr(conv, "MIN_MACS_PER_WORKER", 1)  # 30 * 29 * 8 * 144 = 1.0M multiply-adds: band it
-    bands = []
+    bands = []  # (tile rows, output channels) of every winograd_sums call; threads append in any order
     original = conv.winograd_sums
-    monkeypatch.setattr(conv, "winograd_sums", lambda *args: bands.append(args[3]) or original(*args))
-    for workers in (1, 2):  # two workers: tile rows 0-6 and 7-14 (outputs 0-13, 14-29), on threads
+    monkeypatch.setattr(conv, "winograd_sums", lambda *args: bands.append(args[3:5]) or original(*args))
+
+    def run_and_check(workers: int) -> list[tuple[slice, slice]]:
+        bands.clear()
         got = conv2d(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, relu=True, profile=detect_profile(), workers=workers)
         assert np.array_equal(expected.int_repr, got.int_repr)
-    assert bands == [slice(0, 15), slice(0, 7), slice(7, 15)]  # Winograd's exactness bound held
-    # Cache-sized bands: one tile row per band when a band may hold only a few bytes.
+        return sorted(bands, key=lambda band: (band[0].start, band[1].start))
+
+    everything = (slice(0, 15), slice(0, 8))
+    assert run_and_check(1) == [everything]  # Winograd's exactness bound held
+    # Two workers: 15 x 15 tiles x 16 positions x 4 bytes x (16 + 8) channels = 346 KB of
+    # intermediates fit one 2 MB band, so the workers take output channels 0-3 and 4-7.
+    assert run_and_check(2) == [(slice(0, 15), slice(0, 4)), (slice(0, 15), slice(4, 8))]
+    # Cache-sized bands: one tile row per band when a band may hold only a few bytes; on
+    # one thread, and on two when row bands may take two (a tuning knob, one by default).
     monkeypatch.setattr(conv, "BAND_BYTES", 1)
-    bands.clear()
-    got = conv2d(x, w, bias, (1, 1), (1, 1), (1, 1), 1, 0.3, 7, relu=True, profile=detect_profile())
-    assert np.array_equal(expected.int_repr, got.int_repr)
-    assert bands == [slice(row, row + 1) for row in range(15)]
+    monkeypatch.setattr(conv, "WINOGRAD_ROW_BAND_WORKERS", 2)
+    for workers in (1, 2):
+        assert run_and_check(workers) == [(slice(row, row + 1), slice(0, 8)) for row in range(15)]

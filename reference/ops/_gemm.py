@@ -46,6 +46,11 @@ class GemmWeights:
     def out_channels(self) -> int:
         return self.centered.shape[0] * self.centered.shape[1]
 
+    def channel_band(self, channels: slice) -> GemmWeights:
+        """The output channels `channels` of every group (a view), with the bounds of the
+        whole weight (still bounds of the band)."""
+        return GemmWeights(self.centered[:, channels], self.max_abs, self.max_square_norm)
+
 
 def prepare_weights(weight: np.ndarray, zero_point: np.typing.ArrayLike) -> GemmWeights:
     """`GemmWeights` of int8 weights (G, N/G, K) with a scalar or per-output-channel (N,) zero point.

@@ -35,6 +35,10 @@ class RequantParams:
     multiplier: np.ndarray
     per_channel: bool
 
+    def channel_band(self, channels: slice) -> RequantParams:
+        """The constants of the output channels `channels`."""
+        return RequantParams(self.act_times_w_scale[channels], self.multiplier[channels], self.per_channel)
+
 
 def requant_params(
     act_scale: float, weight_scale: float | np.ndarray, out_scale: float, out_channels: int

@@ -74,17 +74,26 @@ def winograd_is_exact(padded: np.ndarray, weights: WinogradWeights, out_hw: tupl
     return 4 * tile_norm * weights.max_square_norm <= _F32_EXACT_SQUARED
 
 
-def winograd_sums(padded: np.ndarray, weights: WinogradWeights, out_hw: tuple[int, int], tile_rows: slice) -> np.ndarray:
-    """The exact int32 sums (N, rows, OW, OC) of a stride-1 3x3 conv's output rows
-    2 * tile_rows.start ... 2 * tile_rows.stop - 1 (cut at OH), valid when
-    `winograd_is_exact` holds. Bands of tile rows are independent: a caller may run them on
-    threads (each reads its rows of `padded` plus the two below)."""
-    tiles_w = tile_counts(out_hw)[1]
+def winograd_inputs(padded: np.ndarray, out_hw: tuple[int, int], tile_rows: slice) -> np.ndarray:
+    """V = B^T d B of every 4x4 tile in `tile_rows` (the outputs 2 * tile_rows.start ...
+    2 * tile_rows.stop - 1): (16, N * tiles, C) float32 (exact). Bands of tile rows are
+    independent: a caller may form them on threads (each reads its rows of `padded` plus
+    the two below)."""
     count = tile_rows.stop - tile_rows.start
     band = padded[:, 2 * tile_rows.start : 2 * tile_rows.stop + 2]
-    inputs = _input_transform(band, count, tiles_w)  # (16, N * tiles, C)
-    products = np.matmul(inputs, weights.transformed)  # one exact float32 GEMM per tile position
-    sums = _output_transform(products.astype(np.int32), padded.shape[0], count, tiles_w)
+    return _input_transform(band, count, tile_counts(out_hw)[1])
+
+
+def winograd_sums(
+    inputs: np.ndarray, weights: WinogradWeights, out_hw: tuple[int, int], tile_rows: slice, channels: slice
+) -> np.ndarray:
+    """The exact int32 sums (N, rows, OW, len(channels)) of the output channels `channels` in
+    the output rows of `tile_rows` (cut at OH), from their `winograd_inputs`; valid when
+    `winograd_is_exact` holds. Bands of output channels are independent too."""
+    tiles_w = tile_counts(out_hw)[1]
+    count = tile_rows.stop - tile_rows.start
+    products = np.matmul(inputs, weights.transformed[:, :, channels])  # one exact float32 GEMM per tile position
+    sums = _output_transform(products.astype(np.int32), inputs.shape[1] // (count * tiles_w), count, tiles_w)
     return sums[:, : out_hw[0] - 2 * tile_rows.start, : out_hw[1]]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -33,7 +33,14 @@ from ._gemm import (
     prepare_weights,
 )
 from ._registry import register_op
-from ._winograd import WinogradWeights, prepare_winograd, tile_counts, winograd_is_exact, winograd_sums
+from ._winograd import (
+    WinogradWeights,
+    prepare_winograd,
+    tile_counts,
+    winograd_inputs,
+    winograd_is_exact,
+    winograd_sums,
+)
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
 CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
@@ -55,6 +62,12 @@ MIN_MACS_PER_WORKER = 16_000_000
 # 1 MB (per-call overhead); the 7x7 stride-2 im2col conv 5.6 ms unbanded, 5.0 at 2 MB.
 # (Bands never split the weights: each band reads all of them.)
 BAND_BYTES = 2 * 2**20
+
+# Threads for a Winograd conv's row bands (large images; small ones are cut by output
+# channels). Measured (medians of 25 interleaved runs) on ResNet-18: the 56x56x64 convs
+# 3.6 ms on one thread, 4.2 on two; the 28x28x128 ones 3.0 against 3.6. The transforms are
+# memory-bound and the two workers' bands only contend for cache.
+WINOGRAD_ROW_BAND_WORKERS = 1
 
 
 def groups_together(c_per_g: int, avx512: bool) -> int:
@@ -204,8 +217,10 @@ def conv2d(
             prepared = prepare_conv_weight(weight, groups, stride, dilation)
         geometry = (kernel, stride, (ph, pw), dilation, groups)
 
-        def requantize(acc: np.ndarray) -> np.ndarray:  # requantizeOutputProcessing(GConv)Avx2: fma on both releases
-            return requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
+        def requantize(acc: np.ndarray, channels: slice) -> np.ndarray:  # requantizeOutputProcessing(GConv)Avx2:
+            band_bias = None if bias32 is None else bias32[channels]  # fma on both releases
+            band_params = params.channel_band(channels)
+            return requantize_u8acc32(acc, band_bias, band_params, out.zero_point, relu, per_tensor_bias_fma=True)
 
         ints = _gemm_conv(x, prepared, weight, geometry, out_hw, profile, requantize, workers)
     nchw = ints.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
@@ -276,7 +291,7 @@ def _gemm_conv(
     geometry: tuple,
     out_hw: tuple[int, int],
     profile: NumericsProfile,
-    requantize: Callable[[np.ndarray], np.ndarray],
+    requantize: Callable[[np.ndarray, slice], np.ndarray],
     workers: int,
 ) -> np.ndarray:
     """The quint8 outputs (N, OH, OW, OC) of the im2col / pointwise / groupwise paths.
@@ -285,11 +300,11 @@ def _gemm_conv(
     padded with 0 (padding taps read a_zp), then its windows copied into the im2col matrix
     (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
     saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
-    Bands of output rows (at least one per worker, cache-sized: `BAND_BYTES`) each form
-    their im2col rows, GEMM and requantization; every output element is computed the same
-    way in any band. Stride-1 3x3 convs with at least `WINOGRAD_MIN_PIXELS` outputs per
-    image take Winograd F(2x2, 3x3) instead (`_winograd`: the same exact sums, in bands of
-    tile rows) when its exactness bound holds.
+    The work is cut into bands (`_run_in_bands`) that each form their GEMM and requantization;
+    every output element is computed the same way in any band. Stride-1 3x3 convs with at
+    least `WINOGRAD_MIN_PIXELS` outputs per image take Winograd F(2x2, 3x3) instead
+    (`_winograd`: the same exact sums, in bands of tile rows) when its exactness bound holds.
+    `requantize(acc, channels)` requantizes the sums of the output channels `channels`.
     """
     kernel, stride, padding, dilation, groups = geometry
     prepared = weights.gemm
@@ -307,14 +322,19 @@ def _gemm_conv(
     out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
     if winograd and winograd_is_exact(centered, weights.winograd, out_hw, a_max_abs):
 
-        def tile_band(tile_rows: slice) -> None:  # transforms, GEMMs and requantization of 2 rows per tile row
-            sums = winograd_sums(centered, weights.winograd, out_hw, tile_rows)
+        def tile_sums(inputs: np.ndarray, tile_rows: slice, channels: slice) -> None:  # 2 output rows per tile row
+            sums = winograd_sums(inputs, weights.winograd, out_hw, tile_rows, channels)
             first = 2 * tile_rows.start
-            out[:, first : first + sums.shape[1]] = requantize(sums)
+            out[:, first : first + sums.shape[1], :, channels] = requantize(sums, channels)
+
+        def inputs(tile_rows: slice) -> np.ndarray:
+            return winograd_inputs(centered, out_hw, tile_rows)
 
         tiles_h, tiles_w = tile_counts(out_hw)
         tile_row_bytes = x.shape[0] * tiles_w * 16 * 4 * (x.shape[1] + prepared.out_channels)  # V and products
-        parallel_for(tile_band, _cache_sized_bands(tiles_h, tile_row_bytes, workers), workers)
+        _run_in_bands(
+            inputs, tile_sums, tiles_h, tile_row_bytes, prepared.out_channels, groups, workers, WINOGRAD_ROW_BAND_WORKERS
+        )
         return out
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
@@ -324,23 +344,51 @@ def _gemm_conv(
         raw_padded = _padded_nhwc(x, padding)
         raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
 
-    def band(rows: slice) -> None:
-        a = _im2col_rows(centered, geometry, out_hw, rows)  # (G, band pixels, K)
-        correction = None
-        if raw_padded is not None:
-            correction = pair_saturation_correction(_im2col_rows(raw_padded, geometry, out_hw, rows), raw_w)
-        acc = exact_matmul(a, prepared, a_max_abs, norms, correction)  # (band pixels, OC)
-        out[:, rows] = requantize(acc.reshape(out[:, rows].shape))
+    def im2col(rows: slice) -> tuple[np.ndarray, np.ndarray | None]:  # (G, band pixels, K), centered and raw
+        raw_rows = None if raw_padded is None else _im2col_rows(raw_padded, geometry, out_hw, rows)
+        return _im2col_rows(centered, geometry, out_hw, rows), raw_rows
+
+    def products(matrices: tuple[np.ndarray, np.ndarray | None], rows: slice, channels: slice) -> None:
+        a, raw_rows = matrices
+        correction = None if raw_rows is None else pair_saturation_correction(raw_rows, raw_w[:, channels])
+        acc = exact_matmul(a, prepared.channel_band(channels), a_max_abs, norms, correction)  # (band pixels, OC)
+        band_out = out[:, rows, :, channels]
+        band_out[...] = requantize(acc.reshape(band_out.shape), channels)
 
     row_bytes = x.shape[0] * out_hw[1] * 4 * (groups * depth + prepared.out_channels)  # im2col rows and products
-    parallel_for(band, _cache_sized_bands(out_hw[0], row_bytes, workers), workers)
+    _run_in_bands(im2col, products, out_hw[0], row_bytes, prepared.out_channels, groups, workers, workers)
     return out
 
 
-def _cache_sized_bands(rows: int, row_bytes: int, workers: int) -> list[slice]:
-    """`rows` cut into bands: at least one per worker, and each holding about `BAND_BYTES`
-    of intermediates at `row_bytes` per row."""
-    return bands(rows, max(workers, -(-rows * row_bytes // BAND_BYTES)))
+def _run_in_bands(
+    prepare: Callable[[slice], Any],
+    finish: Callable[[Any, slice, slice], None],
+    rows: int,
+    row_bytes: int,
+    out_channels: int,
+    groups: int,
+    workers: int,
+    row_band_workers: int,
+) -> None:
+    """`finish(prepare(rows), rows, channels)` over bands that cover a conv's output rows
+    and channels.
+
+    A single-group conv whose intermediates (`row_bytes` per output row) fit one band of
+    `BAND_BYTES` is cut by output channels, one band per worker, all finishing one
+    activation side prepared on the calling thread: row bands of a small image would make
+    GEMMs of a few dozen rows, slower per multiply-add (ResNet-18's 7x7x512 convs: 3.4 ms
+    on two threads in row bands, 2.8 in channel bands). Otherwise, cache-sized bands of
+    rows, at least one per row-band worker, each preparing its own side, on
+    `row_band_workers` threads.
+    """
+    if workers > 1 and groups == 1 and rows * row_bytes <= BAND_BYTES:
+        everything = slice(0, rows)
+        shared = prepare(everything)
+        parallel_for(lambda channels: finish(shared, everything, channels), bands(out_channels, workers), workers)
+        return
+    row_bands = bands(rows, max(row_band_workers, -(-rows * row_bytes // BAND_BYTES)))
+    all_channels = slice(0, out_channels)
+    parallel_for(lambda band: finish(prepare(band), band, all_channels), row_bands, row_band_workers)
 
 
 def _im2col_rows(padded: np.ndarray, geometry: tuple, out_hw: tuple[int, int], rows: slice) -> np.ndarray:
