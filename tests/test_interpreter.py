@@ -11,6 +11,7 @@ import pytest
 import reference
 from reference.interpreter import ModelFileError, NodeError, ScriptException, UnknownNodeKind
 from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, decode_value, encode_value, write_model_file
+from reference.qtensor import MemoryFormat, QTensor
 
 
 def write(path, nodes, constants, inputs=(("x", [None, 4]),), outputs=("y",), profile=None):
@@ -187,7 +188,6 @@ def test_converted_torch_model_runs_bit_exactly(tmp_path, monkeypatch):
 def test_conv_and_linear_weights_are_prepared_once_per_model(tmp_path, monkeypatch):
     from reference.interpreter import file_format
     from reference.interpreter.file_format import PackedConv, PackedLinear
-    from reference.qtensor import QTensor
 
     calls = []
     for name in ("prepare_conv_weight", "prepare_linear_weight"):
@@ -229,3 +229,11 @@ def test_float_tensors_keep_their_memory_format():
     assert np.array_equal(back[0], nchw) and np.array_equal(back[1], nchw)
     with pytest.raises(ModelFileError, match="memory_format 'nhwc'"):
         decode_value(dict(encoded[1], memory_format="nhwc"), store.arrays)
+
+
+def test_quantized_tensor_with_an_unknown_memory_format_is_a_model_file_error():
+    store = ArrayStore()
+    encoded = encode_value(QTensor(np.zeros((1, 2, 3, 4), np.uint8), 0.5, 3, "quint8"), store)
+    assert decode_value(encoded, store.arrays).memory_format is MemoryFormat.contiguous
+    with pytest.raises(ModelFileError, match=r"memory_format 'nhwc' for shape \(1, 2, 3, 4\): expected one of"):
+        decode_value(dict(encoded, memory_format="nhwc"), store.arrays)

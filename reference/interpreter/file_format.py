@@ -189,23 +189,24 @@ def _decode_qtensor(encoded: dict, arrays: dict[str, np.ndarray]) -> QTensor:
         zero_point: Any = encoded["zero_point"]
     else:
         scale, zero_point = _array(arrays, encoded["scale"]), _array(arrays, encoded["zero_point"])
-    return QTensor(
-        _array(arrays, encoded["int_repr"]),
-        scale,
-        zero_point,
-        QDtype.parse(encoded["dtype"]),
-        axis=encoded["axis"],
-        memory_format=MemoryFormat(encoded["memory_format"]),
-    )
+    int_repr = _array(arrays, encoded["int_repr"])
+    memory_format = _memory_format(encoded["memory_format"], int_repr.shape)
+    return QTensor(int_repr, scale, zero_point, QDtype.parse(encoded["dtype"]), encoded["axis"], memory_format)
 
 
 def _laid_out(array: np.ndarray, memory_format: str) -> np.ndarray:
     """A stored float tensor in its recorded memory format (files without one: contiguous)."""
+    return in_memory_format(array, _memory_format(memory_format, array.shape))
+
+
+def _memory_format(name: str, shape: tuple[int, ...]) -> MemoryFormat:
+    """The recorded memory format of a tensor of `shape`, or a `ModelFileError` naming it."""
     known = [member.value for member in MemoryFormat]
-    if memory_format not in known or (memory_format == MemoryFormat.channels_last.value and array.ndim != 4):
-        raise ModelFileError(f"tensor memory_format {memory_format!r} for shape {array.shape}: expected one of {known} "
-                             "(channels_last only for 4-d tensors)")
-    return in_memory_format(array, MemoryFormat(memory_format))
+    if name not in known or (name == MemoryFormat.channels_last.value and len(shape) != 4):
+        raise ModelFileError(
+            f"tensor memory_format {name!r} for shape {shape}: expected one of {known} (channels_last only for 4-d tensors)"
+        )
+    return MemoryFormat(name)
 
 
 def _array(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
