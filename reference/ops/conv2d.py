@@ -65,8 +65,9 @@ BAND_BYTES = 2 * 2**20
 
 # Threads for a Winograd conv's row bands (large images; small ones are cut by output
 # channels). Measured (medians of 25 interleaved runs) on ResNet-18: the 56x56x64 convs
-# 3.6 ms on one thread, 4.2 on two; the 28x28x128 ones 3.0 against 3.6. The transforms are
-# memory-bound and the two workers' bands only contend for cache.
+# 3.6 ms on one thread, 4.2 on two; the 28x28x128 ones 3.0 against 3.6. The tile GEMMs
+# alone scale 1.5x on two threads, but the input transform's strided copies get slower
+# (0.59 -> 0.75 ms for the four bands of a 56x56x64 conv), as memory-bound copies do here.
 WINOGRAD_ROW_BAND_WORKERS = 1
 
 
