@@ -276,9 +276,8 @@ def test_winograd_matches_torch(monkeypatch):
     # Two workers: 15 x 15 tiles x 16 positions x 4 bytes x (16 + 8) channels = 346 KB of
     # intermediates fit one 2 MB band, so the workers take output channels 0-3 and 4-7.
     assert run_and_check(2) == [(slice(0, 15), slice(0, 4)), (slice(0, 15), slice(4, 8))]
-    # Cache-sized bands: one tile row per band when a band may hold only a few bytes; on
-    # one thread, and on two when row bands may take two (a tuning knob, one by default).
+    # Cache-sized bands: one tile row per band when a band may hold only a few bytes, on
+    # one thread and on two.
     monkeypatch.setattr(conv, "BAND_BYTES", 1)
-    monkeypatch.setattr(conv, "WINOGRAD_ROW_BAND_WORKERS", 2)
     for workers in (1, 2):
         assert run_and_check(workers) == [(slice(row, row + 1), slice(0, 8)) for row in range(15)]

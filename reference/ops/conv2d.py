@@ -63,13 +63,6 @@ MIN_MACS_PER_WORKER = 16_000_000
 # (Bands never split the weights: each band reads all of them.)
 BAND_BYTES = 2 * 2**20
 
-# Threads for a Winograd conv's row bands (large images; small ones are cut by output
-# channels). Measured (medians of 25 interleaved runs) on ResNet-18: the 56x56x64 convs
-# 3.6 ms on one thread, 4.2 on two; the 28x28x128 ones 3.0 against 3.6. The tile GEMMs
-# alone scale 1.5x on two threads, but the input transform's strided copies get slower
-# (0.59 -> 0.75 ms for the four bands of a 56x56x64 conv), as memory-bound copies do here.
-WINOGRAD_ROW_BAND_WORKERS = 1
-
 
 def groups_together(c_per_g: int, avx512: bool) -> int:
     """FBGEMM's `numOfGroupsTogether` (GroupwiseConv.h): how many groups the groupwise kernel
@@ -333,9 +326,7 @@ def _gemm_conv(
 
         tiles_h, tiles_w = tile_counts(out_hw)
         tile_row_bytes = x.shape[0] * tiles_w * 16 * 4 * (x.shape[1] + prepared.out_channels)  # V and products
-        _run_in_bands(
-            inputs, tile_sums, tiles_h, tile_row_bytes, prepared.out_channels, groups, workers, WINOGRAD_ROW_BAND_WORKERS
-        )
+        _run_in_bands(inputs, tile_sums, tiles_h, tile_row_bytes, prepared.out_channels, groups, workers)
         return out
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
@@ -357,7 +348,7 @@ def _gemm_conv(
         band_out[...] = requantize(acc.reshape(band_out.shape), channels)
 
     row_bytes = x.shape[0] * out_hw[1] * 4 * (groups * depth + prepared.out_channels)  # im2col rows and products
-    _run_in_bands(im2col, products, out_hw[0], row_bytes, prepared.out_channels, groups, workers, workers)
+    _run_in_bands(im2col, products, out_hw[0], row_bytes, prepared.out_channels, groups, workers)
     return out
 
 
@@ -369,27 +360,25 @@ def _run_in_bands(
     out_channels: int,
     groups: int,
     workers: int,
-    row_band_workers: int,
 ) -> None:
     """`finish(prepare(rows), rows, channels)` over bands that cover a conv's output rows
-    and channels.
+    and channels, on `workers` threads.
 
     A single-group conv whose intermediates (`row_bytes` per output row) fit one band of
     `BAND_BYTES` is cut by output channels, one band per worker, all finishing one
     activation side prepared on the calling thread: row bands of a small image would make
-    GEMMs of a few dozen rows, slower per multiply-add (ResNet-18's 7x7x512 convs: 3.4 ms
-    on two threads in row bands, 2.8 in channel bands). Otherwise, cache-sized bands of
-    rows, at least one per row-band worker, each preparing its own side, on
-    `row_band_workers` threads.
+    GEMMs of a few dozen rows, slower per multiply-add (ResNet-18 at two threads, whole
+    model, medians of 40 interleaved runs in one process: 42.7 ms in row bands, 40.9 ms).
+    Otherwise, cache-sized bands of rows, at least one per worker, each preparing its own.
     """
     if workers > 1 and groups == 1 and rows * row_bytes <= BAND_BYTES:
         everything = slice(0, rows)
         shared = prepare(everything)
         parallel_for(lambda channels: finish(shared, everything, channels), bands(out_channels, workers), workers)
         return
-    row_bands = bands(rows, max(row_band_workers, -(-rows * row_bytes // BAND_BYTES)))
+    row_bands = bands(rows, max(workers, -(-rows * row_bytes // BAND_BYTES)))
     all_channels = slice(0, out_channels)
-    parallel_for(lambda band: finish(prepare(band), band, all_channels), row_bands, row_band_workers)
+    parallel_for(lambda band: finish(prepare(band), band, all_channels), row_bands, workers)
 
 
 def _im2col_rows(padded: np.ndarray, geometry: tuple, out_hw: tuple[int, int], rows: slice) -> np.ndarray:
