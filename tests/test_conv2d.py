@@ -172,7 +172,7 @@ def test_matches_torch_on_every_path(monkeypatch):
     from production.bridge import from_torch, to_torch
     from production.environment import detect_profile, fbgemm_engine
 
-    monkeypatch.setattr(sys.modules["reference.ops.conv2d"], "MIN_MACS_PER_WORKER", 1)  # band even these small convs
+    monkeypatch.setattr(sys.modules["reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # band even these small convs
     profile = detect_profile()
     rng = np.random.default_rng(1)
     configs = [  # (in, out, kernel, stride, padding, groups)
@@ -260,7 +260,7 @@ def test_winograd_matches_torch(monkeypatch):
         packed = torch.ops.quantized.conv2d_prepack(to_torch(w), torch.from_numpy(bias), [1, 1], [1, 1], [1, 1], 1)
         expected = from_torch(torch.ops.quantized.conv2d_relu(to_torch(x), packed, 0.3, 7))
     conv = sys.modules["reference.ops.conv2d"]
-    monkeypatch.setattr(conv, "MIN_MACS_PER_WORKER", 1)  # 30 * 29 * 8 * 144 = 1.0M multiply-adds: band it
+    monkeypatch.setattr(sys.modules["reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # 30 * 29 * 8 * 144 = 1.0M multiply-adds: band it
     bands = []  # (tile rows, output channels) of every winograd_sums call; threads append in any order
     original = conv.winograd_sums
     monkeypatch.setattr(conv, "winograd_sums", lambda *args: bands.append(args[3:5]) or original(*args))

@@ -181,7 +181,7 @@ def test_converted_torch_model_runs_bit_exactly(tmp_path, monkeypatch):
     model = reference.load(tmp_path / "net.qsm")
     assert np.array_equal(reference.run(model, x.numpy()), expected)
     # Two GEMM workers cut every conv/linear product into bands (even these small ones): the same outputs.
-    monkeypatch.setattr(importlib.import_module("reference.ops.conv2d"), "MIN_MACS_PER_WORKER", 1)
+    monkeypatch.setattr(importlib.import_module("reference.ops._gemm"), "MIN_MACS_PER_WORKER", 1)
     assert np.array_equal(reference.run(model, x.numpy(), workers=2), expected)
 
 

@@ -31,6 +31,7 @@ from ._gemm import (
     pair_saturation_correction,
     parallel_for,
     prepare_weights,
+    useful_workers,
 )
 from ._registry import register_op
 from ._winograd import (
@@ -49,11 +50,6 @@ CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
 # 21, one thread, C = OC): faster at 56x56 (64 ch), 28x28 (128) and 14x14 (256: 2.7 ms
 # against 3.1), slower at 7x7 (512: 5.3 ms against 4.3; 16 GEMMs of 16 rows).
 WINOGRAD_MIN_PIXELS = 14 * 14
-
-# Multiply-adds (direct count) per extra worker: below this, splitting a conv over threads
-# costs more than it gains here (ResNet-18's 1x1 stride-2 convs, 6.4M: 0.43 ms on one
-# thread, 0.78 ms on two); its stride-2 3x3 convs (58M) gain.
-MIN_MACS_PER_WORKER = 16_000_000
 
 # Bytes of intermediates per band of output rows (Winograd's transformed inputs and
 # products, im2col's rows and products): bands this size stay in cache between the steps
@@ -304,7 +300,7 @@ def _gemm_conv(
     prepared = weights.gemm
     depth = kernel[0] * kernel[1] * (x.shape[1] // groups)
     macs = x.shape[0] * out_hw[0] * out_hw[1] * prepared.out_channels * depth
-    workers = max(1, min(workers, macs // MIN_MACS_PER_WORKER))
+    workers = useful_workers(macs, workers)
     raw = x.int_repr
     a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
     winograd = (

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights
+from ._gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights, useful_workers
 from ._registry import register_op
 from ._requantize import checked_bias, requant_params, requantize_u8acc32
 
@@ -63,6 +63,7 @@ def linear(
     correction = None
     if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
         correction = pair_saturation_correction(rows, weight.int_repr[None])
+    workers = useful_workers(rows.shape[1] * in_features * out_features, workers)
     acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction, workers)  # (M, N) float32
 
     params = requant_params(x.scale, weight.scale, out.scale, out_features)
