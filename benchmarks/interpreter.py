@@ -6,7 +6,8 @@ ResNet-18 from `production.zoo` (seeded random weights, 1000 classes), converted
 `production.quantize_jit` (calibrated on 4 random images), exported to the portable file.
 For each thread count T, in a child process: torch runs with `torch.set_num_threads(T)`,
 the interpreter with `num_threads=T` (torch's count, for its tails) and `workers=T` (its
-own threads: each conv's output rows cut into at least T bands). NumPy's BLAS stays single-threaded
+own threads: each conv cut into at least T bands of output rows, or of output channels when
+the image is small). NumPy's BLAS stays single-threaded
 (OPENBLAS_NUM_THREADS=1, fixed when NumPy loads): OpenBLAS's own threads synchronize
 inside every GEMM and, on a shared machine where another process holds a core, stall for
 whole scheduler slices (2 BLAS threads took ~900 ms instead of ~150 ms here), while the
