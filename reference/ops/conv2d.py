@@ -207,8 +207,9 @@ def conv2d(
             prepared = prepare_conv_weight(weight, groups, stride, dilation)
         geometry = (kernel, stride, (ph, pw), dilation, groups)
 
-        def requantize(acc: np.ndarray, channels: slice) -> np.ndarray:  # requantizeOutputProcessing(GConv)Avx2:
-            band_bias = None if bias32 is None else bias32[channels]  # fma on both releases
+        # requantizeOutputProcessing(GConv)Avx2: the fused bias fma on both releases.
+        def requantize(acc: np.ndarray, channels: slice) -> np.ndarray:
+            band_bias = None if bias32 is None else bias32[channels]
             band_params = params.channel_band(channels)
             return requantize_u8acc32(acc, band_bias, band_params, out.zero_point, relu, per_tensor_bias_fma=True)
 
