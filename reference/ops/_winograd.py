@@ -114,26 +114,44 @@ def _max_tile_square_norm(padded: np.ndarray, tiles_h: int, tiles_w: int, a_max_
 
 
 def _input_transform(padded: np.ndarray, tiles_h: int, tiles_w: int) -> np.ndarray:
-    """V = B^T d B for every 4x4 tile d (stride 2): (16, N * tiles, C), float32 (exact)."""
-    rows = [padded[:, i : i + 2 * tiles_h : 2] for i in range(4)]  # row i of every tile row
-    row_mix = [rows[0] - rows[2], rows[1] + rows[2], rows[2] - rows[1], rows[1] - rows[3]]  # B^T d
-    out = np.empty((4, 4, padded.shape[0], tiles_h, tiles_w, padded.shape[3]), dtype=np.float32)
-    for i, mixed in enumerate(row_mix):  # (B^T d) B: the same combination of columns
-        cols = [mixed[:, :, j : j + 2 * tiles_w : 2] for j in range(4)]
-        np.subtract(cols[0], cols[2], out=out[i, 0])
-        np.add(cols[1], cols[2], out=out[i, 1])
-        np.subtract(cols[2], cols[1], out=out[i, 2])
-        np.subtract(cols[1], cols[3], out=out[i, 3])
-    return out.reshape(16, -1, padded.shape[3])
+    """V = B^T d B for every 4x4 tile d (stride 2): (16, N * tiles, C), float32 (exact).
+
+    B^T d has rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 (d_k: row k of the tile, row 2t + k
+    of `padded` for tile row t). Rows 0 and 3 are one difference, `padded[k] - padded[k + 2]`,
+    at even and odd k, so one subtraction over all rows forms both; then the same for the
+    columns of all four mixed rows at once. Six NumPy calls on large arrays: with several
+    threads, many short calls would spend their time handing over the GIL.
+    """
+    n, _, width, channels = padded.shape
+    rows, cols = 2 * tiles_h, 2 * tiles_w
+    mixed = np.empty((4, n, tiles_h, width, channels), dtype=np.float32)  # B^T d, all columns
+    both_rows = mixed[::3].transpose(1, 2, 0, 3, 4)  # (N, tile row, row 0 | row 3, W, C)
+    upper, lower = (padded[:, k : rows + k].reshape(both_rows.shape) for k in (0, 2))
+    np.subtract(upper, lower, out=both_rows)
+    np.add(padded[:, 1:rows:2], padded[:, 2 : rows + 1 : 2], out=mixed[1])
+    np.subtract(padded[:, 2 : rows + 1 : 2], padded[:, 1:rows:2], out=mixed[2])
+    out = np.empty((4, 4, n, tiles_h, tiles_w, channels), dtype=np.float32)  # (B^T d) B
+    both_cols = out[:, ::3].transpose(0, 2, 3, 4, 1, 5)  # (row, N, tile row, tile col, col 0 | col 3, C)
+    left, right = (mixed[:, :, :, k : cols + k].reshape(both_cols.shape) for k in (0, 2))
+    np.subtract(left, right, out=both_cols)
+    np.add(mixed[:, :, :, 1:cols:2], mixed[:, :, :, 2 : cols + 1 : 2], out=out[:, 1])
+    np.subtract(mixed[:, :, :, 2 : cols + 1 : 2], mixed[:, :, :, 1:cols:2], out=out[:, 2])
+    return out.reshape(16, -1, channels)
 
 
 def _output_transform(products: np.ndarray, batch: int, tiles_h: int, tiles_w: int) -> np.ndarray:
-    """S = A^T M A / 4 per tile, int32 (N, 2 tiles_h, 2 tiles_w, OC); A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
+    """S = A^T M A / 4 per tile, int32 (N, 2 tiles_h, 2 tiles_w, OC); A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+
+    Both stages in place on whole arrays (eight NumPy calls; see `_input_transform`); the
+    int32 sums are exact (module docstring), so the order of the additions is free.
+    """
     m = products.reshape(4, 4, batch, tiles_h, tiles_w, -1)
-    row_mix = (m[0] + m[1] + m[2], m[1] - m[2] - m[3])  # A^T M
+    mixed = np.empty((2,) + m.shape[1:], dtype=np.int32)  # A^T M: m0 + m1 + m2, m1 - m2 - m3
+    np.add(np.add(m[0], m[1], out=mixed[0]), m[2], out=mixed[0])
+    np.subtract(np.subtract(m[1], m[2], out=mixed[1]), m[3], out=mixed[1])
     out = np.empty((batch, tiles_h, 2, tiles_w, 2, m.shape[-1]), dtype=np.int32)
-    for i, mixed in enumerate(row_mix):  # (A^T M) A
-        out[:, :, i, :, 0] = mixed[0] + mixed[1] + mixed[2]
-        out[:, :, i, :, 1] = mixed[1] - mixed[2] - mixed[3]
+    left, right = (out[:, :, :, :, j].transpose(2, 0, 1, 3, 4) for j in range(2))  # (A^T M) A, both rows at once
+    np.add(np.add(mixed[:, 0], mixed[:, 1], out=left), mixed[:, 2], out=left)
+    np.subtract(np.subtract(mixed[:, 1], mixed[:, 2], out=right), mixed[:, 3], out=right)
     out >>= 2  # Y' = 4 S exactly: the shift divides exactly
     return out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)
