@@ -3,7 +3,9 @@ strategies, crashes; and its JSON and CLI must say so."""
 
 from __future__ import annotations
 
+import importlib
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from conformance import runner  # noqa: E402
 from conformance.checks import CHECKS, OpCheck, load_all  # noqa: E402
+from conformance.checks import conv2d as conv_check  # noqa: E402
 from conformance.checks import quantize_per_tensor as qpt  # noqa: E402
 from conformance.strategies import (  # noqa: E402
     FloatArrayCase,
@@ -28,6 +31,7 @@ from conformance.strategies import (  # noqa: E402
     shapes,
 )
 from production import cli  # noqa: E402
+from production.environment import detect_profile  # noqa: E402
 from reference.profile import get_profile  # noqa: E402
 from reference.qtensor import QDtype, QTensor  # noqa: E402
 
@@ -213,3 +217,37 @@ def test_one_in_is_about_one_in_n():
 
     draw()
     assert 0.2 <= sum(seen) / len(seen) <= 0.3
+
+
+def _runs_winograd(case: conv_check.ConvCase) -> bool:
+    """Whether the reference's conv2d formed this case's sums by Winograd (a spy on winograd_sums)."""
+    conv_module = importlib.import_module("reference.ops.conv2d")
+    with mock.patch.object(conv_module, "winograd_sums", wraps=conv_module.winograd_sums) as spy:
+        conv_check.reference(case, detect_profile())
+    return spy.called
+
+
+def test_the_winograd_label_counts_only_cases_that_run_winograd() -> None:
+    ConvCase, takes_winograd = conv_check.ConvCase, conv_check.takes_winograd
+    if detect_profile().gemm_pairs_saturate:
+        pytest.skip("no Winograd without VNNI")
+    # 16x16 input, pad 1: 16x16 = 256 >= 196 outputs. "small" weights (|w| <= 8, zp 0) and
+    # uniform activations with zp 128 (|a - zp| <= 128): 72 * 24 * 128 * 8 = 1,769,472 <= 2^24,
+    # so the bound holds for any draw: labelled, and the reference takes Winograd.
+    small = ConvCase(1, 24, 8, 1, (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 0.05, 128, "uniform", False, 0.01,
+                     "zero", "small", "normal", 1.0, 100, False, 5)
+    assert takes_winograd(small) and _runs_winograd(small)
+    # Uniform weights: 72 * 24 * 128 * 128 = 28.3M > 2^24: not guaranteed, so not labelled
+    # (the reference may still take Winograd when the drawn values happen to allow it).
+    uniform = ConvCase(**{**small.__dict__, "w_kind": "uniform"})
+    assert not takes_winograd(uniform)
+    # 13x13 outputs (pad 0 on 15x15) are below WINOGRAD_MIN_PIXELS: never.
+    few = ConvCase(**{**small.__dict__, "size": (15, 15), "padding": (0, 0)})
+    assert not takes_winograd(few) and not _runs_winograd(few)
+
+
+@settings(max_examples=120, deadline=None, database=None, derandomize=True)
+@given(conv_check.conv_cases())
+def test_every_case_labelled_winograd_runs_winograd(case: conv_check.ConvCase) -> None:
+    if conv_check.takes_winograd(case):
+        assert _runs_winograd(case)

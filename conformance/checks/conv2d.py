@@ -2,7 +2,10 @@
 
 Cases are drawn per target path ("depthwise", "groupwise", "pointwise", "im2col") and the
 strategy asserts that `conv_path` agrees, so each path is reached by construction; the
-labels count cases per path. The hard inputs: activations near 255 and a_zp > 127 (int16
+labels count cases per path. Two more targets: "deep" (|acc| > 2^24, below) and
+"winograd", stride-1 3x3 convs with 14x14 to 20x20 outputs, where the reference forms the
+sums by Winograd F(2x2, 3x3) when its exactness bound holds (label "winograd" when the
+drawn kinds guarantee it, `takes_winograd`) and by the im2col GEMM otherwise. The hard inputs: activations near 255 and a_zp > 127 (int16
 pair saturation, also on depthwise borders, where padding reads a_zp), extreme weights,
 K large enough for |acc| > 2^24, tiny output scales (the INT32_MIN pitfall), per-tensor
 and per-channel weights with zero and odd zero points, biases on requantization ties,
@@ -28,9 +31,9 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from production.environment import hardware_cpu_features
+from production.environment import detect_cpu_features, hardware_cpu_features
 from reference.ops import conv2d, conv_path
-from reference.ops.conv2d import groups_together
+from reference.ops.conv2d import WINOGRAD_MIN_PIXELS, groups_together
 from reference.profile import NumericsProfile
 from reference.qtensor import QDtype, QTensor
 
@@ -193,6 +196,28 @@ def typical_acc_above_2_24(act_kind: str, act_zero_point: int, w_kind: str, dept
     return act_kind == "high" and w_kind == "extreme" and depth * (HIGH_ACT_MEAN - act_zero_point) * EXTREME_W_MEAN > 2**24
 
 
+ACT_RANGES = {"uniform": (0, 255), "low": (0, 127), "high": (200, 255), "edges": (0, 255)}
+W_MAX_ABS = {"uniform": 128, "extreme": 128, "small": 8}  # before the weight zero point (|zp| <= 9)
+WINOGRAD_CPU = not NumericsProfile("2.13", detect_cpu_features()).gemm_pairs_saturate  # VNNI: no pair saturation
+
+
+def takes_winograd(case: ConvCase) -> bool:
+    """Whether the reference forms this case's sums by Winograd F(2x2, 3x3) by construction:
+    a single-group stride-1 3x3 conv with `WINOGRAD_MIN_PIXELS` outputs per image on a VNNI
+    CPU, whose kinds guarantee Winograd's exactness bound (`_winograd.winograd_is_exact`).
+    That bound, 4 * max tile sum of squares * max_c-sum U'^2 <= 2^48, holds whenever
+    4 * (16 C A^2) * (C (9 W)^2) <= 2^48, with A = max |a - a_zp| and W = max |w - w_zp|
+    (|U'| <= 9 W): C A W <= 2^24 / 72. Cases that meet the bound by chance are not counted."""
+    out_hw = [s + 2 * p - 2 for s, p in zip(case.size, case.padding)]
+    shape = case.kernel == (3, 3) and case.stride == case.dilation == (1, 1) and case.groups == 1
+    if not (WINOGRAD_CPU and shape and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS):
+        return False
+    low, high = ACT_RANGES[case.act_kind]
+    a_max = max(high - case.act_zero_point, case.act_zero_point - low)
+    w_max = W_MAX_ABS[case.w_kind] + (0 if case.w_zero_point_kind == "zero" else 9)
+    return 72 * case.in_channels * a_max * w_max <= 2**24
+
+
 # --- strategy ---------------------------------------------------------------------------------
 
 def input_scales() -> st.SearchStrategy[float]:
@@ -243,16 +268,23 @@ def conv_cases(draw: st.DrawFn) -> ConvCase:
     The extra target "deep" is an im2col conv with K = 9 * 48..128, activations 200..255
     with zero point 0 and extreme weights: |acc| > 2^24, where `f32(acc)` rounds.
     """
-    target = draw(st.sampled_from(PATHS + ("deep",)))
+    target = draw(st.sampled_from(PATHS + ("deep", "winograd")))
     deep = target == "deep"
     if deep:
         shape = dict(in_channels=draw(st.integers(48, 128)), out_channels=draw(st.integers(1, 20)), groups=1,
                      kernel=(3, 3), stride=(2, 2), padding=(0, 0), dilation=(1, 1))
+    elif target == "winograd":
+        pad = draw(st.integers(0, 1))
+        shape = dict(in_channels=draw(st.integers(1, 24)), out_channels=draw(st.integers(1, 24)), groups=1,
+                     kernel=(3, 3), stride=(1, 1), padding=(pad, pad), dilation=(1, 1))
     else:
         shape = draw(structure(target))
     kh, kw = shape["kernel"]
     span = (shape["dilation"][0] * (kh - 1) + 1, shape["dilation"][1] * (kw - 1) + 1)
-    size = tuple(max(1, s - 2 * p) + draw(st.integers(0, 9)) for s, p in zip(span, shape["padding"]))
+    # Winograd needs WINOGRAD_MIN_PIXELS outputs per image: 14 to 20 per side here (odd and even).
+    smallest = 14 if target == "winograd" else 1
+    size = tuple(max(smallest, s - 2 * p) + draw(st.integers(0, 9 if smallest == 1 else 6))
+                 for s, p in zip(span, shape["padding"]))
     case = ConvCase(
         batch=draw(st.integers(1, 2 * size_scale())), size=size, **shape,
         act_scale=draw(input_scales()),
@@ -266,7 +298,7 @@ def conv_cases(draw: st.DrawFn) -> ConvCase:
         relu=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)),
     )
     path = case.path()
-    if target not in ("im2col", "deep"):
+    if target not in ("im2col", "deep", "winograd"):
         assert path == target, f"{case!r} takes {path}, not {target}"
     c_per_g = case.in_channels // case.groups
     assume(not (path == "groupwise" and case.groups % groups_together(c_per_g, HARDWARE_CPU != "avx2")))  # FBGEMM defect, see module doc
@@ -304,6 +336,8 @@ def oracle(case: ConvCase) -> QTensor:
 def label(case: ConvCase) -> Iterator[str]:
     path = case.path()
     yield path
+    if takes_winograd(case):
+        yield "winograd"
     yield "per-channel" if case.w_per_channel else "per-tensor"
     yield f"bias-{case.bias_kind}"
     if case.relu:
