@@ -189,8 +189,9 @@ def bands(length: int, count: int) -> list[slice]:
     >>> bands(7, 2)
     [slice(0, 3, None), slice(3, 7, None)]
     """
-    edges = np.linspace(0, length, min(count, max(length, 1)) + 1).astype(int)
-    return [slice(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+    pieces = min(count, max(length, 1))
+    edges = [length * i // pieces for i in range(pieces + 1)]
+    return [slice(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
 def parallel_for(function: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
