@@ -237,3 +237,35 @@ def test_quantized_tensor_with_an_unknown_memory_format_is_a_model_file_error():
     assert decode_value(encoded, store.arrays).memory_format is MemoryFormat.contiguous
     with pytest.raises(ModelFileError, match=r"memory_format 'nhwc' for shape \(1, 2, 3, 4\): expected one of"):
         decode_value(dict(encoded, memory_format="nhwc"), store.arrays)
+
+
+def test_two_workers_give_every_node_the_same_values_on_resnet18(tmp_path, monkeypatch):
+    # ResNet-18 (width 0.25) at 64x64 with bands of 16 KB: the stem and most convs cut rows
+    # (layer1's 16x16 convs in Winograd tile rows), the four smallest (the first conv of
+    # layers 2-4, layer4's 1x1) cut output channels among the workers. Every node's output
+    # must not depend on the worker count.
+    torch = pytest.importorskip("torch")
+    from torch.ao.quantization import get_default_qconfig
+
+    from production import export, quantize_jit
+    from production.zoo import build
+
+    calib = [torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))]
+    converted = quantize_jit(torch.jit.script(build("resnet18", width=0.25)), {"": get_default_qconfig("fbgemm")},
+                             lambda m, data: [m(x) for x in data], [calib])
+    model = reference.load(export(converted, tmp_path / "resnet18.qsm"))
+    gemm, conv = (importlib.import_module(f"reference.ops.{name}") for name in ("_gemm", "conv2d"))
+    monkeypatch.setattr(gemm, "MIN_MACS_PER_WORKER", 1)
+    monkeypatch.setattr(conv, "BAND_BYTES", 16 * 2**10)
+    winograd_calls = []
+    original = conv.winograd_sums
+    monkeypatch.setattr(conv, "winograd_sums", lambda *args: winograd_calls.append(1) or original(*args))
+    outputs = {}
+    for workers in (1, 2):
+        values = outputs[workers] = []
+        reference.run(model, calib[0].numpy(), workers=workers, trace=lambda node, name, value: values.append(value))
+    assert winograd_calls and len(outputs[1]) == len(outputs[2])
+    for one, two in zip(outputs[1], outputs[2]):
+        same = np.array_equal(one.int_repr, two.int_repr) if hasattr(one, "int_repr") else np.array_equal(one, two)
+        assert same
+    assert np.array_equal(outputs[1][-1], converted(calib[0]).numpy())
