@@ -241,9 +241,9 @@ def test_quantized_tensor_with_an_unknown_memory_format_is_a_model_file_error():
 
 def test_two_workers_give_every_node_the_same_values_on_resnet18(tmp_path, monkeypatch):
     # ResNet-18 (width 0.25) at 64x64 with bands of 16 KB: the stem and most convs cut rows
-    # (layer1's 16x16 convs in Winograd tile rows), the four smallest (the first conv of
-    # layers 2-4, layer4's 1x1) cut output channels among the workers. Every node's output
-    # must not depend on the worker count.
+    # (layer1's 16x16 convs in Winograd tile rows), and 4 of the 20, whose intermediates
+    # fit one band, cut output channels among the workers. Every node's output must not
+    # depend on the worker count.
     torch = pytest.importorskip("torch")
     from torch.ao.quantization import get_default_qconfig
 
