@@ -5,11 +5,12 @@ strategy asserts that `conv_path` agrees, so each path is reached by constructio
 labels count cases per path. Two more targets: "deep" (|acc| > 2^24, below) and
 "winograd", stride-1 3x3 convs with 14x14 to 20x20 outputs, where the reference forms the
 sums by Winograd F(2x2, 3x3) when its exactness bound holds (label "winograd" when the
-drawn kinds guarantee it, `takes_winograd`) and by the im2col GEMM otherwise. The hard inputs: activations near 255 and a_zp > 127 (int16
-pair saturation, also on depthwise borders, where padding reads a_zp), extreme weights,
-K large enough for |acc| > 2^24, tiny output scales (the INT32_MIN pitfall), per-tensor
-and per-channel weights with zero and odd zero points, biases on requantization ties,
-relu, and channel counts that are not multiples of 8/16/32 (vector tails).
+drawn kinds guarantee it, `takes_winograd`) and by the im2col GEMM otherwise. The hard
+inputs: activations near 255 and a_zp > 127 (int16 pair saturation, also on depthwise
+borders, where padding reads a_zp), extreme weights, K large enough for |acc| > 2^24, tiny
+output scales (the INT32_MIN pitfall), per-tensor and per-channel weights with zero and
+odd zero points, biases on requantization ties, relu, and channel counts that are not
+multiples of 8/16/32 (vector tails).
 
 Two torch facts shape the cases (see docs/spec.md, "Convolution and linear"):
 * FBGEMM's groupwise kernel is broken when groups is not a multiple of G_together (heap
@@ -205,7 +206,8 @@ def takes_winograd(case: ConvCase) -> bool:
     """Whether the reference forms this case's sums by Winograd F(2x2, 3x3) by construction:
     a single-group stride-1 3x3 conv with `WINOGRAD_MIN_PIXELS` outputs per image on a VNNI
     CPU, whose kinds guarantee Winograd's exactness bound (`_winograd.winograd_is_exact`).
-    That bound, 4 * max tile sum of squares * max_c-sum U'^2 <= 2^48, holds whenever
+    That bound, 4 * (max tile sum of squares) * (max over positions and output channels of
+    sum_c U'^2) <= 2^48, holds whenever
     4 * (16 C A^2) * (C (9 W)^2) <= 2^48, with A = max |a - a_zp| and W = max |w - w_zp|
     (|U'| <= 9 W): C A W <= 2^24 / 72. Cases that meet the bound by chance are not counted."""
     out_hw = [s + 2 * p - 2 for s, p in zip(case.size, case.padding)]
