@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from reference.ops import OPS, conv2d, conv2d_relu, conv_path
+from reference.ops.conv2d import prepare_conv_weight
 from reference.profile import get_profile
 from reference.qtensor import MemoryFormat, QTensor
 
@@ -281,3 +282,20 @@ def test_winograd_matches_torch(monkeypatch):
     monkeypatch.setattr(conv, "BAND_BYTES", 1)
     for workers in (1, 2):
         assert run_and_check(workers) == [(slice(row, row + 1), slice(0, 8)) for row in range(15)]
+
+
+def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatch):
+    conv = sys.modules["reference.ops.conv2d"]
+    calls = []
+    original = conv.requant_params
+    monkeypatch.setattr(conv, "requant_params", lambda *args: calls.append(args[0::2]) or original(*args))
+    rng = np.random.default_rng(2)
+    x = QTensor(rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8), 0.05, 3, "quint8")
+    w = QTensor(rng.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8), rng.uniform(0.01, 0.02, 6), np.zeros(6, np.int64), "qint8", axis=0)
+    prepared = prepare_conv_weight(w, 1)
+    for out_scale in (0.5, 0.5, 0.25):
+        unprepared = conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 1, out_scale, 7)
+        with_prepared = conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 1, out_scale, 7, prepared=prepared)
+        assert np.array_equal(unprepared.int_repr, with_prepared.int_repr)
+    # Unprepared calls form them every time (3); the prepared weight once per output scale (2).
+    assert calls.count((0.05, 0.5)) == 3 and calls.count((0.05, 0.25)) == 2
