@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -237,3 +238,41 @@ def test_hand_worked_pair_saturation():
     # Activations <= 127 (reduce_range) never saturate: 127 * 127 * 2 = 32,258 <= 32,767.
     low = np.full((1, 1, 4), 127, np.uint8)
     assert pair_saturation_correction(low, np.full((1, 1, 4), 127, np.int8)).tolist() == [[0]]
+
+
+def test_parallel_for_runs_every_item_once_on_the_caller_and_the_pool():
+    import threading
+    import time
+
+    from reference.ops._gemm import parallel_for
+
+    seen = []
+    lock = threading.Lock()
+
+    def record(item: int) -> None:
+        with lock:
+            seen.append((item, threading.current_thread() is threading.main_thread()))
+        time.sleep(0.001)  # releases the GIL, as NumPy's loops do: every thread gets items
+
+    parallel_for(record, list(range(50)), workers=3)
+    assert sorted(item for item, _ in seen) == list(range(50))
+    assert any(on_caller for _, on_caller in seen)  # the calling thread takes items too
+
+
+def test_parallel_for_raises_the_first_error_after_every_thread_stopped():
+    import threading
+
+    from reference.ops._gemm import parallel_for
+
+    done = []
+
+    def fail_on_three(item: int) -> None:
+        if item == 3:
+            raise ValueError("item 3")
+        done.append(item)
+
+    with pytest.raises(ValueError, match="item 3"):
+        parallel_for(fail_on_three, list(range(8)), workers=2)
+    finished = len(done)
+    threading.Event().wait(0.05)  # nothing still runs after the call returned
+    assert len(done) == finished and set(done) == set(range(8)) - {3}

@@ -8,7 +8,8 @@ saturates a pair of products to int16 first (see `pair_saturation_correction`).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Sequence
@@ -196,12 +197,39 @@ def bands(length: int, count: int) -> list[slice]:
 
 def parallel_for(function: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
     """`function(item)` for every item, on `workers` threads when there are several of both.
-    The items must not themselves use the pool (its threads would wait on each other)."""
+
+    The calling thread is one of them: it and `workers - 1` pool threads take items in order
+    from one queue (uneven items balance), then the first error, if any, is raised once all
+    have stopped. Working on the caller rather than waiting on it leaves one thread fewer to
+    wake and to share the GIL with (ResNet-18 at two threads, medians of 40 interleaved
+    in-process runs: 43.4 -> 41.8 ms and 43.2 -> 38.9 ms in two A/Bs against a pool `map`).
+    The items must not themselves use the pool (its threads would wait on each other).
+    """
     if workers == 1 or len(items) <= 1:
         for item in items:
             function(item)
         return
-    list(_thread_pool(workers).map(function, items))  # list(): waits, and re-raises the first error
+    queue = iter(items)
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while True:
+            with lock:
+                item = next(queue, _NO_ITEM)
+            if item is _NO_ITEM:
+                return
+            function(item)
+
+    helpers = [_thread_pool(workers - 1).submit(drain) for _ in range(min(workers, len(items)) - 1)]
+    try:
+        drain()
+    finally:
+        wait(helpers)
+    for helper in helpers:
+        helper.result()  # re-raises a helper's error
+
+
+_NO_ITEM = object()
 
 
 @lru_cache(maxsize=None)
