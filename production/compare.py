@@ -24,6 +24,7 @@ not be exported or run), and quantization time (prepare + calibrate + convert, s
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import statistics
 import time
@@ -371,10 +372,8 @@ def _meta(arch: str, data_dir: PathLike, calib_dir: PathLike, test_images: int, 
 
 def require_matplotlib() -> None:
     """Fail early, before minutes of work, when a plot is asked for and matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'quantspec[plot]'") from None
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("plotting needs matplotlib: pip install 'quantspec[plot]'")
 
 
 def plot_comparison(result: Comparison, path: PathLike) -> None:

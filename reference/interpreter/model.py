@@ -135,8 +135,8 @@ def run(
     value)`, given every node output in execution order. `num_threads`: the thread count
     torch ran with (it decides where some kernels' scalar tails fall). `workers`: threads
     the interpreter itself uses for conv/linear work (bands of output rows or channels; the
-    calling thread is one of them); outputs never depend on it. Pair workers > 1 with a single-threaded BLAS (OPENBLAS_NUM_THREADS=1), or both
-    multiply their threads.
+    calling thread is one of them); outputs never depend on it. Pair workers > 1 with a
+    single-threaded BLAS (OPENBLAS_NUM_THREADS=1), or both multiply their threads.
     Returns the graph's output (a tuple when it has several).
     """
     env: dict[str, Any] = dict(model.constants)
