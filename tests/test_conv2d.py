@@ -299,3 +299,46 @@ def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatc
         assert np.array_equal(unprepared.int_repr, with_prepared.int_repr)
     # Unprepared calls form them every time (3); the prepared weight once per output scale (2).
     assert calls.count((0.05, 0.5)) == 3 and calls.count((0.05, 0.25)) == 2
+
+
+def _saturated_pair_acc(x: QTensor, w: QTensor, padding: tuple[int, int]) -> np.ndarray:
+    """Plain FBGEMM im2col accumulators without VNNI, for a per-tensor weight with zero point 0:
+    raw u8 x s8 products in K order (kh, kw, c), padding taps reading a_zp, pairs (0, 1),
+    (2, 3), ... each saturated to int16, summed; minus a_zp * sum(w) (the column offsets)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    ph, pw = padding
+    raw = np.pad(x.int_repr, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=x.zero_point).astype(np.int64)
+    kh, kw = w.shape[2:]
+    windows = sliding_window_view(raw, (kh, kw), axis=(2, 3))  # (N, C, OH, OW, kh, kw)
+    a = windows.transpose(0, 2, 3, 4, 5, 1).reshape(windows.shape[0], windows.shape[2], windows.shape[3], -1)
+    taps = w.int_repr.transpose(0, 2, 3, 1).reshape(w.shape[0], -1).astype(np.int64)  # (OC, K)
+    products = a[..., None, :] * taps  # (N, OH, OW, OC, K)
+    if products.shape[-1] % 2:
+        products = np.concatenate([products, np.zeros(products.shape[:-1] + (1,), np.int64)], axis=-1)
+    pairs = np.clip(products.reshape(products.shape[:-1] + (-1, 2)).sum(-1), -32768, 32767)
+    return pairs.sum(-1) - x.zero_point * taps.sum(1)
+
+
+def test_pair_saturation_is_the_same_in_every_band_cut(monkeypatch):
+    # Without VNNI the im2col path saturates vpmaddubsw pairs; the correction is formed per
+    # band from the band's raw windows and the band's weight rows. High activations times
+    # same-signed extreme weights saturate most pairs (255 * 127 * 2 = 64770 > 32767);
+    # every cut must give the plain accumulators of `_saturated_pair_acc`, requantized.
+    from reference.ops._requantize import requant_params, requantize_u8acc32
+
+    conv = sys.modules["reference.ops.conv2d"]
+    monkeypatch.setattr(sys.modules["reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)
+    rng = np.random.default_rng(4)
+    x = QTensor(rng.integers(240, 256, (2, 16, 6, 7)).astype(np.uint8), 0.05, 3, "quint8")
+    w = QTensor(np.where(rng.random((8, 16, 3, 3)) < 0.9, 127, -128).astype(np.int8), 0.01, 0, "qint8")
+    bias = rng.normal(0, 1, 8).astype(np.float32)
+    args = (x, w, bias, (1, 1), (1, 1), (1, 1), 1, 40.0, 5)
+    acc = _saturated_pair_acc(x, w, (1, 1))
+    plain = requantize_u8acc32(acc.astype(np.int32), bias, requant_params(0.05, 0.01, 40.0, 8), 5, False, True)
+    expected = plain.transpose(0, 3, 1, 2)
+    assert not np.array_equal(conv2d(*args, profile=VNNI_213).int_repr, expected)  # the saturation shows
+    assert np.array_equal(conv2d(*args, profile=AVX2_213).int_repr, expected)  # one band
+    assert np.array_equal(conv2d(*args, profile=AVX2_213, workers=2).int_repr, expected)  # output-channel bands
+    monkeypatch.setattr(conv, "BAND_BYTES", 1)
+    assert np.array_equal(conv2d(*args, profile=AVX2_213, workers=2).int_repr, expected)  # one-row bands
