@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from plain_gemm import saturated_pair_sums
 
 from reference.ops import OPS, conv2d, conv2d_relu, conv_path
 from reference.ops.conv2d import prepare_conv_weight
@@ -302,22 +304,17 @@ def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatc
 
 
 def _saturated_pair_acc(x: QTensor, w: QTensor, padding: tuple[int, int]) -> np.ndarray:
-    """Plain FBGEMM im2col accumulators without VNNI, for a per-tensor weight with zero point 0:
-    raw u8 x s8 products in K order (kh, kw, c), padding taps reading a_zp, pairs (0, 1),
-    (2, 3), ... each saturated to int16, summed; minus a_zp * sum(w) (the column offsets)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
+    """Plain FBGEMM im2col accumulators (N, OH, OW, OC) without VNNI, for a per-tensor weight
+    with zero point 0: the raw windows in K order (kh, kw, c), padding taps reading a_zp,
+    through `plain_gemm.saturated_pair_sums`, minus a_zp * sum(w) (the column offsets)."""
     ph, pw = padding
-    raw = np.pad(x.int_repr, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=x.zero_point).astype(np.int64)
-    kh, kw = w.shape[2:]
-    windows = sliding_window_view(raw, (kh, kw), axis=(2, 3))  # (N, C, OH, OW, kh, kw)
-    a = windows.transpose(0, 2, 3, 4, 5, 1).reshape(windows.shape[0], windows.shape[2], windows.shape[3], -1)
-    taps = w.int_repr.transpose(0, 2, 3, 1).reshape(w.shape[0], -1).astype(np.int64)  # (OC, K)
-    products = a[..., None, :] * taps  # (N, OH, OW, OC, K)
-    if products.shape[-1] % 2:
-        products = np.concatenate([products, np.zeros(products.shape[:-1] + (1,), np.int64)], axis=-1)
-    pairs = np.clip(products.reshape(products.shape[:-1] + (-1, 2)).sum(-1), -32768, 32767)
-    return pairs.sum(-1) - x.zero_point * taps.sum(1)
+    raw = np.pad(x.int_repr, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=x.zero_point)
+    windows = sliding_window_view(raw, w.shape[2:], axis=(2, 3))  # (N, C, OH, OW, kh, kw)
+    n, _, oh, ow = windows.shape[:4]
+    a = windows.transpose(0, 2, 3, 4, 5, 1).reshape(1, n * oh * ow, -1)
+    taps = w.int_repr.transpose(0, 2, 3, 1).reshape(1, w.shape[0], -1)
+    saturated, _ = saturated_pair_sums(a, taps)
+    return (saturated - x.zero_point * taps[0].sum(axis=1, dtype=np.int64)).reshape(n, oh, ow, -1)
 
 
 def test_pair_saturation_is_the_same_in_every_band_cut(monkeypatch):

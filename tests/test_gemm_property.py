@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from plain_gemm import saturated_pair_sums, side_by_side
 from reference.ops._gemm import exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
 
 U8_EDGES = (0, 1, 127, 128, 129, 254, 255)
@@ -81,24 +82,7 @@ def centered_sums(a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: np.ndarray) -> 
     groups, per_group = w.shape[0], w.shape[1]
     ac = a.astype(np.int64) - a_zp  # (G, M, K)
     wc = w.astype(np.int64) - w_zp.reshape(groups, per_group, 1)  # (G, N/G, K)
-    return _side_by_side((ac[:, :, None, :] * wc[:, None, :, :]).sum(axis=-1))  # every term, (G, M, N/G, K)
-
-
-def saturated_pair_sums(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(saturated, exact) raw sums in int64, (M, G * N/G). saturated: `vpmaddubsw` + `vpmaddwd`
-    + `vpaddd`, each product pair (k = 0, 1), (2, 3), ... of u8 x s8 saturated to int16, the
-    pairs and a lone last product (odd K) summed, before the int32 wrap; exact: the plain sum."""
-    depth = a.shape[2]
-    products = a.astype(np.int64)[:, :, None, :] * w.astype(np.int64)[:, None, :, :]  # (G, M, N/G, K)
-    pairs = products[..., 0 : depth - 1 : 2] + products[..., 1:depth:2]
-    lone = products[..., -1] if depth % 2 else 0
-    saturated = np.clip(pairs, -32768, 32767).sum(axis=-1) + lone
-    return _side_by_side(saturated), _side_by_side(products.sum(axis=-1))
-
-
-def _side_by_side(sums: np.ndarray) -> np.ndarray:
-    """(G, M, N/G) -> (M, N): group g's output channels in columns g*N/G ... (g+1)*N/G - 1."""
-    return np.concatenate(list(sums), axis=1)
+    return side_by_side((ac[:, :, None, :] * wc[:, None, :, :]).sum(axis=-1))  # every term, (G, M, N/G, K)
 
 
 def as_float32(sums: np.ndarray) -> np.ndarray:
