@@ -1,7 +1,7 @@
 """Measure the graph-mode PTQ tutorial's claim that `convert_jit(..., debug=True)` gives
 "numerics identical to the final quantized model", on the zoo, and find its cause.
 
-    PYTHONPATH=. python benchmarks/debug_mode.py [--width 0.25] [--batches 4] [--models resnet18 ...] [--no-explain]
+    python benchmarks/debug_mode.py [--width 0.25] [--batches 4] [--models resnet18 ...] [--no-explain]
 
 For each zoo model: one `prepare_jit` and ONE calibration (so both conversions see the
 same observers), then `convert_jit` twice from it (inplace=False), with debug=False (the
@@ -32,13 +32,12 @@ import numpy as np
 import torch
 from torch.ao.quantization import convert_jit, prepare_jit
 
-from production.environment import detect_profile, fbgemm_engine
-from production.qconfig_dict import check_qconfig_dict
-from production.environment import known_deprecations_silenced
-from production.quantize import to_torchscript
-from production.verify import capture_intermediates
-from production.zoo import ZOO, build, qconfig_dict
-from production.zoo.node_kinds import input_size
+from quantspec.production.environment import detect_profile, fbgemm_engine, known_deprecations_silenced
+from quantspec.production.qconfig_dict import check_qconfig_dict
+from quantspec.production.quantize import to_torchscript
+from quantspec.production.verify import capture_intermediates
+from quantspec.production.zoo import ZOO, build, qconfig_dict
+from quantspec.production.zoo.node_kinds import input_size
 
 BATCH = 4
 CALIBRATION_BATCHES = 3

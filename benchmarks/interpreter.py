@@ -1,6 +1,6 @@
 """The NumPy interpreter's latency against torch's fbgemm int8 model: ResNet-18, 224x224, batch 1.
 
-    PYTHONPATH=. python benchmarks/interpreter.py [--repeat N] [--threads 1 2]
+    python benchmarks/interpreter.py [--repeat N] [--threads 1 2]
 
 ResNet-18 from `production.zoo` (seeded random weights, 1000 classes), converted by
 `production.quantize_jit` (calibrated on 4 random images), exported to the portable file.
@@ -45,8 +45,8 @@ def convert_resnet18() -> Any:
     """ResNet-18 from the zoo, quantized with random calibration (4 images, seeded)."""
     import torch
 
-    from production import zoo
-    from production.quantize import quantize_jit
+    from quantspec.production import zoo
+    from quantspec.production.quantize import quantize_jit
 
     generator = torch.Generator().manual_seed(0)
     calibration = [torch.randn(1, 3, 224, 224, generator=generator) for _ in range(4)]
@@ -60,9 +60,9 @@ def measure(threads: int, repeat: int) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    import reference.interpreter as interpreter
-    from production.environment import fbgemm_engine
-    from production.export import export
+    import quantspec.reference.interpreter as interpreter
+    from quantspec.production.environment import fbgemm_engine
+    from quantspec.production.export import export
 
     converted = convert_resnet18()
     image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -119,9 +119,9 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
 
     import numpy as np
 
-    from reference.ops._winograd import tile_counts
+    from quantspec.reference.ops._winograd import tile_counts
 
-    conv = importlib.import_module("reference.ops.conv2d")  # the module, not the op of that name
+    conv = importlib.import_module("quantspec.reference.ops.conv2d")  # the module, not the op of that name
     generator = np.random.default_rng(0)
     operands = []
     for node in model.nodes:
@@ -143,7 +143,7 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
 
 def _time_gemms(gemms: list[tuple[Any, Any]], threads: int) -> float:
     """Seconds for the GEMMs alone, each cut into `threads` row bands on threads like the interpreter's."""
-    from reference.ops._gemm import _grouped_matmul
+    from quantspec.reference.ops._gemm import _grouped_matmul
 
     start = time.perf_counter()
     for a, w in gemms:
@@ -155,7 +155,7 @@ def time_verify() -> tuple[float, bool]:
     """Seconds for one whole node-by-node verify of ResNet-18 on one image, and its verdict."""
     import torch
 
-    from production.verify import verify
+    from quantspec.production.verify import verify
 
     converted = convert_resnet18()
     image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))

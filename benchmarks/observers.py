@@ -1,6 +1,6 @@
 """Reference observers against torch's, on ResNet-sized tensors, in one run.
 
-    PYTHONPATH=. python benchmarks/observers.py [--repeat N] [--batches B] [--shape 8,256,56,56]
+    python benchmarks/observers.py [--repeat N] [--batches B] [--shape 8,256,56,56]
 
 Each observer sees the same `--batches` float32 batches (activations of `--shape`, by
 default a ResNet-50 stage-1 block, 8 x 256 x 56 x 56 = 6.4M values each, from different
@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-import reference.observers as reference_observers
-from conformance.checks.observers import torch_observer
+import quantspec.reference.observers as reference_observers
+from quantspec.conformance.checks.observers import torch_observer
 
 WEIGHT_SHAPE = (256, 256, 3, 3)
 CASES: tuple[tuple[str, dict[str, Any], str], ...] = (

@@ -1,6 +1,6 @@
 """Reference op speed against torch's fbgemm kernels, one thread each, measured in one run.
 
-    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/ops.py [--repeat N] [--only NAME ...]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/ops.py [--repeat N] [--only NAME ...]
 
 Each benchmark case builds its inputs once, then times the reference op and the torch op
 (fbgemm engine, `torch.set_num_threads(1)`; NumPy's BLAS is pinned to one thread below,
@@ -17,20 +17,22 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Callable  # noqa: E402
+import argparse
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from production.bridge import from_torch, to_torch  # noqa: E402
-from production.environment import detect_profile, fbgemm_engine  # noqa: E402
-from reference.ops import adaptive_avg_pool2d, add, avg_pool2d, cat, conv2d, conv_path, linear, max_pool2d  # noqa: E402
-from reference.qtensor import MemoryFormat  # noqa: E402
-from reference.qtensor import QTensor  # noqa: E402
+from quantspec.production.bridge import from_torch, to_torch
+from quantspec.production.environment import detect_profile, fbgemm_engine
+from quantspec.reference.ops import adaptive_avg_pool2d, add, avg_pool2d, cat, conv2d, conv_path, linear, max_pool2d
+from quantspec.reference.qtensor import (
+    MemoryFormat,
+    QTensor,
+)
 
 Pair = tuple[Callable[[], QTensor], Callable[[], torch.Tensor]]
 

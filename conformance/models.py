@@ -25,9 +25,9 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from production.quantize import quantize_jit
-from production.verify import VerifyReport, tie_inputs, verify
-from reference.ops._pool_common import pooling_output_size
+from quantspec.production.quantize import quantize_jit
+from quantspec.production.verify import VerifyReport, tie_inputs, verify
+from quantspec.reference.ops._pool_common import pooling_output_size
 
 from .strategies import one_in
 

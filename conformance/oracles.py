@@ -12,9 +12,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from production.bridge import TORCH_QDTYPES, from_torch, to_torch
-from production.environment import fbgemm_engine, known_deprecations_silenced
-from reference.qtensor import QDtype
+from quantspec.production.bridge import TORCH_QDTYPES, from_torch, to_torch
+from quantspec.production.environment import fbgemm_engine, known_deprecations_silenced
+from quantspec.reference.qtensor import QDtype
 
 __all__ = ["from_torch", "to_torch", "torch_dtype", "float_tensor", "oracle"]
 

@@ -25,9 +25,9 @@ from typing import Any, Optional, Sequence, TextIO
 import numpy as np
 from hypothesis import example, given, reporting
 
-from production.bridge import compare_bits
-from reference.profile import NumericsProfile
-from reference.qtensor import QTensor
+from quantspec.production.bridge import compare_bits
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QTensor
 
 from . import settings as profiles
 from .checks import OpCheck, Output, select
@@ -208,7 +208,7 @@ def run_checks(
     """
     profiles.hypothesis_name(settings_profile)  # validates the name before any work
     if numerics is None:
-        from production.environment import detect_profile
+        from quantspec.production.environment import detect_profile
 
         numerics = detect_profile()
     run = RunResult(environment(numerics), settings_profile, [])

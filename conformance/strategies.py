@@ -25,9 +25,9 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference.numerics import f32, ieee_float_ops
-from reference.qtensor import MemoryFormat, QDtype, QTensor
-from reference.quantize_kernels import inverse_scale_f32
+from quantspec.reference.numerics import f32, ieee_float_ops
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.reference.quantize_kernels import inverse_scale_f32
 
 ALL_QDTYPES: tuple[QDtype, ...] = (QDtype.quint8, QDtype.qint8, QDtype.qint32)
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
 TORCH_QDTYPES = {QDtype.quint8: torch.quint8, QDtype.qint8: torch.qint8, QDtype.qint32: torch.qint32}
 QDTYPES = {value: key for key, value in TORCH_QDTYPES.items()}

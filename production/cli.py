@@ -53,8 +53,12 @@ def _add_conform(subparsers: argparse._SubParsersAction) -> None:
 
 @_reports(ValueError)
 def _cmd_conform(args: argparse.Namespace) -> int:
-    from conformance import runner
-    from conformance.checks import select
+    import importlib.util
+
+    if importlib.util.find_spec("hypothesis") is None:  # the test tooling is an extra, not a deployment need
+        return _fail(args.verb, "needs Hypothesis: pip install 'quantspec[conform]'")
+    from quantspec.conformance import runner
+    from quantspec.conformance.checks import select
 
     select(args.ops)  # unknown check names: a ValueError naming them
     result = runner.run(args.ops, args.profile, json_path=args.json, out=sys.stdout)
@@ -83,7 +87,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
 
 @_reports(OSError, ValueError, ImportError)
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from production.compare import compare
+    from quantspec.production.compare import compare
 
     result = compare(args.model, args.arch, args.data, args.calib, calib_count=args.calib_count, limit=args.limit,
                      out_dir=args.out_dir, latency_repeats=args.latency_repeats, plot=args.plot)
@@ -114,7 +118,7 @@ def _add_inspect(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from production.numeric_suite import inspect
+    from quantspec.production.numeric_suite import inspect
 
     report = inspect(args.int8, args.float_model, args.data, limit=args.limit, plot=args.plot)
     print(report.text(args.top), end="")
@@ -153,9 +157,9 @@ def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
 
 @_reports(OSError, ValueError, TypeError, KeyError)
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from production.compare import calibration_batches
-    from production.io import save
-    from production.quantize import quantize_jit
+    from quantspec.production.compare import calibration_batches
+    from quantspec.production.io import save
+    from quantspec.production.quantize import quantize_jit
 
     model = _float_model(args.model, args.arch)
     qconfig_dict = _qconfig_file(args.qconfig) if args.qconfig else None
@@ -183,9 +187,9 @@ def _float_model(path: str, arch: Optional[str]) -> Any:
     weights, or without `arch` a float TorchScript file as it is."""
     from pathlib import Path
 
-    from production.compare import is_torchscript, load_float
-    from production.io import load
-    from production.quantize import node_kinds
+    from quantspec.production.compare import is_torchscript, load_float
+    from quantspec.production.io import load
+    from quantspec.production.quantize import node_kinds
 
     if arch is not None:
         return load_float(path, arch)
@@ -232,8 +236,8 @@ def _qconfig_preset(name: Any, where: str) -> Any:
 
 def _calibration_transform(shape: Optional[Sequence[int]], arch: Optional[str]) -> tuple[int, Any]:
     """(batch size, image transform) for --input-shape N C H W, or the defaults."""
-    from production.compare import transform_for
-    from production.data import EvalTransform, imagenet_transform
+    from quantspec.production.compare import transform_for
+    from quantspec.production.data import EvalTransform, imagenet_transform
 
     if shape is None:
         return 32, transform_for(arch) if arch else imagenet_transform()
@@ -263,9 +267,9 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from production.export import export
-    from production.io import input_shape as recorded_input_shape
-    from production.io import load
+    from quantspec.production.export import export
+    from quantspec.production.io import input_shape as recorded_input_shape
+    from quantspec.production.io import load
 
     shape = args.input_shape or recorded_input_shape(args.model)
     examples = [torch.zeros(1, *shape)] if shape else None
@@ -296,8 +300,8 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
 
 @_reports(OSError, ValueError, TypeError, NotImplementedError, torch_errors=(RuntimeError,))
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from production.io import input_shape as recorded_input_shape
-    from production.verify import verify_command
+    from quantspec.production.io import input_shape as recorded_input_shape
+    from quantspec.production.verify import verify_command
 
     if args.inputs is not None:
         _check_inputs_file(args.inputs, args.input_shape)

@@ -38,12 +38,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from reference.interpreter import NodeError, UnknownNodeKind
+from quantspec.reference.interpreter import NodeError, UnknownNodeKind
 
 from . import zoo
 from .data import EvalTransform, ImageFolder, cifar_transform, imagenet_transform
 from .eager import CIFAR_RESNET_DEPTHS, quantizable_copy, quantize_eager
-from .environment import ENGINE, detect_profile, fbgemm_engine, known_deprecations_silenced, quantized_engine, torch_threads
+from .environment import (
+    ENGINE,
+    detect_profile,
+    fbgemm_engine,
+    known_deprecations_silenced,
+    quantized_engine,
+    torch_threads,
+)
 from .export import ExportError
 from .io import load, save
 from .quantize import quantize_jit

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import torch
 
-from reference.profile import NumericsProfile
+from quantspec.reference.profile import NumericsProfile
 
 ENGINE = "fbgemm"
 

@@ -20,11 +20,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from reference.interpreter.file_format import (
+from quantspec.reference.interpreter.file_format import (
     FORMAT_VERSION,
+    ArrayStore,
     PackedConv,
     PackedLinear,
-    ArrayStore,
     encode_value,
     write_model_file,
 )

@@ -16,7 +16,6 @@ import torch
 
 from .environment import fbgemm_engine, known_deprecations_silenced
 
-
 # An extra file inside the TorchScript zip: what quantspec knows about the model that
 # TorchScript does not record (the input shape it was calibrated on).
 METADATA_FILE = "quantspec.json"

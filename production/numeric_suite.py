@@ -32,10 +32,10 @@ input stands for. This needs no module names, which quantize_jit does not keep o
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 import re
 import tempfile
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
@@ -301,7 +301,7 @@ def _has_state(module: Any) -> bool:
 def int8_model(path: Union[str, Path], scratch: Path):
     """The reference model of `path`: a portable model file as is, or a TorchScript int8
     model exported (under the fbgemm engine) into `scratch` first."""
-    import reference
+    from quantspec import reference
 
     from .compare import is_torchscript
 
@@ -327,7 +327,7 @@ def inspect(
 ) -> InspectReport:
     """The Numeric Suite report of `int8` (TorchScript or exported) against `float_model`
     (TorchScript, ideally unfrozen) on `limit` images of the ImageFolder tree `data_dir`."""
-    from reference.interpreter import run
+    from quantspec.reference.interpreter import run
 
     from .compare import require_matplotlib
     from .data import ImageFolder
@@ -371,13 +371,13 @@ def _is_tensor(value: Any) -> bool:
 
 
 def _is_qtensor(value: Any) -> bool:
-    from reference.qtensor import QTensor
+    from quantspec.reference.qtensor import QTensor
 
     return isinstance(value, QTensor)
 
 
 def _dequantized(value: Any) -> np.ndarray:
-    from reference.ops import dequantize
+    from quantspec.reference.ops import dequantize
 
     return dequantize(value)
 

@@ -30,11 +30,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-import reference.interpreter as interpreter
-from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, encode_value, write_model_file
-from reference.numerics import f32
-from reference.qtensor import QTensor
-from reference.quantize_kernels import inverse_scale_f32
+import quantspec.reference.interpreter as interpreter
+from quantspec.reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, encode_value, write_model_file
+from quantspec.reference.numerics import f32
+from quantspec.reference.qtensor import QTensor
+from quantspec.reference.quantize_kernels import inverse_scale_f32
 
 from .bridge import compare_with_torch, from_torch
 from .environment import fbgemm_engine, torch_threads

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.ops import add, add_relu
-from reference.profile import get_profile
-from reference.qtensor import MemoryFormat, QTensor
+from quantspec.reference.ops import add, add_relu
+from quantspec.reference.profile import get_profile
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 P213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 P214 = get_profile("torch2.14-avx512_vnni-fbgemm")
@@ -139,8 +139,8 @@ def test_bad_operands_are_refused(b: QTensor, message: str) -> None:
 
 def test_matches_torch_at_ties_tails_and_threads() -> None:
     torch = pytest.importorskip("torch")
-    from production.bridge import from_torch, to_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import from_torch, to_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
     rng = np.random.default_rng(0)
     profile = detect_profile()
@@ -168,8 +168,8 @@ def test_every_pair_matches_torch(dtype: str, relu: bool) -> None:
     # ranges of 32768 = 512 blocks, so all vector; then 65536 - 6 elements: each range
     # (32765) ends in a 61-element scalar tail.
     torch = pytest.importorskip("torch")
-    from production.bridge import from_torch, to_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import from_torch, to_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
     operator = torch.ops.quantized.add_relu if relu else torch.ops.quantized.add
     previous = torch.get_num_threads()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.ops import cat
-from reference.profile import get_profile
-from reference.qtensor import MemoryFormat, QTensor
+from quantspec.reference.ops import cat
+from quantspec.reference.profile import get_profile
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 P213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 P214 = get_profile("torch2.14-avx512_vnni-fbgemm")
@@ -91,8 +91,8 @@ def test_bad_inputs_are_refused(tensors: list[QTensor], dim: int, message: str) 
 
 def test_matches_torch_on_both_paths() -> None:
     torch = pytest.importorskip("torch")
-    from production.bridge import from_torch, to_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import from_torch, to_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
     rng = np.random.default_rng(2)
     profile = detect_profile()
@@ -117,12 +117,12 @@ def test_add_pool_cat_conformance_cases_print_as_rebuild_recipes() -> None:
     pytest.importorskip("torch")
     from hypothesis import HealthCheck, given, settings
 
-    import conformance.checks.add as add_check
-    import conformance.checks.avg_pool2d as avg_check
-    import conformance.checks.cat as cat_check
-    from conformance.checks._pool_cases import PoolCase
-    from conformance.strategies import QTensorCase
-    from reference.qtensor import QDtype
+    import quantspec.conformance.checks.add as add_check
+    import quantspec.conformance.checks.avg_pool2d as avg_check
+    import quantspec.conformance.checks.cat as cat_check
+    from quantspec.conformance.checks._pool_cases import PoolCase
+    from quantspec.conformance.strategies import QTensorCase
+    from quantspec.reference.qtensor import QDtype
 
     namespace = dict(np=np, QDtype=QDtype, QTensor=QTensor, MemoryFormat=MemoryFormat, QTensorCase=QTensorCase,
                      BinaryCase=add_check.BinaryCase, CatCase=cat_check.CatCase, PoolCase=PoolCase)

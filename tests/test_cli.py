@@ -12,9 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
-import reference.interpreter as interpreter  # noqa: E402
-from production import zoo  # noqa: E402
-from production.cli import main  # noqa: E402
+import quantspec.reference.interpreter as interpreter
+from quantspec.production import zoo
+from quantspec.production.cli import main
 
 SHAPE = ["2", "3", "16", "16"]  # --input-shape N C H W of the calibration batches
 
@@ -72,13 +72,13 @@ def test_quantize_records_the_input_shape_for_export_and_verify(
 ) -> None:
     # The fixture quantized with --input-shape 2 3 16 16: the file remembers (3, 16, 16), so
     # verify and export need no --input-shape; the exported file pins the shape (batch free).
-    from production.io import input_shape
+    from quantspec.production.io import input_shape
 
     assert input_shape(quantized) == (3, 16, 16)
     assert main(["verify", str(quantized), "--random", "2"]) == 0
     assert "bit-exact" in capsys.readouterr().out
     assert main(["export", str(quantized), str(files / "recorded.qsm")]) == 0
-    import reference
+    from quantspec import reference
 
     assert reference.load(files / "recorded.qsm").inputs[0].shape == (None, 3, 16, 16)
 
@@ -88,7 +88,7 @@ def test_input_shape_reads_the_zip_entry_without_loading_the_model(
 ) -> None:
     import zipfile
 
-    from production.io import input_shape
+    from quantspec.production.io import input_shape
 
     def no_load(*args: object, **kwargs: object) -> None:
         raise AssertionError("input_shape must not load the model")
@@ -215,9 +215,9 @@ def test_models_check_catches_one_differing_word() -> None:
 
     from hypothesis import strategies as st
 
-    from conformance import models, runner
-    from conformance.checks.models import CHECK
-    from production.environment import detect_profile
+    from quantspec.conformance import models, runner
+    from quantspec.conformance.checks.models import CHECK
+    from quantspec.production.environment import detect_profile
 
     fixed = dataclasses.replace(CHECK, cases=st.just(models.ModelSpec(8, 4, (models.ConvSpec(4),))))
     assert runner.run_check(fixed, "smoke", detect_profile()).status == "ok"

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from production.compare import COLUMNS, Comparison, compare, load_float  # noqa: E402
+from quantspec.production.compare import COLUMNS, Comparison, compare, load_float
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 CHECKPOINT = SHARED / "models" / "resnet20-12fca82f.th"
@@ -95,7 +95,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 def test_plot_without_matplotlib_fails_early(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from production.compare import require_matplotlib
+    from quantspec.production.compare import require_matplotlib
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise
     with pytest.raises(ImportError, match=r"pip install 'quantspec\[plot\]'"):
@@ -103,8 +103,8 @@ def test_plot_without_matplotlib_fails_early(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_eager_copy_computes_the_zoo_model() -> None:
-    from production import zoo
-    from production.eager import quantizable_copy
+    from quantspec.production import zoo
+    from quantspec.production.eager import quantizable_copy
 
     float_model = zoo.build("cifar_resnet20", seed=3)
     copy = quantizable_copy("cifar_resnet20", float_model.state_dict())
@@ -115,7 +115,7 @@ def test_eager_copy_computes_the_zoo_model() -> None:
 
 
 def test_eager_copy_bad_arguments() -> None:
-    from production.eager import QuantizableCifarResNet, quantizable_copy
+    from quantspec.production.eager import QuantizableCifarResNet, quantizable_copy
 
     with pytest.raises(ValueError, match="no eager-mode quantizable copy of 'resnet18'"):
         quantizable_copy("resnet18", {})

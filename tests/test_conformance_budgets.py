@@ -6,10 +6,11 @@ import pytest
 
 pytest.importorskip("torch")  # the check modules import torch
 
-from hypothesis import given, settings as hsettings  # noqa: E402
+from hypothesis import given
+from hypothesis import settings as hsettings
 
-from conformance import settings as conform_settings  # noqa: E402
-from conformance.checks._pool_cases import pool_shapes  # noqa: E402
+from quantspec.conformance import settings as conform_settings
+from quantspec.conformance.checks._pool_cases import pool_shapes
 
 MAPPING = {"smoke": 0.5, "default": 2.2, "thorough": 0.25}
 

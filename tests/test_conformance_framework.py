@@ -12,15 +12,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra import numpy as hnp  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from conformance import runner  # noqa: E402
-from conformance.checks import CHECKS, OpCheck, load_all  # noqa: E402
-from conformance.checks import conv2d as conv_check  # noqa: E402
-from conformance.checks import quantize_per_tensor as qpt  # noqa: E402
-from conformance.strategies import (  # noqa: E402
+from quantspec.conformance import runner
+from quantspec.conformance.checks import CHECKS, OpCheck, load_all
+from quantspec.conformance.checks import conv2d as conv_check
+from quantspec.conformance.checks import quantize_per_tensor as qpt
+from quantspec.conformance.strategies import (
     FloatArrayCase,
     QParams,
     QTensorCase,
@@ -30,10 +30,10 @@ from conformance.strategies import (  # noqa: E402
     qtensors,
     shapes,
 )
-from production import cli  # noqa: E402
-from production.environment import detect_profile  # noqa: E402
-from reference.profile import get_profile  # noqa: E402
-from reference.qtensor import QDtype, QTensor  # noqa: E402
+from quantspec.production import cli
+from quantspec.production.environment import detect_profile
+from quantspec.reference.profile import get_profile
+from quantspec.reference.qtensor import QDtype, QTensor
 
 P213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 
@@ -155,7 +155,7 @@ def test_unknown_settings_profile_is_refused() -> None:
 def test_smoke_cases_tell_the_torch_releases_apart(name) -> None:
     # The reference for the OTHER release must fail against the installed torch: the
     # strategies really produce ties with odd zero points (2.13 and 2.14 differ only there).
-    from production.environment import detect_profile
+    from quantspec.production.environment import detect_profile
 
     running = detect_profile()
     other = get_profile(running.name.replace(running.torch_release, "2.14" if running.torch_release == "2.13" else "2.13"))
@@ -167,7 +167,7 @@ def test_smoke_cases_tell_the_torch_releases_apart(name) -> None:
 @given(st.one_of(float_arrays(QParams(0.5, 3, QDtype.quint8)), per_channel_float_arrays(), qtensors()))
 def test_a_printed_case_rebuilds_the_same_values(case) -> None:
     # A failure report is only useful if pasting it back gives the very same input.
-    import reference.qtensor as qtensor_module
+    import quantspec.reference.qtensor as qtensor_module
 
     namespace = dict(np=np, QDtype=QDtype, QTensor=QTensor, MemoryFormat=qtensor_module.MemoryFormat,
                      FloatArrayCase=FloatArrayCase, QTensorCase=QTensorCase)
@@ -181,7 +181,7 @@ def test_a_printed_case_rebuilds_the_same_values(case) -> None:
 
 
 def test_ci_runs_are_derandomized_and_database_free(monkeypatch) -> None:
-    from conformance import settings as conform_settings
+    from quantspec.conformance import settings as conform_settings
 
     monkeypatch.setenv("CI", "true")
     ci = conform_settings.get("default")
@@ -192,15 +192,17 @@ def test_ci_runs_are_derandomized_and_database_free(monkeypatch) -> None:
     assert conform_settings.get("smoke").derandomize  # smoke is reproducible everywhere
 
 
-def test_the_cli_imports_conformance_only_inside_the_verb() -> None:
+def test_deployment_imports_no_test_tooling() -> None:
+    # `quantspec.production` and the CLI (until its conform verb runs) load neither the
+    # conformance package nor Hypothesis nor pytest: a deployment installs none of them.
     import subprocess
     import sys
-    from pathlib import Path
 
-    program = "import sys, production.cli as c; c.build_parser(); print(sorted({'conformance', 'hypothesis'} & set(sys.modules)))"
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", program], cwd=root, capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    program = (
+        "import sys, quantspec.production, quantspec.production.cli as c; c.build_parser(); "
+        "print(sorted({'quantspec.conformance', 'hypothesis', 'pytest'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd="/", capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -221,7 +223,7 @@ def test_one_in_is_about_one_in_n():
 
 def _runs_winograd(case: conv_check.ConvCase) -> bool:
     """Whether the reference's conv2d formed this case's sums by Winograd (a spy on winograd_sums)."""
-    conv_module = importlib.import_module("reference.ops.conv2d")
+    conv_module = importlib.import_module("quantspec.reference.ops.conv2d")
     with mock.patch.object(conv_module, "winograd_sums", wraps=conv_module.winograd_sums) as spy:
         conv_check.reference(case, detect_profile())
     return spy.called

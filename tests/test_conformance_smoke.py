@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from conformance import runner  # noqa: E402
-from conformance.checks import load_all  # noqa: E402
-from production.environment import detect_profile  # noqa: E402
+from quantspec.conformance import runner
+from quantspec.conformance.checks import load_all
+from quantspec.production.environment import detect_profile
 
 CHECK_NAMES = sorted(load_all())
 

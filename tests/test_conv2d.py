@@ -9,10 +9,10 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from plain_gemm import saturated_pair_sums
 
-from reference.ops import OPS, conv2d, conv2d_relu, conv_path
-from reference.ops.conv2d import prepare_conv_weight
-from reference.profile import get_profile
-from reference.qtensor import MemoryFormat, QTensor
+from quantspec.reference.ops import OPS, conv2d, conv2d_relu, conv_path
+from quantspec.reference.ops.conv2d import prepare_conv_weight
+from quantspec.reference.profile import get_profile
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 VNNI_213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 VNNI_214 = get_profile("torch2.14-avx512_vnni-fbgemm")
@@ -172,10 +172,10 @@ def test_bad_inputs_are_named(kwargs, message):
 
 def test_matches_torch_on_every_path(monkeypatch):
     torch = pytest.importorskip("torch")
-    from production.bridge import from_torch, to_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import from_torch, to_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
-    monkeypatch.setattr(sys.modules["reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # band even these small convs
+    monkeypatch.setattr(sys.modules["quantspec.reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # band even these small convs
     profile = detect_profile()
     rng = np.random.default_rng(1)
     configs = [  # (in, out, kernel, stride, padding, groups)
@@ -201,7 +201,7 @@ def test_matches_torch_on_every_path(monkeypatch):
         assert np.array_equal(expected.int_repr, banded.int_repr)
         for workers in (1, 2):  # one output row per band, on one thread and on two
             with monkeypatch.context() as patch:
-                patch.setattr(sys.modules["reference.ops.conv2d"], "BAND_BYTES", 1)
+                patch.setattr(sys.modules["quantspec.reference.ops.conv2d"], "BAND_BYTES", 1)
                 row_bands = conv2d(x, w, bias, stride, padding, (1, 1), groups, 0.2, 100, profile=profile, workers=workers)
             assert np.array_equal(expected.int_repr, row_bands.int_repr)
         assert expected.memory_format is got.memory_format
@@ -211,7 +211,7 @@ def test_matches_torch_on_every_path(monkeypatch):
 def test_gemm_path_one_float32_gemm_when_window_norms_allow(monkeypatch):
     # 3x3 conv, 64 channels (K = 576), pad 1, w = 127 everywhere, a_zp 0:
     # 576 * 255 * 127 = 18,653,760 > 2^24, so the simple bound fails.
-    gemm = sys.modules["reference.ops._gemm"]
+    gemm = sys.modules["quantspec.reference.ops._gemm"]
     calls = []
     original = gemm._grouped_matmul
     monkeypatch.setattr(gemm, "_grouped_matmul", lambda *args: calls.append(args[0].shape) or original(*args))
@@ -238,7 +238,7 @@ def test_winograd_gives_the_direct_sums(monkeypatch):
     # here for a 3x3 image [[1, 2, 3], [4, 5, 6], [7, 8, 9]] (zp 0), weights all 1, padding 1:
     # each output is the sum of its 3x3 neighbourhood, e.g. corner 1+2+4+5 = 12, centre 45.
     # The 3x3 output takes 2x2 tiles, the last row and column of which are cut off.
-    conv = sys.modules["reference.ops.conv2d"]
+    conv = sys.modules["quantspec.reference.ops.conv2d"]
     monkeypatch.setattr(conv, "WINOGRAD_MIN_PIXELS", 0)
     calls = []
     original = conv.winograd_sums
@@ -251,8 +251,8 @@ def test_winograd_gives_the_direct_sums(monkeypatch):
 
 def test_winograd_matches_torch(monkeypatch):
     torch = pytest.importorskip("torch")
-    from production.bridge import from_torch, to_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import from_torch, to_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
     # 30x29 outputs (870 >= WINOGRAD_MIN_PIXELS): 15x15 tiles, the last column cut off.
     rng = np.random.default_rng(5)
@@ -262,8 +262,8 @@ def test_winograd_matches_torch(monkeypatch):
     with fbgemm_engine():
         packed = torch.ops.quantized.conv2d_prepack(to_torch(w), torch.from_numpy(bias), [1, 1], [1, 1], [1, 1], 1)
         expected = from_torch(torch.ops.quantized.conv2d_relu(to_torch(x), packed, 0.3, 7))
-    conv = sys.modules["reference.ops.conv2d"]
-    monkeypatch.setattr(sys.modules["reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # 30 * 29 * 8 * 144 = 1.0M multiply-adds: band it
+    conv = sys.modules["quantspec.reference.ops.conv2d"]
+    monkeypatch.setattr(sys.modules["quantspec.reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # 30 * 29 * 8 * 144 = 1.0M multiply-adds: band it
     bands = []  # (tile rows, output channels) of every winograd_sums call; threads append in any order
     original = conv.winograd_sums
     monkeypatch.setattr(conv, "winograd_sums", lambda *args: bands.append(args[3:5]) or original(*args))
@@ -287,7 +287,7 @@ def test_winograd_matches_torch(monkeypatch):
 
 
 def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatch):
-    conv = sys.modules["reference.ops.conv2d"]
+    conv = sys.modules["quantspec.reference.ops.conv2d"]
     calls = []
     original = conv.requant_params
     monkeypatch.setattr(conv, "requant_params", lambda *args: calls.append(args[0::2]) or original(*args))
@@ -322,10 +322,10 @@ def test_pair_saturation_is_the_same_in_every_band_cut(monkeypatch):
     # band from the band's raw windows and the band's weight rows. High activations times
     # same-signed extreme weights saturate most pairs (255 * 127 * 2 = 64770 > 32767);
     # every cut must give the plain accumulators of `_saturated_pair_acc`, requantized.
-    from reference.ops._requantize import requant_params, requantize_u8acc32
+    from quantspec.reference.ops._requantize import requant_params, requantize_u8acc32
 
-    conv = sys.modules["reference.ops.conv2d"]
-    monkeypatch.setattr(sys.modules["reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)
+    conv = sys.modules["quantspec.reference.ops.conv2d"]
+    monkeypatch.setattr(sys.modules["quantspec.reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)
     rng = np.random.default_rng(4)
     x = QTensor(rng.integers(240, 256, (2, 16, 6, 7)).astype(np.uint8), 0.05, 3, "quint8")
     w = QTensor(np.where(rng.random((8, 16, 3, 3)) < 0.9, 127, -128).astype(np.int8), 0.01, 0, "qint8")

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from conformance.checks import convert
-from conformance.checks.calibration import CalibrationCase
-from conformance.runner import compare_outputs
-from production import zoo
-from production.environment import detect_profile, fbgemm_engine, torch_threads
+from quantspec.conformance.checks import convert
+from quantspec.conformance.checks.calibration import CalibrationCase
+from quantspec.conformance.runner import compare_outputs
+from quantspec.production import zoo
+from quantspec.production.environment import detect_profile, fbgemm_engine, torch_threads
 
 SMALL = CalibrationCase("cifar_resnet20", 0.25, 0, 2, 0)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from production.data import EvalTransform, ImageFolder, center_crop, cifar_transform, resize_shorter_side
+from quantspec.production.data import EvalTransform, ImageFolder, center_crop, cifar_transform, resize_shorter_side
 
 
 def _save(path: Path, pixels: np.ndarray) -> None:

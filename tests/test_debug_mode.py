@@ -13,9 +13,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from production.quantize import quantize_jit  # noqa: E402
-from production.verify import capture_intermediates  # noqa: E402
-from reference.numerics import cvt_rne, f32, fma32  # noqa: E402
+from quantspec.production.quantize import quantize_jit
+from quantspec.production.verify import capture_intermediates
+from quantspec.reference.numerics import cvt_rne, f32, fma32
 
 nn = torch.nn
 

@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from production.environment import detect_profile, fbgemm_engine  # noqa: E402
-from production.export import export  # noqa: E402
-from reference.interpreter import ModelFileError, PackedConv, PackedLinear, load  # noqa: E402
-from reference.interpreter.file_format import FORMAT_VERSION  # noqa: E402
+from quantspec.production.environment import detect_profile, fbgemm_engine
+from quantspec.production.export import export
+from quantspec.reference.interpreter import ModelFileError, PackedConv, PackedLinear, load
+from quantspec.reference.interpreter.file_format import FORMAT_VERSION
 
 
 class SmallNet(torch.nn.Module):
@@ -127,7 +127,7 @@ def test_export_refuses_a_plain_module(tmp_path):
 
 
 def test_export_refuses_an_unconverted_scripted_module(tmp_path):
-    from production.export import ExportError
+    from quantspec.production.export import ExportError
 
     with pytest.raises(ExportError, match="prim::Call.*frozen, inlined output of quantize_jit"):
         export(torch.jit.script(SmallNet().eval()), tmp_path / "x.qsm")

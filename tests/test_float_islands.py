@@ -14,9 +14,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from reference.ops import float_ops
-from reference.ops._float_gemm import fma_k_blocks, sgemm_order_known, uses_mkldnn
-from reference.profile import DEFAULT_PROFILE, NumericsProfile
+from quantspec.reference.ops import float_ops
+from quantspec.reference.ops._float_gemm import fma_k_blocks, sgemm_order_known, uses_mkldnn
+from quantspec.reference.profile import DEFAULT_PROFILE, NumericsProfile
 
 MKL_AMD = dataclasses.replace(DEFAULT_PROFILE, float_gemm="mkl2024.2-amd")
 BIG = 2.0**24
@@ -123,8 +123,8 @@ def test_use_mkldnn_rule(shape, kernel, stride, threads, expected):
 
 def test_interpreter_dequantize_keeps_channels_last_strides_for_the_float_conv():
     # torch's dequantize keeps the memory format; the float conv picks its kernel by it.
-    from reference.interpreter.kernels import KERNELS, RunContext
-    from reference.qtensor import MemoryFormat, QTensor, memory_format_of
+    from quantspec.reference.interpreter.kernels import KERNELS, RunContext
+    from quantspec.reference.qtensor import MemoryFormat, QTensor, memory_format_of
 
     q = QTensor(np.zeros((1, 2, 3, 4), np.uint8), 0.5, 0, "quint8", memory_format=MemoryFormat.channels_last)
     x = KERNELS["aten::dequantize"]([q], RunContext(MKL_AMD))
@@ -146,7 +146,7 @@ def test_profile_field_defaults_to_unspecified_and_is_checked():
 @pytest.fixture(scope="module")
 def torch_mkl_amd():
     torch = pytest.importorskip("torch")
-    from production.environment import detect_profile
+    from quantspec.production.environment import detect_profile
 
     profile = detect_profile()
     if profile.float_gemm != "mkl2024.2-amd":
@@ -155,7 +155,7 @@ def torch_mkl_amd():
 
 
 def test_detect_float_gemm_needs_amd_and_no_mkl_cbwr(torch_mkl_amd, monkeypatch):
-    from production import environment
+    from quantspec.production import environment
 
     monkeypatch.setenv("MKL_CBWR", "AVX2")
     assert environment.detect_float_gemm() == "unspecified"
@@ -176,7 +176,7 @@ LINEAR_SHAPES = [(1, 16, 10), (2, 32, 10), (1, 1024, 10), (3, 512, 13), (1, 64, 
 )
 def test_linear_matches_torch(torch_mkl_amd, threads, n, k, m):
     torch, profile = torch_mkl_amd
-    from production.environment import torch_threads
+    from quantspec.production.environment import torch_threads
 
     assert sgemm_order_known(n, m, k, threads)
     rng = np.random.default_rng(n * 1000 + k + m)
@@ -210,7 +210,7 @@ def test_two_threads_with_a_batch_mkl_splits_is_outside_the_verified_set():
 )
 def test_conv2d_matches_torch(torch_mkl_amd, threads, n, c, size, oc, stride, channels_last):
     torch, profile = torch_mkl_amd
-    from production.environment import torch_threads
+    from quantspec.production.environment import torch_threads
 
     rng = np.random.default_rng(n + c + size + oc + stride)
     x = rng.standard_normal((n, c, size, size)).astype(np.float32)
@@ -242,7 +242,7 @@ ZOO_CASES = [
 @pytest.mark.parametrize("name, width, size, runs", ZOO_CASES)
 def test_zoo_models_with_float_islands_verify_bit_exact(torch_mkl_amd, name, width, size, runs):
     torch, profile = torch_mkl_amd
-    from production.verify import verify
+    from quantspec.production.verify import verify
 
     gen = torch.Generator().manual_seed(3)
     converted = _convert(torch, name, width, torch.randn(2, 3, size, size, generator=gen))
@@ -257,8 +257,8 @@ def _convert(torch, name: str, width: float, calib):
     observer (same dtypes and schemes as the fbgemm default, calibrated much faster)."""
     from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer
 
-    import production
-    from production import zoo
+    from quantspec import production
+    from quantspec.production import zoo
 
     fast = QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True), weight=default_per_channel_weight_observer)
     qconfig_dict = {key: (None if value is None else fast) for key, value in zoo.qconfig_dict(name).items()}
@@ -272,8 +272,7 @@ def _convert(torch, name: str, width: float, calib):
 
 def test_export_writes_float_gemm_and_load_reads_it(torch_mkl_amd, tmp_path):
     torch, profile = torch_mkl_amd
-    import production
-    import reference
+    from quantspec import production, reference
 
     converted = _convert(torch, "island_net", 0.25, torch.randn(1, 3, 16, 16))
     path = production.export(converted, tmp_path / "island.qsm")

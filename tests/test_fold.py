@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.fold import fold_conv_bn
+from quantspec.reference.fold import fold_conv_bn
 
 
 def f32s(*values: float) -> np.ndarray:
@@ -154,10 +154,10 @@ def test_resnet20_quantize_jit_weights_and_input_qparams_match_reference() -> No
 
     if not os.path.exists(RESNET20):
         pytest.skip(f"{RESNET20} not available")
-    from production.quantize import quantize_jit
-    from production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
-    from reference.observers import HistogramObserver, PerChannelMinMaxObserver
-    from reference.ops import quantize_per_channel
+    from quantspec.production.quantize import quantize_jit
+    from quantspec.production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
+    from quantspec.reference.observers import HistogramObserver, PerChannelMinMaxObserver
+    from quantspec.reference.ops import quantize_per_channel
 
     model = load_checkpoint(cifar_resnet20(), RESNET20).eval()
     rng = np.random.default_rng(0)

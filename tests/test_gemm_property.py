@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
 from plain_gemm import saturated_pair_sums, side_by_side
-from reference.ops._gemm import exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
+
+from quantspec.reference.ops._gemm import exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
 
 U8_EDGES = (0, 1, 127, 128, 129, 254, 255)
 S8_EDGES = (-128, -127, -1, 0, 1, 64, 65, 126, 127)
@@ -228,7 +228,7 @@ def test_parallel_for_runs_every_item_once_on_the_caller_and_the_pool():
     import threading
     import time
 
-    from reference.ops._gemm import parallel_for
+    from quantspec.reference.ops._gemm import parallel_for
 
     seen = []
     lock = threading.Lock()
@@ -246,7 +246,7 @@ def test_parallel_for_runs_every_item_once_on_the_caller_and_the_pool():
 def test_parallel_for_raises_the_first_error_after_every_thread_stopped():
     import threading
 
-    from reference.ops._gemm import parallel_for
+    from quantspec.reference.ops._gemm import parallel_for
 
     done = []
 

@@ -8,10 +8,16 @@ import importlib
 import numpy as np
 import pytest
 
-import reference
-from reference.interpreter import ModelFileError, NodeError, ScriptException, UnknownNodeKind
-from reference.interpreter.file_format import FORMAT_VERSION, ArrayStore, decode_value, encode_value, write_model_file
-from reference.qtensor import MemoryFormat, QTensor
+from quantspec import reference
+from quantspec.reference.interpreter import ModelFileError, NodeError, ScriptException, UnknownNodeKind
+from quantspec.reference.interpreter.file_format import (
+    FORMAT_VERSION,
+    ArrayStore,
+    decode_value,
+    encode_value,
+    write_model_file,
+)
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 
 def write(path, nodes, constants, inputs=(("x", [None, 4]),), outputs=("y",), profile=None):
@@ -150,8 +156,8 @@ def test_converted_torch_model_runs_bit_exactly(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from torch.ao.quantization import get_default_qconfig, quantize_jit
 
-    from production.environment import fbgemm_engine
-    from production.export import export
+    from quantspec.production.environment import fbgemm_engine
+    from quantspec.production.export import export
 
     class Net(torch.nn.Module):
         def __init__(self) -> None:
@@ -181,13 +187,13 @@ def test_converted_torch_model_runs_bit_exactly(tmp_path, monkeypatch):
     model = reference.load(tmp_path / "net.qsm")
     assert np.array_equal(reference.run(model, x.numpy()), expected)
     # Two GEMM workers cut every conv/linear product into bands (even these small ones): the same outputs.
-    monkeypatch.setattr(importlib.import_module("reference.ops._gemm"), "MIN_MACS_PER_WORKER", 1)
+    monkeypatch.setattr(importlib.import_module("quantspec.reference.ops._gemm"), "MIN_MACS_PER_WORKER", 1)
     assert np.array_equal(reference.run(model, x.numpy(), workers=2), expected)
 
 
 def test_conv_and_linear_weights_are_prepared_once_per_model(tmp_path, monkeypatch):
-    from reference.interpreter import file_format
-    from reference.interpreter.file_format import PackedConv, PackedLinear
+    from quantspec.reference.interpreter import file_format
+    from quantspec.reference.interpreter.file_format import PackedConv, PackedLinear
 
     calls = []
     for name in ("prepare_conv_weight", "prepare_linear_weight"):
@@ -247,14 +253,14 @@ def test_two_workers_give_every_node_the_same_values_on_resnet18(tmp_path, monke
     torch = pytest.importorskip("torch")
     from torch.ao.quantization import get_default_qconfig
 
-    from production import export, quantize_jit
-    from production.zoo import build
+    from quantspec.production import export, quantize_jit
+    from quantspec.production.zoo import build
 
     calib = [torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))]
     converted = quantize_jit(torch.jit.script(build("resnet18", width=0.25)), {"": get_default_qconfig("fbgemm")},
                              lambda m, data: [m(x) for x in data], [calib])
     model = reference.load(export(converted, tmp_path / "resnet18.qsm"))
-    gemm, conv = (importlib.import_module(f"reference.ops.{name}") for name in ("_gemm", "conv2d"))
+    gemm, conv = (importlib.import_module(f"quantspec.reference.ops.{name}") for name in ("_gemm", "conv2d"))
     monkeypatch.setattr(gemm, "MIN_MACS_PER_WORKER", 1)
     monkeypatch.setattr(conv, "BAND_BYTES", 16 * 2**10)
     winograd_calls = []

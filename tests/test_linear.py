@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from reference.ops import OPS, linear, linear_relu
-from reference.profile import get_profile
-from reference.qtensor import MemoryFormat, QTensor
+from quantspec.reference.ops import OPS, linear, linear_relu
+from quantspec.reference.profile import get_profile
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 VNNI = get_profile("torch2.13-avx512_vnni-fbgemm")
 AVX2 = get_profile("torch2.13-avx2-fbgemm")
@@ -125,8 +125,8 @@ def test_bad_inputs_are_named(x, w, bias, message):
 
 def test_matches_torch():
     torch = pytest.importorskip("torch")
-    from production.bridge import to_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import to_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
     profile = detect_profile()
     rng = np.random.default_rng(0)
@@ -149,7 +149,7 @@ def test_one_float32_gemm_when_cauchy_schwarz_bounds_every_partial_sum(monkeypat
     #   S = 255 * -128 = -32640; out scale 2^8: -127.5 -> rne -128; + zp 200 = 72
     # Rows of 255 everywhere: 39,015,000 * 9,830,400 = 3.8e14 > 2^48 (2.8e14): chunks.
     #   S = 600 * -32640 = -19,584,000; out scale 2^17: -149.41 -> -149; + zp 200 = 51
-    gemm = sys.modules["reference.ops._gemm"]
+    gemm = sys.modules["quantspec.reference.ops._gemm"]
     calls = []
     original = gemm._grouped_matmul
     monkeypatch.setattr(gemm, "_grouped_matmul", lambda *args: calls.append(args[0].shape) or original(*args))
@@ -164,7 +164,7 @@ def test_one_float32_gemm_when_cauchy_schwarz_bounds_every_partial_sum(monkeypat
 
 
 def test_gemm_workers_do_not_change_the_result(monkeypatch):
-    monkeypatch.setattr(sys.modules["reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # band even this small GEMM
+    monkeypatch.setattr(sys.modules["quantspec.reference.ops._gemm"], "MIN_MACS_PER_WORKER", 1)  # band even this small GEMM
     rng = np.random.default_rng(3)
     x = QTensor(rng.integers(0, 256, (37, 300)).astype(np.uint8), 0.02, 7, "quint8")
     w = QTensor(rng.integers(-128, 128, (11, 300)).astype(np.int8), 0.01, 0, "qint8")

@@ -7,10 +7,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.ops import chunk, clamp, contiguous, hardsigmoid, hardswish, hardtanh, mean, mul, relu, transpose
-from reference.ops.float_ops import FLOAT_OPS
-from reference.profile import get_profile
-from reference.qtensor import MemoryFormat, QTensor
+from quantspec.reference.ops import (
+    chunk,
+    clamp,
+    contiguous,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    mean,
+    mul,
+    relu,
+    transpose,
+)
+from quantspec.reference.ops.float_ops import FLOAT_OPS
+from quantspec.reference.profile import get_profile
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 P213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 P214 = get_profile("torch2.14-avx512_vnni-fbgemm")
@@ -188,8 +199,8 @@ def test_float_pools_ceil_mode_dilation_and_nan():
 
 def _torch_cases():
     torch = pytest.importorskip("torch")
-    from production.bridge import from_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import from_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
     return torch, from_torch, detect_profile(), fbgemm_engine
 
@@ -248,7 +259,7 @@ def test_mean_with_fewer_than_8_channels_uses_scalar_outer_sum():
     # not row_sum's 4 interleaved streams; on these integers the two orders give different
     # float means and one quantized mean differs (120 vs 121). Found by conformance.models.
     torch, from_torch, profile, fbgemm_engine = _torch_cases()
-    from production.bridge import to_torch
+    from quantspec.production.bridge import to_torch
 
     ints = np.random.default_rng(0).integers(0, 256, (2, 4, 6, 6)).astype(np.uint8)
     q = QTensor(ints, 0.1, 3, "quint8", memory_format=MemoryFormat.channels_last)

@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings
 
-from conformance.models import (  # noqa: E402
+from quantspec.conformance.models import (
     ConcatSpec,
     ConvSpec,
     ModelSpec,

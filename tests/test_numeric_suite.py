@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from production.numeric_suite import GraphNode, align, canonical_ops, layer_error, sqnr_db, worst_first
+from quantspec.production.numeric_suite import GraphNode, align, canonical_ops, layer_error, sqnr_db, worst_first
 
 
 def _n(kind: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> GraphNode:
@@ -88,7 +88,7 @@ def test_worst_first_orders_by_sqnr_then_error() -> None:
 
 def test_float_model_captures_every_intermediate() -> None:
     torch = pytest.importorskip("torch")
-    from production.numeric_suite import FloatModel
+    from quantspec.production.numeric_suite import FloatModel
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
@@ -119,10 +119,9 @@ def _tiny_models(torch, tmp_path, images):
     (calibrated on the test images, so activations stay inside the observed ranges)."""
     from torch import nn
 
-    from production.data import ImageFolder, cifar_transform
-
-    from production.io import save
-    from production.quantize import quantize_jit
+    from quantspec.production.data import ImageFolder, cifar_transform
+    from quantspec.production.io import save
+    from quantspec.production.quantize import quantize_jit
 
     class Net(nn.Module):
         def __init__(self) -> None:
@@ -159,8 +158,8 @@ def _tiny_images(tmp_path):
 
 def test_inspect_end_to_end(tmp_path) -> None:
     torch = pytest.importorskip("torch")
-    from production.data import ImageFolder, cifar_transform
-    from production.numeric_suite import inspect
+    from quantspec.production.data import ImageFolder, cifar_transform
+    from quantspec.production.numeric_suite import inspect
 
     images = _tiny_images(tmp_path)
     _tiny_models(torch, tmp_path, images)
@@ -176,7 +175,7 @@ def test_inspect_end_to_end(tmp_path) -> None:
     # The input quantize row, recomputed with torch's own quantize on the same images and qparams.
     row = next(r for r in report.activations if r.kind == "aten::quantize_per_tensor")
     x = torch.from_numpy(next(ImageFolder(images, cifar_transform()).batches(4, progress=False))[0])
-    from production.io import load
+    from quantspec.production.io import load
 
     node = next(n for n in load(tmp_path / "int8.pt").graph.nodes() if n.kind() == "aten::quantize_per_tensor")
     scale, zero_point = (list(node.inputs())[i].toIValue() for i in (1, 2))
@@ -188,7 +187,7 @@ def test_inspect_end_to_end(tmp_path) -> None:
 
 def test_inspect_refuses_a_different_float_model(tmp_path) -> None:
     torch = pytest.importorskip("torch")
-    from production.numeric_suite import inspect
+    from quantspec.production.numeric_suite import inspect
 
     images = _tiny_images(tmp_path)
     _tiny_models(torch, tmp_path, images)

@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis.extra import numpy as hnp
 
-from reference.numerics import INT32_MIN, cvt_rne, cvt_rne_fbgemm_clamped, f32, fma32, saturate_int16, wrap_int32
+from quantspec.reference.numerics import (
+    INT32_MIN,
+    cvt_rne,
+    cvt_rne_fbgemm_clamped,
+    f32,
+    fma32,
+    saturate_int16,
+    wrap_int32,
+)
 
 
 def _libm_fmaf():

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.observers import (
+from quantspec.reference.observers import (
     HistogramObserver,
     MinMaxObserver,
     MovingAverageMinMaxObserver,
     MovingAveragePerChannelMinMaxObserver,
     PerChannelMinMaxObserver,
 )
-from reference.observers._aten import cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
-from reference.observers.histogram import _quantile_steps
-from reference.qconfig import default_qconfig, get_default_qconfig
+from quantspec.reference.observers._aten import cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
+from quantspec.reference.observers.histogram import _quantile_steps
+from quantspec.reference.qconfig import default_qconfig, get_default_qconfig
 
 F32_EPS = float(np.finfo(np.float32).eps)
 
@@ -330,8 +330,8 @@ def test_nan_sticks_in_minmax_and_gives_nan_scale() -> None:
 )
 def test_matches_torch_on_batches_of_different_ranges(name: str, kwargs: dict) -> None:
     torch = pytest.importorskip("torch")
-    import reference.observers as ours
-    from conformance.checks.observers import torch_observer
+    import quantspec.reference.observers as ours
+    from quantspec.conformance.checks.observers import torch_observer
 
     rng = np.random.default_rng(7)
     batches = [
@@ -405,11 +405,10 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
     from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
     from torch.ao.quantization.observer import RecordingObserver
 
-    from conformance.checks.calibration import recorded_observers
-    from production.data import ImageFolder, cifar_transform
-    from production.environment import fbgemm_engine
-    from production.environment import known_deprecations_silenced
-    from production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
+    from quantspec.conformance.checks.calibration import recorded_observers
+    from quantspec.production.data import ImageFolder, cifar_transform
+    from quantspec.production.environment import fbgemm_engine, known_deprecations_silenced
+    from quantspec.production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
 
     model = load_checkpoint(cifar_resnet20(), RESNET20).eval()
     images = [torch.from_numpy(x) for x, _ in ImageFolder(CIFAR_CALIB, cifar_transform(), limit=16).batches(8, progress=False)]

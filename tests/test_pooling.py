@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.ops import adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from reference.profile import get_profile
-from reference.qtensor import MemoryFormat, QTensor
+from quantspec.reference.ops import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from quantspec.reference.profile import get_profile
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 P213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 P214 = get_profile("torch2.14-avx512_vnni-fbgemm")
@@ -142,8 +142,8 @@ def test_pools_match_torch_on_tie_inputs() -> None:
     pytest.importorskip("torch")
     import torch.nn.functional as F
 
-    from production.bridge import from_torch, to_torch
-    from production.environment import detect_profile, fbgemm_engine
+    from quantspec.production.bridge import from_torch, to_torch
+    from quantspec.production.environment import detect_profile, fbgemm_engine
 
     rng = np.random.default_rng(1)
     profile = detect_profile()

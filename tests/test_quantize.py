@@ -12,7 +12,15 @@ import re
 import numpy as np
 import pytest
 
-from reference import MemoryFormat, QDtype, QTensor, dequantize, get_profile, quantize_per_channel, quantize_per_tensor
+from quantspec.reference import (
+    MemoryFormat,
+    QDtype,
+    QTensor,
+    dequantize,
+    get_profile,
+    quantize_per_channel,
+    quantize_per_tensor,
+)
 
 P213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 P214 = get_profile("torch2.14-avx512_vnni-fbgemm")
@@ -187,7 +195,7 @@ def _literal(text: str) -> str:
 
 def _running_profile():
     pytest.importorskip("torch")
-    from production.environment import detect_profile
+    from quantspec.production.environment import detect_profile
 
     return detect_profile()
 
@@ -195,9 +203,9 @@ def _running_profile():
 @pytest.mark.parametrize("x, scale, zp, dtype, expected_213, expected_214", PER_TENSOR)
 def test_torch_agrees_with_the_hand_worked_per_tensor_examples(x, scale, zp, dtype, expected_213, expected_214) -> None:
     profile = _running_profile()
-    from conformance.checks.quantize_per_tensor import oracle
-    from conformance.oracles import oracle as pinned_engine
-    from conformance.strategies import FloatArrayCase
+    from quantspec.conformance.checks.quantize_per_tensor import oracle
+    from quantspec.conformance.oracles import oracle as pinned_engine
+    from quantspec.conformance.strategies import FloatArrayCase
 
     with pinned_engine():
         got = oracle(FloatArrayCase(np.array(x, np.float32), scale, zp, QDtype.parse(dtype))).int_repr.tolist()
@@ -207,9 +215,9 @@ def test_torch_agrees_with_the_hand_worked_per_tensor_examples(x, scale, zp, dty
 @pytest.mark.parametrize("x, scales, zps, axis, dtype, expected_213, expected_214", PER_CHANNEL)
 def test_torch_agrees_with_the_hand_worked_per_channel_examples(x, scales, zps, axis, dtype, expected_213, expected_214) -> None:
     profile = _running_profile()
-    from conformance.checks.quantize_per_channel import oracle
-    from conformance.oracles import oracle as pinned_engine
-    from conformance.strategies import FloatArrayCase
+    from quantspec.conformance.checks.quantize_per_channel import oracle
+    from quantspec.conformance.oracles import oracle as pinned_engine
+    from quantspec.conformance.strategies import FloatArrayCase
 
     case = FloatArrayCase(np.array(x, np.float32), np.array(scales), np.array(zps), QDtype.parse(dtype), axis=axis)
     with pinned_engine():
@@ -220,9 +228,9 @@ def test_torch_agrees_with_the_hand_worked_per_channel_examples(x, scales, zps, 
 @pytest.mark.parametrize("q, expected", DEQUANTIZE)
 def test_torch_agrees_with_the_hand_worked_dequantize_examples(q, expected) -> None:
     _running_profile()
-    from conformance.checks.dequantize import oracle
-    from conformance.oracles import oracle as pinned_engine
-    from conformance.strategies import QTensorCase
+    from quantspec.conformance.checks.dequantize import oracle
+    from quantspec.conformance.oracles import oracle as pinned_engine
+    from quantspec.conformance.strategies import QTensorCase
 
     with pinned_engine():
         assert _bits(oracle(QTensorCase(q))) == _bits(expected)

@@ -10,15 +10,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch import nn  # noqa: E402
-from torch.ao.quantization import get_default_qconfig, prepare_jit  # noqa: E402
+from torch import nn
+from torch.ao.quantization import get_default_qconfig, prepare_jit
 
-from production import load, quantize_jit, save  # noqa: E402
-from production.environment import fbgemm_engine  # noqa: E402
-from production.qconfig_dict import check_qconfig_dict, float_modules, resolve_qconfig  # noqa: E402
-from production.environment import KNOWN_DEPRECATIONS, known_deprecations_silenced
-from production.quantize import TracedFallbackWarning, node_kinds  # noqa: E402
-from production.zoo import build, qconfig_dict, randomize  # noqa: E402
+from quantspec.production import load, quantize_jit, save
+from quantspec.production.environment import (
+    KNOWN_DEPRECATIONS,
+    fbgemm_engine,
+    known_deprecations_silenced,
+)
+from quantspec.production.qconfig_dict import check_qconfig_dict, float_modules, resolve_qconfig
+from quantspec.production.quantize import TracedFallbackWarning, node_kinds
+from quantspec.production.zoo import build, qconfig_dict, randomize
 
 QCONFIG = get_default_qconfig("fbgemm")
 

@@ -8,11 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import reference  # noqa: E402
-from production.environment import fbgemm_engine  # noqa: E402
-from production.verify import input_qparams, tie_inputs, verify  # noqa: E402
-from reference.interpreter import kernels  # noqa: E402
-from reference.qtensor import QTensor  # noqa: E402
+from quantspec import reference
+from quantspec.production.environment import fbgemm_engine
+from quantspec.production.verify import input_qparams, tie_inputs, verify
+from quantspec.reference.interpreter import kernels
+from quantspec.reference.qtensor import QTensor
 
 nn = torch.nn
 
@@ -171,8 +171,8 @@ def test_first_mismatch_is_reported_with_a_replayable_repro(models, tmp_path, mo
 
 
 def test_verify_command_prints_kinds_and_returns_the_exit_status(models, tmp_path, capsys):
-    from production.io import save
-    from production.verify import verify_command
+    from quantspec.production.io import save
+    from quantspec.production.verify import verify_command
 
     save(models["basic"], tmp_path / "basic.pt")
     assert verify_command(tmp_path / "basic.pt", random=2, input_shape=(3, 12, 12)) == 0
@@ -185,7 +185,7 @@ def test_verify_command_prints_kinds_and_returns_the_exit_status(models, tmp_pat
 def test_values_compare_bit_for_bit_signed_zero_nan_payload_and_axis():
     # The old verify comparison used == on floats (0.0 == -0.0, NaN != NaN unless both
     # NaN) and only per_channel for qparams: each line below would have passed it.
-    from production.bridge import compare_bits, compare_with_torch
+    from quantspec.production.bridge import compare_bits, compare_with_torch
 
     zero, negative_zero = np.array([0.0], np.float32), np.array([-0.0], np.float32)
     assert not compare_bits(zero, negative_zero).equal  # bits 0x00000000 vs 0x80000000

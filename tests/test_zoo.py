@@ -10,12 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer  # noqa: E402
+from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer
 
-from production import quantize_jit  # noqa: E402
-from production.quantize import node_kinds  # noqa: E402
-from production.zoo import ZOO, build, cifar_resnet20, load_checkpoint, qconfig_dict  # noqa: E402
-from production.zoo.node_kinds import input_size  # noqa: E402
+from quantspec.production import quantize_jit
+from quantspec.production.quantize import node_kinds
+from quantspec.production.zoo import ZOO, build, cifar_resnet20, load_checkpoint, qconfig_dict
+from quantspec.production.zoo.node_kinds import input_size
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESNET20 = DATA / "models" / "resnet20-12fca82f.th"

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 from hypothesis import strategies as st
 
-from reference.profile import NumericsProfile
-from reference.qtensor import QTensor
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QTensor
 
 from ..settings import Budget
 

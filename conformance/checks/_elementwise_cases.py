@@ -9,8 +9,8 @@ from typing import Optional
 
 from hypothesis import strategies as st
 
-from reference.ops._tensor_iterator import GRAIN_SIZE
-from reference.qtensor import MemoryFormat, QDtype
+from quantspec.reference.ops._tensor_iterator import GRAIN_SIZE
+from quantspec.reference.qtensor import MemoryFormat, QDtype
 
 from ..strategies import QTensorCase, tail_lengths, zero_points
 from ._pool_cases import scale_values

@@ -14,8 +14,8 @@ from typing import Any, Iterator
 import numpy as np
 from hypothesis import strategies as st
 
-from reference.ops._pool_common import pooling_output_size, takes_nhwc_kernel
-from reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.reference.ops._pool_common import pooling_output_size, takes_nhwc_kernel
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..settings import size_scale
 from ..strategies import QTensorCase, zero_points

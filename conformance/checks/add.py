@@ -10,19 +10,20 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from reference.numerics import f32
-from production.environment import torch_threads
-from reference.ops import add, dequantize
-from reference.ops._tensor_iterator import GRAIN_SIZE
-from reference.profile import NumericsProfile
-from reference.qtensor import MemoryFormat, QDtype, QTensor
-from reference.quantize_kernels import inverse_scale_f32
+from quantspec.production.environment import torch_threads
+from quantspec.reference.numerics import f32
+from quantspec.reference.ops import add, dequantize
+from quantspec.reference.ops._tensor_iterator import GRAIN_SIZE
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.reference.quantize_kernels import inverse_scale_f32
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, count_exact_ties, one_in, zero_points
+from . import OpCheck, register
 from ._elementwise_cases import BinaryCase, shape_format_threads
 from ._pool_cases import EIGHT_BIT, scale_values
-from . import OpCheck, register
+
 
 def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:
     return add(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads, profile)

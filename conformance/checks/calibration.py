@@ -28,11 +28,11 @@ from torch.ao.quantization import QConfig, prepare_jit
 from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
 from torch.ao.quantization.observer import RecordingObserver
 
-from production import zoo
-from production.quantize import graph_nodes
-from production.environment import fbgemm_engine, known_deprecations_silenced, torch_threads
-from reference.profile import NumericsProfile
-from reference.qconfig import get_default_qconfig
+from quantspec.production import zoo
+from quantspec.production.environment import fbgemm_engine, known_deprecations_silenced, torch_threads
+from quantspec.production.quantize import graph_nodes
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qconfig import get_default_qconfig
 
 from .. import models
 from . import OpCheck, register

@@ -12,17 +12,17 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from production.environment import torch_threads
-from reference.ops import cat
-from reference.ops._pool_common import takes_nhwc_kernel
-from reference.profile import NumericsProfile
-from reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.production.environment import torch_threads
+from quantspec.reference.ops import cat
+from quantspec.reference.ops._pool_common import takes_nhwc_kernel
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
 from ..strategies import QTensorCase, one_in, zero_points
-from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values
 from . import OpCheck, register
+from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values
 
 
 @dataclass(frozen=True)

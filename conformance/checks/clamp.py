@@ -14,15 +14,15 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from reference.ops import clamp
-from reference.profile import NumericsProfile
-from reference.qtensor import QTensor
+from quantspec.reference.ops import clamp
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase
+from . import OpCheck, register
 from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
-from . import OpCheck, register
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from production.environment import detect_cpu_features, hardware_cpu_features
-from reference.ops import conv2d, conv_path
-from reference.ops.conv2d import WINOGRAD_MIN_PIXELS, groups_together
-from reference.profile import NumericsProfile
-from reference.qtensor import QDtype, QTensor
+from quantspec.production.environment import detect_cpu_features, hardware_cpu_features
+from quantspec.reference.ops import conv2d, conv_path
+from quantspec.reference.ops.conv2d import WINOGRAD_MIN_PIXELS, groups_together
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale

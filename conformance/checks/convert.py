@@ -33,15 +33,15 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, given, settings
 
-import reference
-from production import export, quantize_jit, zoo
-from production.environment import detect_profile, fbgemm_engine, known_deprecations_silenced, torch_threads
-from reference.fold import fold_conv_bn
-from reference.interpreter import PackedConv, PackedLinear
-from reference.interpreter.model import walk
-from reference.ops import quantize_per_channel
-from reference.profile import NumericsProfile
-from reference.qconfig import get_default_qconfig
+from quantspec import reference
+from quantspec.production import export, quantize_jit, zoo
+from quantspec.production.environment import detect_profile, fbgemm_engine, known_deprecations_silenced, torch_threads
+from quantspec.reference.fold import fold_conv_bn
+from quantspec.reference.interpreter import PackedConv, PackedLinear
+from quantspec.reference.interpreter.model import walk
+from quantspec.reference.ops import quantize_per_channel
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qconfig import get_default_qconfig
 
 from .. import models
 from ..runner import compare_outputs

@@ -6,9 +6,9 @@ from typing import Iterator
 
 import numpy as np
 
-from reference.ops import dequantize
-from reference.profile import NumericsProfile
-from reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.reference.ops import dequantize
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import to_torch
 from ..strategies import QTensorCase, qtensors

@@ -11,8 +11,8 @@ import torch
 from hypothesis import strategies as st
 from torch.jit._recursive import wrap_cpp_module
 
-from reference.fold import fold_conv_bn
-from reference.profile import NumericsProfile
+from quantspec.reference.fold import fold_conv_bn
+from quantspec.reference.profile import NumericsProfile
 
 from ..settings import size_scale
 from . import OpCheck, register

@@ -13,17 +13,16 @@ from typing import Iterator
 import torch
 from hypothesis import strategies as st
 
-from production.environment import torch_threads
-from reference.ops import hardsigmoid
-from reference.profile import NumericsProfile
-from reference.qtensor import QTensor
+from quantspec.production.environment import torch_threads
+from quantspec.reference.ops import hardsigmoid
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase
+from . import OpCheck, register
 from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
-from . import OpCheck, register
-
 
 TIE_EXPONENTS = (8, 9, 10)
 

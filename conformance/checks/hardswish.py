@@ -18,19 +18,18 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from production.environment import torch_threads
-from reference.numerics import f32
-from reference.ops import hardswish
-from reference.ops import dequantize
-from reference.ops._unary_float import dequantize_vector
-from reference.profile import NumericsProfile
-from reference.qtensor import QDtype, QTensor
+from quantspec.production.environment import torch_threads
+from quantspec.reference.numerics import f32
+from quantspec.reference.ops import dequantize, hardswish
+from quantspec.reference.ops._unary_float import dequantize_vector
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, zero_points
+from . import OpCheck, register
 from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
-from . import OpCheck, register
 
 
 @dataclass(frozen=True)

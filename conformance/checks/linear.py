@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from reference.ops import linear
-from reference.profile import NumericsProfile
-from reference.qtensor import QDtype, QTensor
+from quantspec.reference.ops import linear
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale

@@ -10,15 +10,15 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from production.environment import torch_threads
-from reference.ops import max_pool2d
-from reference.profile import NumericsProfile
-from reference.qtensor import QDtype, QTensor
+from quantspec.production.environment import torch_threads
+from quantspec.reference.ops import max_pool2d
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase
-from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw
 from . import OpCheck, register
+from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw
 
 
 def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:

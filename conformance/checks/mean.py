@@ -13,19 +13,18 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from production.environment import torch_threads
-from reference.ops import mean
-from reference.ops._tensor_iterator import orders_coincide
-from reference.profile import NumericsProfile
-from reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.production.environment import torch_threads
+from quantspec.reference.ops import mean
+from quantspec.reference.ops._tensor_iterator import orders_coincide
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
 from ..strategies import QTensorCase, one_in
+from . import OpCheck, register
 from ._elementwise_cases import qtensor_cases
 from ._pool_cases import EIGHT_BIT, LANE_CHANNELS
-from . import OpCheck, register
-
 
 # H*W from here on reaches multi_row_sum's fourth level (16-row steps: 16, 256, 4096).
 LEVEL3_ROWS = 4096

@@ -22,12 +22,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-import reference.interpreter as interpreter
-from production.bridge import from_torch
-from production.export import export
-from production.verify import capture_intermediates
-from reference.profile import NumericsProfile
-from reference.qtensor import QTensor
+import quantspec.reference.interpreter as interpreter
+from quantspec.production.bridge import from_torch
+from quantspec.production.export import export
+from quantspec.production.verify import capture_intermediates
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QTensor
 
 from .. import models
 from . import OpCheck, register

@@ -11,17 +11,17 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from production.environment import torch_threads
-from reference.ops import mul
-from reference.ops._tensor_iterator import GRAIN_SIZE
-from reference.profile import NumericsProfile
-from reference.qtensor import MemoryFormat, QDtype, QTensor
+from quantspec.production.environment import torch_threads
+from quantspec.reference.ops import mul
+from quantspec.reference.ops._tensor_iterator import GRAIN_SIZE
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, one_in, zero_points
+from . import OpCheck, register
 from ._elementwise_cases import BinaryCase, power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
-from . import OpCheck, register
 
 
 def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:

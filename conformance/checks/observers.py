@@ -26,9 +26,9 @@ import torch.ao.quantization.observer as torch_observers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from production.environment import known_deprecations_silenced
-from reference import observers as reference_observers
-from reference.profile import NumericsProfile
+from quantspec.production.environment import known_deprecations_silenced
+from quantspec.reference import observers as reference_observers
+from quantspec.reference.profile import NumericsProfile
 
 from ..oracles import oracle
 from ..strategies import format_array, one_in

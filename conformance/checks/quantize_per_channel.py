@@ -7,9 +7,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from reference.ops import quantize_per_channel
-from reference.profile import NumericsProfile
-from reference.qtensor import QDtype, QTensor
+from quantspec.reference.ops import quantize_per_channel
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import float_tensor, from_torch, torch_dtype
 from ..strategies import FloatArrayCase, exact_tie_count, per_channel_float_arrays

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from reference.ops import quantize_per_tensor
-from reference.profile import NumericsProfile
-from reference.qtensor import QDtype, QTensor
+from quantspec.reference.ops import quantize_per_tensor
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import float_tensor, from_torch, torch_dtype
 from ..strategies import FloatArrayCase, exact_tie_count, float_arrays, mostly, qparams, shapes

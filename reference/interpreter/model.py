@@ -12,6 +12,7 @@ from ..profile import NumericsProfile
 from .file_format import ModelFileError, decode_value, read_model_file
 from .kernels import KERNELS, RunContext, ScriptException, UnknownNodeKind
 
+
 class NodeError(RuntimeError):
     """A node failed while running; names the node kind and its source line."""
 

@@ -34,6 +34,7 @@ from ._gemm import (
     useful_workers,
 )
 from ._registry import register_op
+from ._requantize import RequantParams, checked_bias, requant_params, requantize_u8acc32
 from ._winograd import (
     WinogradWeights,
     prepare_winograd,
@@ -42,7 +43,6 @@ from ._winograd import (
     winograd_is_exact,
     winograd_sums,
 )
-from ._requantize import RequantParams, checked_bias, requant_params, requantize_u8acc32
 
 CONV_PATHS = ("depthwise", "groupwise", "pointwise", "im2col")
 

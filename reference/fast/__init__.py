@@ -1,0 +1,1 @@
+"""Fast kernels: the same integers as `quantspec.reference.ops`, computed quickly."""
