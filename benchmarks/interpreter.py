@@ -119,9 +119,9 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
 
     import numpy as np
 
-    from quantspec.reference.ops._winograd import tile_counts
+    from quantspec.reference.fast.winograd import tile_counts
 
-    conv = importlib.import_module("quantspec.reference.ops.conv2d")  # the module, not the op of that name
+    conv = importlib.import_module("quantspec.reference.fast.conv2d")  # the module, not the op of that name
     generator = np.random.default_rng(0)
     operands = []
     for node in model.nodes:
@@ -143,7 +143,7 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
 
 def _time_gemms(gemms: list[tuple[Any, Any]], threads: int) -> float:
     """Seconds for the GEMMs alone, each cut into `threads` row bands on threads like the interpreter's."""
-    from quantspec.reference.ops._gemm import _grouped_matmul
+    from quantspec.reference.fast.gemm import _grouped_matmul
 
     start = time.perf_counter()
     for a, w in gemms:

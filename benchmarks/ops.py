@@ -5,8 +5,9 @@
 Each benchmark case builds its inputs once, then times the reference op and the torch op
 (fbgemm engine, `torch.set_num_threads(1)`; NumPy's BLAS is pinned to one thread below,
 before NumPy loads) as the best of `--repeat` runs, and checks that both give the same
-integers. To add an op, append `BenchCase`s to `CASES` (a `make` function returning the
-two callables).
+integers. conv2d and linear run the fast kernels (`reference.fast`) with their weights
+prepared once, as torch's are prepacked once. To add an op, append `BenchCase`s to `CASES`
+(a `make` function returning the two callables).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import torch
 
 from quantspec.production.bridge import from_torch, to_torch
 from quantspec.production.environment import detect_profile, fbgemm_engine
-from quantspec.reference.ops import adaptive_avg_pool2d, add, avg_pool2d, cat, conv2d, conv_path, linear, max_pool2d
+from quantspec.reference import fast
+from quantspec.reference.ops import adaptive_avg_pool2d, add, avg_pool2d, cat, conv_path, max_pool2d
 from quantspec.reference.qtensor import (
     MemoryFormat,
     QTensor,
@@ -71,7 +73,12 @@ def conv_case(name: str, batch: int, cin: int, hw: int, cout: int, k: int, strid
         def run_torch() -> torch.Tensor:
             return torch.ops.quantized.conv2d(tx, packed, 0.1, 64)
 
-        return (lambda: conv2d(x, w, bias, *args, 0.1, 64, profile=PROFILE)), run_torch
+        prepared = fast.prepare_conv_weight(w, groups, args[0], args[2])  # once, as torch's prepack
+
+        def run_reference() -> QTensor:
+            return fast.conv2d(x, w, bias, *args, 0.1, 64, profile=PROFILE, prepared=prepared)
+
+        return run_reference, run_torch
 
     path = conv_path(cin, cout, (k, k), (stride, stride), (k // 2, k // 2), (1, 1), groups, PROFILE)
     return BenchCase(f"conv2d [{path}] {name}", make)
@@ -87,7 +94,12 @@ def linear_case(name: str, batch: int, k: int, n: int) -> BenchCase:
         with fbgemm_engine():
             packed = torch.ops.quantized.linear_prepack(to_torch(w), torch.from_numpy(bias))
         tx = to_torch(x)
-        return (lambda: linear(x, w, bias, 0.1, 64, profile=PROFILE)), (lambda: torch.ops.quantized.linear(tx, packed, 0.1, 64))
+        prepared = fast.prepare_linear_weight(w)  # once, as torch's prepack
+
+        def run_reference() -> QTensor:
+            return fast.linear(x, w, bias, 0.1, 64, profile=PROFILE, prepared=prepared)
+
+        return run_reference, (lambda: torch.ops.quantized.linear(tx, packed, 0.1, 64))
 
     return BenchCase(f"linear {name}", make)
 

@@ -37,7 +37,7 @@ MAX_SHOWN_DIFFERENCES = 8
 
 
 class MismatchError(AssertionError):
-    """The reference and torch disagree on a case."""
+    """The reference and torch (or the reference's fast kernel) disagree on a case."""
 
 
 @dataclass
@@ -95,28 +95,30 @@ class RunResult:
 # --- comparison ----------------------------------------------------------------------------
 
 
-def compare_outputs(expected: Output, actual: Output, case: Any = None) -> Optional[Difference]:
-    """None when `actual` (torch) equals `expected` (reference) bit for bit
-    (`production.bridge.compare_bits`), else how they differ."""
+def compare_outputs(expected: Output, actual: Output, case: Any = None, actual_name: str = "torch") -> Optional[Difference]:
+    """None when `actual` (torch, or what `actual_name` says) equals `expected` (reference)
+    bit for bit (`production.bridge.compare_bits`), else how they differ."""
     expected, actual = (v if isinstance(v, QTensor) else np.asarray(v) for v in (expected, actual))
     comparison = compare_bits(expected, actual)
     if comparison.header:
         return Difference(comparison.header, -1)
     if comparison.equal:
         return None
-    return _array_difference(_values(expected), _values(actual), comparison.differs, case)
+    return _array_difference(_values(expected), _values(actual), comparison.differs, case, actual_name)
 
 
 def _values(output: Output) -> np.ndarray:
     return output.int_repr if isinstance(output, QTensor) else output
 
 
-def _array_difference(expected: np.ndarray, actual: np.ndarray, differs: np.ndarray, case: Any) -> Difference:
+def _array_difference(
+    expected: np.ndarray, actual: np.ndarray, differs: np.ndarray, case: Any, actual_name: str
+) -> Difference:
     count = int(np.count_nonzero(differs))
     inputs = getattr(case, "x", None)
     first = []
     for index in list(zip(*np.nonzero(differs)))[:MAX_SHOWN_DIFFERENCES]:
-        entry = {"index": [int(i) for i in index], "reference": _scalar(expected[index]), "torch": _scalar(actual[index])}
+        entry = {"index": [int(i) for i in index], "reference": _scalar(expected[index]), actual_name: _scalar(actual[index])}
         if isinstance(inputs, np.ndarray) and inputs.shape == expected.shape:
             entry["input"] = _scalar(inputs[index])
         first.append(entry)
@@ -151,6 +153,10 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
         result.vacuous_cases += informative == 0
         labels.update(check.label(case))
         difference = compare_outputs(expected, actual, case)
+        if difference is None and check.fast is not None:
+            difference = compare_outputs(expected, check.fast(case, numerics), case, "fast")
+            if difference is not None:
+                difference.summary = f"the fast kernel differs from the plain definition: {difference.summary}"
         if difference is not None:
             # The last failure recorded is Hypothesis's final replay of the shrunk case.
             result.mismatched_elements = difference.mismatched_elements

@@ -8,6 +8,11 @@ happens.
 All functions are element-wise over NumPy arrays (scalars work too) and return
 arrays of the dtype the hardware produces: float32 for float steps, int32 for
 conversions, int64 for integer intermediates that the caller clamps.
+
+The last section composes them into the two building blocks every FBGEMM conv and linear
+kernel shares, in their plain form (FBGEMM's `RefImplementations` names): the u8 x s8
+dot product with int32 accumulation (`dot_u8i8acc32_ref`) and the float32 output stage
+(`requant_scales_ref`, `requantize_u8acc32_ref`).
 """
 
 from __future__ import annotations
@@ -151,3 +156,118 @@ def wrap_int32(x: np.typing.ArrayLike) -> np.ndarray:
 def saturate_int16(x: np.typing.ArrayLike) -> np.ndarray:
     """Clamp an integer to int16, as `vpackssdw`, `vpaddsw` and `vpmaddubsw` do."""
     return np.clip(np.asarray(x, dtype=np.int64), INT16_MIN, INT16_MAX)
+
+
+# --- FBGEMM's u8 x s8 -> int32 -> u8 building blocks, plain ---------------------------
+
+
+def dot_u8i8acc32_ref(
+    a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: np.typing.ArrayLike, saturate_pairs: bool
+) -> np.ndarray:
+    """The int32 accumulators of FBGEMM's u8 x s8 kernels: (..., K) x (N, K) -> int32 (..., N).
+
+    Mirrors `fbgemm::matmul_u8i8acc32_ref` + the offset terms of `requantize_u8acc32_ref`
+    (RefImplementations.cc), and, with `saturate_pairs`, the `vpmaddubsw` kernels: the
+    raw products are taken two at a time along K, k = (0, 1), (2, 3), ..., each pair's
+    sum saturated to int16 (`saturate_int16`), a lone last product alone (|255 * -128| =
+    32640 never saturates), and the pairs summed exactly in int32:
+      S[..., j] = sum_p saturate_int16(a[2p] w[j, 2p] + a[2p+1] w[j, 2p+1])
+    Then the zero-point terms, as the kernels subtract them with row and column offsets:
+      acc[..., j] = wrap_int32(S - a_zp * sum_k w[j, k] - w_zp[j] * sum_k a[k] + K a_zp w_zp[j])
+    Without saturation this is `wrap_int32(sum_k (a[k] - a_zp)(w[j, k] - w_zp[j]))`.
+    Every int32 add wraps (`vpaddd`), so wrapping once at the end is the same.
+
+    Args:
+        a: uint8 activations as the kernel reads them (a conv's padding taps hold a_zp).
+        a_zp: the activation zero point.
+        w: int8 weights (N, K), K in the kernel's order.
+        w_zp: the weight zero point, a scalar or one per row of `w` (N,).
+        saturate_pairs: whether the kernel adds products in int16-saturated pairs.
+
+    Hand-worked, K = 2: a = [255, 255] (zp 0), w = [[127, 127]]: the pair 255*127*2 =
+    64770 saturates to 32767; exactly, 64770.
+
+    >>> a, w = np.uint8([255, 255]), np.int8([[127, 127]])
+    >>> dot_u8i8acc32_ref(a, 0, w, 0, True).tolist(), dot_u8i8acc32_ref(a, 0, w, 0, False).tolist()
+    ([32767], [64770])
+    """
+    a64, w64 = np.asarray(a, np.int64), np.asarray(w, np.int64)
+    depth = w64.shape[1]
+    raw = np.zeros(a64.shape[:-1] + (w64.shape[0],), np.int64)
+    for k in range(0, depth, 2):
+        pair = a64[..., k, None] * w64[:, k]
+        if k + 1 < depth:
+            pair += a64[..., k + 1, None] * w64[:, k + 1]
+            if saturate_pairs:
+                pair = saturate_int16(pair)
+        raw += pair
+    w_zp64 = np.asarray(w_zp, np.int64)
+    offsets = a_zp * w64.sum(axis=1) + w_zp64 * a64.sum(axis=-1, keepdims=True) - depth * a_zp * w_zp64
+    return wrap_int32(raw - offsets)
+
+
+def requant_scales_ref(
+    act_scale: float, w_scale: np.typing.ArrayLike, out_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 constants ATen hands FBGEMM's requantization: `(atws, mult)`.
+
+    `PackedConvWeight::GetQuantizationParams` / `PackedLinearWeight::apply_impl`: the double
+    scales are narrowed to float32 first (`float act_scale = act.q_scale()`; the packed
+    weight stores `std::vector<float> w_scale`), then one float32 multiply and one float32
+    divide: `atws = f32(act_scale * w_scale)`, `mult = f32(atws / out_scale)`. Extreme
+    scales overflow or underflow as on the CPU.
+
+    >>> atws, mult = requant_scales_ref(0.5, 0.25, 1.0)
+    >>> float(atws), float(mult)
+    (0.125, 0.125)
+    """
+    with ieee_float_ops():
+        atws = f32(f32(act_scale) * f32(w_scale))
+        return atws, f32(atws / f32(out_scale))
+
+
+def requantize_u8acc32_ref(
+    acc: np.ndarray,
+    bias: np.ndarray | None,
+    scales: tuple[np.ndarray, np.ndarray],
+    per_channel: bool,
+    output_zero_point: int,
+    relu: bool,
+    per_tensor_bias_fma: bool,
+) -> np.ndarray:
+    """FBGEMM's output stage: int32 accumulators (channel axis last) -> uint8.
+
+    Mirrors `requantizeOutputProcessingAvx2` / `requantizeOutputProcessingGConvAvx2` and the
+    depthwise kernels' `requantize_` (every vector tail is a masked copy of the body, so no
+    element depends on its position). Per element of output channel j, with
+    `(atws, mult) = scales` from `requant_scales_ref`:
+      xf = f32(acc)                                   `cvtepi32_ps` (rne above 2^24)
+      per-channel bias: xf = f32(xf + f32(bias[j] / atws[j]))     `div_ps`, `add_ps`
+      per-tensor bias:  rcp = f32(1.0 / double(atws))    a double divide, then narrowed
+          fused:   xf = fma32(bias[j], rcp, xf)            GEMM paths; depthwise on 2.13
+          unfused: xf = f32(xf + f32(bias[j] * rcp))       depthwise on 2.14
+        (the source writes `add_ps(cvt(x), mul_ps(bias, rcp))`; GCC contracts it to one
+        `vfmadd` in the builds `NumericsProfile.depthwise_per_tensor_bias_fma` names)
+      r = cvt_rne(f32(xf * mult[j]))          `mul_ps`, `cvtps_epi32` (NaN, out of range -> INT32_MIN)
+      q = saturate_int16(saturate_int16(r) + zp)          `packs_epi32`, `adds_epi16`
+      out = max(clip(q, 0, 255), zp if relu else 0)       `packus_epi16`, `max_epu8`
+    r = INT32_MIN (a tiny output scale) thus gives 0 (zp with relu), not 255.
+
+    Hand-worked, per-tensor, atws = 0.5, mult = 0.25, zp = 10, no bias:
+      acc 6 -> 6 * 0.25 = 1.5 -> rne 2 -> 12;  acc -100 -> -25 -> -15 -> clipped to 0
+
+    >>> scales = (np.float32(0.5), np.float32(0.25))
+    >>> requantize_u8acc32_ref(np.int32([[6], [-100]]), None, scales, False, 10, False, True).ravel().tolist()
+    [12, 0]
+    """
+    atws, mult = scales
+    xf = f32(acc)
+    with ieee_float_ops():
+        if bias is not None and per_channel:
+            xf = f32(xf + f32(bias / atws))
+        elif bias is not None:
+            rcp = f32(1.0 / np.float64(np.ravel(atws)[0]))
+            xf = fma32(bias, rcp, xf) if per_tensor_bias_fma else f32(xf + f32(bias * rcp))
+        r = cvt_rne(f32(xf * mult))
+    q = saturate_int16(saturate_int16(r) + output_zero_point)
+    return np.clip(q, output_zero_point if relu else 0, 255).astype(np.uint8)

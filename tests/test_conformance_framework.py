@@ -222,10 +222,10 @@ def test_one_in_is_about_one_in_n():
 
 
 def _runs_winograd(case: conv_check.ConvCase) -> bool:
-    """Whether the reference's conv2d formed this case's sums by Winograd (a spy on winograd_sums)."""
-    conv_module = importlib.import_module("quantspec.reference.ops.conv2d")
+    """Whether the fast conv2d formed this case's sums by Winograd (a spy on winograd_sums)."""
+    conv_module = importlib.import_module("quantspec.reference.fast.conv2d")
     with mock.patch.object(conv_module, "winograd_sums", wraps=conv_module.winograd_sums) as spy:
-        conv_check.reference(case, detect_profile())
+        conv_check.fast_kernel(case, detect_profile())
     return spy.called
 
 
@@ -235,12 +235,12 @@ def test_the_winograd_label_counts_only_cases_that_run_winograd() -> None:
         pytest.skip("no Winograd without VNNI")
     # 16x16 input, pad 1: 16x16 = 256 >= 196 outputs. "small" weights (|w| <= 8, zp 0) and
     # uniform activations with zp 128 (|a - zp| <= 128): 72 * 24 * 128 * 8 = 1,769,472 <= 2^24,
-    # so the bound holds for any draw: labelled, and the reference takes Winograd.
+    # so the bound holds for any draw: labelled, and the fast kernel takes Winograd.
     small = ConvCase(1, 24, 8, 1, (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 0.05, 128, "uniform", False, 0.01,
                      "zero", "small", "normal", 1.0, 100, False, 5)
     assert takes_winograd(small) and _runs_winograd(small)
     # Uniform weights: 72 * 24 * 128 * 128 = 28.3M > 2^24: not guaranteed, so not labelled
-    # (the reference may still take Winograd when the drawn values happen to allow it).
+    # (the fast kernel may still take Winograd when the drawn values happen to allow it).
     uniform = ConvCase(**{**small.__dict__, "w_kind": "uniform"})
     assert not takes_winograd(uniform)
     # 13x13 outputs (pad 0 on 15x15) are below WINOGRAD_MIN_PIXELS: never.

@@ -1,5 +1,6 @@
-"""Property tests (NumPy only) of reference/ops/_gemm.py: the exact u8 x s8 GEMM and the
-`vpmaddubsw` pair-saturation correction against sums written out plainly in int64.
+"""Property tests (NumPy only) of reference/fast/gemm.py, the exact float32 u8 x s8 GEMM and
+the `vpmaddubsw` pair-saturation correction, against the plain definition
+`numerics.dot_u8i8acc32_ref`; and of that definition against the centered sums written out.
 
 Drawn operands reach the hard cases: extreme values (0/255 activations, -128/127 weights,
 zero points at the range ends), odd K (a lone last product, no pair), K long enough for
@@ -16,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from plain_gemm import saturated_pair_sums, side_by_side
 
-from quantspec.reference.ops._gemm import exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
+from quantspec.reference.fast.gemm import exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
+from quantspec.reference.fast.threads import parallel_for
+from quantspec.reference.numerics import dot_u8i8acc32_ref
 
 U8_EDGES = (0, 1, 127, 128, 129, 254, 255)
 S8_EDGES = (-128, -127, -1, 0, 1, 64, 65, 126, 127)
@@ -70,6 +72,17 @@ def gemm_operands(
 
 
 # --- the plain sums -------------------------------------------------------------------------
+
+
+def side_by_side(sums: np.ndarray) -> np.ndarray:
+    """(G, M, N/G) -> (M, N): group g's output channels in columns g*N/G ... (g+1)*N/G - 1."""
+    return np.concatenate(list(sums), axis=1)
+
+
+def plain_acc(a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: np.ndarray, saturate_pairs: bool) -> np.ndarray:
+    """The plain definition per group, side by side: int32 (M, N)."""
+    zps = w_zp.reshape(w.shape[0], w.shape[1])
+    return side_by_side(np.stack([dot_u8i8acc32_ref(a[g], a_zp, w[g], zps[g], saturate_pairs) for g in range(len(w))]))
 
 
 def wrap_int32_plainly(values: np.ndarray) -> np.ndarray:
@@ -151,28 +164,31 @@ def test_prepare_weights_centers_and_bounds_exactly(operands):
 
 
 @PROPERTY
+@given(gemm_operands())
+def test_plain_dot_without_saturation_is_the_wrapped_centered_sum(operands):
+    # The offset form of the definition (raw sums minus zero-point terms) equals the
+    # centered sum when no pair saturates, including past the int32 wrap.
+    a, a_zp, w, w_zp = operands
+    assert np.array_equal(plain_acc(a, a_zp, w, w_zp, False), wrap_int32_plainly(centered_sums(a, a_zp, w, w_zp)))
+
+
+@PROPERTY
 @given(gemm_operands(SHORT_DEPTHS))  # (the correction's cost grows with K; K's size adds nothing here)
 def test_pair_saturation_correction_is_saturated_minus_exact_pair_sums(operands):
-    a, _, w, _ = operands
-    saturated, exact = saturated_pair_sums(a, w)
-    assert np.array_equal(exact + pair_saturation_correction(a, w), saturated)
+    # |correction| <= K/2 * 32,513 < 2^31 here, so the difference of the wrapped plain
+    # accumulators, wrapped again, is the correction itself.
+    a, a_zp, w, w_zp = operands
+    difference = plain_acc(a, a_zp, w, w_zp, True).astype(np.int64) - plain_acc(a, a_zp, w, w_zp, False)
+    assert np.array_equal(pair_saturation_correction(a, w), wrap_int32_plainly(difference))
 
 
 @PROPERTY
 @given(gemm_operands(SHORT_DEPTHS), st.sampled_from([None, True]))
-def test_gemm_with_pair_saturation_is_fbgemm_avx2_accumulation(operands, norm):
-    # FBGEMM without VNNI: raw pair-saturated sums, then zero-point offsets, all in int32:
-    # acc - a_zp * sum_k w[j,k] - w_zp[j] * sum_k a[i,k] + K * a_zp * w_zp[j], wrapped.
+def test_gemm_with_pair_saturation_is_the_plain_saturated_accumulator(operands, norm):
     a, a_zp, w, w_zp = operands
-    saturated, _ = saturated_pair_sums(a, w)
-    depth, per_group = a.shape[2], w.shape[1]
-    row_sums = a.astype(np.int64).sum(axis=2)  # (G, M)
-    col_sums = w.astype(np.int64).sum(axis=2).reshape(-1)  # (N,)
-    rows_by_column = np.repeat(row_sums.T, per_group, axis=1)  # (M, N): row sums of column j's group
-    expected = saturated - a_zp * col_sums - w_zp * rows_by_column + depth * a_zp * w_zp
-    correction = pair_saturation_correction(a, w)
-    actual = _run_exact(a, a_zp, w, w_zp, 0, norm, correction)
-    assert np.array_equal(bits(actual), bits(as_float32(wrap_int32_plainly(expected))))
+    expected = as_float32(plain_acc(a, a_zp, w, w_zp, True))
+    actual = _run_exact(a, a_zp, w, w_zp, 0, norm, pair_saturation_correction(a, w))
+    assert np.array_equal(bits(actual), bits(expected))
 
 
 @PROPERTY
@@ -228,8 +244,6 @@ def test_parallel_for_runs_every_item_once_on_the_caller_and_the_pool():
     import threading
     import time
 
-    from quantspec.reference.ops._gemm import parallel_for
-
     seen = []
     lock = threading.Lock()
 
@@ -245,8 +259,6 @@ def test_parallel_for_runs_every_item_once_on_the_caller_and_the_pool():
 
 def test_parallel_for_raises_the_first_error_after_every_thread_stopped():
     import threading
-
-    from quantspec.reference.ops._gemm import parallel_for
 
     done = []
 

@@ -35,6 +35,9 @@ class OpCheck:
         reference: `reference(case, profile)` -> QTensor or ndarray, from `reference` only.
         torch: `torch(case)` -> the same kind of value, computed by torch (the runner pins
             the fbgemm engine around the call; use `production.bridge` to convert).
+        fast: `fast(case, profile)` -> the same value from the reference's fast kernel
+            (`quantspec.reference.fast`), or None for ops without one; when given, it must
+            equal `reference` bit for bit on every case, as torch must.
         label: `label(case)` -> coverage buckets the case falls in (e.g. "tail", "qint8").
         examples: cases that always run first (pinned past failures, hand-worked edges).
         informative: vacuity rule: `informative(case, reference_output)` -> how many output
@@ -52,6 +55,7 @@ class OpCheck:
     cases: st.SearchStrategy
     reference: Callable[[Any, NumericsProfile], Output]
     torch: Callable[[Any], Output]
+    fast: Optional[Callable[[Any, NumericsProfile], Output]] = None
     label: Callable[[Any], Iterable[str]] = lambda case: ()
     examples: Sequence[Any] = ()
     informative: Optional[Callable[[Any, Output], int]] = None

@@ -1,9 +1,10 @@
-"""quantized::conv2d / conv2d_relu (fbgemm) against reference.ops.conv2d, on every FBGEMM path.
+"""quantized::conv2d / conv2d_relu (fbgemm) against reference.ops.conv2d, on every FBGEMM path;
+and the reference's fast kernel (`reference.fast.conv2d`) against the same plain definition.
 
 Cases are drawn per target path ("depthwise", "groupwise", "pointwise", "im2col") and the
 strategy asserts that `conv_path` agrees, so each path is reached by construction; the
 labels count cases per path. Two more targets: "deep" (|acc| > 2^24, below) and
-"winograd", stride-1 3x3 convs with 14x14 to 20x20 outputs, where the reference forms the
+"winograd", stride-1 3x3 convs with 14x14 to 20x20 outputs, where the fast kernel forms the
 sums by Winograd F(2x2, 3x3) when its exactness bound holds (label "winograd" when the
 drawn kinds guarantee it, `takes_winograd`) and by the im2col GEMM otherwise. The hard
 inputs: activations near 255 and a_zp > 127 (int16 pair saturation, also on depthwise
@@ -33,8 +34,10 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from quantspec.production.environment import detect_cpu_features, hardware_cpu_features
+from quantspec.reference import fast
+from quantspec.reference.fast.conv2d import WINOGRAD_MIN_PIXELS
 from quantspec.reference.ops import conv2d, conv_path
-from quantspec.reference.ops.conv2d import WINOGRAD_MIN_PIXELS, groups_together
+from quantspec.reference.ops.conv2d import groups_together
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
 
@@ -203,9 +206,9 @@ WINOGRAD_CPU = not NumericsProfile("2.13", detect_cpu_features()).gemm_pairs_sat
 
 
 def takes_winograd(case: ConvCase) -> bool:
-    """Whether the reference forms this case's sums by Winograd F(2x2, 3x3) by construction:
+    """Whether the fast kernel forms this case's sums by Winograd F(2x2, 3x3) by construction:
     a single-group stride-1 3x3 conv with `WINOGRAD_MIN_PIXELS` outputs per image on a VNNI
-    CPU, whose kinds guarantee Winograd's exactness bound (`_winograd.winograd_is_exact`).
+    CPU, whose kinds guarantee Winograd's exactness bound (`fast.winograd.winograd_is_exact`).
     That bound, 4 * (max tile sum of squares) * (max over positions and output channels of
     sum_c U'^2) <= 2^48, holds whenever
     4 * (16 C A^2) * (C (9 W)^2) <= 2^48, with A = max |a - a_zp| and W = max |w - w_zp|
@@ -325,6 +328,12 @@ def reference(case: ConvCase, profile: NumericsProfile) -> QTensor:
                   out_scale, case.out_zero_point, case.relu, effective_profile(case, profile))
 
 
+def fast_kernel(case: ConvCase, profile: NumericsProfile) -> QTensor:
+    x, weight, bias, out_scale = case.arrays()
+    return fast.conv2d(x, weight, bias, case.stride, case.padding, case.dilation, case.groups,
+                       out_scale, case.out_zero_point, case.relu, effective_profile(case, profile))
+
+
 def oracle(case: ConvCase) -> QTensor:
     x, weight, bias, out_scale = case.arrays()
     packed = torch.ops.quantized.conv2d_prepack(
@@ -375,6 +384,7 @@ CHECK = register(
         cases=conv_cases(),
         reference=reference,
         torch=oracle,
+        fast=fast_kernel,
         label=label,
         examples=EXAMPLES,
         budget={"smoke": 0.5, "default": 1.3, "thorough": 0.5},  # default: >= 10^6 outputs

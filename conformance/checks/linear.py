@@ -1,4 +1,5 @@
-"""quantized::linear / linear_relu (fbgemm) against reference.ops.linear.
+"""quantized::linear / linear_relu (fbgemm) against reference.ops.linear; and the reference's
+fast kernel (`reference.fast.linear`) against the same plain definition.
 
 The GEMM is `fbgemmPacked` with `PackAWithRowOffset`: exact int32 on AVX512-VNNI, int16
 saturation of adjacent K pairs without VNNI. Cases: any leading dims, K from 1 to ~1100
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from quantspec.reference import fast
 from quantspec.reference.ops import linear
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
@@ -109,6 +111,11 @@ def reference(case: LinearCase, profile: NumericsProfile) -> QTensor:
     return linear(x, weight, bias, out_scale, case.out_zero_point, case.relu, profile)
 
 
+def fast_kernel(case: LinearCase, profile: NumericsProfile) -> QTensor:
+    x, weight, bias, out_scale = case.arrays()
+    return fast.linear(x, weight, bias, out_scale, case.out_zero_point, case.relu, profile)
+
+
 def oracle(case: LinearCase) -> QTensor:
     x, weight, bias, out_scale = case.arrays()
     packed = torch.ops.quantized.linear_prepack(to_torch(weight), None if bias is None else torch.from_numpy(bias))
@@ -147,6 +154,7 @@ CHECK = register(
         cases=linear_cases(),
         reference=reference,
         torch=oracle,
+        fast=fast_kernel,
         label=label,
         examples=EXAMPLES,
         budget={"smoke": 0.5, "default": 1.75, "thorough": 0.5},  # default: >= 10^6 outputs

@@ -30,9 +30,9 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..ops._gemm import GemmWeights
-from ..ops.conv2d import ConvWeights, prepare_conv_weight
-from ..ops.linear import prepare_linear_weight
+from ..fast.conv2d import ConvWeights, prepare_conv_weight
+from ..fast.gemm import GemmWeights
+from ..fast.linear import prepare_linear_weight
 from ..qtensor import MemoryFormat, QDtype, QTensor, in_memory_format, memory_format_of
 
 FORMAT_NAME = "quantspec-model"

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import ops
+from .. import fast, ops
 from ..ops.float_ops import FLOAT_OPS
 from ..profile import NumericsProfile
 from ..qtensor import QDtype, QTensor, in_memory_format
@@ -99,7 +99,7 @@ def _conv(relu: bool) -> Kernel:
         x, packed, scale, zero_point = args
         if not isinstance(packed, PackedConv) or packed.transposed:
             raise UnknownNodeKind(f"conv2d needs non-transposed conv packed params, got {packed!r}")
-        return ops.conv2d(
+        return fast.conv2d(
             x, packed.weight, packed.bias, packed.stride, packed.padding, packed.dilation, packed.groups,
             scale, zero_point, relu=relu, profile=context.profile, prepared=packed.prepared,
             workers=context.workers,
@@ -117,7 +117,7 @@ def _linear(relu: bool) -> Kernel:
         x, packed, scale, zero_point = args
         if not isinstance(packed, PackedLinear):
             raise UnknownNodeKind(f"linear needs linear packed params, got {type(packed).__name__}")
-        return ops.linear(
+        return fast.linear(
             x, packed.weight, packed.bias, scale, zero_point, relu=relu, profile=context.profile,
             prepared=packed.prepared, workers=context.workers,
         )

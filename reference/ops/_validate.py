@@ -15,3 +15,13 @@ def as_float32_array(x: np.typing.ArrayLike, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a float32 array, got dtype {x.dtype}; convert it explicitly first")
     array = np.asarray(x, dtype=np.float32)
     return array
+
+
+def checked_bias(bias: np.typing.ArrayLike | None, out_channels: int) -> np.ndarray | None:
+    """A conv or linear bias: None, or float32 of shape (out_channels,)."""
+    if bias is None:
+        return None
+    bias32 = as_float32_array(bias, "bias")
+    if bias32.shape != (out_channels,):
+        raise ValueError(f"bias must have shape ({out_channels},), got {bias32.shape}")
+    return bias32

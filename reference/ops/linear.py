@@ -1,14 +1,18 @@
-"""quantized::linear / linear_relu: quint8 activations x qint8 weights -> quint8 (fbgemm)."""
+"""quantized::linear / linear_relu: quint8 activations x qint8 weights -> quint8 (fbgemm).
+
+The plain definition. `quantspec.reference.fast.linear` computes the same integers quickly
+(and is checked equal to this one); the interpreter runs that one.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..numerics import dot_u8i8acc32_ref, requant_scales_ref, requantize_u8acc32_ref
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from ._gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights, useful_workers
 from ._registry import register_op
-from ._requantize import checked_bias, requant_params, requantize_u8acc32
+from ._validate import checked_bias
 
 
 @register_op("quantized::linear")
@@ -20,24 +24,17 @@ def linear(
     output_zero_point: int,
     relu: bool = False,
     profile: NumericsProfile = DEFAULT_PROFILE,
-    *,
-    prepared: GemmWeights | None = None,
-    workers: int = 1,
 ) -> QTensor:
     """`torch.ops.quantized.linear(x, linear_prepack(weight, bias), output_scale, output_zero_point)`.
 
     Mirrors ATen `PackedLinearWeight::apply_impl` (fbgemm): `fbgemmPacked` with
-    `PackAWithRowOffset` and `ReQuantizeOutput<relu, TENSOR|OUT_CHANNEL, float>`.
-
-    Formula, for every row i of x (all leading dims flattened) and output feature j:
-      acc[i, j] = wrap_int32(sum_k (x[i, k] - x_zp) * (w[j, k] - w_zp[j]))
-    exact, except without VNNI (`profile.gemm_pairs_saturate`), where each pair of raw
-    products x[i, 2p] w[j, 2p] + x[i, 2p+1] w[j, 2p+1] saturates to int16 first.
-    Then `requantize_u8acc32` with float32 `atws = f32(x_scale * w_scale[j])`,
-    `mult = f32(atws / out_scale)`; the per-tensor bias step is one fma on every release
-    (GEMM requantization): `cvt_rne(f32(fma32(bias, f32(1.0 / double(atws)), f32(acc)) * mult))`.
-    `prepared`: `prepare_linear_weight(weight)`, for callers that run one weight many times;
-    `workers`: threads for the GEMM (see `exact_matmul`), which do not change the result.
+    `PackAWithRowOffset` and `ReQuantizeOutput<relu, TENSOR|OUT_CHANNEL, float>`, whose
+    reference is `fbgemm::matmul_u8i8acc32_ref` + `requantize_u8acc32_ref`. For every row i
+    of x (all leading dims flattened) and output feature j:
+      acc[i, j] = dot_u8i8acc32_ref(x[i], x_zp, w[j], w_zp[j], profile.gemm_pairs_saturate)
+    (without VNNI each pair of raw products saturates to int16 first), then
+      out[i, j] = requantize_u8acc32_ref(acc, bias, requant_scales_ref(x_scale, w_scale, out_scale), ...)
+    with the per-tensor bias fused into one fma on every release (the GEMM output stage).
 
     Hand-worked: x = [[200, 10]] (scale 0.5, zp 10), w = [[3, -2]] (scale 0.25, zp 0),
     bias [1.0], output scale 1.0, zp 5:
@@ -50,26 +47,14 @@ def linear(
     >>> linear(x, w, np.float32([1.0]), 1.0, 5).int_repr.tolist()
     [[77]]
     """
-    out_features, in_features = _check_linear_inputs(x, weight)
+    out_features, _ = check_linear_inputs(x, weight)
     bias32 = checked_bias(bias, out_features)
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
-
-    if prepared is None:
-        prepared = prepare_linear_weight(weight)
-    rows = x.int_repr.reshape(1, -1, in_features)  # (G=1, M, K)
-    centered = centered_f32(rows, x.zero_point)
-    a_max_abs = int(np.abs(centered).max(initial=0))
-    square_norm = int(np.square(centered, dtype=np.float64).sum(axis=2).max(initial=0))  # exact, < 2^53
-    correction = None
-    if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
-        correction = pair_saturation_correction(rows, weight.int_repr[None])
-    workers = useful_workers(rows.shape[1] * in_features * out_features, workers)
-    acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction, workers)  # (M, N) float32
-
-    params = requant_params(x.scale, weight.scale, out.scale, out_features)
-    ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
-    shape = x.shape[:-1] + (out_features,)
-    return QTensor(ints.reshape(shape), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
+    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))
+    acc = dot_u8i8acc32_ref(x.int_repr, x.zero_point, weight.int_repr, w_zp, profile.gemm_pairs_saturate)
+    scales = requant_scales_ref(x.scale, weight.scale, out.scale)
+    ints = requantize_u8acc32_ref(acc, bias32, scales, weight.per_channel, out.zero_point, relu, True)
+    return QTensor(ints, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
 
 
 @register_op("quantized::linear_relu")
@@ -94,12 +79,7 @@ def linear_relu(
     return linear(x, weight, bias, output_scale, output_zero_point, relu=True, profile=profile)
 
 
-def prepare_linear_weight(weight: QTensor) -> GemmWeights:
-    """The (N, K) weight as the GEMM operand: one group, rows minus their zero points."""
-    return prepare_weights(weight.int_repr[None], weight.zero_point)
-
-
-def _check_linear_inputs(x: QTensor, weight: QTensor) -> tuple[int, int]:
+def check_linear_inputs(x: QTensor, weight: QTensor) -> tuple[int, int]:
     """Validate dtypes, qschemes and shapes; return (out_features, in_features)."""
     if x.dtype is not QDtype.quint8 or x.per_channel:
         raise ValueError(f"linear expects a per-tensor quint8 activation, got {x!r}")

@@ -1,6 +1,6 @@
 """FBGEMM's exact conv sums for stride-1 3x3 convolutions, computed by Winograd F(2x2, 3x3).
 
-Only a faster way to the same integers as the im2col GEMM (`_gemm.exact_matmul`): for
+Only a faster way to the same integers as the im2col GEMM (`gemm.exact_matmul`): for
 every 4x4 input tile d and 3x3 filter g, the 2x2 outputs are (Lavin & Gray, 2016)
 
     Y = A^T [ (G g G^T) (*) (B^T d B) ] A        (* elementwise, summed over channels)
@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-# F(2x2, 3x3): input transform B^T, filter transform G' = 2G, output transform A^T.
-_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.int64)
+# F(2x2, 3x3)'s filter transform G' = 2G. (B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0],
+# [0, 1, 0, -1]] and A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] are applied as adds in
+# `_input_transform` and `_output_transform`.)
 _G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
 
 _F32_EXACT_SQUARED = 2**48

@@ -1,13 +1,8 @@
-"""FBGEMM's requantization of an int32 accumulator to quint8, shared by conv and linear.
+"""`numerics.requantize_u8acc32_ref`, fast: in place on a float32 buffer, one clamp for the integer tail.
 
-torch's fbgemm conv/linear kernels end every path (GEMM, groupwise, depthwise) with the
-same float32 sequence; only the per-tensor bias step differs between the depthwise
-kernel and the others (and, for depthwise, between torch releases). The parameters are
-formed once per call by ATen (`PackedConvWeight::GetQuantizationParams`,
-`PackedLinearWeight::apply_impl`) and the per-element steps by FBGEMM
-(`requantizeOutputProcessingAvx2`, `requantizeOutputProcessingGConvAvx2` and the
-depthwise `requantize_`). Every vector tail is a masked copy of the vector body, so the
-result never depends on the channel count or the position of an element.
+The plain definition converts to int32 and saturates twice; `_clamped_in_range` proves that,
+whenever no value is NaN or >= 2^31, one float32 clamp before `rint` gives the same uint8.
+The constants are formed once per prepared weight and scale pair (`RequantParams`).
 """
 
 from __future__ import annotations
@@ -16,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..numerics import INT16_MAX, INT16_MIN, cvt_rne, f32, fma32, ieee_float_ops
-from ._validate import as_float32_array
+from ..numerics import INT16_MAX, INT16_MIN, cvt_rne, f32, fma32, ieee_float_ops, requant_scales_ref
 
 
 @dataclass(frozen=True)
@@ -43,17 +37,9 @@ class RequantParams:
 def requant_params(
     act_scale: float, weight_scale: float | np.ndarray, out_scale: float, out_channels: int
 ) -> RequantParams:
-    """The constants ATen hands FBGEMM.
-
-    The double scales are narrowed to float32 first (`float act_scale = act.q_scale()`,
-    the packed weight stores `std::vector<float> w_scale`), then
-    `atws = f32(act_scale * w_scale)` and `mult = f32(atws / float(out_scale))`.
-    A per-tensor weight gives one value, broadcast to every channel.
-    """
+    """`requant_scales_ref`, one entry per output channel (a per-tensor weight's broadcast)."""
     per_channel = np.ndim(weight_scale) != 0
-    with ieee_float_ops():  # extreme scales overflow/underflow in float32, as on the CPU
-        atws = f32(f32(act_scale) * f32(weight_scale))
-        multiplier = f32(atws / f32(out_scale))
+    atws, multiplier = requant_scales_ref(act_scale, weight_scale, out_scale)
     atws = np.broadcast_to(atws, (out_channels,)).astype(np.float32)
     multiplier = np.broadcast_to(multiplier, (out_channels,)).astype(np.float32)
     return RequantParams(atws, multiplier, per_channel)
@@ -67,22 +53,11 @@ def requantize_u8acc32(
     relu: bool,
     per_tensor_bias_fma: bool,
 ) -> np.ndarray:
-    """int32 accumulators (channel axis last) -> quint8 outputs, as FBGEMM's AVX2 requantization.
+    """`requantize_u8acc32_ref` (same arguments but the constants): int32 accumulators
+    (channel axis last) -> uint8.
 
-    `acc` holds sum (a - a_zp)(w - w_zp) wrapped to int32, either as int32 or already as
-    the float32 `cvtepi32_ps` makes of it (what `exact_matmul` returns); a float32 `acc`
-    is used as the work buffer and overwritten. Per element of output channel j:
-      xf = f32(acc)                                  (`cvtepi32_ps`, rne above 2^24)
-      per-channel bias: xf = f32(xf + f32(bias[j] / atws[j]))       (`div_ps`, `add_ps`)
-      per-tensor bias:  rcp = f32(1.0 / double(atws))  (a double divide, then narrowed)
-          fused (GEMM paths; depthwise on 2.13): xf = fma32(bias[j], rcp, xf)
-          unfused (depthwise on 2.14):           xf = f32(xf + f32(bias[j] * rcp))
-        the source writes `add_ps(cvt(x), mul_ps(bias, rcp))`; GCC contracts it to one
-        `vfmadd` where noted (measured, see `NumericsProfile.depthwise_per_tensor_bias_fma`).
-      r = cvt_rne(f32(xf * mult[j]))   (`mul_ps`, `cvtps_epi32`: out of range or NaN -> INT32_MIN)
-      out = max(relu ? zp : 0, packus(adds_epi16(packs_epi32(r), zp)))
-    The int16 saturations make r = INT32_MIN (a tiny output scale) come out as 0 (zp with
-    relu), not 255: the INT32_MIN pitfall.
+    `acc` is int32, or already the float32 `cvtepi32_ps` makes of it (what `exact_matmul`
+    returns); a float32 `acc` is used as the work buffer and overwritten.
 
     Hand-worked, per-tensor, atws = 0.5, mult = 0.25, zp = 10, no bias:
       acc 6 -> 6*0.25 = 1.5 -> rne 2 -> 12;  acc -100 -> -25 -> -15 -> packus 0
@@ -140,13 +115,3 @@ def _add_bias(xf: np.ndarray, bias: np.ndarray, params: RequantParams, fused: bo
     if fused:
         return fma32(bias, rcp, xf)
     return np.add(xf, f32(bias * rcp), out=xf)  # add_ps: one float32 rounding
-
-
-def checked_bias(bias: np.ndarray | None, out_channels: int) -> np.ndarray | None:
-    """bias must be None or float32 of shape (out_channels,)."""
-    if bias is None:
-        return None
-    bias32 = as_float32_array(bias, "bias")
-    if bias32.shape != (out_channels,):
-        raise ValueError(f"bias must have shape ({out_channels},), got {bias32.shape}")
-    return bias32

@@ -1,31 +1,23 @@
-"""The exact integer u8 x s8 GEMM of FBGEMM's conv/linear paths, computed fast with BLAS.
+"""`numerics.dot_u8i8acc32_ref` for whole matrices, fast: one float32 BLAS GEMM, exact by a bound.
 
-FBGEMM forms `acc[i, j] = sum_k a[i, k] * w[k, j]` in int32 and subtracts the zero-point
-terms with row/column offsets (`ReQuantizeOutput`): all int32 adds and `mullo`s, so the
-result is `sum_k (a - a_zp)(w - w_zp)` wrapped to int32, except where `vpmaddubsw`
-saturates a pair of products to int16 first (see `pair_saturation_correction`).
+The plain definition's accumulator is `wrap_int32(sum_k (a - a_zp)(w - w_zp))` plus, where
+`vpmaddubsw` pairs saturate, `sum_p saturate_int16(P_p) - P_p`. Here the first term is one
+float32 GEMM of the centered operands, exact while the bound of `exact_matmul` holds (else
+the GEMM runs in K chunks that each satisfy it); the second is `pair_saturation_correction`,
+evaluated only where a pair can leave int16.
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..numerics import saturate_int16, wrap_int32
+from .threads import bands, parallel_for
 
 # float32 represents every integer of magnitude <= 2^24 exactly.
 _F32_EXACT = 2**24
-
-# Multiply-adds (direct count) per extra worker: below this, splitting a conv or linear over
-# threads costs more than it gains here (ResNet-18's 1x1 stride-2 convs, 6.4M: 0.43 ms on
-# one thread, 0.78 ms on two; its fc, 0.5M: 0.29 ms against 0.53); its stride-2 3x3 convs
-# (58M) gain.
-MIN_MACS_PER_WORKER = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -39,8 +31,7 @@ class GemmWeights:
         centered: float32 (G, N/G, K): `w[j, k] - w_zp[j]` per output channel j of each
             group, K in the kernel's order (exact integers, |value| <= 255). Stored K-major
             (a transposed view of a (G, K, N/G) buffer): BLAS reads the right operand of a
-            row-major `a @ w.T` faster in that layout when M is small (ResNet-18's 7x7x512
-            conv, 49 x 4608 x 512: 3.1 ms against 3.7 ms at one thread).
+            row-major `a @ w.T` faster in that layout when M is small (docs/speed.md).
         max_abs: max |w - w_zp| over all entries (an int).
         max_square_norm: max over output channels j of `sum_k (w[j, k] - w_zp[j])^2` (an int).
     """
@@ -173,69 +164,6 @@ def _grouped_matmul(a: np.ndarray, w: np.ndarray, workers: int = 1) -> np.ndarra
             tasks += [(g, slice(0, rows), band) for band in bands(per_group, workers)]
     parallel_for(lambda task: product(*task), tasks, workers)
     return out
-
-
-def useful_workers(macs: int, workers: int) -> int:
-    """`workers`, fewer if some would get less than `MIN_MACS_PER_WORKER` multiply-adds; at least 1.
-
-    >>> useful_workers(58_000_000, 2), useful_workers(6_400_000, 2)
-    (2, 1)
-    """
-    return max(1, min(workers, macs // MIN_MACS_PER_WORKER))
-
-
-def bands(length: int, count: int) -> list[slice]:
-    """`length` cut into at most `count` near-equal non-empty slices (one empty slice for 0).
-
-    >>> bands(7, 2)
-    [slice(0, 3, None), slice(3, 7, None)]
-    """
-    pieces = min(count, max(length, 1))
-    edges = [length * i // pieces for i in range(pieces + 1)]
-    return [slice(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
-
-
-def parallel_for(function: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
-    """`function(item)` for every item, on `workers` threads when there are several of both.
-
-    The calling thread is one of them: it and `workers - 1` pool threads take items in order
-    from one queue (uneven items balance), then the first error, if any, is raised once all
-    have stopped. Working on the caller rather than waiting on it leaves one thread fewer to
-    wake and to share the GIL with (ResNet-18 at two threads, medians of 40 interleaved
-    in-process runs: 43.4 -> 41.8 ms and 43.2 -> 38.9 ms in two A/Bs against a pool `map`).
-    The items must not themselves use the pool (its threads would wait on each other).
-    """
-    if workers == 1 or len(items) <= 1:
-        for item in items:
-            function(item)
-        return
-    queue = iter(items)
-    lock = threading.Lock()
-
-    def drain() -> None:
-        while True:
-            with lock:
-                item = next(queue, _NO_ITEM)
-            if item is _NO_ITEM:
-                return
-            function(item)
-
-    helpers = [_thread_pool(workers - 1).submit(drain) for _ in range(min(workers, len(items)) - 1)]
-    try:
-        drain()
-    finally:
-        wait(helpers)
-    for helper in helpers:
-        helper.result()  # re-raises a helper's error
-
-
-_NO_ITEM = object()
-
-
-@lru_cache(maxsize=None)
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """One pool per worker count, kept for the process (thread start-up costs per call otherwise)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quantspec-gemm")
 
 
 def _wrapped_f32(total: np.ndarray) -> np.ndarray:

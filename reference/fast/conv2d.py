@@ -1,0 +1,362 @@
+"""`quantspec.reference.ops.conv2d`, fast: the same integers, by exact float32 BLAS GEMMs.
+
+Paths, by what the plain definition computes:
+* depthwise (`_depthwise_acc`): int32 arrays, one tap pair at a time, each pair clipped to
+  int16 only when it can leave int16; the zero-point terms as offsets.
+* im2col, pointwise, groupwise: `gemm.exact_matmul` over im2col rows of the centered input
+  (a 1x1 stride-1 input already is that matrix), plus `gemm.pair_saturation_correction`
+  when the profile's pairs saturate. Stride-1 3x3 single-group convs with at least
+  `WINOGRAD_MIN_PIXELS` outputs per image take `winograd` instead, when its exactness bound
+  holds and no pair can saturate (VNNI).
+The work is cut into bands of output rows or channels (`_run_in_bands`), on `workers`
+threads; every output element is computed the same way in any band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
+from ..ops._validate import checked_bias
+from ..ops.conv2d import check_conv_inputs, conv_output_size, conv_pair, conv_path
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import MemoryFormat, QDtype, QTensor
+from .gemm import GemmWeights, exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
+from .requantize import RequantParams, requant_params, requantize_u8acc32
+from .threads import bands, parallel_for, useful_workers
+from .winograd import (
+    WinogradWeights,
+    prepare_winograd,
+    tile_counts,
+    winograd_inputs,
+    winograd_is_exact,
+    winograd_sums,
+)
+
+# Output pixels per image from which a stride-1 3x3 conv takes Winograd: below it, its 16
+# GEMMs of few rows each are slower than one im2col GEMM (docs/speed.md).
+WINOGRAD_MIN_PIXELS = 14 * 14
+
+# Bytes of intermediates per band of output rows (Winograd's transformed inputs and
+# products, im2col's rows and products): bands this size stay in cache between the steps
+# that write and read them (docs/speed.md). Bands never split the weights.
+BAND_BYTES = 2 * 2**20
+
+
+def conv2d(
+    x: QTensor,
+    weight: QTensor,
+    bias: np.ndarray | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    output_scale: float,
+    output_zero_point: int,
+    relu: bool = False,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+    *,
+    prepared: ConvWeights | None = None,
+    workers: int = 1,
+) -> QTensor:
+    """`quantspec.reference.ops.conv2d` (same arguments and result), fast.
+
+    `prepared`: `prepare_conv_weight(weight, groups, stride, dilation)`, for callers that run
+    one weight many times (the model interpreter; torch's `conv2d_prepack`); formed here when
+    None. `workers`: threads for the bands (module docstring); the result does not depend on it.
+
+    >>> x = QTensor(np.full((1, 8, 1, 1), 255, np.uint8), 1.0, 255, "quint8")
+    >>> w = QTensor(np.full((8, 1, 3, 3), 127, np.int8), 1.0, 0, "qint8")
+    >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128).int_repr.ravel().tolist()  # ops.conv2d's case
+    [0, 0, 0, 0, 0, 0, 0, 0]
+    """
+    out_channels, kernel = check_conv_inputs(x, weight, groups)
+    path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)
+    bias32 = checked_bias(bias, out_channels)
+    out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
+
+    ph, pw = conv_pair("padding", padding, minimum=0)
+    out_hw = conv_output_size(x.shape[2:], kernel, stride, (ph, pw), dilation)
+    if prepared is None:
+        params = requant_params(x.scale, weight.scale, out.scale, out_channels)
+    else:
+        params = prepared.requant_params(x.scale, out.scale)
+    if path == "depthwise":
+        w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
+        acc = _depthwise_acc(_padded_nhwc(x, (ph, pw)), x.zero_point, weight.int_repr, w_zp, stride, out_hw)
+        fused = profile.depthwise_per_tensor_bias_fma
+        ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=fused)
+    else:
+        if prepared is None:
+            prepared = prepare_conv_weight(weight, groups, stride, dilation)
+        geometry = (kernel, stride, (ph, pw), dilation, groups)
+
+        # requantizeOutputProcessing(GConv)Avx2: the fused bias fma on both releases.
+        def requantize(acc: np.ndarray, channels: slice) -> np.ndarray:
+            band_bias = None if bias32 is None else bias32[channels]
+            band_params = params.channel_band(channels)
+            return requantize_u8acc32(acc, band_bias, band_params, out.zero_point, relu, per_tensor_bias_fma=True)
+
+        ints = _gemm_conv(x, prepared, weight, geometry, out_hw, profile, requantize, workers)
+    nchw = ints.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
+    return QTensor(nchw, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last)
+
+
+@dataclass(frozen=True)
+class ConvWeights:
+    """A conv weight as the reference's GEMM paths use it, formed once per packed weight.
+
+    Attributes:
+        gemm: the im2col GEMM operand: FBGEMM's packed weight (`KRSC`) and
+            `PackAWithIm2Col` order K as (kh, kw, c) within a group: (G, OC/G, kh*kw*C/G),
+            each row minus its output channel's zero point.
+        winograd_eligible: a 3x3, stride 1, dilation 1, single-group conv (`winograd`).
+        weight_scale: the weight's scale(s), for `requant_params`.
+    """
+
+    gemm: GemmWeights
+    winograd_eligible: bool
+    weight_scale: float | np.ndarray
+    _requant: dict[tuple[float, float], RequantParams] = field(default_factory=dict, compare=False, repr=False)
+
+    def requant_params(self, act_scale: float, out_scale: float) -> RequantParams:
+        """`requant_params` of this weight, formed once per (input scale, output scale): a
+        loaded model runs each conv with the same scales every time, and these Python steps
+        would stall the other worker on every call."""
+        key = (act_scale, out_scale)
+        if key not in self._requant:
+            self._requant[key] = requant_params(act_scale, self.weight_scale, out_scale, self.gemm.out_channels)
+        return self._requant[key]
+
+    @cached_property
+    def winograd(self) -> WinogradWeights:
+        """The Winograd F(2x2, 3x3) filters, formed on first use."""
+        groups, out_channels, _ = self.gemm.centered.shape
+        return prepare_winograd(self.gemm.centered.reshape(groups * out_channels, 3, 3, -1))
+
+
+def prepare_conv_weight(
+    weight: QTensor, groups: int, stride: Sequence[int] = (1, 1), dilation: Sequence[int] = (1, 1)
+) -> ConvWeights:
+    """`ConvWeights` of `weight` for a conv with this geometry."""
+    out_channels, c_per_g, kh, kw = weight.shape
+    krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, kh * kw * c_per_g)
+    eligible = (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+    return ConvWeights(prepare_weights(krsc, weight.zero_point), eligible, weight.scale)
+
+
+def _gemm_conv(
+    x: QTensor,
+    weights: ConvWeights,
+    weight: QTensor,
+    geometry: tuple,
+    out_hw: tuple[int, int],
+    profile: NumericsProfile,
+    requantize: Callable[[np.ndarray, slice], np.ndarray],
+    workers: int,
+) -> np.ndarray:
+    """The quint8 outputs (N, OH, OW, OC) of the im2col / pointwise / groupwise paths.
+
+    The activation side, in K order (kh, kw, c) per group: the zero-point-centered input,
+    padded with 0 (padding taps read a_zp), then its windows copied into the im2col matrix
+    (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
+    saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
+    The work is cut into bands (`_run_in_bands`) that each form their GEMM and requantization;
+    every output element is computed the same way in any band. Stride-1 3x3 convs with at
+    least `WINOGRAD_MIN_PIXELS` outputs per image take Winograd F(2x2, 3x3) instead
+    (`winograd`: the same exact sums, in bands of tile rows) when its exactness bound holds.
+    `requantize(acc, channels)` requantizes the sums of the output channels `channels`.
+    """
+    kernel, stride, padding, dilation, groups = geometry
+    prepared = weights.gemm
+    depth = kernel[0] * kernel[1] * (x.shape[1] // groups)
+    macs = x.shape[0] * out_hw[0] * out_hw[1] * prepared.out_channels * depth
+    workers = useful_workers(macs, workers)
+    raw = x.int_repr
+    a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
+    winograd = (
+        weights.winograd_eligible and not profile.gemm_pairs_saturate and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS
+    )
+    # Winograd's 4x4 tiles reach up to one row and column past the last output's window.
+    extra = (out_hw[0] % 2, out_hw[1] % 2) if winograd else (0, 0)
+    centered = _centered_padded_nhwc(x, padding, extra)
+    out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
+    if winograd and winograd_is_exact(centered, weights.winograd, out_hw, a_max_abs):
+
+        def tile_sums(inputs: np.ndarray, tile_rows: slice, channels: slice) -> None:  # 2 output rows per tile row
+            sums = winograd_sums(inputs, weights.winograd, out_hw, tile_rows, channels)
+            first = 2 * tile_rows.start
+            out[:, first : first + sums.shape[1], :, channels] = requantize(sums, channels)
+
+        def inputs(tile_rows: slice) -> np.ndarray:
+            return winograd_inputs(centered, out_hw, tile_rows)
+
+        tiles_h, tiles_w = tile_counts(out_hw)
+        tile_row_bytes = x.shape[0] * tiles_w * 16 * 4 * (x.shape[1] + prepared.out_channels)  # V and products
+        _run_in_bands(inputs, tile_sums, tiles_h, tile_row_bytes, prepared.out_channels, groups, workers)
+        return out
+    norms = None
+    if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
+        norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups, a_max_abs)
+    raw_padded, raw_w = None, None
+    if profile.gemm_pairs_saturate:  # the raw uint8/int8 operands, in the same K order
+        raw_padded = _padded_nhwc(x, padding)
+        raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
+
+    def im2col(rows: slice) -> tuple[np.ndarray, np.ndarray | None]:  # (G, band pixels, K), centered and raw
+        raw_rows = None if raw_padded is None else _im2col_rows(raw_padded, geometry, out_hw, rows)
+        return _im2col_rows(centered, geometry, out_hw, rows), raw_rows
+
+    def products(matrices: tuple[np.ndarray, np.ndarray | None], rows: slice, channels: slice) -> None:
+        a, raw_rows = matrices
+        correction = None if raw_rows is None else pair_saturation_correction(raw_rows, raw_w[:, channels])
+        acc = exact_matmul(a, prepared.channel_band(channels), a_max_abs, norms, correction)  # (band pixels, OC)
+        band_out = out[:, rows, :, channels]
+        band_out[...] = requantize(acc.reshape(band_out.shape), channels)
+
+    row_bytes = x.shape[0] * out_hw[1] * 4 * (groups * depth + prepared.out_channels)  # im2col rows and products
+    _run_in_bands(im2col, products, out_hw[0], row_bytes, prepared.out_channels, groups, workers)
+    return out
+
+
+def _run_in_bands(
+    prepare: Callable[[slice], Any],
+    finish: Callable[[Any, slice, slice], None],
+    rows: int,
+    row_bytes: int,
+    out_channels: int,
+    groups: int,
+    workers: int,
+) -> None:
+    """`finish(prepare(rows), rows, channels)` over bands that cover a conv's output rows
+    and channels, on `workers` threads.
+
+    A single-group conv whose intermediates (`row_bytes` per output row) fit one band of
+    `BAND_BYTES` is cut by output channels, one band per worker, all finishing one
+    activation side prepared on the calling thread: row bands of a small image would make
+    GEMMs of a few dozen rows, slower per multiply-add.
+    Otherwise, cache-sized bands of rows, at least one per worker, each preparing its own.
+    """
+    if workers > 1 and groups == 1 and rows * row_bytes <= BAND_BYTES:
+        everything = slice(0, rows)
+        shared = prepare(everything)
+        parallel_for(lambda channels: finish(shared, everything, channels), bands(out_channels, workers), workers)
+        return
+    row_bands = bands(rows, max(workers, -(-rows * row_bytes // BAND_BYTES)))
+    all_channels = slice(0, out_channels)
+    parallel_for(lambda band: finish(prepare(band), band, all_channels), row_bands, workers)
+
+
+def _im2col_rows(padded: np.ndarray, geometry: tuple, out_hw: tuple[int, int], rows: slice) -> np.ndarray:
+    """The im2col matrix of output rows `rows`: (G, N * len(rows) * OW, K), K = (kh, kw, c) per group."""
+    kernel, stride, _, dilation, groups = geometry
+    windows = _im2col(padded, kernel, stride, dilation, out_hw)[:, rows]  # (N, rows, OW, kh, kw, C) view
+    grouped = windows.reshape(windows.shape[:5] + (groups, padded.shape[3] // groups)).transpose(5, 0, 1, 2, 3, 4, 6)
+    depth = kernel[0] * kernel[1] * grouped.shape[-1]
+    return np.ascontiguousarray(grouped).reshape(groups, -1, depth)  # no copy when already laid out so
+
+
+def _max_window_square_norm(
+    centered: np.ndarray,
+    kernel: tuple[int, int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out_hw: tuple[int, int],
+    groups: int,
+    a_max_abs: int,
+) -> int:
+    """max over im2col rows (output pixel, group) of sum_k a_k^2, without forming the rows:
+    per-pixel sums of squares over each group's channels, then summed over each window.
+    The per-pixel sums run in float32 when exact (every partial sum <= C/G * max|a|^2 <=
+    2^24), else in float64; the window sums in float64 (integers below 2^53)."""
+    n, h, w, channels = centered.shape
+    grouped = centered.reshape(n, h, w, groups, channels // groups)
+    if channels // groups * a_max_abs**2 <= 2**24:
+        per_pixel = np.einsum("nhwgc,nhwgc->nhwg", grouped, grouped).astype(np.float64)
+    else:
+        per_pixel = np.square(grouped, dtype=np.float64).sum(axis=4)
+    windows = _im2col(per_pixel, kernel, stride, dilation, out_hw)  # (N, OH, OW, kh, kw, G)
+    return int(windows.sum(axis=(3, 4)).max(initial=0))  # exact: integers below 2^53
+
+
+def _depthwise_acc(
+    padded: np.ndarray,
+    a_zp: int,
+    weight: np.ndarray,
+    w_zp: np.ndarray,
+    stride: Sequence[int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """int32 accumulators (N, OH, OW, OC) of FBGEMM's depthwise kernel, pairs saturated.
+
+    `S = sum over tap pairs sat16(a_t0 w_t0 + a_t1 w_t1)` on raw values (padding reads
+    a_zp), then `acc = S - a_zp * sum_t w - w_zp * sum_t a + taps * a_zp * w_zp`, all
+    int32 (`requantize_` subtracts `a_zp * col_offsets` and `row_offsets * w_zp`).
+    |S| <= 25 * 32768 fits int32, so the pair sums accumulate without wrapping. A pair
+    is clipped only if it can leave int16: max(a) * max_c(|w_t0| + |w_t1|) > 32767.
+    """
+    out_channels, _, kh, kw = weight.shape
+    if out_channels != padded.shape[3]:  # OC = 2C: output channel j reads input channel j // 2
+        padded = np.repeat(padded, out_channels // padded.shape[3], axis=3)
+    taps = [
+        padded[:, r : r + stride[0] * out_hw[0] : stride[0], s : s + stride[1] * out_hw[1] : stride[1]]
+        for r in range(kh)
+        for s in range(kw)
+    ]
+    w_taps = weight.reshape(out_channels, kh * kw).T.astype(np.int32)  # (taps, OC), row-major taps
+    a_max = int(padded.max(initial=0))
+    total = np.zeros(taps[0].shape, dtype=np.int32)
+    pair = np.empty_like(total)
+    second = np.empty_like(total)
+    for t in range(0, len(taps), 2):
+        np.multiply(taps[t], w_taps[t], out=pair)  # u8 x s8 products (vpmaddubsw lanes)
+        if t + 1 < len(taps):
+            np.multiply(taps[t + 1], w_taps[t + 1], out=second)
+            pair += second
+            if a_max * int((np.abs(w_taps[t]) + np.abs(w_taps[t + 1])).max()) > INT16_MAX:
+                np.clip(pair, INT16_MIN, INT16_MAX, out=pair)  # saturate_int16, in place
+        total += pair
+    # Per-channel constant terms, wrapped once; the int32 array arithmetic below wraps
+    # like vpaddd/vpsubd/vpmulld.
+    col_sum = w_taps.sum(axis=0, dtype=np.int64)
+    total += wrap_int32(len(taps) * a_zp * w_zp - a_zp * col_sum)
+    if np.any(w_zp):  # row offsets (sum of the window's activations) only matter then
+        row_sum = np.zeros(taps[0].shape, dtype=np.int32)
+        for tap in taps:
+            row_sum += tap
+        total -= wrap_int32(w_zp) * row_sum
+    return total
+
+
+def _im2col(
+    padded: np.ndarray, kernel: tuple[int, int], stride: Sequence[int], dilation: Sequence[int], out_hw: tuple[int, int]
+) -> np.ndarray:
+    """Windows of a padded NHWC array in K order: (N, OH, OW, kh, kw, C), a strided view."""
+    kh, kw = kernel
+    span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # (N, H', W', C, span_h, span_w)
+    windows = windows[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]]
+    return windows[:, : out_hw[0], : out_hw[1]].transpose(0, 1, 2, 4, 5, 3)
+
+
+def _padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
+    """The activation as NHWC uint8, padded with its zero point (what FBGEMM reads outside)."""
+    ph, pw = padding
+    nhwc = x.int_repr.transpose(0, 2, 3, 1)
+    return np.pad(nhwc, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=x.zero_point)
+
+
+def _centered_padded_nhwc(x: QTensor, padding: tuple[int, int], extra: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """`a - a_zp` as float32 NHWC (exact), padded with 0: the padding taps read a_zp;
+    `extra` more zero rows / columns at the bottom / right."""
+    (ph, pw), (n, c, h, w) = padding, x.shape
+    out = np.empty((n, h + 2 * ph + extra[0], w + 2 * pw + extra[1], c), np.float32)
+    for border in (out[:, :ph], out[:, ph + h :], out[:, :, :pw], out[:, :, pw + w :]):
+        border.fill(0)
+    np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(x.zero_point), out=out[:, ph : ph + h, pw : pw + w])
+    return out

@@ -1,0 +1,63 @@
+"""`quantspec.reference.ops.linear`, fast: one exact float32 BLAS GEMM (`gemm.exact_matmul`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops._validate import checked_bias
+from ..ops.linear import check_linear_inputs
+from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..qtensor import MemoryFormat, QDtype, QTensor
+from .gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights
+from .requantize import requant_params, requantize_u8acc32
+from .threads import useful_workers
+
+
+def linear(
+    x: QTensor,
+    weight: QTensor,
+    bias: np.ndarray | None,
+    output_scale: float,
+    output_zero_point: int,
+    relu: bool = False,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+    *,
+    prepared: GemmWeights | None = None,
+    workers: int = 1,
+) -> QTensor:
+    """`quantspec.reference.ops.linear` (same arguments and result), fast.
+
+    `prepared`: `prepare_linear_weight(weight)`, for callers that run one weight many times
+    (torch's `linear_prepack`); `workers`: threads for the GEMM (see `exact_matmul`), which
+    do not change the result.
+
+    >>> x = QTensor(np.array([[200, 10]], np.uint8), 0.5, 10, "quint8")
+    >>> w = QTensor(np.array([[3, -2]], np.int8), 0.25, 0, "qint8")
+    >>> linear(x, w, np.float32([1.0]), 1.0, 5).int_repr.tolist()  # ops.linear's case
+    [[77]]
+    """
+    out_features, in_features = check_linear_inputs(x, weight)
+    bias32 = checked_bias(bias, out_features)
+    out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
+
+    if prepared is None:
+        prepared = prepare_linear_weight(weight)
+    rows = x.int_repr.reshape(1, -1, in_features)  # (G=1, M, K)
+    centered = centered_f32(rows, x.zero_point)
+    a_max_abs = int(np.abs(centered).max(initial=0))
+    square_norm = int(np.square(centered, dtype=np.float64).sum(axis=2).max(initial=0))  # exact, < 2^53
+    correction = None
+    if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
+        correction = pair_saturation_correction(rows, weight.int_repr[None])
+    workers = useful_workers(rows.shape[1] * in_features * out_features, workers)
+    acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction, workers)  # (M, N) float32
+
+    params = requant_params(x.scale, weight.scale, out.scale, out_features)
+    ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
+    shape = x.shape[:-1] + (out_features,)
+    return QTensor(ints.reshape(shape), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
+
+
+def prepare_linear_weight(weight: QTensor) -> GemmWeights:
+    """The (N, K) weight as the GEMM operand: one group, rows minus their zero points."""
+    return prepare_weights(weight.int_repr[None], weight.zero_point)
