@@ -141,7 +141,9 @@ def zero_points(dtype: QDtype) -> st.SearchStrategy[int]:
     rounding order at ties) and the range ends; qint32 also near +-2^24 and +-2^31."""
     full = st.integers(dtype.qmin, dtype.qmax)
     odd = full.map(lambda z: z | 1 if (z | 1) <= dtype.qmax else z)
-    ends = st.sampled_from([dtype.qmin, dtype.qmin + 1, dtype.qmax - 1, dtype.qmax, 0, 1, -1 if dtype.qmin < 0 else 127])
+    ends = st.sampled_from(
+        [dtype.qmin, dtype.qmin + 1, dtype.qmax - 1, dtype.qmax, 0, 1, -1 if dtype.qmin < 0 else 127]
+    )
     if dtype is QDtype.qint32:
         small = st.integers(-300, 300)
         around_2_24 = st.integers(-4, 4).flatmap(lambda d: st.sampled_from([2**24 + d, -(2**24) + d]))
@@ -164,7 +166,9 @@ def tail_lengths(max_elements: int = MAX_ELEMENTS) -> st.SearchStrategy[int]:
     return st.builds(lambda m, r: max(1, 64 * m + r), st.integers(0, max_elements // 64 - 1), st.integers(0, 63))
 
 
-def shapes(min_dims: int = 1, max_dims: int = 4, max_elements: int = MAX_ELEMENTS) -> st.SearchStrategy[tuple[int, ...]]:
+def shapes(
+    min_dims: int = 1, max_dims: int = 4, max_elements: int = MAX_ELEMENTS
+) -> st.SearchStrategy[tuple[int, ...]]:
     """Array shapes: 1-d tail-hitting lengths (up to `max_elements`) or n-d shapes with at
     most min(MAX_ND_ELEMENTS, max_elements) elements."""
     flat = tail_lengths(max_elements).map(lambda n: (n,))
@@ -228,7 +232,10 @@ class FloatArrayCase:
         zp = _qparam_text(self.zero_point)
         axis = "" if self.axis is None else f", axis={self.axis}"
         if self.x.size <= FORMAT_LIMIT or self.mix == "pinned":
-            return f"FloatArrayCase(x={format_array(self.x)}, scale={scale}, zero_point={zp}, dtype=QDtype.{self.dtype.label}{axis})"
+            return (
+                f"FloatArrayCase(x={format_array(self.x)}, scale={scale}, zero_point={zp}, "
+                f"dtype=QDtype.{self.dtype.label}{axis})"
+            )
         pinned = "(" + "".join(_float_literal(np.float32(v)) + ", " for v in self.pinned) + ")"
         return (
             f"FloatArrayCase.from_seed(shape={self.x.shape}, scale={scale}, zero_point={zp}, "
@@ -285,9 +292,9 @@ def _nextafter_steps(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return out
 
 
-def exact_tie_count(case: FloatArrayCase) -> int:
-    """How many elements land exactly on a .5 tie of `f32(x * f32(1/float(scale)))`, the
-    product every quantize formula rounds: the elements where rounding order matters."""
+def case_exact_ties(case: FloatArrayCase) -> int:
+    """`count_exact_ties` of the case's `f32(x * f32(1/float(scale)))`, the product every
+    quantize formula rounds: how many elements sit where rounding order matters."""
     scale = np.asarray(case.scale, np.float64)
     if case.axis is not None:
         shape = [1] * case.x.ndim
@@ -400,7 +407,10 @@ class QTensorCase:
         seed: int = 0,
     ) -> "QTensorCase":
         """Rebuild a drawn case exactly: integers from `int_values(seed)`."""
-        zp = np.int64(zero_point) if axis is None else _per_element(_column(np.asarray(zero_point, np.int64), len(shape), axis), shape)
+        if axis is None:
+            zp = np.int64(zero_point)
+        else:
+            zp = _per_element(_column(np.asarray(zero_point, np.int64), len(shape), axis), shape)
         ints = int_values(np.random.default_rng(seed), int(np.prod(shape)), dtype, zp).reshape(shape)
         return cls(QTensor(ints, scale, zero_point, dtype, axis=axis, memory_format=memory_format), seed)
 
@@ -410,7 +420,8 @@ class QTensorCase:
         axis = "" if not q.per_channel else f", axis={q.axis}"
         layout = f"memory_format=MemoryFormat.{q.memory_format.value}"
         if self.seed is None or q.int_repr.size <= FORMAT_LIMIT:
-            return f"QTensorCase(QTensor({format_array(q.int_repr)}, {scale}, {zp}, QDtype.{q.dtype.label}{axis}, {layout}))"
+            ints = format_array(q.int_repr)
+            return f"QTensorCase(QTensor({ints}, {scale}, {zp}, QDtype.{q.dtype.label}{axis}, {layout}))"
         return (
             f"QTensorCase.from_seed(shape={q.shape}, scale={scale}, zero_point={zp}, dtype=QDtype.{q.dtype.label}"
             f"{axis}, {layout}, seed={self.seed})"

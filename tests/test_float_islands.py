@@ -19,6 +19,7 @@ from quantspec.reference.ops._float_gemm import fma_k_blocks, sgemm_order_known,
 from quantspec.reference.profile import DEFAULT_PROFILE, NumericsProfile
 
 MKL_AMD = dataclasses.replace(DEFAULT_PROFILE, float_gemm="mkl2024.2-amd")
+MKL_AMD_AVX2 = dataclasses.replace(MKL_AMD, cpu="avx2")  # oneDNN runs jit:avx2 for NCHW convs
 BIG = 2.0**24
 
 
@@ -105,6 +106,39 @@ def test_onednn_conv_is_one_fma_chain_over_taps():
     # Batch 1 (1*1*3*3 <= 20480 elements) is slow_conv2d, here an SGEMM with one output
     # position, outside the verified set: the float64 sum stays.
     assert float_ops.conv2d(x[:1], w, b, profile=MKL_AMD).ravel().tolist() == [7.0]
+
+
+def test_onednn_avx2_nchw_chain_starts_at_the_bias():
+    # jit:avx2 (NCHW) loads the bias into the accumulator: bias 2^24, taps 1*1 eight times,
+    # then 1*-2^24: the eight 1s are absorbed (2^24 + 1 is a tie, to even), 2^24 - 2^24 = 0.
+    # The AVX-512 model (chain from +0, then + bias) gives (8 - 2^24) + 2^24 = 8, as float64.
+    x = np.ones((2, 1, 3, 3), np.float32)
+    w, b = np.float32([1] * 8 + [-BIG]).reshape(1, 1, 3, 3), np.float32([BIG])
+    assert float_ops.conv2d(x, w, b, profile=MKL_AMD_AVX2).ravel().tolist() == [0.0, 0.0]
+    assert float_ops.conv2d(x, w, b, profile=MKL_AMD).ravel().tolist() == [8.0, 8.0]
+    assert float_ops.conv2d(x, w, b).ravel().tolist() == [8.0, 8.0]
+
+
+def test_onednn_avx2_nchw_runs_8_channel_blocks_through_one_chain():
+    # C = 16, x = ones, bias 0, w = 2^24 at (ic 0, tap 0), -2^24 at (ic 8, tap 0), ones elsewhere.
+    # jit:avx2 order (icb, kh, kw, ic): block ic 0-7 = 2^24 (its 71 other ones absorbed), then
+    # block ic 8-15 starts with -2^24: 0, plus its 71 ones = 71. The AVX-512 model (taps outer,
+    # all 16 channels inner) cancels in tap 0 after ic 9..15: 7 + 8 taps * 16 = 135; float64 142.
+    x, w, b = np.ones((2, 16, 3, 3), np.float32), np.ones((1, 16, 3, 3), np.float32), np.zeros(1, np.float32)
+    w[0, 0, 0, 0], w[0, 8, 0, 0] = BIG, -BIG
+    assert float_ops.conv2d(x, w, b, profile=MKL_AMD_AVX2).ravel().tolist() == [71.0, 71.0]
+    assert float_ops.conv2d(x, w, b, profile=MKL_AMD).ravel().tolist() == [135.0, 135.0]
+    assert float_ops.conv2d(x, w, b).ravel().tolist() == [142.0, 142.0]
+
+
+@pytest.mark.parametrize("c, negative", [(5, True), (8, True), (12, False)])
+def test_onednn_avx2_nchw_zero_channel_padding_turns_minus_zero_positive(c, negative):
+    # x = -0, w = 1, bias -0: every product is -0 and the sum stays -0, unless C >= 8 is not
+    # a multiple of 8: the nChw8c reorder pads it with zero channels, and 0*0 + -0 = +0.
+    x = np.full((2, c, 4, 4), -0.0, np.float32)
+    y = float_ops.conv2d(x, np.ones((8, c, 3, 3), np.float32), np.full(8, -0.0, np.float32), padding=1,
+                         profile=MKL_AMD_AVX2)
+    assert (y == 0).all() and (np.signbit(y) == negative).all()
 
 
 @pytest.mark.parametrize(
@@ -204,7 +238,7 @@ def test_two_threads_with_a_batch_mkl_splits_is_outside_the_verified_set():
         (1, 8, 64, 8, 2, True),  # oneDNN (> 20480 elements)
         (1, 8, 16, 8, 2, True),  # slow_conv2d, OC 8: MKL dot kernel
         (1, 8, 16, 16, 1, True),  # slow_conv2d, OC 16: MKL fma kernel
-        (2, 32, 8, 16, 1, False),  # oneDNN NCHW: two 16-channel chains
+        (2, 32, 8, 16, 1, False),  # oneDNN NCHW: two 16-channel chains (AVX-512), one 8-block chain (AVX2)
         (1, 8, 16, 16, 2, False),  # slow_conv2d NCHW: SGEMM('N','N'), fma kernel
     ],
 )
@@ -224,6 +258,34 @@ def test_conv2d_matches_torch(torch_mkl_amd, threads, n, c, size, oc, stride, ch
         expected = torch.nn.functional.conv2d(xt, torch.from_numpy(w), torch.from_numpy(b), stride, 1).numpy()
     got = float_ops.conv2d(x, w, b, stride, 1, profile=profile, num_threads=threads)
     assert _bits_equal(np.ascontiguousarray(got), np.ascontiguousarray(expected))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "n, c, size, oc, stride",
+    [
+        (2, 3, 8, 16, 2),  # C < 8: plain NCHW source, one block
+        (2, 12, 8, 16, 1),  # padded to 16 channels: two blocks
+        (2, 40, 7, 24, 2),  # five blocks (C % 16 != 0)
+        (1, 24, 32, 16, 1),  # batch 1, 24576 > 20480 elements
+    ],
+)
+def test_onednn_avx2_nchw_conv_matches_torch(torch_mkl_amd, threads, n, c, size, oc, stride):
+    # oneDNN jit:avx2 (NCHW, nChw8c): one fma chain from the bias over (icb, kh, kw, ic).
+    torch, profile = torch_mkl_amd
+    if profile.avx512:
+        pytest.skip("pins oneDNN's jit:avx2 order; this CPU runs jit:avx512_core")
+    from quantspec.production.environment import torch_threads
+
+    rng = np.random.default_rng(n + c + size + oc + stride)
+    x = rng.standard_normal((n, c, size, size)).astype(np.float32)
+    w = (rng.standard_normal((oc, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = (rng.standard_normal(oc) * 0.1).astype(np.float32)
+    assert uses_mkldnn(x.shape, (3, 3), (stride, stride), (1, 1), 1, threads)
+    with torch_threads(threads):
+        expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, 1)
+    got = float_ops.conv2d(x, w, b, stride, 1, profile=profile, num_threads=threads)
+    assert _bits_equal(got, expected.numpy())
 
 
 # (model, width, input size) -> (batch, threads) runs; one conversion each. The island conv

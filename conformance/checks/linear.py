@@ -20,25 +20,13 @@ from hypothesis import strategies as st
 from quantspec.reference import fast
 from quantspec.reference.ops import linear
 from quantspec.reference.profile import NumericsProfile
-from quantspec.reference.qtensor import QDtype, QTensor
+from quantspec.reference.qtensor import QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
 from ..strategies import one_in
 from . import OpCheck, register
-from .conv2d import (
-    ACT_KINDS,
-    BIAS_KINDS,
-    W_KINDS,
-    activation_ints,
-    bias_values,
-    input_scales,
-    out_scale_factors,
-    output_scale,
-    pairs_saturate,
-    typical_acc_above_2_24,
-    weight_tensor,
-)
+from ._gemm_cases import gemm_operands, gemm_qparams, pairs_saturate, qparam_labels, typical_acc_above_2_24
 
 
 @dataclass(frozen=True)
@@ -63,13 +51,8 @@ class LinearCase:
 
     def arrays(self) -> tuple[QTensor, QTensor, Optional[np.ndarray], float]:
         """(x, weight, bias, output_scale), deterministic for the case."""
-        rng = np.random.default_rng(self.seed)
-        ints = activation_ints(rng, self.leading + (self.in_features,), self.act_kind, self.act_zero_point)
-        x = QTensor(ints, self.act_scale, self.act_zero_point, QDtype.quint8)
-        shape = (self.out_features, self.in_features)
-        weight = weight_tensor(rng, shape, self.w_kind, self.w_per_channel, self.w_scale, self.w_zero_point_kind)
-        bias = bias_values(rng, self.out_features, self.bias_kind, x, weight)
-        return x, weight, bias, output_scale(self.out_scale_rel, x, weight, self.in_features)
+        x_shape = self.leading + (self.in_features,)
+        return gemm_operands(self, x_shape, (self.out_features, self.in_features), self.in_features)
 
 
 @st.composite
@@ -87,22 +70,12 @@ def linear_cases(draw: st.DrawFn) -> LinearCase:
     """A LinearCase; one in four is "deep" (K 600..1100, activations 200..255 with zero
     point 0, extreme weights: |acc| > 2^24)."""
     deep = draw(one_in(4))
+    in_features = st.integers(600, 1100) if deep else st.one_of(st.integers(1, 64), st.integers(64, 1100))
     return LinearCase(
         leading=draw(leading_dims()),
-        in_features=draw(st.integers(600, 1100)) if deep else draw(st.one_of(st.integers(1, 64), st.integers(64, 1100))),
+        in_features=draw(in_features),
         out_features=draw(st.integers(1, 80)),
-        act_scale=draw(input_scales()),
-        act_zero_point=0 if deep else draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 128, 129, 255]))),
-        act_kind="high" if deep else draw(st.sampled_from(ACT_KINDS)),
-        w_per_channel=draw(st.booleans()),
-        w_scale=draw(input_scales()),
-        w_zero_point_kind=draw(st.sampled_from(["zero", "zero", "odd"])),
-        w_kind="extreme" if deep else draw(st.sampled_from(W_KINDS)),
-        bias_kind=draw(st.sampled_from(BIAS_KINDS)),
-        out_scale_rel=draw(out_scale_factors()),
-        out_zero_point=draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 1, 127, 255]))),
-        relu=draw(st.booleans()),
-        seed=draw(st.integers(0, 2**32 - 1)),
+        **draw(gemm_qparams(deep)),
     )
 
 
@@ -124,14 +97,7 @@ def oracle(case: LinearCase) -> QTensor:
 
 
 def label(case: LinearCase) -> Iterator[str]:
-    yield "per-channel" if case.w_per_channel else "per-tensor"
-    yield f"bias-{case.bias_kind}"
-    if case.relu:
-        yield "relu"
-    if case.w_zero_point_kind == "odd":
-        yield "w-zp"
-    if case.out_scale_rel < 1e-6:
-        yield "tiny-out-scale"
+    yield from qparam_labels(case)
     if case.out_features % 8:
         yield "n-tail"
     if pairs_saturate(case.act_kind, case.w_kind, case.in_features):

@@ -12,7 +12,7 @@ from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import float_tensor, from_torch, torch_dtype
-from ..strategies import FloatArrayCase, exact_tie_count, per_channel_float_arrays
+from ..strategies import FloatArrayCase, case_exact_ties, per_channel_float_arrays
 from . import OpCheck, register
 
 
@@ -34,7 +34,7 @@ def oracle(case: FloatArrayCase) -> QTensor:
 def label(case: FloatArrayCase) -> Iterator[str]:
     yield case.dtype.label
     yield f"axis{case.axis}of{case.x.ndim}"
-    if exact_tie_count(case):
+    if case_exact_ties(case):
         yield "exact-tie"
 
 

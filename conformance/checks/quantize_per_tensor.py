@@ -13,7 +13,7 @@ from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import float_tensor, from_torch, torch_dtype
-from ..strategies import FloatArrayCase, exact_tie_count, float_arrays, mostly, qparams, shapes
+from ..strategies import FloatArrayCase, case_exact_ties, float_arrays, mostly, qparams, shapes
 from . import OpCheck, register
 
 
@@ -33,7 +33,7 @@ def label(case: FloatArrayCase) -> Iterator[str]:
         yield "pow2-scale"
     if case.zero_point % 2:
         yield "odd-zp"
-    if exact_tie_count(case):
+    if case_exact_ties(case):
         yield "exact-tie"
 
 

@@ -11,10 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# The shared checkpoints' normalisation (README of ../shared/data).
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
 
 class ShortcutA(nn.Module):
     """x[:, :, ::2, ::2] zero-padded in channels by `pad` on each side."""

@@ -5,6 +5,12 @@ Each kernel takes the node's input values (in TorchScript schema order) and a
 tensors are `QTensor`s and go to the reference ops; float tensors are float32 arrays and
 go to `reference.ops.float_ops`; TorchScript's scalar and list plumbing (`aten::size`,
 `prim::ListConstruct`, ...) is plain Python.
+
+Every kernel calls its op one way: the node's inputs positionally, in schema order, then
+by keyword what the context decides: `relu=`, `num_threads=context.num_threads` and
+`profile=context.profile` wherever the op takes them. Quantized conv2d and linear run the
+fast kernels (`reference.fast`, which add `prepared=` weights and `workers=`), every other
+quantized op its function in `reference.ops`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import fast, ops
+from .._registry import registrar
 from ..ops.float_ops import FLOAT_OPS
 from ..profile import NumericsProfile
 from ..qtensor import QDtype, QTensor, in_memory_format
@@ -44,15 +51,7 @@ class RunContext:
 
 Kernel = Callable[[list, RunContext], Any]
 KERNELS: dict[str, Kernel] = {}
-
-
-def kernel(*kinds: str) -> Callable[[Kernel], Kernel]:
-    def decorate(function: Kernel) -> Kernel:
-        for kind in kinds:
-            KERNELS[kind] = function
-        return function
-
-    return decorate
+kernel = registrar(KERNELS, "kernel")
 
 
 def _float_or_quantized(kind: str, quantized: Callable[[QTensor, list, RunContext], Any]) -> Kernel:
@@ -74,7 +73,7 @@ def _float_or_quantized(kind: str, quantized: Callable[[QTensor, list, RunContex
 @kernel("aten::quantize_per_tensor")
 def _quantize_per_tensor(args: list, context: RunContext) -> QTensor:
     x, scale, zero_point, dtype = args
-    return ops.quantize_per_tensor(x, scale, zero_point, _qdtype(dtype), context.profile)
+    return ops.quantize_per_tensor(x, scale, zero_point, _qdtype(dtype), profile=context.profile)
 
 
 @kernel("aten::dequantize")
@@ -108,8 +107,8 @@ def _conv(relu: bool) -> Kernel:
     return run
 
 
-KERNELS["quantized::conv2d"] = _conv(False)
-KERNELS["quantized::conv2d_relu"] = _conv(True)
+kernel("quantized::conv2d")(_conv(False))
+kernel("quantized::conv2d_relu")(_conv(True))
 
 
 def _linear(relu: bool) -> Kernel:
@@ -125,8 +124,8 @@ def _linear(relu: bool) -> Kernel:
     return run
 
 
-KERNELS["quantized::linear"] = _linear(False)
-KERNELS["quantized::linear_relu"] = _linear(True)
+kernel("quantized::linear")(_linear(False))
+kernel("quantized::linear_relu")(_linear(True))
 
 
 @kernel("quantized::linear_unpack", "quantized::conv2d_unpack")
@@ -141,9 +140,7 @@ def _unpack(args: list, context: RunContext) -> tuple:
 def _quantized_add(relu: bool) -> Kernel:
     def run(args: list, context: RunContext) -> QTensor:
         a, b, scale, zero_point = args
-        return ops.OPS["quantized::add"](
-            a, b, scale, zero_point, relu=relu, num_threads=context.num_threads, profile=context.profile
-        )
+        return ops.add(a, b, scale, zero_point, relu=relu, num_threads=context.num_threads, profile=context.profile)
 
     return run
 
@@ -156,10 +153,10 @@ def _quantized_mul(relu: bool) -> Kernel:
     return run
 
 
-KERNELS["quantized::add"] = _quantized_add(False)
-KERNELS["quantized::add_relu"] = _quantized_add(True)
-KERNELS["quantized::mul"] = _quantized_mul(False)
-KERNELS["quantized::mul_relu"] = _quantized_mul(True)
+kernel("quantized::add")(_quantized_add(False))
+kernel("quantized::add_relu")(_quantized_add(True))
+kernel("quantized::mul")(_quantized_mul(False))
+kernel("quantized::mul_relu")(_quantized_mul(True))
 
 
 @kernel("quantized::hardswish")
@@ -169,44 +166,44 @@ def _hardswish(args: list, context: RunContext) -> QTensor:
 
 
 for _kind in ("aten::relu", "aten::relu_"):
-    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: ops.relu(q))
+    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: ops.relu(q, *rest)))
+
+
+def _hardsigmoid(q: QTensor, rest: list, context: RunContext) -> QTensor:
+    return ops.hardsigmoid(q, *rest, num_threads=context.num_threads, profile=context.profile)
+
+
 for _kind in ("aten::hardsigmoid", "aten::hardsigmoid_"):
-    KERNELS[_kind] = _float_or_quantized(
-        _kind, lambda q, rest, context: ops.hardsigmoid(q, num_threads=context.num_threads, profile=context.profile)
-    )
+    kernel(_kind)(_float_or_quantized(_kind, _hardsigmoid))
 for _kind in ("aten::hardtanh", "aten::hardtanh_"):
-    KERNELS[_kind] = _float_or_quantized(
-        _kind, lambda q, rest, context: ops.hardtanh(q, *rest, profile=context.profile)
-    )
+    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: ops.hardtanh(q, *rest, profile=context.profile)))
 for _kind in ("aten::clamp", "aten::clamp_"):
-    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: ops.clamp(q, *rest, profile=context.profile))
+    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: ops.clamp(q, *rest, profile=context.profile)))
+# Eval-mode dropout is the identity on quantized tensors too: the float op returns its input.
 for _kind in ("aten::dropout", "aten::dropout_", "aten::feature_dropout"):
-    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: FLOAT_OPS["aten::dropout"](q, *rest))
+    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: FLOAT_OPS["aten::dropout"](q, *rest)))
 
 
 # --- pooling, reductions, cat ------------------------------------------------------
 
 
+# TorchScript's default stride is [], which the pooling ops read as "the kernel size".
 def _max_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
-    kernel_size, stride, padding, dilation, ceil_mode = rest
-    return ops.OPS["aten::max_pool2d"](q, kernel_size, stride or None, padding, dilation, ceil_mode)
+    return ops.max_pool2d(q, *rest)
 
 
 def _avg_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
-    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor = rest
-    return ops.OPS["aten::avg_pool2d"](
-        q, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor, profile=context.profile
-    )
+    return ops.avg_pool2d(q, *rest, profile=context.profile)
 
 
 def _adaptive_avg_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
-    return ops.OPS["aten::adaptive_avg_pool2d"](q, rest[0], profile=context.profile)
+    return ops.adaptive_avg_pool2d(q, *rest, profile=context.profile)
 
 
-KERNELS["aten::max_pool2d"] = _float_or_quantized("aten::max_pool2d", _max_pool2d)
-KERNELS["quantized::max_pool2d"] = KERNELS["aten::max_pool2d"]
-KERNELS["aten::avg_pool2d"] = _float_or_quantized("aten::avg_pool2d", _avg_pool2d)
-KERNELS["aten::adaptive_avg_pool2d"] = _float_or_quantized("aten::adaptive_avg_pool2d", _adaptive_avg_pool2d)  # float: unsupported
+kernel("aten::max_pool2d", "quantized::max_pool2d")(_float_or_quantized("aten::max_pool2d", _max_pool2d))
+kernel("aten::avg_pool2d")(_float_or_quantized("aten::avg_pool2d", _avg_pool2d))
+# No float adaptive_avg_pool2d in FLOAT_OPS: a float input is refused.
+kernel("aten::adaptive_avg_pool2d")(_float_or_quantized("aten::adaptive_avg_pool2d", _adaptive_avg_pool2d))
 
 
 @kernel("aten::mean")
@@ -216,13 +213,13 @@ def _mean(args: list, context: RunContext) -> QTensor:
         raise UnknownNodeKind(f"aten::mean with dtype={dtype} is not supported")
     if not isinstance(x, QTensor):
         raise UnknownNodeKind("aten::mean of a float tensor is not supported")
-    return ops.mean(x, dims or (), keepdim, context.profile)
+    return ops.mean(x, dims or (), keepdim, profile=context.profile)
 
 
 @kernel("quantized::cat")
 def _quantized_cat(args: list, context: RunContext) -> QTensor:
     tensors, dim, scale, zero_point = args
-    return ops.OPS["quantized::cat"](list(tensors), dim, scale, zero_point, profile=context.profile)
+    return ops.cat(list(tensors), dim, scale, zero_point, profile=context.profile)
 
 
 @kernel("aten::cat")
@@ -230,17 +227,17 @@ def _cat(args: list, context: RunContext) -> Any:
     tensors, dim = args
     if all(isinstance(t, np.ndarray) for t in tensors):
         return np.concatenate(tensors, axis=dim)
-    return ops.OPS["aten::cat"](list(tensors), dim, profile=context.profile)
+    return ops.cat(list(tensors), dim, profile=context.profile)
 
 
 # --- shape ops ---------------------------------------------------------------------
 
 for _kind in ("aten::view", "aten::reshape"):
-    KERNELS[_kind] = _float_or_quantized(_kind, lambda q, rest, context: ops.OPS["aten::view"](q, rest[0]))
-KERNELS["aten::flatten"] = _float_or_quantized("aten::flatten", lambda q, rest, context: ops.OPS["aten::flatten"](q, *rest))
-KERNELS["aten::transpose"] = _float_or_quantized("aten::transpose", lambda q, rest, context: ops.transpose(q, *rest))
-KERNELS["aten::contiguous"] = _float_or_quantized("aten::contiguous", lambda q, rest, context: ops.contiguous(q, *rest))
-KERNELS["aten::chunk"] = _float_or_quantized("aten::chunk", lambda q, rest, context: ops.chunk(q, *rest))
+    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: ops.reshape(q, *rest)))
+kernel("aten::flatten")(_float_or_quantized("aten::flatten", lambda q, rest, context: ops.flatten(q, *rest)))
+kernel("aten::transpose")(_float_or_quantized("aten::transpose", lambda q, rest, context: ops.transpose(q, *rest)))
+kernel("aten::contiguous")(_float_or_quantized("aten::contiguous", lambda q, rest, context: ops.contiguous(q, *rest)))
+kernel("aten::chunk")(_float_or_quantized("aten::chunk", lambda q, rest, context: ops.chunk(q, *rest)))
 
 
 @kernel("aten::slice")
@@ -263,8 +260,10 @@ def _pad(args: list, context: RunContext) -> np.ndarray:
 # Float linear/conv2d: their float32 summation order follows profile.float_gemm and the
 # thread count (ATen's use_mkldnn picks conv's backend by it; MKL splits some batches).
 for _kind in ("aten::linear", "aten::conv2d"):
-    KERNELS[_kind] = lambda args, context, _kind=_kind: FLOAT_OPS[_kind](
-        *args, profile=context.profile, num_threads=context.num_threads
+    kernel(_kind)(
+        lambda args, context, _kind=_kind: FLOAT_OPS[_kind](
+            *args, num_threads=context.num_threads, profile=context.profile
+        )
     )
 
 
@@ -348,4 +347,4 @@ def _scalar_kernel(function: Callable) -> Kernel:
 
 
 for _kind, _function in _SCALAR_OPS.items():
-    KERNELS[_kind] = _scalar_kernel(_function)
+    kernel(_kind)(_scalar_kernel(_function))

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..numerics import f32, fma32
-from ..ops._tensor_iterator import vector_body_mask
+from ..ops._tensor_iterator import VECTOR_BLOCK_32BIT, vector_body_mask
 from ..qtensor import MemoryFormat
 
 # `Vectorized<float>::size()` of the AVX2 build that runs ATen's sum on x86.
@@ -230,8 +230,6 @@ def div_floor_f32(a: np.ndarray, b: np.float32) -> np.ndarray:
 # `std::numeric_limits<float>::quiet_NaN()` and the all-ones NaN `_mm256_or_ps(max, unord)` makes.
 _SCALAR_NAN = np.array(0x7FC00000, np.uint32).view(np.float32)
 _VECTOR_NAN = np.array(0xFFFFFFFF, np.uint32).view(np.float32)
-# Binary min/max run `cpu_kernel_vec` in the AVX2 build: 2 * 8 floats per vector step.
-_MINMAX_STEP = 16
 
 
 def aten_maximum_f32(a: np.typing.ArrayLike, b: np.typing.ArrayLike) -> np.ndarray:
@@ -257,7 +255,8 @@ def _canonical_nan(result: np.ndarray) -> np.ndarray:
     flat = np.atleast_1d(result).astype(np.float32)
     if flat.ndim != 1:
         raise ValueError(f"ATen min/max NaN placement is modelled for 1-d results, got shape {flat.shape}")
-    vector = vector_body_mask(flat.shape, MemoryFormat.contiguous, _MINMAX_STEP, 1)
+    # Binary min/max run `cpu_kernel_vec` in the AVX2 build: blocks of 2 * 8 floats.
+    vector = vector_body_mask(flat.shape, MemoryFormat.contiguous, VECTOR_BLOCK_32BIT, 1)
     nan = np.where(vector, _VECTOR_NAN, _SCALAR_NAN)
     return np.where(np.isnan(flat), nan, flat).reshape(np.shape(result)).astype(np.float32)
 

@@ -1,19 +1,21 @@
 """Float32 linear and conv2d in the summation orders of torch's CPU libraries (profile
 `float_gemm == "mkl2024.2-amd"`: oneMKL 2024.2 and oneDNN 3.12, as bundled with torch
-2.13.0 and 2.14.1, on an AMD CPU with AVX-512, MKL_CBWR unset).
+2.13.0 and 2.14.1, on an AMD CPU, MKL_CBWR unset). Verified on AMD CPUs with AVX-512; on
+an AVX2-only AMD EPYC (torch 2.13.0) the same MKL and channels_last oneDNN orders hold, and
+oneDNN's NCHW conv differs (ISA-aware through the profile's `avx512`, see `_onednn_conv`).
 
 The orders were found by probing torch (absorption probes: two +-2^40 terms among ones
 cancel where their partial sums first meet, which reveals the summation tree; then
 random data to settle fma versus multiply-and-add) and are checked only against torch
-(docs/spec-parts/float-islands.md has the figures). Nothing is derived from MKL source.
+(docs/spec.md, "Float islands", has the figures). Nothing is derived from MKL source.
 
 Which library runs (evidence: MKL_VERBOSE / ONEDNN_VERBOSE, ATen source):
 - `aten::linear` of a 2-d input with a bias is `addmm` (ATen `linear`), which calls
   MKL `SGEMM('T', 'N', M=out_features, n=batch, K=in_features)` with C pre-filled with
   the bias and beta = 1 (MKL_VERBOSE `SGEMM(T,N,10,2,32,...)`; oneDNN is silent).
 - `aten::conv2d`: ATen `ConvParams::use_mkldnn` (Convolution.cpp) picks oneDNN
-  (`brg_conv_fwd:avx512_core` for channels_last input, `jit:avx512_core` for NCHW), else
-  `slow_conv2d` = im2col + the same MKL SGEMM.
+  (`brg_conv_fwd:avx512_core` / `brg_conv_fwd:avx2` for channels_last input,
+  `jit:avx512_core` / `jit:avx2` for NCHW), else `slow_conv2d` = im2col + the same MKL SGEMM.
 
 Every function here takes the shapes it was verified for; `sgemm_order_known` and
 `conv_order_known` say which, and the caller (float_ops) keeps its float64 computation
@@ -30,8 +32,11 @@ from ..numerics import fma32, ieee_float_ops
 
 # MKL's fma kernel sums K in blocks of 192 (probed for K 16..1024).
 FMA_K_BLOCK = 192
-# oneDNN's NCHW (nChw16c) convolution chains 16 input channels per block.
+# oneDNN's NCHW convolution blocks input channels by the vector width: jit:avx512_core
+# (nChw16c) sums one fma chain per 16-channel block; jit:avx2 (nChw8c) runs its 8-channel
+# blocks through one chain.
 ONEDNN_NCHW_BLOCK = 16
+ONEDNN_AVX2_NCHW_BLOCK = 8
 # Verified envelope of the MKL SGEMM model (random sweeps on 2.13.0 and 2.14.1 up to these
 # sizes; slow_conv2d passes its OH*OW output positions as the batch n).
 MAX_SGEMM_N, MAX_SGEMM_K, MAX_SGEMM_M = 1024, 1024, 1024
@@ -193,10 +198,12 @@ def uses_mkldnn(shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[i
 
 
 def conv_order_known(weight_shape: tuple[int, ...], out_size: tuple[int, int], dilation: tuple[int, int],
-                     groups: int, channels_last: bool, onednn: bool, num_threads: int = 1) -> bool:
+                     groups: int, channels_last: bool, onednn: bool, num_threads: int = 1,
+                     avx512: bool = True) -> bool:
     """Whether `conv2d` models this conv: groups 1, dilation 1, 3x3 kernel, 1 or 2 threads
-    (the verified set); oneDNN on NCHW input needs C <= 16 or C % 16 == 0; slow_conv2d needs
-    an SGEMM in `sgemm_order_known` (channels_last) or the fma kernel (NCHW: OH*OW >= 12, OC >= 4)."""
+    (the verified set); oneDNN on NCHW input with AVX-512 (`avx512`, the profile's) needs
+    C <= 16 or C % 16 == 0 (AVX2: any C, 18 values probed in 1..256); slow_conv2d needs an SGEMM in
+    `sgemm_order_known` (channels_last) or the fma kernel (NCHW: OH*OW >= 12, OC >= 4)."""
     if num_threads not in (1, 2):
         return False
     oc, c, kh, kw = weight_shape
@@ -204,19 +211,20 @@ def conv_order_known(weight_shape: tuple[int, ...], out_size: tuple[int, int], d
         return False
     positions, depth = out_size[0] * out_size[1], c * kh * kw
     if onednn:
-        return channels_last or c <= ONEDNN_NCHW_BLOCK or c % ONEDNN_NCHW_BLOCK == 0
+        return channels_last or not avx512 or c <= ONEDNN_NCHW_BLOCK or c % ONEDNN_NCHW_BLOCK == 0
     if channels_last:
         return sgemm_order_known(positions, oc, depth, num_threads)
     return _uses_fma_kernel(oc, positions) and depth <= MAX_SGEMM_K and positions <= MAX_SGEMM_N
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
-           channels_last: bool, onednn: bool) -> np.ndarray:
+           channels_last: bool, onednn: bool, avx512: bool = True) -> np.ndarray:
     """`F.conv2d` (groups 1, dilation 1) of float32 NCHW values `x`, in the order of the
-    backend ATen picked (`onednn`, see `uses_mkldnn`) for the input's memory format."""
+    backend ATen picked (`onednn`, see `uses_mkldnn`) for the input's memory format and, for
+    oneDNN on NCHW input, the CPU's ISA (`avx512`, the profile's)."""
     with ieee_float_ops():
         if onednn:
-            return _onednn_conv(x, weight, bias, stride, padding, channels_last)
+            return _onednn_conv(x, weight, bias, stride, padding, channels_last, avx512)
         return _slow_conv2d(x, weight, bias, stride, padding, channels_last)
 
 
@@ -237,12 +245,13 @@ def _taps(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], paddi
     return taps
 
 
-def _fma_chain(taps: list, weight: np.ndarray, channels: range) -> np.ndarray:
-    """oneDNN's per-output sum: ONE fma chain from +0 over taps in (kh, kw, ic) order,
-    acc = fma32(x, w, acc); taps in the zero-padding ring are skipped (not multiplied by 0:
-    that could only turn an all-zero -0 sum into +0)."""
-    first = taps[0][2]
-    acc = np.zeros((first.shape[0], weight.shape[0]) + first.shape[2:], np.float32)
+def _fma_chain(taps: list, weight: np.ndarray, channels: range, acc: Optional[np.ndarray] = None) -> np.ndarray:
+    """oneDNN's per-output sum: ONE fma chain from `acc` (default +0) over taps in (kh, kw, ic)
+    order, acc = fma32(x, w, acc); taps in the zero-padding ring are skipped (not multiplied
+    by 0: that could only turn an all-zero -0 sum into +0)."""
+    if acc is None:
+        first = taps[0][2]
+        acc = np.zeros((first.shape[0], weight.shape[0]) + first.shape[2:], np.float32)
     for kh, kw, patch, inside in taps:
         for c in channels:
             step = fma32(patch[:, c : c + 1], weight[None, :, c, kh, kw, None, None], acc)
@@ -250,10 +259,13 @@ def _fma_chain(taps: list, weight: np.ndarray, channels: range) -> np.ndarray:
     return acc
 
 
-def _onednn_conv(x, weight, bias, stride, padding, channels_last) -> np.ndarray:
-    """oneDNN brg_conv_fwd (channels_last) or jit:avx512_core on NCHW with C <= 16: one fma
-    chain over every (kh, kw, ic), then + bias. NCHW with C > 16 (nChw16c blocks): one chain
-    per 16-channel block, ((B0 + bias) + B1) + B2 + ..., one float32 add each."""
+def _onednn_conv(x, weight, bias, stride, padding, channels_last, avx512=True) -> np.ndarray:
+    """oneDNN brg_conv_fwd (channels_last; avx512_core or avx2) or jit:avx512_core on NCHW
+    with C <= 16: one fma chain from +0 over every (kh, kw, ic), then + bias. jit:avx512_core
+    on NCHW with C > 16 (nChw16c blocks): one chain per 16-channel block,
+    ((B0 + bias) + B1) + B2 + ..., one float32 add each. jit:avx2 on NCHW: `_onednn_avx2_nchw`."""
+    if not (channels_last or avx512):
+        return _onednn_avx2_nchw(x, weight, bias, stride, padding)
     taps = _taps(x, weight.shape[2:], stride, padding)
     c = x.shape[1]
     block = c if channels_last else ONEDNN_NCHW_BLOCK
@@ -261,6 +273,42 @@ def _onednn_conv(x, weight, bias, stride, padding, channels_last) -> np.ndarray:
     for c0 in range(block, c, block):
         out = out + _fma_chain(taps, weight, range(c0, c0 + block))
     return out
+
+
+def _onednn_avx2_nchw(x, weight, bias, stride, padding) -> np.ndarray:
+    """oneDNN jit:avx2 on NCHW input (probed on an AVX2-only AMD EPYC, torch 2.13.0): ONE fma
+    chain per output that STARTS at the bias (the bias is not added at the end) and runs the
+    8-channel blocks (nChw8c) in turn, continuing the same chain, each over taps in (kh, kw, ic)
+    order: (icb, kh, kw, ic-in-block). Random sweeps matched bit for bit (18 C in 1..256, OC 4..512,
+    batch 1 and 2, strides 1 and 2, 1 and 2 threads); block 16, block 4, separate chains per
+    block and a chain from +0 then + bias were ruled out.
+    C < 8 reads the plain NCHW source: one block of C. C >= 8 is reordered to nChw8c with C
+    padded to a multiple of 8 by zero channels, which the chain runs through (a no-op except
+    that 0*0 + -0 is +0: an all -0 sum then ends +0, as torch's does).
+
+    Hand-worked (C = 1, one output, bias 2^24, x = ones, w = [1 x8, -2^24]): the chain from
+    the bias absorbs the eight 1s (2^24 + 1 is a tie, rounded to even 2^24), then 2^24 - 2^24
+    = 0; a chain from +0 plus the bias would give (8 - 2^24) + 2^24 = 8.
+
+    >>> w = np.float32([1] * 8 + [-2**24]).reshape(1, 1, 3, 3)
+    >>> with ieee_float_ops():
+    ...     out = _onednn_avx2_nchw(np.ones((1, 1, 3, 3), np.float32), w, np.float32([2**24]), (1, 1), (0, 0))
+    >>> out.ravel().tolist()
+    [0.0]
+    """
+    c = x.shape[1]
+    block = ONEDNN_AVX2_NCHW_BLOCK
+    if c > block and c % block:
+        extra = block - c % block
+        x = np.pad(x, ((0, 0), (0, extra), (0, 0), (0, 0)))
+        weight = np.pad(weight, ((0, 0), (0, extra), (0, 0), (0, 0)))
+        c += extra
+    taps = _taps(x, weight.shape[2:], stride, padding)
+    shape = (x.shape[0], weight.shape[0]) + taps[0][3].shape
+    acc = np.broadcast_to(bias[None, :, None, None], shape).astype(np.float32)
+    for c0 in range(0, c, block):
+        acc = _fma_chain(taps, weight, range(c0, min(c0 + block, c)), acc)
+    return acc
 
 
 def _slow_conv2d(x, weight, bias, stride, padding, channels_last) -> np.ndarray:

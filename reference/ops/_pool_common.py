@@ -65,7 +65,7 @@ def window_sums(
     """
     n, c, h, w = values.shape
     # In the input's memory order, each running-sum step below is one vectorized add over
-    # whole rows (NumPy's cumsum loops element by element: ~8x slower on a 7x7x512 map).
+    # whole rows: NumPy's cumsum loops element by element, which is slower (docs/speed.md).
     if memory_format_of(values) is MemoryFormat.channels_last:
         prefix = np.zeros((n, h + 1, w + 1, c), np.int64).transpose(0, 3, 1, 2)
     else:

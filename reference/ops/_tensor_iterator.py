@@ -5,7 +5,7 @@ through `TensorIterator`, which coalesces a tensor that is dense in its memory f
 into one run of `numel` elements in MEMORY order. `TensorIteratorBase::for_each` runs it
 serially when `numel < GRAIN_SIZE` or one thread is used, else `at::parallel_for`
 splits it into `T' = min(T, ceil(numel / GRAIN_SIZE))` ranges of `ceil(numel / T')`
-(ParallelOpenMP.h). Each range's `vectorized_loop` (cpu/Loops.h) takes steps of
+(ParallelOpenMP.h). Each range's `vectorized_loop` (cpu/Loops.h) takes blocks of
 `2 * Vectorized<scalar_t>::size()` elements and hands the remainder to `basic_loop`.
 """
 
@@ -17,6 +17,10 @@ from ..qtensor import MemoryFormat, QTensor
 
 # at::internal::GRAIN_SIZE
 GRAIN_SIZE = 32768
+# Elements per iteration of `vectorized_loop` (`2 * Vectorized<scalar_t>::size()`) in ATen's
+# AVX2 build, which the kernels mirrored here run on every x86 CPU (each module says why):
+VECTOR_BLOCK_8BIT = 64  # quint8 / qint8: two vectors of 32 lanes
+VECTOR_BLOCK_32BIT = 16  # qint32 / float32: two vectors of 8 lanes
 
 
 def thread_ranges(numel: int, num_threads: int) -> list[tuple[int, int]]:
@@ -31,11 +35,11 @@ def thread_ranges(numel: int, num_threads: int) -> list[tuple[int, int]]:
 
 
 def vector_body_mask(
-    shape: tuple[int, ...], memory_format: MemoryFormat, step: int, num_threads: int, row: int | None = None
+    shape: tuple[int, ...], memory_format: MemoryFormat, block: int, num_threads: int, row: int | None = None
 ) -> np.ndarray:
     """Boolean array (logical order, `shape`): True where the vector lambda computes the element.
 
-    `step` is `2 * Vectorized<scalar_t>::size()`: 64 for 8-bit types in the AVX2 build.
+    `block` is `2 * Vectorized<scalar_t>::size()`: `VECTOR_BLOCK_8BIT` for 8-bit types.
     `row` is the length of the inner loop run in memory order (default: all `numel`, one
     coalesced run). When an operand broadcasts, TensorIterator cannot coalesce across the
     dims where its stride turns 0, so `loop_2d` calls `vectorized_loop` once per row and
@@ -51,20 +55,20 @@ def vector_body_mask(
     in_memory_order = np.empty(numel, dtype=bool)
     # Rows that no thread range cuts all share one pattern; set them in one broadcast...
     whole_rows = in_memory_order[: numel - numel % row].reshape(-1, row)
-    whole_rows[:, : row // step * step] = True
-    whole_rows[:, row // step * step :] = False
-    _set_run(in_memory_order, numel - numel % row, numel, step)  # a last, shorter row
+    whole_rows[:, : row // block * block] = True
+    whole_rows[:, row // block * block :] = False
+    _set_run(in_memory_order, numel - numel % row, numel, block)  # a last, shorter row
     # ...then redo the runs at each range's two ends, where a range boundary may cut a row.
     for begin, end in thread_ranges(numel, num_threads):
         first_end = min(end, (begin // row + 1) * row)
-        _set_run(in_memory_order, begin, first_end, step)
-        _set_run(in_memory_order, max(first_end, (end - 1) // row * row), end, step)
+        _set_run(in_memory_order, begin, first_end, block)
+        _set_run(in_memory_order, max(first_end, (end - 1) // row * row), end, block)
     return from_memory_order(in_memory_order, shape, memory_format)
 
 
-def scalar_tail_spans(numel: int, step: int, num_threads: int) -> list[tuple[int, int]]:
+def scalar_tail_spans(numel: int, block: int, num_threads: int) -> list[tuple[int, int]]:
     """The [begin, end) memory-order spans the scalar lambda computes when the whole tensor
-    is one coalesced run: the last `len % step` elements of each thread range (empty spans
+    is one coalesced run: the last `len % block` elements of each thread range (empty spans
     left out). `vector_body_mask` is False exactly on these.
 
     >>> scalar_tail_spans(70, 64, 1)
@@ -74,15 +78,15 @@ def scalar_tail_spans(numel: int, step: int, num_threads: int) -> list[tuple[int
     """
     spans = []
     for begin, end in thread_ranges(numel, num_threads):
-        tail = begin + (end - begin) // step * step
+        tail = begin + (end - begin) // block * block
         if tail < end:
             spans.append((tail, end))
     return spans
 
 
-def _set_run(mask: np.ndarray, begin: int, end: int, step: int) -> None:
-    """One `vectorized_loop` call over [begin, end): whole steps vector, the rest scalar."""
-    body_end = begin + max(end - begin, 0) // step * step
+def _set_run(mask: np.ndarray, begin: int, end: int, block: int) -> None:
+    """One `vectorized_loop` call over [begin, end): whole blocks vector, the rest scalar."""
+    body_end = begin + max(end - begin, 0) // block * block
     mask[begin:body_end] = True
     mask[body_end:end] = False
 

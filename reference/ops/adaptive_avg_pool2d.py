@@ -48,7 +48,7 @@ def adaptive_avg_pool2d(
       2.14: 1 + rne(-0.5) = 1 + 0 = 1.
 
     >>> import numpy as np
-    >>> from reference.profile import get_profile
+    >>> from quantspec.reference.profile import get_profile
     >>> q = QTensor(np.array([[[[0, 1]], [[3, 4]]]], np.uint8), 0.1, 1, "quint8")
     >>> adaptive_avg_pool2d(q, 1).int_repr.ravel().tolist()   # 3.5 -> 4 (even)
     [0, 4]

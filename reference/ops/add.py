@@ -11,19 +11,23 @@ from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
 from ._registry import register_op
-from ._tensor_iterator import from_memory_order, layouts_differ, scalar_tail_spans
+from ._tensor_iterator import (
+    VECTOR_BLOCK_8BIT,
+    VECTOR_BLOCK_32BIT,
+    from_memory_order,
+    layouts_differ,
+    scalar_tail_spans,
+)
 from ._unary_float import dequantize_vector
 from .dequantize import dequantize
 
 # `cpu_kernel_vec` (ATen/native/cpu/Loops.h, `vectorized_loop`) runs the vector lambda on
 # blocks of 2 * Vectorized<scalar_t>::size() elements. qadd_kernel is registered with
 # REGISTER_DISPATCH (no AVX512 build), so the AVX2 kernel runs on every x86 CPU we specify:
-# Vectorized<8-bit>::size() = 32, blocks of 64 (verified on an AVX512-VNNI CPU);
-# Vectorized<qint32>::size() = 8, blocks of 16.
-VECTOR_BLOCK = 64
-VECTOR_BLOCK_QINT32 = 16
+# blocks of VECTOR_BLOCK_8BIT (verified on an AVX512-VNNI CPU), VECTOR_BLOCK_32BIT for qint32.
 # From this many elements on, 8-bit vector results come from a table of all 65536 (qa, qb)
-# pairs (a new table costs about as much as the formula on ~25k elements; cached ones nothing).
+# pairs (building a new table costs about as much as the formula on a tensor a few times this
+# size; cached ones cost nothing; docs/speed.md).
 PAIR_TABLE_MIN_SIZE = 8192
 
 
@@ -54,9 +58,10 @@ def add(
 
     `sa`, `sb`, `so` are the double scales narrowed to float32. The output has `a`'s
     memory format. If `a` and `b` are in different memory formats (and C > 1, H*W > 1),
-    every element takes the scalar lambda. qint32: blocks of 16; `float(q)` may round; the vector lambda quantizes
-    through FBGEMM's scalar `Quantize` (precision 32), i.e. `quantize_val` as the tail does. The vector and scalar paths agree except at exact .5 ties of
-    `c * inv` with an odd zero point (and the vector's fma dequantize).
+    every element takes the scalar lambda. qint32: blocks of 16; `float(q)` may round; the
+    vector lambda quantizes through FBGEMM's scalar `Quantize` (precision 32), i.e.
+    `quantize_val` as the tail does. The vector and scalar paths agree except at exact .5
+    ties of `c * inv` with an odd zero point (and the vector's fma dequantize).
 
     Hand-worked, quint8, a = b = [1] (sa = sb = 1, za = zb = 0), so = 4, zo = 1:
       a single element is a scalar tail: da = db = 1, c = 2, t = 2 * 0.25 = 0.5
@@ -64,7 +69,7 @@ def add(
     In a block of 64 (vector) the same element gives cvt(0.5) + 1 = 0 + 1 = 1 on both.
 
     >>> import numpy as np
-    >>> from reference.profile import get_profile
+    >>> from quantspec.reference.profile import get_profile
     >>> one = QTensor(np.ones((1,), np.uint8), 1.0, 0, "quint8")
     >>> add(one, one, 4.0, 1).int_repr.tolist()
     [2]
@@ -83,7 +88,7 @@ def add(
         ints = _scalar_path(flat_a, flat_b, out, relu, profile)
     else:
         ints = _vector_path(flat_a, flat_b, out, relu, profile)
-        block = VECTOR_BLOCK_QINT32 if a.dtype is QDtype.qint32 else VECTOR_BLOCK
+        block = VECTOR_BLOCK_32BIT if a.dtype is QDtype.qint32 else VECTOR_BLOCK_8BIT
         # The scalar lambda only where it runs: the last len % block elements of each range.
         for begin, end in scalar_tail_spans(ints.size, block, num_threads):
             ints[begin:end] = _scalar_path(_span(flat_a, begin, end), _span(flat_b, begin, end), out, relu, profile)
@@ -121,7 +126,9 @@ def _vector_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: Nume
         return _vector_formula(a, b, out, relu, profile)
     # An 8-bit result depends only on the pair (qa, qb): look it up in the table of all
     # pairs, indexed by the bytes of qa and qb.
-    table = _pair_table(a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile)
+    table = _pair_table(
+        a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile
+    )
     pair = a.int_repr.view(np.uint8).astype(np.uint16)
     pair <<= 8
     pair |= b.int_repr.view(np.uint8)
@@ -185,7 +192,9 @@ def _check_operands(a: QTensor, b: QTensor) -> None:
         if not isinstance(operand, QTensor):
             raise TypeError(f"quantized::add: {name} must be a QTensor, got {type(operand).__name__}")
         if operand.per_channel:
-            raise ValueError(f"quantized::add: {name} is per-channel (axis={operand.axis}); only per-tensor is supported")
+            raise ValueError(
+                f"quantized::add: {name} is per-channel (axis={operand.axis}); only per-tensor is supported"
+            )
     if a.dtype is not b.dtype:
         raise ValueError(f"quantized::add: operands have dtypes {a.dtype.label} and {b.dtype.label}; expected the same")
     if a.shape != b.shape:

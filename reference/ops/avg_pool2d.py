@@ -62,7 +62,7 @@ def avg_pool2d(
     2.13: rne(1 + 0.5) = 2;   2.14: 1 + rne(0.5) = 1.
 
     >>> import numpy as np
-    >>> from reference.profile import get_profile
+    >>> from quantspec.reference.profile import get_profile
     >>> q = QTensor(np.array([[[[0, 1], [2, 2]]]], np.uint8), 0.1, 1, "quint8")
     >>> avg_pool2d(q, 2).int_repr.tolist()
     [[[[1]]]]

@@ -38,7 +38,7 @@ def cat(
     is 4-d and `is_contiguous(ChannelsLast)` (channels_last, or NCHW with C == 1 or
     H*W == 1); the output is channels_last. Per input, per pixel:
       - same qparams as the output (double scale compared exactly, and zp): copied.
-      - else channels below `C_i // 8 * 8` (32-blocks, then one block of 8s):
+      - else channels below `C_i // 8 * 8` (32-channel blocks, then up to three blocks of 8):
         `x = fma32(s, float(q), f32(s * -float(z)))` with `s = float(scale_i)`;
         `out = clamp(wrap(cvt(min(f32(x * inv), 2147483520)) + zo))`, `inv = float(1.0 / so)`
         (a double divide, narrowed): round, then add zp.
@@ -55,7 +55,7 @@ def cat(
     Input B has the output's qparams: copied.
 
     >>> import numpy as np
-    >>> from reference.profile import get_profile
+    >>> from quantspec.reference.profile import get_profile
     >>> a = QTensor(np.array([[[[2]]]], np.uint8), 0.25, 0, "quint8")
     >>> b = QTensor(np.array([[[[7]]]], np.uint8), 1.0, 1, "quint8")
     >>> cat([a, b], 1, 1.0, 1).int_repr.ravel().tolist()

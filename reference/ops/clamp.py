@@ -33,7 +33,7 @@ def clamp(
       2.14: 3 + rne(2.5) = 3 + 2 = 5.  q = [0, 4, 9] -> 2.13 [3, 4, 6]; 2.14 [3, 4, 5]
 
     >>> import numpy as np
-    >>> from reference.profile import get_profile
+    >>> from quantspec.reference.profile import get_profile
     >>> q = QTensor(np.array([0, 4, 9], np.uint8), 0.5, 3, "quint8")
     >>> clamp(q, 0.0, 1.25).int_repr.tolist()
     [3, 4, 6]

@@ -32,7 +32,7 @@ def dequantize(q: QTensor) -> np.ndarray:
       per-channel: float(q) = 2147483648.0, float(-5) = -5.0, difference 2147483653 rounds
       to 2147483648.0 in float32 -> * 0.5 = 1073741824.0
 
-    >>> from reference.qtensor import QTensor
+    >>> from quantspec.reference.qtensor import QTensor
     >>> import numpy as np
     >>> dequantize(QTensor(np.array([5], np.uint8), 0.1, 3, "quint8")).tolist() == [np.float32(0.1) * 2]
     True

@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .._registry import registrar
 from ..numerics import f32, fma32, ieee_float_ops
 from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, memory_format_of
@@ -35,15 +36,7 @@ from . import _float_gemm
 from ._pool_common import pair, pooling_output_size
 
 FLOAT_OPS: dict[str, Callable] = {}
-
-
-def _float_op(*names: str) -> Callable[[Callable], Callable]:
-    def decorate(function: Callable) -> Callable:
-        for name in names:
-            FLOAT_OPS[name] = function
-        return function
-
-    return decorate
+_float_op = registrar(FLOAT_OPS, "float op")
 
 
 def _float32(x: np.ndarray, name: str) -> np.ndarray:
@@ -78,7 +71,9 @@ def add(a: np.ndarray, b: np.ndarray, alpha: float = 1) -> np.ndarray:
 
 
 @_float_op("aten::slice")
-def slice_(x: np.ndarray, dim: int = 0, start: Optional[int] = None, end: Optional[int] = None, step: int = 1) -> np.ndarray:
+def slice_(
+    x: np.ndarray, dim: int = 0, start: Optional[int] = None, end: Optional[int] = None, step: int = 1
+) -> np.ndarray:
     """`x[..., start:end:step]` along `dim` (`aten::slice`, a view); exact. torch clamps
     out-of-range bounds as Python slicing does (end = 2^63 - 1 means "to the end").
 
@@ -218,9 +213,11 @@ def conv2d(
     Under `profile.float_gemm == "mkl2024.2-amd"`, with a bias, groups 1, dilation 1, a 3x3
     kernel and 1 or 2 threads (the verified set, `_float_gemm.conv_order_known`): the backend
     ATen's `ConvParams::use_mkldnn` picks, bit-exact: oneDNN (one fma chain per output over
-    (kh, kw, ic), + bias; NCHW with C > 16: a chain per 16 channels) or slow_conv2d (im2col
-    + MKL SGEMM, see `linear`). Otherwise (profile "unspecified" or outside that set):
-    today's computation, summed in float64 and rounded once; torch can differ in the last bit.
+    (kh, kw, ic), + bias; NCHW with C > 16 on AVX-512, jit:avx512_core: a chain per 16
+    channels; NCHW on AVX2 (`profile.avx512` false), jit:avx2: one chain from the bias over
+    8-channel blocks) or slow_conv2d (im2col + MKL SGEMM, see `linear`). Otherwise (profile
+    "unspecified" or outside that set): today's computation, summed in float64 and rounded
+    once; torch can differ in the last bit.
 
     Hand-worked (float64 path): four taps 1*1 sum to 4.
 
@@ -232,7 +229,9 @@ def conv2d(
         raise ValueError(f"string padding {padding!r} is not supported; give explicit pads")
     if bias is not None:
         bias = _float32(bias, "conv2d bias")
-    stride, padding, dilation = (pair(v, name, "aten::conv2d") for v, name in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    stride, padding, dilation = (
+        pair(v, name, "aten::conv2d") for v, name in ((stride, "stride"), (padding, "padding"), (dilation, "dilation"))
+    )
     n, c, h, w = x.shape
     oc, cpg, kh, kw = weight.shape
     if c != cpg * groups or oc % groups:
@@ -241,8 +240,9 @@ def conv2d(
         channels_last = memory_format_of(x) is MemoryFormat.channels_last
         onednn = _float_gemm.uses_mkldnn(x.shape, (kh, kw), stride, dilation, groups, num_threads)
         out_size = ((h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
-        if _float_gemm.conv_order_known(weight.shape, out_size, dilation, groups, channels_last, onednn, num_threads):
-            return _float_gemm.conv2d(x, weight, bias, stride, padding, channels_last, onednn)
+        if _float_gemm.conv_order_known(weight.shape, out_size, dilation, groups, channels_last, onednn, num_threads,
+                                        avx512=profile.avx512):
+            return _float_gemm.conv2d(x, weight, bias, stride, padding, channels_last, onednn, avx512=profile.avx512)
     return _conv2d_float64(x, weight, bias, stride, padding, dilation, groups)
 
 
@@ -351,7 +351,9 @@ class _AxisWindows:
         self.after = max(0, (self.count - 1) * s + (k - 1) * d + 1 - p - size) if self.count else 0
 
 
-def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode, op: str) -> tuple[_AxisWindows, _AxisWindows]:
+def _pool_geometry(
+    shape, kernel_size, stride, padding, dilation, ceil_mode, op: str
+) -> tuple[_AxisWindows, _AxisWindows]:
     kh, kw = pair(kernel_size, "kernel_size", op)
     sh, sw = pair(stride, "stride", op) if len(stride) else (kh, kw)
     ph, pw = pair(padding, "padding", op)

@@ -9,12 +9,10 @@ from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._registry import register_op
-from ._tensor_iterator import vector_body_mask
+from ._tensor_iterator import VECTOR_BLOCK_8BIT, vector_body_mask
 from ._unary_float import dequantize_vector
 from .dequantize import dequantize
 
-# qhardsigmoid_stub has only the AVX2 build: Vectorized<quint8>::size() = 32, two per step.
-_STEP = 64
 # The fixed output qparams qhardsigmoid_kernel allocates: scale 2^-8, zp 0 (-128 for qint8).
 OUTPUT_SCALE = 0.00390625
 OUTPUT_ZERO_POINTS = {QDtype.quint8: 0, QDtype.qint8: -128}
@@ -45,7 +43,8 @@ def hardsigmoid(q: QTensor, num_threads: int = 1, profile: NumericsProfile = DEF
     vector = aten_vec_quantize_round_then_add_zp(_hardsigmoid(dequantize_vector(q)), inv, zero_point, q.dtype)
     # scalar tail: dequantize_val (8-bit q - zp never wraps)
     scalar = quantize_val(_hardsigmoid(dequantize(q)), OUTPUT_SCALE, zero_point, q.dtype, profile)
-    use_vector = vector_body_mask(q.shape, q.memory_format, _STEP, num_threads)
+    # qhardsigmoid_stub has only the AVX2 build: its blocks on every x86 CPU.
+    use_vector = vector_body_mask(q.shape, q.memory_format, VECTOR_BLOCK_8BIT, num_threads)
     ints = np.where(use_vector, vector, scalar).astype(q.dtype.storage)
     return QTensor(ints, OUTPUT_SCALE, zero_point, q.dtype, memory_format=q.memory_format)
 

@@ -9,12 +9,9 @@ from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._registry import register_op
-from ._tensor_iterator import vector_body_mask
+from ._tensor_iterator import VECTOR_BLOCK_8BIT, vector_body_mask
 from ._unary_float import dequantize_vector
 from .dequantize import dequantize
-
-# qhardswish_stub has only the AVX2 build: Vectorized<quint8>::size() = 32, two per step.
-_STEP = 64
 
 
 @register_op("quantized::hardswish")
@@ -30,8 +27,8 @@ def hardswish(
     Vector lambda (body of each thread's range, memory order):
       `x = fma32(float(s), float(q), f32(float(s) * -float(zp)))` (`Vectorized::dequantize`);
       `y = f32(f32(x * min(max(f32(x + 3), 0), 6)) / 6)`;
-      `out = clamp(wrap_int32(cvt_rne(f32(y * inv)) + zp_o))`, `inv = f32(1.0 / double(s_o))`
-      (round, then add zp: `Vectorized::quantize`).
+      `out = clamp(wrap_int32(cvt_rne(min(f32(y * inv), 2147483520.0f)) + zp_o))`,
+      `inv = f32(1.0 / double(s_o))` (round, then add zp: `Vectorized::quantize`).
     Scalar lambda (the last `n % 64` of each range):
       `x = f32(float(s) * float(q - zp))` (`dequantize_val`); same y;
       `out = quantize_val(s_o, zp_o, y)` (profile: 2.13 zp before rounding, 2.14 after).
@@ -51,7 +48,8 @@ def hardswish(
     vector = aten_vec_quantize_round_then_add_zp(_hardswish(dequantize_vector(q)), inv, out.zero_point, q.dtype)
     # scalar tail: dequantize_val (8-bit q - zp never wraps)
     scalar = quantize_val(_hardswish(dequantize(q)), out.scale, out.zero_point, q.dtype, profile)
-    use_vector = vector_body_mask(q.shape, q.memory_format, _STEP, num_threads)
+    # qhardswish_stub has only the AVX2 build: its blocks on every x86 CPU.
+    use_vector = vector_body_mask(q.shape, q.memory_format, VECTOR_BLOCK_8BIT, num_threads)
     ints = np.where(use_vector, vector, scalar).astype(q.dtype.storage)
     return QTensor(ints, out.scale, out.zero_point, q.dtype, memory_format=q.memory_format)
 

@@ -8,12 +8,7 @@ from ..numerics import cvt_rne, f32, wrap_int32
 from ..qtensor import MemoryFormat, QTensor
 from ..quantize_kernels import inverse_scale_f32
 from ._registry import register_op
-from ._tensor_iterator import layouts_differ, vector_body_mask
-
-# Vectorized<quint8/qint8>::size() is 32 in the AVX2 build qmul_stub is registered with
-# (REGISTER_DISPATCH only: the AVX2 build runs on AVX512 CPUs too); vectorized_loop
-# steps over two vectors.
-_STEP = 64
+from ._tensor_iterator import VECTOR_BLOCK_8BIT, layouts_differ, vector_body_mask
 
 
 @register_op("quantized::mul")
@@ -59,15 +54,15 @@ def mul(
     zp = out_qparams.zero_point
     vector = wrap_int32(cvt_rne(scaled).astype(np.int64) + zp)
     scalar = np.rint(scaled.astype(np.float64)) + zp  # lrintf: 64-bit, never wraps here
-    use_vector = vector_body_mask(shape, a.memory_format, _STEP, num_threads, _inner_run(a, b, shape))
+    # qmul_stub is registered with REGISTER_DISPATCH only: its AVX2 build runs on AVX512 CPUs too.
+    use_vector = vector_body_mask(shape, a.memory_format, VECTOR_BLOCK_8BIT, num_threads, _inner_run(a, b, shape))
     if a.shape == b.shape and layouts_differ(a, b):
         use_vector = np.zeros_like(use_vector)  # basic_loop: all scalar, as in quantized::add
     result = np.clip(np.where(use_vector, vector, scalar), a.dtype.qmin, a.dtype.qmax).astype(np.int64)
     if relu:
         result = np.maximum(result, zp)
-    return QTensor(
-        np.broadcast_to(result, shape).astype(a.dtype.storage), output_scale, zp, a.dtype, memory_format=_format(a, shape)
-    )
+    ints = np.broadcast_to(result, shape).astype(a.dtype.storage)
+    return QTensor(ints, output_scale, zp, a.dtype, memory_format=_format(a, shape))
 
 
 @register_op("quantized::mul_relu")

@@ -30,7 +30,7 @@ def quantize_per_tensor(
       2.13: fma32(x, 1, 1) = [1.5, 2.5, 3.5, 0.5] -> rne -> [2, 2, 4, 0]
       2.14: rne(x) = [0, 2, 2, -0] -> +1 -> [1, 3, 3, 1]
 
-    >>> from reference.profile import get_profile
+    >>> from quantspec.reference.profile import get_profile
     >>> quantize_per_tensor([0.5, 1.5, 2.5, -0.5], 1.0, 1, "quint8").int_repr.tolist()
     [2, 2, 4, 0]
     >>> q = quantize_per_tensor([0.5, 1.5, 2.5, -0.5], 1.0, 1, "quint8", get_profile("torch2.14-avx2-fbgemm"))
