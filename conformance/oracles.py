@@ -1,4 +1,5 @@
-"""Calling torch for a check: the fbgemm engine pinned, torch's known notices silenced.
+"""Calling torch for a check: the engine pinned (fbgemm unless `oracle_engine` says otherwise),
+torch's known notices silenced.
 
 Only conformance (and production) import torch; checks get their torch results through
 these helpers so that every oracle call runs the same way.
@@ -7,21 +8,40 @@ these helpers so that every oracle call runs the same way.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from quantspec.production.bridge import TORCH_QDTYPES, from_torch, to_torch
-from quantspec.production.environment import fbgemm_engine, known_deprecations_silenced
+from quantspec.production.environment import ENGINE, known_deprecations_silenced, quantized_engine
 from quantspec.reference.qtensor import QDtype
 
-__all__ = ["from_torch", "to_torch", "torch_dtype", "float_tensor", "oracle"]
+__all__ = ["from_torch", "to_torch", "torch_dtype", "float_tensor", "oracle", "oracle_engine"]
+
+# The quantized engine every `oracle()` call runs torch under.
+_ORACLE_ENGINE: contextvars.ContextVar[str] = contextvars.ContextVar("quantspec_oracle_engine", default=ENGINE)
+
+
+@contextlib.contextmanager
+def oracle_engine(name: str) -> Iterator[None]:
+    """Run the checks inside the block against torch's `name` engine ("qnnpack", ...): each
+    check's torch side (prepack and call: the runner wraps the whole `check.torch(case)` in
+    `oracle()`) runs under it. Pair it with a numerics profile of the same engine, which the
+    reference side reads (`run_checks(..., numerics=get_profile("torch2.13-avx2-qnnpack"))`)."""
+    token = _ORACLE_ENGINE.set(name)
+    try:
+        yield
+    finally:
+        _ORACLE_ENGINE.reset(token)
+
 
 @contextlib.contextmanager
 def oracle() -> Iterator[None]:
-    """Run torch with the fbgemm engine pinned and its known deprecation notices silenced."""
-    with fbgemm_engine(), known_deprecations_silenced():
+    """Run torch with the oracle engine pinned (fbgemm unless inside `oracle_engine`) and its
+    known deprecation notices silenced."""
+    with quantized_engine(_ORACLE_ENGINE.get()), known_deprecations_silenced():
         yield
 
 

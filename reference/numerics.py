@@ -9,15 +9,20 @@ All functions are element-wise over NumPy arrays (scalars work too) and return
 arrays of the dtype the hardware produces: float32 for float steps, int32 for
 conversions, int64 for integer intermediates that the caller clamps.
 
-The last section composes them into the two building blocks every FBGEMM conv and linear
-kernel shares, in their plain form (FBGEMM's `RefImplementations` names): the u8 x s8
-dot product with int32 accumulation (`dot_u8i8acc32_ref`) and the float32 output stage
-(`requant_scales_ref`, `requantize_u8acc32_ref`).
+The last two sections compose them into the building blocks every conv and linear kernel
+of an engine shares, in their plain form: FBGEMM's (its `RefImplementations` names) u8 x s8
+dot product with int32 accumulation (`dot_u8i8acc32_ref`) and float32 output stage
+(`requant_scales_ref`, `requantize_u8acc32_ref`); pytorch_qnnpack's exact u8 x u8
+accumulation (`dot_u8u8acc32_qnnpack_ref`) and one-multiply output stage
+(`requant_scales_qnnpack_ref`, `requantize_u8acc32_qnnpack_ref`). Both end in the same
+x86 integer tail, `pack_u8`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .profile import EngineRefusedError
 
 INT32_MIN = np.int32(-(2**31))
 INT16_MIN = -(2**15)
@@ -158,6 +163,18 @@ def saturate_int16(x: np.typing.ArrayLike) -> np.ndarray:
     return np.clip(np.asarray(x, dtype=np.int64), INT16_MIN, INT16_MAX)
 
 
+def pack_u8(r: np.typing.ArrayLike, zero_point: int, lower: int = 0) -> np.ndarray:
+    """The integer tail of FBGEMM's and pytorch_qnnpack's x86 output stages: int32 `r` ->
+    uint8 `max(clip(sat16(sat16(r) + zp), 0, 255), lower)`: `packs_epi32`, `adds_epi16` of
+    the zero point, `packus_epi16`, then `max_epu8` with `lower` (the zero point under relu).
+
+    >>> pack_u8(np.int32([-2**31, -5, 3, 40000]), 10).tolist(), pack_u8(np.int32([-5]), 10, lower=10).tolist()
+    ([0, 5, 13, 255], [10])
+    """
+    q = saturate_int16(saturate_int16(r) + zero_point)
+    return np.clip(q, lower, 255).astype(np.uint8)
+
+
 # --- FBGEMM's u8 x s8 -> int32 -> u8 building blocks, plain ---------------------------
 
 
@@ -251,7 +268,8 @@ def requantize_u8acc32_ref(
       r = cvt_rne(f32(xf * mult[j]))          `mul_ps`, `cvtps_epi32` (NaN, out of range -> INT32_MIN)
       q = saturate_int16(saturate_int16(r) + zp)          `packs_epi32`, `adds_epi16`
       out = max(clip(q, 0, 255), zp if relu else 0)       `packus_epi16`, `max_epu8`
-    r = INT32_MIN (a tiny output scale) thus gives 0 (zp with relu), not 255.
+    r = INT32_MIN (a tiny output scale) thus gives 0 (zp with relu), not 255. The last three
+    steps are `pack_u8`.
 
     Hand-worked, per-tensor, atws = 0.5, mult = 0.25, zp = 10, no bias:
       acc 6 -> 6 * 0.25 = 1.5 -> rne 2 -> 12;  acc -100 -> -25 -> -15 -> clipped to 0
@@ -269,5 +287,100 @@ def requantize_u8acc32_ref(
             rcp = f32(1.0 / np.float64(np.ravel(atws)[0]))
             xf = fma32(bias, rcp, xf) if per_tensor_bias_fma else f32(xf + f32(bias * rcp))
         r = cvt_rne(f32(xf * mult))
-    q = saturate_int16(saturate_int16(r) + output_zero_point)
-    return np.clip(q, output_zero_point if relu else 0, 255).astype(np.uint8)
+    return pack_u8(r, output_zero_point, output_zero_point if relu else 0)
+
+
+# --- pytorch_qnnpack's u8 x u8 -> int32 -> u8 building blocks (x86 SSE2 build), plain ------
+
+
+def normal_scale_f32(scale: np.typing.ArrayLike, what: str) -> np.ndarray:
+    """A scale as a pytorch_qnnpack operator takes it, `float(scale)`, which its create
+    function refuses unless positive and normal (`scale <= 0.0f || !isnormal(scale)`):
+    EngineRefusedError naming `what` (torch: "failed to create ... operator").
+
+    >>> float(normal_scale_f32(0.5, "input scale"))
+    0.5
+    >>> normal_scale_f32(1e-40, "input scale")  # a float32 subnormal  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    quantspec.reference.profile.EngineRefusedError: pytorch_qnnpack refuses input scale 1e-40
+    """
+    value = f32(scale)
+    if not np.all((value >= np.finfo(np.float32).tiny) & np.isfinite(value)):
+        raise EngineRefusedError(f"pytorch_qnnpack refuses {what} {scale}: not a positive normal float32")
+    return value
+
+
+def dot_u8u8acc32_qnnpack_ref(
+    a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: np.typing.ArrayLike, bias: np.ndarray | None
+) -> np.ndarray:
+    """The int32 accumulators of pytorch_qnnpack's conv and linear kernels (`q8gemm`,
+    `q8conv`, `q8dwconv`, SSE2): (..., K) x (N, K) -> int32 (..., N).
+
+    At the first run `PackedLinearWeightsQnnp` / `PackedConvWeightsQnnp::apply_impl` shift
+    the int8 weights to uint8, `w_u8 = w + 128`, and each zero point alike,
+    `w_zp_u8 = uint8(w_zp + 128)` (`make_zero_points_and_scales_tensor`, QnnpackUtils.h).
+    The kernels widen `a - a_zp` and `w_u8 - w_zp_u8` to int16 (both within [-255, 255]),
+    multiply-add them with `pmaddwd` (a pair is at most 2 * 255 * 255: exact) and add the
+    pairs in int32, starting from the int32 bias (`quantize_kernels.quantize_bias_qnnpack`):
+      acc[..., j] = wrap_int32(bias[j] + sum_k (a[k] - a_zp)(w_u8[j, k] - w_zp_u8[j]))
+    No int16 saturation anywhere, so the K order does not matter; only the int32 adds wrap
+    (`paddd`). Padding taps of a conv read a buffer of a_zp and add 0.
+
+    Hand-worked, K = 2: a = [255, 255] (zp 0), w = [[127, 127]] (zp 0): w_u8 = 255,
+    w_zp_u8 = 128, 255 * 127 * 2 = 64770 (FBGEMM without VNNI: 32767); bias 5 -> 64775.
+
+    >>> a, w = np.uint8([255, 255]), np.int8([[127, 127]])
+    >>> dot_u8u8acc32_qnnpack_ref(a, 0, w, 0, None).tolist()
+    [64770]
+    >>> dot_u8u8acc32_qnnpack_ref(a, 0, w, 0, np.int32([5])).tolist()
+    [64775]
+    """
+    w_u8 = np.asarray(w, np.int64) + 128
+    w_zp_u8 = np.reshape(np.asarray(w_zp, np.int64) + 128, (-1, 1))  # qint8 zero points: 0..255
+    acc = (np.asarray(a, np.int64) - a_zp) @ (w_u8 - w_zp_u8).T  # exact in int64
+    return wrap_int32(acc if bias is None else acc + bias)
+
+
+def requant_scales_qnnpack_ref(act_scale: float, w_scale: np.typing.ArrayLike, out_scale: float) -> np.ndarray:
+    """pytorch_qnnpack's requantization scale per output channel (`generate_requantization_scales`,
+    QnnpackUtils.h; the scales arrive as float32):
+      requant[j] = f32(f32(float(w_scale[j]) * float(act_scale)) * f32(1.0f / float(out_scale)))
+    three float32 roundings (FBGEMM's `mult` divides instead: `requant_scales_ref`). Every
+    channel's scale, and that of the 8 padding channels (weight scale 1.0f), must be positive
+    and normal, else EngineRefusedError (torch: "failed to create op with requantization scale").
+
+    >>> requant_scales_qnnpack_ref(0.5, 0.25, 1.0).tolist()
+    0.125
+    >>> requant_scales_qnnpack_ref(1e-30, 1e30, 1e10)  # padding: 1e-30 / 1e10  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    quantspec.reference.profile.EngineRefusedError: pytorch_qnnpack refuses requantization scale (padding channels)
+    """
+    with ieee_float_ops():
+        inverse_out = f32(np.float32(1.0) / f32(out_scale))
+        requant = f32(f32(f32(w_scale) * f32(act_scale)) * inverse_out)
+        padding_channels = f32(f32(act_scale) * inverse_out)  # 1.0f * act_scale is exact
+    normal_scale_f32(requant, "requantization scale")
+    normal_scale_f32(padding_channels, "requantization scale (padding channels)")
+    return requant
+
+
+def requantize_u8acc32_qnnpack_ref(
+    acc: np.ndarray, requant: np.typing.ArrayLike, output_zero_point: int, relu: bool
+) -> np.ndarray:
+    """pytorch_qnnpack's output stage (`q8gemm`, `q8conv`, `q8dwconv` SSE2 kernels, every tail):
+    int32 accumulators (channel axis last; the bias is already in them) -> uint8:
+      r = cvt_rne(f32(f32(acc) * requant[j]))         `cvtepi32_ps`, `mul_ps`, `cvtps_epi32`
+      out = pack_u8(r, zp, zp if relu else 0)         `packs`, `adds` zp, `packus`, `max_epu8`
+    (`min_epu8` with 255 changes nothing). No fma: the kernels are SSE2. relu's lower
+    bound `activationLimits(..., RELU)` is `QuantizeValue(scale, zp, 0.0) = zp`.
+
+    Hand-worked: acc 6 and -100 with requant 0.25, zp 10: 1.5 -> 2 -> 12; -25 -> -15 -> 0.
+
+    >>> requantize_u8acc32_qnnpack_ref(np.int32([[6], [-100]]), np.float32(0.25), 10, False).ravel().tolist()
+    [12, 0]
+    """
+    with ieee_float_ops():
+        r = cvt_rne(f32(f32(acc) * requant))
+    return pack_u8(r, output_zero_point, output_zero_point if relu else 0)

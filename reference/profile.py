@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 TORCH_RELEASES = ("2.13", "2.14")
 CPU_FEATURE_SETS = ("avx512_vnni", "avx512", "avx2")
-ENGINES = ("fbgemm",)
+# `torch.backends.quantized.engine` (docs/spec.md, Engines):
+#   fbgemm:  FBGEMM's conv/linear kernels; ATen's kernels for every other op.
+#   qnnpack: pytorch_qnnpack (its x86 SSE2 build) for conv/linear and, for quint8 inputs, for
+#            add/add_relu, avg_pool2d, adaptive_avg_pool2d, mean over (2, 3), max_pool2d,
+#            hardswish and clamp/hardtanh; ATen's kernels otherwise (qint8 inputs among them).
+#   onednn:  oneDNN's conv/linear kernels, which quantspec does not specify (EngineNotSpecifiedError);
+#            every other op as under fbgemm.
+#   x86:     torch's default: conv by `NumericsProfile.conv2d_library` (oneDNN or FBGEMM), linear
+#            FBGEMM, every other op as under fbgemm; without AVX512-VNNI exactly fbgemm.
+ENGINES = ("fbgemm", "qnnpack", "onednn", "x86")
 # Summation orders of float32 GEMM/conv in torch's float islands (see float_gemm below).
 FLOAT_GEMM_ORDERS = ("unspecified", "mkl2024.2-amd")
 
@@ -24,7 +35,11 @@ class NumericsProfile:
     Attributes:
         torch_release: "2.13" or "2.14" (major.minor; patch releases share numerics).
         cpu: "avx512_vnni", "avx512" or "avx2": the instruction set FBGEMM dispatches to.
-        engine: the quantized engine; only "fbgemm" is specified.
+        engine: the quantized engine (`torch.backends.quantized.engine`): "fbgemm",
+            "qnnpack", "onednn" or "x86" (ENGINES). Conv and linear follow the engine set
+            when their weights were prepacked, every other op the engine set when it runs;
+            a profile describes a model whose weights were prepacked and which runs under
+            the same engine.
         float_gemm: the summation order of the FLOAT `aten::linear` / `aten::conv2d` a
             converted model keeps in its float islands (MKL SGEMM / oneDNN, chosen by the
             MKL release and the CPU vendor, not by the torch release): "mkl2024.2-amd"
@@ -68,8 +83,9 @@ class NumericsProfile:
 
     @property
     def gemm_pairs_saturate(self) -> bool:
-        """Without VNNI, GEMM kernels multiply with `vpmaddubsw`, which saturates each
-        adjacent pair of u8*s8 products to int16 before accumulating in int32."""
+        """Without VNNI, FBGEMM's GEMM kernels multiply with `vpmaddubsw`, which saturates
+        each adjacent pair of u8*s8 products to int16 before accumulating in int32
+        (pytorch_qnnpack's kernels never saturate: `numerics.dot_u8u8acc32_qnnpack_ref`)."""
         return self.cpu != "avx512_vnni"
 
     @property
@@ -83,6 +99,59 @@ class NumericsProfile:
         """float32 lanes of ATen kernels that have an AVX512 build (16, else 8)."""
         return 16 if self.avx512 else 8
 
+    # --- engine differences -----------------------------------------------------------
+
+    def conv2d_library(self, weight_zero_point: int | np.ndarray, groups: int) -> str:
+        """Whose kernel a quantized conv2d prepacked under this engine runs: "fbgemm",
+        "qnnpack" or "onednn" (`EngineNotSpecifiedError` for the last).
+
+        The x86 engine decides at prepack (`QConvPackWeightInt8::_run`, qconv_prepack.cpp;
+        the same rule unpickles a packed weight, conv_serialization.h): oneDNN iff
+        `onednn_utils::should_use_onednn_quant` (OnednnUtils.h) holds: Linux (quantspec's
+        profiles are Linux; elsewhere x86 is FBGEMM everywhere), an AVX512-VNNI CPU (CPUID's
+        flag: `FBGEMM_ENABLE_INSTRUCTIONS` does not lower it), groups <= 100, a symmetric
+        weight (every zero point 0) and no output padding (a conv2d has none; transposed
+        convs are not specified). Otherwise FBGEMM's `PackedConvWeight`.
+
+        >>> x86 = NumericsProfile("2.13", "avx512_vnni", "x86")
+        >>> x86.conv2d_library(0, 1), x86.conv2d_library(3, 1), x86.conv2d_library(0, 128)
+        ('onednn', 'fbgemm', 'fbgemm')
+        >>> NumericsProfile("2.13", "avx2", "x86").conv2d_library(0, 1)
+        'fbgemm'
+        """
+        if self.engine != "x86":
+            return self.engine
+        symmetric = not np.any(np.asarray(weight_zero_point))
+        return "onednn" if self.cpu == "avx512_vnni" and groups <= 100 and symmetric else "fbgemm"
+
+    @property
+    def linear_library(self) -> str:
+        """Whose kernel a quantized linear prepacked under this engine runs: the x86 engine
+        always packs FBGEMM's `PackedLinearWeight` (`QLinearPackWeightInt8::run`,
+        qlinear_prepack.cpp); the others their own library's."""
+        return "fbgemm" if self.engine == "x86" else self.engine
+
+
+class EngineNotSpecifiedError(NotImplementedError):
+    """The profile runs a kernel whose integer arithmetic quantspec does not specify: oneDNN's
+    quantized conv2d and linear (docs/spec.md, Engines: what was measured of them)."""
+
+
+class EngineRefusedError(ValueError):
+    """torch refuses these arguments under the profile's engine (a RuntimeError there, e.g.
+    pytorch_qnnpack's "failed to create ... operator"); the reference refuses them too."""
+
+
+def specified_library(library: str, op: str) -> str:
+    """`library` (from `conv2d_library` / `linear_library`), unless quantspec does not specify
+    its kernel: then EngineNotSpecifiedError naming `op`."""
+    if library == "onednn":
+        raise EngineNotSpecifiedError(
+            f"{op} runs oneDNN's kernel under this profile; quantspec does not specify oneDNN's quantized "
+            "conv2d/linear arithmetic (docs/spec.md, Engines)"
+        )
+    return library
+
 
 def _check_choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -90,7 +159,8 @@ def _check_choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 PROFILES: dict[str, NumericsProfile] = {
-    p.name: p for p in (NumericsProfile(r, c) for r in TORCH_RELEASES for c in CPU_FEATURE_SETS)
+    p.name: p
+    for p in (NumericsProfile(r, c, e) for r in TORCH_RELEASES for c in CPU_FEATURE_SETS for e in ENGINES)
 }
 
 # The profile the reference uses when none is given: torch 2.13 on an AVX512-VNNI CPU.

@@ -6,7 +6,8 @@ at exact .5 ties depends on which one it calls:
 * `fbgemm_quantize_u8s8`: FBGEMM's vectorized `Quantize` (quantize_per_tensor of
   8-bit types, conv/linear activations).
 * `quantize_val`: ATen's scalar `at::native::quantize_val` -> `fbgemm::Quantize<T>`
-  (per-channel quantize, qint32, and every scalar tail of a vectorized ATen kernel).
+  (per-channel quantize, qint32 (pytorch_qnnpack's int32 bias: `quantize_bias_qnnpack`),
+  and every scalar tail of a vectorized ATen kernel).
 * `aten_vec_quantize_round_then_add_zp`: ATen's `Vectorized<q>::quantize` (the vector
   body of qadd and of several pooling kernels).
 
@@ -114,3 +115,27 @@ def aten_vec_quantize_round_then_add_zp(
         rounded = cvt_rne_fbgemm_clamped(f32(np.asarray(x, dtype=np.float32) * inverse_scale))
     shifted = wrap_int32(rounded.astype(np.int64) + zero_point)
     return np.clip(shifted, dtype.qmin, dtype.qmax).astype(dtype.storage)
+
+
+def quantize_bias_qnnpack(
+    bias: np.ndarray | None, act_scale: float, weight_scale: np.typing.ArrayLike, profile: NumericsProfile
+) -> np.ndarray | None:
+    """pytorch_qnnpack's int32 bias (`quant_utils::QuantizeBias`, QuantUtils.h), formed at the
+    first run of a qnnpack-packed conv or linear, beside the exact accumulation
+    (`numerics.dot_u8u8acc32_qnnpack_ref`): the float bias quantized to qint32 with zero point
+    0 and scale `double(w_scale[j]) * double(act_scale)` (a double product of the stored
+    doubles; per-tensor `quantize_per_tensor`, per-channel `quantize_per_channel`, both
+    `quantize_val` here): `clamp(rne(f32(bias[j] * inv)))`, `inv = f32(1.0f / float(scale))`.
+    Zero point 0 makes 2.13 and 2.14 agree. None stays None (no bias: adds 0).
+
+    Hand-worked: bias 0.5 with scale 1 * 1: rne(0.5) = 0 (FBGEMM adds 0.5 in float instead);
+    bias 3e9 clamps to INT32_MAX.
+
+    >>> from quantspec.reference.profile import DEFAULT_PROFILE
+    >>> quantize_bias_qnnpack(np.float32([0.5, 1.5, 3e9]), 1.0, 1.0, DEFAULT_PROFILE).tolist()
+    [0, 2, 2147483647]
+    """
+    if bias is None:
+        return None
+    scale = np.float64(act_scale) * np.asarray(weight_scale, np.float64)
+    return quantize_val(bias, scale, 0, QDtype.qint32, profile)

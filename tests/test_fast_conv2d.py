@@ -1,9 +1,10 @@
 """reference.fast.conv2d against the plain definition reference.ops.conv2d.
 
 The property test draws the conformance suite's conv cases (every FBGEMM path, the deep
-|acc| > 2^24 target, Winograd-sized convs) under every numerics profile, with one or two
-workers and band sizes from one row to whole, and requires bit-identical outputs; it then
-checks that the drawn cases reached every fast path, so it cannot pass vacuously. The other
+|acc| > 2^24 target, Winograd-sized convs) under every numerics profile (engines fbgemm,
+qnnpack and x86; where x86 picks oneDNN both refuse alike), with one or two workers and
+band sizes from one row to whole, and requires bit-identical outputs; it then checks that
+the drawn cases reached every fast path, so it cannot pass vacuously. The other
 tests pin the fast kernel's machinery with hand-worked cases: the one-GEMM bound, K chunks,
 Winograd, band cuts and prepared weights.
 """
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from quantspec.reference import fast
 from quantspec.reference.ops import conv2d
-from quantspec.reference.profile import PROFILES, get_profile
+from quantspec.reference.profile import PROFILES, EngineNotSpecifiedError, get_profile
 from quantspec.reference.qtensor import QTensor
 
 pytest.importorskip("torch")  # the conformance strategies build torch oracles beside the cases
@@ -57,16 +58,24 @@ def test_fast_equals_plain_on_drawn_cases_and_reaches_every_fast_path():
     reached: collections.Counter[str] = collections.Counter()
 
     # Derandomized: the reach assertions below must not depend on the seed. VNNI is drawn
-    # half the time: only there may the fast kernel take Winograd.
-    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
+    # half the time: only there (or under qnnpack) may the fast kernel take Winograd.
+    @settings(max_examples=240, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(conv_cases(), st.sampled_from(["2.13", "2.14"]), st.sampled_from(["avx512_vnni", "avx512_vnni", "avx512", "avx2"]),
-           st.sampled_from([1, 2]), st.sampled_from([1, 2**21]))
-    def fast_equals_plain(case, release, cpu, workers, band_bytes):
-        profile = PROFILES[f"torch{release}-{cpu}-fbgemm"]
+    @given(conv_cases(), st.sampled_from(["2.13", "2.14"]),
+           st.sampled_from(["avx512_vnni", "avx512_vnni", "avx512", "avx2"]),
+           st.sampled_from(["fbgemm", "fbgemm", "qnnpack", "x86"]), st.sampled_from([1, 2]),
+           st.sampled_from([1, 2**21]))
+    def fast_equals_plain(case, release, cpu, engine, workers, band_bytes):
+        profile = PROFILES[f"torch{release}-{cpu}-{engine}"]
         x, weight, bias, out_scale = case.arrays()
         args = (x, weight, bias, case.stride, case.padding, case.dilation, case.groups, out_scale,
                 case.out_zero_point, case.relu, profile)
+        if profile.conv2d_library(weight.zero_point, case.groups) == "onednn":  # x86 on VNNI: not specified
+            for implementation in (conv2d, fast.conv2d):
+                with pytest.raises(EngineNotSpecifiedError):
+                    implementation(*args)
+            reached["onednn-refused"] += 1
+            return
         expected = conv2d(*args)
         winograd, chunks, corrections = [], [], []
         with pytest.MonkeyPatch.context() as patch:
@@ -79,14 +88,16 @@ def test_fast_equals_plain_on_drawn_cases_and_reaches_every_fast_path():
         assert np.array_equal(got.int_repr, expected.int_repr)
         assert got.memory_format is expected.memory_format and got.shape == expected.shape
         reached[case.path(profile.cpu)] += 1
+        reached[profile.engine] += 1
         reached["winograd"] += bool(winograd)
+        reached["qnnpack-winograd"] += bool(winograd) and engine == "qnnpack"
         reached["k-chunks"] += any(args[0].shape[-1] < case.depth for args, _ in chunks)  # exact_matmul cut K
         reached["saturated-pairs"] += any(np.any(correction) for _, correction in corrections)
         reached["two-workers"] += workers == 2
 
     fast_equals_plain()
     for path in ("depthwise", "groupwise", "pointwise", "im2col", "winograd", "k-chunks", "saturated-pairs",
-                 "two-workers"):
+                 "two-workers", "fbgemm", "qnnpack", "x86", "qnnpack-winograd", "onednn-refused"):
         assert reached[path] > 0, f"no drawn case reached {path}: {dict(reached)}"
 
 
@@ -191,7 +202,7 @@ def test_pair_saturation_is_the_same_in_every_band_cut(monkeypatch):
 def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatch):
     calls = []
     original = FAST_CONV.requant_params
-    monkeypatch.setattr(FAST_CONV, "requant_params", lambda *args: calls.append(args[0::2]) or original(*args))
+    monkeypatch.setattr(FAST_CONV, "requant_params", lambda *args: calls.append(args[0:3:2]) or original(*args))
     rng = np.random.default_rng(2)
     x = QTensor(rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8), 0.05, 3, "quint8")
     w = QTensor(rng.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8), rng.uniform(0.01, 0.02, 6),

@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from quantspec.reference import fast
 from quantspec.reference.ops import OPS, linear, linear_relu
-from quantspec.reference.profile import PROFILES, get_profile
+from quantspec.reference.profile import PROFILES, EngineNotSpecifiedError, get_profile
 from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 VNNI = get_profile("torch2.13-avx512_vnni-fbgemm")
@@ -73,7 +73,8 @@ def test_per_channel_bias_divides_by_atws(impl):
 def test_weight_zero_point_and_leading_dims(impl):
     # x shape (2, 1, 2), zp 1; w = [[5, 7]] with zp 2 -> centered w [3, 5]; scales 1, out scale 1, zp 0.
     #   row [1, 4] -> [0, 3]: 0*3 + 3*5 = 15;  row [3, 1] -> [2, 0]: 2*3 + 0 = 6
-    out = impl(QTensor(np.array([[[1, 4]], [[3, 1]]], np.uint8), 1.0, 1, "quint8"), q_s8([[5, 7]], 1.0, 2), None, 1.0, 0)
+    x = QTensor(np.array([[[1, 4]], [[3, 1]]], np.uint8), 1.0, 1, "quint8")
+    out = impl(x, q_s8([[5, 7]], 1.0, 2), None, 1.0, 0)
     assert out.shape == (2, 1, 1)
     assert out.int_repr.ravel().tolist() == [15, 6]
     assert out.memory_format is MemoryFormat.contiguous
@@ -217,6 +218,12 @@ def test_fast_equals_plain_on_drawn_operands(rows, depth, features, profile_name
     else:
         w = QTensor(w_ints, 0.015, 1, "qint8")
     bias = data.draw(st.none() | hnp.arrays(np.float32, features, elements=st.floats(-50, 50, width=32)))
-    args = (q_u8(x, 0.02, a_zp), w, bias, data.draw(st.sampled_from([0.1, 3.0, 2.0**12])), 100, relu,
-            get_profile(profile_name))
-    assert np.array_equal(fast.linear(*args, workers=data.draw(st.sampled_from([1, 2]))).int_repr, linear(*args).int_repr)
+    profile = get_profile(profile_name)
+    args = (q_u8(x, 0.02, a_zp), w, bias, data.draw(st.sampled_from([0.1, 3.0, 2.0**12])), 100, relu, profile)
+    if profile.linear_library == "onednn":  # not specified: both refuse alike
+        for implementation in (linear, fast.linear):
+            with pytest.raises(EngineNotSpecifiedError):
+                implementation(*args)
+        return
+    workers = data.draw(st.sampled_from([1, 2]))
+    assert np.array_equal(fast.linear(*args, workers=workers).int_repr, linear(*args).int_repr)

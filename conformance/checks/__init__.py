@@ -34,7 +34,8 @@ class OpCheck:
             is what a failure report prints, so it must be enough to rebuild the case).
         reference: `reference(case, profile)` -> QTensor or ndarray, from `reference` only.
         torch: `torch(case)` -> the same kind of value, computed by torch (the runner pins
-            the fbgemm engine around the call; use `production.bridge` to convert).
+            the oracle engine around the call, fbgemm unless `oracles.oracle_engine` says
+            otherwise: prepack inside it; use `production.bridge` to convert).
         fast: `fast(case, profile)` -> the same value from the reference's fast kernel
             (`quantspec.reference.fast`), or None for ops without one; when given, it must
             equal `reference` bit for bit on every case, as torch must.

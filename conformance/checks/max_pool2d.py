@@ -22,7 +22,7 @@ from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw
 
 
 def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
-    return max_pool2d(case.x, **case.kwargs)
+    return max_pool2d(case.x, **case.kwargs, profile=profile)
 
 
 def oracle(case: PoolCase) -> QTensor:
@@ -34,7 +34,8 @@ def oracle(case: PoolCase) -> QTensor:
             )
         else:
             y = torch.ops.quantized.max_pool2d(
-                to_torch(case.x), list(k["kernel_size"]), list(k["stride"]), list(k["padding"]), list(k["dilation"]), k["ceil_mode"]
+                to_torch(case.x), list(k["kernel_size"]), list(k["stride"]), list(k["padding"]), list(k["dilation"]),
+                k["ceil_mode"],
             )
     return from_torch(y)
 

@@ -1,13 +1,16 @@
 """`quantspec.reference.ops.conv2d`, fast: the same integers, by exact float32 BLAS GEMMs.
 
-Paths, by what the plain definition computes:
+Paths, by what the plain definition computes (FBGEMM's path names, `ops.conv2d.conv_path`):
 * depthwise (`_depthwise_acc`): int32 arrays, one tap pair at a time, each pair clipped to
-  int16 only when it can leave int16; the zero-point terms as offsets.
+  int16 only when it can leave int16 (never for pytorch_qnnpack, which sums exactly); the
+  zero-point terms as offsets.
 * im2col, pointwise, groupwise: `gemm.exact_matmul` over im2col rows of the centered input
   (a 1x1 stride-1 input already is that matrix), plus `gemm.pair_saturation_correction`
-  when the profile's pairs saturate. Stride-1 3x3 single-group convs with at least
+  when FBGEMM's pairs saturate. Stride-1 3x3 single-group convs with at least
   `WINOGRAD_MIN_PIXELS` outputs per image take `winograd` instead, when its exactness bound
-  holds and no pair can saturate (VNNI).
+  holds and no pair can saturate (VNNI, or pytorch_qnnpack).
+pytorch_qnnpack's int32 bias (`ops.conv2d.qnnpack_conv_bias`) is added to the exact sums before
+their int32 wrap, on every path; its output stage is `requantize_u8acc32` without a float bias.
 The work is cut into bands of output rows or channels (`_run_in_bands`), on `workers`
 threads; every output element is computed the same way in any band.
 """
@@ -23,8 +26,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
 from ..ops._validate import checked_bias
-from ..ops.conv2d import check_conv_inputs, conv_output_size, conv_pair, conv_path
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..ops.conv2d import check_conv_inputs, conv_output_size, conv_pair, conv_path, qnnpack_conv_bias
+from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from .gemm import GemmWeights, exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
 from .requantize import RequantParams, requant_params, requantize_u8acc32
@@ -76,33 +79,42 @@ def conv2d(
     [0, 0, 0, 0, 0, 0, 0, 0]
     """
     out_channels, kernel = check_conv_inputs(x, weight, groups)
-    path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)
+    path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
+    library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d")
     bias32 = checked_bias(bias, out_channels)
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
 
     ph, pw = conv_pair("padding", padding, minimum=0)
     out_hw = conv_output_size(x.shape[2:], kernel, stride, (ph, pw), dilation)
     if prepared is None:
-        params = requant_params(x.scale, weight.scale, out.scale, out_channels)
+        params = requant_params(x.scale, weight.scale, out.scale, out_channels, library)
     else:
-        params = prepared.requant_params(x.scale, out.scale)
+        params = prepared.requant_params(x.scale, out.scale, library)
+    qnnpack = library == "qnnpack"
+    # pytorch_qnnpack adds its int32 bias to the sums; FBGEMM adds the float bias in requantization.
+    acc_offset = qnnpack_conv_bias(bias32, x.scale, weight, kernel, stride, (ph, pw), profile) if qnnpack else None
+    float_bias = None if qnnpack else bias32
+
+    # `fused`: requantizeOutputProcessing(GConv)Avx2 fuse the per-tensor bias fma on both releases.
+    def requantize(acc: np.ndarray, channels: slice, fused: bool = True) -> np.ndarray:
+        band_bias = None if float_bias is None else float_bias[channels]
+        band_params = params.channel_band(channels)
+        return requantize_u8acc32(acc, band_bias, band_params, out.zero_point, relu, per_tensor_bias_fma=fused)
+
     if path == "depthwise":
         w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
-        acc = _depthwise_acc(_padded_nhwc(x, (ph, pw)), x.zero_point, weight.int_repr, w_zp, stride, out_hw)
-        fused = profile.depthwise_per_tensor_bias_fma
-        ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=fused)
+        acc = _depthwise_acc(
+            _padded_nhwc(x, (ph, pw)), x.zero_point, weight.int_repr, w_zp, stride, out_hw, saturate_pairs=not qnnpack
+        )
+        if acc_offset is not None:
+            acc = wrap_int32(acc + acc_offset.astype(np.int64))
+        ints = requantize(acc, slice(None), fused=profile.depthwise_per_tensor_bias_fma)
     else:
         if prepared is None:
             prepared = prepare_conv_weight(weight, groups, stride, dilation)
         geometry = (kernel, stride, (ph, pw), dilation, groups)
-
-        # requantizeOutputProcessing(GConv)Avx2: the fused bias fma on both releases.
-        def requantize(acc: np.ndarray, channels: slice) -> np.ndarray:
-            band_bias = None if bias32 is None else bias32[channels]
-            band_params = params.channel_band(channels)
-            return requantize_u8acc32(acc, band_bias, band_params, out.zero_point, relu, per_tensor_bias_fma=True)
-
-        ints = _gemm_conv(x, prepared, weight, geometry, out_hw, profile, requantize, workers)
+        pairs_saturate = not qnnpack and profile.gemm_pairs_saturate
+        ints = _gemm_conv(x, prepared, weight, geometry, out_hw, (pairs_saturate, acc_offset), requantize, workers)
     nchw = ints.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
     return QTensor(nchw, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last)
 
@@ -122,15 +134,16 @@ class ConvWeights:
     gemm: GemmWeights
     winograd_eligible: bool
     weight_scale: float | np.ndarray
-    _requant: dict[tuple[float, float], RequantParams] = field(default_factory=dict, compare=False, repr=False)
+    _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
 
-    def requant_params(self, act_scale: float, out_scale: float) -> RequantParams:
-        """`requant_params` of this weight, formed once per (input scale, output scale): a
-        loaded model runs each conv with the same scales every time, and these Python steps
-        would stall the other worker on every call."""
-        key = (act_scale, out_scale)
+    def requant_params(self, act_scale: float, out_scale: float, library: str = "fbgemm") -> RequantParams:
+        """`requant_params` of this weight, formed once per (input scale, output scale,
+        library): a loaded model runs each conv with the same scales every time, and these
+        Python steps would stall the other worker on every call."""
+        key = (act_scale, out_scale, library)
         if key not in self._requant:
-            self._requant[key] = requant_params(act_scale, self.weight_scale, out_scale, self.gemm.out_channels)
+            channels = self.gemm.out_channels
+            self._requant[key] = requant_params(act_scale, self.weight_scale, out_scale, channels, library)
         return self._requant[key]
 
     @cached_property
@@ -156,16 +169,19 @@ def _gemm_conv(
     weight: QTensor,
     geometry: tuple,
     out_hw: tuple[int, int],
-    profile: NumericsProfile,
+    sums: tuple[bool, np.ndarray | None],
     requantize: Callable[[np.ndarray, slice], np.ndarray],
     workers: int,
 ) -> np.ndarray:
     """The quint8 outputs (N, OH, OW, OC) of the im2col / pointwise / groupwise paths.
 
+    `sums` = (pairs_saturate, acc_offset): whether FBGEMM's int16 pairs saturate (no VNNI),
+    and an int32 per output channel added to every sum before the int32 wrap
+    (pytorch_qnnpack's bias) or None.
     The activation side, in K order (kh, kw, c) per group: the zero-point-centered input,
     padded with 0 (padding taps read a_zp), then its windows copied into the im2col matrix
     (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
-    saturation (no VNNI) is computed on the raw uint8 windows, where padding reads a_zp.
+    saturation is computed on the raw uint8 windows, where padding reads a_zp.
     The work is cut into bands (`_run_in_bands`) that each form their GEMM and requantization;
     every output element is computed the same way in any band. Stride-1 3x3 convs with at
     least `WINOGRAD_MIN_PIXELS` outputs per image take Winograd F(2x2, 3x3) instead
@@ -173,15 +189,14 @@ def _gemm_conv(
     `requantize(acc, channels)` requantizes the sums of the output channels `channels`.
     """
     kernel, stride, padding, dilation, groups = geometry
+    pairs_saturate, acc_offset = sums
     prepared = weights.gemm
     depth = kernel[0] * kernel[1] * (x.shape[1] // groups)
     macs = x.shape[0] * out_hw[0] * out_hw[1] * prepared.out_channels * depth
     workers = useful_workers(macs, workers)
     raw = x.int_repr
     a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
-    winograd = (
-        weights.winograd_eligible and not profile.gemm_pairs_saturate and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS
-    )
+    winograd = weights.winograd_eligible and not pairs_saturate and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS
     # Winograd's 4x4 tiles reach up to one row and column past the last output's window.
     extra = (out_hw[0] % 2, out_hw[1] % 2) if winograd else (0, 0)
     centered = _centered_padded_nhwc(x, padding, extra)
@@ -189,9 +204,11 @@ def _gemm_conv(
     if winograd and winograd_is_exact(centered, weights.winograd, out_hw, a_max_abs):
 
         def tile_sums(inputs: np.ndarray, tile_rows: slice, channels: slice) -> None:  # 2 output rows per tile row
-            sums = winograd_sums(inputs, weights.winograd, out_hw, tile_rows, channels)
+            acc = winograd_sums(inputs, weights.winograd, out_hw, tile_rows, channels)
+            if acc_offset is not None:
+                acc = wrap_int32(acc + acc_offset[channels].astype(np.int64))
             first = 2 * tile_rows.start
-            out[:, first : first + sums.shape[1], :, channels] = requantize(sums, channels)
+            out[:, first : first + acc.shape[1], :, channels] = requantize(acc, channels)
 
         def inputs(tile_rows: slice) -> np.ndarray:
             return winograd_inputs(centered, out_hw, tile_rows)
@@ -204,7 +221,7 @@ def _gemm_conv(
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
         norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups, a_max_abs)
     raw_padded, raw_w = None, None
-    if profile.gemm_pairs_saturate:  # the raw uint8/int8 operands, in the same K order
+    if pairs_saturate:  # the raw uint8/int8 operands, in the same K order
         raw_padded = _padded_nhwc(x, padding)
         raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
 
@@ -215,6 +232,9 @@ def _gemm_conv(
     def products(matrices: tuple[np.ndarray, np.ndarray | None], rows: slice, channels: slice) -> None:
         a, raw_rows = matrices
         correction = None if raw_rows is None else pair_saturation_correction(raw_rows, raw_w[:, channels])
+        if acc_offset is not None:  # pytorch_qnnpack's bias; its pairs never saturate
+            offset = acc_offset[channels].astype(np.int64)
+            correction = np.broadcast_to(offset, (a.shape[1], offset.size))
         acc = exact_matmul(a, prepared.channel_band(channels), a_max_abs, norms, correction)  # (band pixels, OC)
         band_out = out[:, rows, :, channels]
         band_out[...] = requantize(acc.reshape(band_out.shape), channels)
@@ -291,14 +311,17 @@ def _depthwise_acc(
     w_zp: np.ndarray,
     stride: Sequence[int],
     out_hw: tuple[int, int],
+    saturate_pairs: bool,
 ) -> np.ndarray:
-    """int32 accumulators (N, OH, OW, OC) of FBGEMM's depthwise kernel, pairs saturated.
+    """int32 accumulators (N, OH, OW, OC) of FBGEMM's depthwise kernel (`saturate_pairs`), or
+    the exact sums of the same windows (pytorch_qnnpack's `q8dwconv`).
 
     `S = sum over tap pairs sat16(a_t0 w_t0 + a_t1 w_t1)` on raw values (padding reads
     a_zp), then `acc = S - a_zp * sum_t w - w_zp * sum_t a + taps * a_zp * w_zp`, all
     int32 (`requantize_` subtracts `a_zp * col_offsets` and `row_offsets * w_zp`).
-    |S| <= 25 * 32768 fits int32, so the pair sums accumulate without wrapping. A pair
-    is clipped only if it can leave int16: max(a) * max_c(|w_t0| + |w_t1|) > 32767.
+    At most 25 pair terms (7x7), each within 2 * 255 * 128, so S fits int32 without
+    wrapping. A pair is clipped only where pairs saturate and it can leave int16:
+    max(a) * max_c(|w_t0| + |w_t1|) > 32767.
     """
     out_channels, _, kh, kw = weight.shape
     if out_channels != padded.shape[3]:  # OC = 2C: output channel j reads input channel j // 2
@@ -318,7 +341,7 @@ def _depthwise_acc(
         if t + 1 < len(taps):
             np.multiply(taps[t + 1], w_taps[t + 1], out=second)
             pair += second
-            if a_max * int((np.abs(w_taps[t]) + np.abs(w_taps[t + 1])).max()) > INT16_MAX:
+            if saturate_pairs and a_max * int((np.abs(w_taps[t]) + np.abs(w_taps[t + 1])).max()) > INT16_MAX:
                 np.clip(pair, INT16_MIN, INT16_MAX, out=pair)  # saturate_int16, in place
         total += pair
     # Per-channel constant terms, wrapped once; the int32 array arithmetic below wraps

@@ -93,7 +93,8 @@ def exact_matmul(
         w: the prepared weights, (G, N/G, K).
         a_max_abs: an upper bound of |a| (from the raw uint8 tensor: cheaper than a scan).
         a_max_square_norm: an upper bound of `sum_k a[g, i, k]^2` over all rows, or None.
-        correction: int64 (M, N) added to S before the wrap (pair saturation), or None.
+        correction: int64 (M, N) added to S before the wrap (FBGEMM's pair saturation,
+            pytorch_qnnpack's int32 bias), or None.
         workers: threads for the single-GEMM case, each taking a band of rows (or of
             output channels); every output element is the same exact sum either way.
 

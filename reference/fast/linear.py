@@ -1,4 +1,5 @@
-"""`quantspec.reference.ops.linear`, fast: one exact float32 BLAS GEMM (`gemm.exact_matmul`)."""
+"""`quantspec.reference.ops.linear`, fast: one exact float32 BLAS GEMM (`gemm.exact_matmul`), the
+FBGEMM pair saturation or pytorch_qnnpack's int32 bias added to its sums before their wrap."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 
 from ..ops._validate import checked_bias
 from ..ops.linear import check_linear_inputs
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
+from ..quantize_kernels import quantize_bias_qnnpack
 from .gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights
 from .requantize import requant_params, requantize_u8acc32
 from .threads import useful_workers
@@ -37,6 +39,7 @@ def linear(
     [[77]]
     """
     out_features, in_features = check_linear_inputs(x, weight)
+    library = specified_library(profile.linear_library, "quantized::linear")
     bias32 = checked_bias(bias, out_features)
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
 
@@ -46,14 +49,18 @@ def linear(
     centered = centered_f32(rows, x.zero_point)
     a_max_abs = int(np.abs(centered).max(initial=0))
     square_norm = int(np.square(centered, dtype=np.float64).sum(axis=2).max(initial=0))  # exact, < 2^53
-    correction = None
-    if profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
+    correction, float_bias = None, bias32
+    if library == "qnnpack":  # its int32 bias joins the exact sums (wrapped once with them)
+        bias_q = quantize_bias_qnnpack(bias32, x.scale, weight.scale, profile)
+        correction = None if bias_q is None else np.broadcast_to(bias_q.astype(np.int64), (rows.shape[1], out_features))
+        float_bias = None
+    elif profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
         correction = pair_saturation_correction(rows, weight.int_repr[None])
     workers = useful_workers(rows.shape[1] * in_features * out_features, workers)
     acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction, workers)  # (M, N) float32
 
-    params = requant_params(x.scale, weight.scale, out.scale, out_features)
-    ints = requantize_u8acc32(acc, bias32, params, out.zero_point, relu, per_tensor_bias_fma=True)
+    params = requant_params(x.scale, weight.scale, out.scale, out_features, library)
+    ints = requantize_u8acc32(acc, float_bias, params, out.zero_point, relu, per_tensor_bias_fma=True)
     shape = x.shape[:-1] + (out_features,)
     return QTensor(ints.reshape(shape), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
 

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..numerics import INT16_MAX, INT16_MIN, cvt_rne, f32, fma32, ieee_float_ops, requant_scales_ref
+from ..numerics import (
+    INT16_MAX,
+    INT16_MIN,
+    cvt_rne,
+    f32,
+    fma32,
+    ieee_float_ops,
+    requant_scales_qnnpack_ref,
+    requant_scales_ref,
+)
 
 
 @dataclass(frozen=True)
@@ -20,7 +29,9 @@ class RequantParams:
 
     Attributes:
         act_times_w_scale: `f32(float(act_scale) * float(w_scale[j]))` (ATen, float32 multiply).
-        multiplier: `f32(act_times_w_scale[j] / float(out_scale))` (ATen, float32 divide).
+        multiplier: FBGEMM's `f32(act_times_w_scale[j] / float(out_scale))` (ATen, float32
+            divide), or pytorch_qnnpack's `requant_scales_qnnpack_ref` (`qnnpack_requant_params`;
+            its int32 bias is inside the accumulator, so no float bias step reads the rest).
         per_channel: whether the weight was per-channel (FBGEMM `OUT_CHANNEL` granularity),
             which selects the bias formula.
     """
@@ -35,14 +46,18 @@ class RequantParams:
 
 
 def requant_params(
-    act_scale: float, weight_scale: float | np.ndarray, out_scale: float, out_channels: int
+    act_scale: float, weight_scale: float | np.ndarray, out_scale: float, out_channels: int, library: str = "fbgemm"
 ) -> RequantParams:
-    """`requant_scales_ref`, one entry per output channel (a per-tensor weight's broadcast)."""
-    per_channel = np.ndim(weight_scale) != 0
+    """`requant_scales_ref` (library "fbgemm") or `requant_scales_qnnpack_ref` ("qnnpack"), one
+    entry per output channel (a per-tensor weight's broadcast)."""
     atws, multiplier = requant_scales_ref(act_scale, weight_scale, out_scale)
-    atws = np.broadcast_to(atws, (out_channels,)).astype(np.float32)
-    multiplier = np.broadcast_to(multiplier, (out_channels,)).astype(np.float32)
-    return RequantParams(atws, multiplier, per_channel)
+    if library == "qnnpack":  # f32(atws * f32(1 / out_scale)) instead of FBGEMM's divide
+        multiplier = requant_scales_qnnpack_ref(act_scale, weight_scale, out_scale)
+    return RequantParams(
+        np.broadcast_to(atws, (out_channels,)).astype(np.float32),
+        np.broadcast_to(multiplier, (out_channels,)).astype(np.float32),
+        np.ndim(weight_scale) != 0,
+    )
 
 
 def requantize_u8acc32(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..numerics import cvt_rne, f32, ieee_float_ops, normal_scale_f32, pack_u8
 from ..qtensor import MemoryFormat, QDtype, QTensor, memory_format_of
 from ._tensor_iterator import orders_coincide
 
@@ -111,3 +112,25 @@ def nhwc_kernel_result(logical: np.ndarray, x: QTensor) -> tuple[np.ndarray, Mem
         return logical, x.memory_format
     scrambled = np.ascontiguousarray(logical.transpose(0, 2, 3, 1)).reshape(logical.shape)
     return scrambled, MemoryFormat.contiguous
+
+
+def qnnpack_average(acc: np.ndarray, count: int, q: QTensor) -> np.ndarray:
+    """pytorch_qnnpack's average-pooling output stage (kernels `q8avgpool`, `q8gavgpool`, SSE2;
+    parameters `pytorch_qnnp_compute_avgpool_quantization_params`) for window sums
+    `acc = sum (q - zp)` of `count` taps, input and output qparams both q's:
+      s = f32(float(scale) / f32(float(scale) * float(count)))   `input_scale / (output_scale * (float)n)`
+      out = pack_u8(cvt(f32(float(acc) * s)), zp)
+    `s` is not always exactly 1 / count (count 9 with most scales). A scale that is not a
+    positive normal float32 is refused (EngineRefusedError).
+
+    Hand-worked, scale 0.5, zp 3, count 4: s = 0.5 / 2 = 0.25; acc 6 -> 1.5 -> 2 -> 5;
+    acc -2 -> -0.5 -> -0 -> 3.
+
+    >>> qnnpack_average(np.array([6, -2]), 4, QTensor(np.zeros(1, np.uint8), 0.5, 3, "quint8")).tolist()
+    [5, 3]
+    """
+    scale = normal_scale_f32(q.scale, "average pooling scale")
+    with ieee_float_ops():
+        multiplier = f32(scale / f32(scale * np.float32(count)))
+        r = cvt_rne(f32(f32(acc) * multiplier))
+    return pack_u8(r, q.zero_point)

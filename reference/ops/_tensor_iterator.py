@@ -108,6 +108,13 @@ def layouts_differ(a: QTensor, b: QTensor) -> bool:
     return not orders_coincide(a.shape)
 
 
+def to_memory_order(values: np.ndarray, memory_format: MemoryFormat) -> np.ndarray:
+    """Logical (NCHW) `values` as the flat array of their memory order (NHWC for channels_last)."""
+    if memory_format is MemoryFormat.channels_last:
+        return values.transpose(0, 2, 3, 1).ravel()
+    return values.ravel()
+
+
 def from_memory_order(flat: np.ndarray, shape: tuple[int, ...], memory_format: MemoryFormat) -> np.ndarray:
     """A flat array in memory order as a logical (NCHW) array."""
     if memory_format is MemoryFormat.channels_last:

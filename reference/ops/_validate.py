@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..profile import EngineRefusedError
+
 
 def as_float32_array(x: np.typing.ArrayLike, name: str) -> np.ndarray:
     """Return `x` as a float32 array.
@@ -25,3 +27,11 @@ def checked_bias(bias: np.typing.ArrayLike | None, out_channels: int) -> np.ndar
     if bias32.shape != (out_channels,):
         raise ValueError(f"bias must have shape ({out_channels},), got {bias32.shape}")
     return bias32
+
+
+def check_qnnpack_rows(shape: tuple[int, ...], op: str) -> None:
+    """pytorch_qnnpack's element-wise operators (add, clamp, hardswish) see a tensor as
+    size(0) rows of numel / size(0) elements: they refuse a 0-d tensor and empty rows
+    (EngineRefusedError; torch: "Got empty input tensor", "number of channels must be non-zero")."""
+    if len(shape) == 0 or (shape[0] and not np.prod(shape)):
+        raise EngineRefusedError(f"pytorch_qnnpack's {op} refuses a tensor of shape {shape}")

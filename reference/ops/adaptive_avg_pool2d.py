@@ -9,10 +9,11 @@ import numpy as np
 
 from ..numerics import f32, rne
 from ..profile import DEFAULT_PROFILE, NumericsProfile
-from ..qtensor import QTensor
+from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import fbgemm_quantize_u8s8, quantize_val
 from ._pool_common import check_4d, check_per_tensor_8bit, nhwc_kernel_result, pair, takes_nhwc_kernel, window_sums
 from ._registry import register_op
+from .avg_pool2d import qnnpack_avg_pool2d
 
 # qadaptive_avg_pool*_ndhwc_stub is registered with REGISTER_DISPATCH: the AVX2 build runs
 # on AVX512 CPUs too, so `do_avg_pool_on_AVX_n` vectorizes 8 channels at a time.
@@ -57,6 +58,15 @@ def adaptive_avg_pool2d(
     [0]
     >>> adaptive_avg_pool2d(one, 1, get_profile("torch2.14-avx2-fbgemm")).int_repr.ravel().tolist()
     [1]
+
+    Under the qnnpack engine a quint8 input whose size is a multiple of the output size and
+    differs from it (`enable_qnnpack_for_ada_avgpool`) is average-pooled by pytorch_qnnpack
+    with kernel = stride = (H / oH, W / oW), no padding (`qnnpack_avg_pool2d`); other sizes and
+    qint8 keep the kernels above. The first example there: channel 0 sums (0-1) + (1-1) = -1,
+    -1 * 0.5 = -0.5 -> -0, + 1 = 1; channel 1 (3-1) + (4-1) = 5 -> 2.5 -> 2 -> 3.
+
+    >>> adaptive_avg_pool2d(q, 1, get_profile("torch2.13-avx2-qnnpack")).int_repr.ravel().tolist()
+    [1, 3]
     """
     check_per_tensor_8bit(x, "adaptive_avg_pool2d", "x")
     check_4d(x, "adaptive_avg_pool2d", "x")
@@ -64,6 +74,10 @@ def adaptive_avg_pool2d(
     _, _, height, width = x.shape
     if min(out_h, out_w) <= 0 or min(height, width) <= 0:
         raise ValueError(f"adaptive_avg_pool2d: output_size ({out_h}, {out_w}) and input {x.shape} must be non-empty")
+    divisible = height % out_h == 0 and width % out_w == 0 and (height, width) != (out_h, out_w)
+    if profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and divisible:
+        window = (height // out_h, width // out_w)
+        return qnnpack_avg_pool2d(x, window, window, (0, 0))
     rows, cols = _axis_windows(height, out_h), _axis_windows(width, out_w)
     sums, size = window_sums(x.int_repr.astype(np.int64), rows, cols)
     if takes_nhwc_kernel(x):

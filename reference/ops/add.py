@@ -6,8 +6,8 @@ import functools
 
 import numpy as np
 
-from ..numerics import f32
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..numerics import f32, normal_scale_f32, pack_u8, wrap_int32
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
 from ._registry import register_op
@@ -17,8 +17,10 @@ from ._tensor_iterator import (
     from_memory_order,
     layouts_differ,
     scalar_tail_spans,
+    to_memory_order,
 )
 from ._unary_float import dequantize_vector
+from ._validate import check_qnnpack_rows
 from .dequantize import dequantize
 
 # `cpu_kernel_vec` (ATen/native/cpu/Loops.h, `vectorized_loop`) runs the vector lambda on
@@ -29,6 +31,11 @@ from .dequantize import dequantize
 # pairs (building a new table costs about as much as the formula on a tensor a few times this
 # size; cached ones cost nothing; docs/speed.md).
 PAIR_TABLE_MIN_SIZE = 8192
+
+# pytorch_qnnpack's add runs its kernel on tiles of this many elements (`compute_add_contiguous`,
+# operator-run.c); a tile shorter than `QNNPACK_ADD_VECTOR` takes the kernel's scalar loop.
+QNNPACK_ADD_TILE = 4096
+QNNPACK_ADD_VECTOR = 8
 
 
 @register_op("quantized::add")
@@ -78,9 +85,22 @@ def add(
     >>> block = QTensor(np.ones((64,), np.uint8), 1.0, 0, "quint8")
     >>> int(add(block, block, 4.0, 1).int_repr[0])
     1
+
+    Under the qnnpack engine a quint8 add is pytorch_qnnpack's fixed-point kernel
+    (`_qnnpack_add`); qint8 and qint32 keep the ATen kernel above. Hand-worked, a = [1]
+    (1.0, zp 0) + b = [0] (1.0, zp 0) into scale 2, zp 0: c * inv = 0.5; ATen rne(0.5) = 0.
+    qnnpack: ratios 0.5, exponent -1, shift 22, am = bm = 2^21, acc = 2^21 = 2^22 / 2:
+    the remainder 2^21 exceeds the threshold 2^21 - 1, so it rounds away from zero to 1.
+
+    >>> zero = QTensor(np.zeros((1,), np.uint8), 1.0, 0, "quint8")
+    >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
+    >>> add(one, zero, 2.0, 0).int_repr.tolist(), add(one, zero, 2.0, 0, profile=qnnpack).int_repr.tolist()
+    ([0], [1])
     """
     _check_operands(a, b)
     out = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
+    if profile.engine == "qnnpack" and a.dtype is QDtype.quint8:
+        return _qnnpack_add(a, b, out, relu)
     flat_a, flat_b = _in_memory_order(a, a.memory_format), _in_memory_order(b, a.memory_format)
     if layouts_differ(a, b):
         # TensorIterator cannot give b unit stride along the output's innermost dim, so
@@ -177,10 +197,67 @@ def _scalar_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: Nume
     return quantize_val(c, out.scale, out.zero_point, out.dtype, profile)
 
 
+def _qnnpack_add(a: QTensor, b: QTensor, out: QTensor, relu: bool) -> QTensor:
+    """pytorch_qnnpack's quint8 add (`qnnpack_add`, BinaryOps.cpp -> `pytorch_qnnp_create_add_nc_q8`,
+    add.c; kernel `pytorch_q8vadd_ukernel__sse2`, the fixed-point version in both releases' builds):
+      am, bm, shift = _qnnpack_add_multipliers(...)         (requantization.h)
+      acc = wrap32(am * qa + bm * qb - (am * za + bm * zb))
+      mask = 2^(shift mod 32) - 1; rem = (acc & mask) - (acc < 0); up = rem > (mask >> 1)
+      vector loop: q = (acc >> min(shift, 31)) + up;  y = pack_u8(q, zo, lower)
+      scalar loop: q = (acc >> (shift mod 32)) + up;  y = clip(wrap32(q + zo), lower, 255)
+    with lower = zo under relu (`activationLimits(..., RELU)`), else 0. For shift <= 31 both
+    loops are `round(acc / 2^shift)`, ties away from zero, plus zo. A shift of 32 or more
+    (both ratios below 2^-10) wraps the C shifts: x86 takes `1u << shift` and `x >> shift`
+    mod 32, while `psrad` by 32 or more leaves only the sign, so the loops then differ.
+    The elements run in memory order (a's layout; b is made contiguous in it; the output is
+    in a's memory format) in tiles of 4096: a tile shorter than 8 (the last `n % 4096` when
+    below 8) takes the scalar loop, every other element the vector loop (whose shifted-load
+    tail computes the same). Refused (EngineRefusedError), besides the scales: empty rows
+    (`check_qnnpack_rows`) and relu with zo = 255 (`output_min >= output_max`).
+    """
+    check_qnnpack_rows(a.shape, "add")
+    lower = out.zero_point if relu else 0
+    if lower >= 255:
+        raise EngineRefusedError("pytorch_qnnpack refuses add_relu with output zero point 255 (an empty range)")
+    a_mult, b_mult, shift = _qnnpack_add_multipliers(a, b, out)
+    qa, qb = (to_memory_order(q.int_repr, a.memory_format).astype(np.int64) for q in (a, b))
+    acc = wrap_int32(a_mult * qa + b_mult * qb - (a_mult * a.zero_point + b_mult * b.zero_point)).astype(np.int64)
+    mask = (1 << (shift % 32)) - 1
+    up = ((acc & mask) - (acc < 0)) > (mask >> 1)
+    vector = pack_u8((acc >> min(shift, 31)) + up, out.zero_point, lower)
+    scalar = np.clip(wrap_int32((acc >> (shift % 32)) + up + out.zero_point), lower, 255).astype(np.uint8)
+    ints = np.where(_in_qnnpack_scalar_loop(acc.size), scalar, vector)
+    return QTensor(from_memory_order(ints, a.shape, a.memory_format), out.scale, out.zero_point, QDtype.quint8,
+                   memory_format=a.memory_format)
+
+
+def _qnnpack_add_multipliers(a: QTensor, b: QTensor, out: QTensor) -> tuple[int, int, int]:
+    """`pytorch_qnnp_compute_add_quantization_params` (requantization.h), from add.c's ratios:
+      aos = f32(float(sa) / float(so)), bos likewise    each in [2^-14, 2^8), else refused
+      shift = 21 - exponent(max(aos, bos))              (14 ... 35)
+      am = lrintf(aos * 2^shift), bm likewise           (exact products, rne; below 2^22)
+    Scales that are not positive normal float32 are refused too (EngineRefusedError)."""
+    a_scale, b_scale, out_scale = (
+        normal_scale_f32(q.scale, f"add {name} scale") for q, name in ((a, "a"), (b, "b"), (out, "output"))
+    )
+    ratios = (f32(a_scale / out_scale), f32(b_scale / out_scale))
+    for ratio in ratios:
+        if not 2.0**-14 <= ratio < 2.0**8:
+            raise EngineRefusedError(f"pytorch_qnnpack refuses add scale ratio {ratio}: outside [2^-14, 2^8)")
+    shift = 21 - (int(np.frexp(max(ratios))[1]) - 1)
+    a_mult, b_mult = (int(np.rint(f32(ratio * np.float32(2.0**shift)))) for ratio in ratios)
+    return a_mult, b_mult, shift
+
+
+def _in_qnnpack_scalar_loop(numel: int) -> np.ndarray:
+    """Memory positions the q8vadd scalar loop computes: those of a last tile shorter than 8."""
+    last_tile = numel % QNNPACK_ADD_TILE or min(numel, QNNPACK_ADD_TILE)
+    return np.arange(numel) >= numel - (last_tile if last_tile < QNNPACK_ADD_VECTOR else 0)
+
+
 def _in_memory_order(q: QTensor, memory_format: MemoryFormat) -> QTensor:
     """`q` as a 1-d tensor walked in `memory_format`'s order (NHWC for channels_last)."""
-    ints = q.int_repr.transpose(0, 2, 3, 1) if memory_format is MemoryFormat.channels_last else q.int_repr
-    return QTensor(ints.ravel(), q.scale, q.zero_point, q.dtype)
+    return QTensor(to_memory_order(q.int_repr, memory_format), q.scale, q.zero_point, q.dtype)
 
 
 def _span(q: QTensor, begin: int, end: int) -> QTensor:

@@ -7,8 +7,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..numerics import f32, rne
-from ..profile import DEFAULT_PROFILE, NumericsProfile
-from ..qtensor import QTensor
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._pool_common import (
     check_4d,
@@ -16,6 +16,7 @@ from ._pool_common import (
     nhwc_kernel_result,
     pair,
     pooling_output_size,
+    qnnpack_average,
     takes_nhwc_kernel,
     window_sums,
 )
@@ -71,17 +72,59 @@ def avg_pool2d(
     [[[[2]]]]
     >>> avg_pool2d(t, (1, 2), profile=get_profile("torch2.14-avx512_vnni-fbgemm")).int_repr.tolist()
     [[[[1]]]]
+
+    Under the qnnpack engine a quint8 input without ceil_mode takes pytorch_qnnpack's kernel
+    (`qnnpack_avg_pool2d`), which divides by the full window whatever `count_include_pad` and
+    `divisor_override` say; qint8 keeps the kernels above. Hand-worked, 2x2 of 100 (scale 1,
+    zp 0), kernel 2, stride 1, padding 1, count_include_pad=False: ATen divides each window's
+    sum by its valid taps (100 everywhere); qnnpack by 4: corners 100/4 = 25, edges 200/4 = 50,
+    centre 400/4 = 100.
+
+    >>> hundreds = QTensor(np.full((1, 1, 2, 2), 100, np.uint8), 1.0, 0, "quint8")
+    >>> avg_pool2d(hundreds, 2, 1, 1, count_include_pad=False).int_repr.ravel().tolist()
+    [100, 100, 100, 100, 100, 100, 100, 100, 100]
+    >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
+    >>> avg_pool2d(hundreds, 2, 1, 1, count_include_pad=False, profile=qnnpack).int_repr.ravel().tolist()
+    [25, 50, 25, 50, 100, 50, 25, 50, 25]
     """
     check_per_tensor_8bit(x, "avg_pool2d", "x")
     check_4d(x, "avg_pool2d", "x")
     kernel, pad = pair(kernel_size, "kernel_size", "avg_pool2d"), pair(padding, "padding", "avg_pool2d")
     strides = kernel if stride is None or np.size(stride) == 0 else pair(stride, "stride", "avg_pool2d")
     _check_window(kernel, strides, pad, divisor_override)
+    if profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and not ceil_mode:
+        return qnnpack_avg_pool2d(x, kernel, strides, pad)
     acc, divisor = _window_sums(x, kernel, strides, pad, ceil_mode, count_include_pad, divisor_override)
     if takes_nhwc_kernel(x):
         ints, memory_format = nhwc_kernel_result(_requantize_nhwc(acc, divisor, x, profile), x)
     else:
         ints, memory_format = _requantize_nchw(acc, divisor, x), x.memory_format
+    return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
+
+
+def qnnpack_avg_pool2d(
+    x: QTensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> QTensor:
+    """pytorch_qnnpack's average pooling of a quint8 NCHW tensor (`qnnp_avgpool_helper::
+    qnnpack_avg_pool2d`, AveragePool2d.cpp -> `pytorch_qnnp_create_average_pooling2d_nhwc_q8`,
+    average-pooling.c), which the qnnpack engine runs for `avg_pool2d` (without ceil_mode) and
+    for `adaptive_avg_pool2d` of divisible sizes:
+      acc = sum over the kH x kW window of (q - zp)   (padding taps read a buffer of zp: they add 0)
+      out = qnnpack_average(acc, kH * kW, x)          (always the full window, never the valid taps)
+    Output qparams are the input's; computed in NHWC and returned in the input's suggested
+    memory format (contiguous for H*W == 1, without the NHWC kernels' scramble). Refused
+    (EngineRefusedError): a 1x1 window ("1x1 pooling is meaningless"), 2^24 or more taps, an
+    empty output.
+    """
+    area = kernel[0] * kernel[1]
+    _, _, height, width = x.shape
+    rows = _axis_windows(height, kernel[0], stride[0], padding[0], False)[:2]
+    cols = _axis_windows(width, kernel[1], stride[1], padding[1], False)[:2]
+    if area == 1 or area >= 2**24 or not (rows[0].size and cols[0].size):
+        raise EngineRefusedError(f"pytorch_qnnpack refuses average pooling of {x.shape} with a {kernel} window")
+    sums, size = window_sums(x.int_repr.astype(np.int64), rows, cols)
+    ints = qnnpack_average(sums - size * x.zero_point, area, x)
+    memory_format = MemoryFormat.contiguous if height * width == 1 else x.memory_format
     return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
 
 

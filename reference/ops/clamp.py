@@ -6,10 +6,12 @@ from typing import Optional
 
 import numpy as np
 
-from ..profile import DEFAULT_PROFILE, NumericsProfile
-from ..qtensor import QTensor
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import quantize_val
 from ._registry import register_op
+from ._tensor_iterator import to_memory_order
+from ._validate import check_qnnpack_rows
 
 
 @register_op("aten::clamp")
@@ -39,17 +41,49 @@ def clamp(
     [3, 4, 6]
     >>> clamp(q, 0.0, 1.25, get_profile("torch2.14-avx2-fbgemm")).int_repr.tolist()
     [3, 4, 5]
+
+    Under the qnnpack engine both bounds are required (any dtype; EngineRefusedError), and
+    a quint8 input takes pytorch_qnnpack's clamp (`_qnnpack_clamp`): the same integers, but
+    a channels_last input comes back permuted. Hand-worked, 0..11 as a (1, 3, 2, 2)
+    channels_last tensor (NHWC memory 0, 4, 8, 1, 5, 9, ...), clamp(0, 100): the memory is
+    written out as NCHW.
+
+    >>> from quantspec.reference.qtensor import MemoryFormat
+    >>> ints = np.arange(12, dtype=np.uint8).reshape(1, 3, 2, 2)
+    >>> x = QTensor(ints, 1.0, 0, "quint8", memory_format=MemoryFormat.channels_last)
+    >>> clamp(x, 0.0, 100.0, get_profile("torch2.13-avx2-qnnpack")).int_repr.ravel().tolist()
+    [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
     """
     if q.per_channel:
         raise ValueError(f"quantized clamp needs a per-tensor quantized input, got per-channel axis {q.axis}")
+    if profile.engine == "qnnpack" and (min_value is None or max_value is None):
+        raise EngineRefusedError("under the qnnpack engine torch needs both min and max for a quantized clamp")
     if min_value is None and max_value is None:
         raise ValueError("clamp needs at least one of min_value and max_value")
+    if profile.engine == "qnnpack" and q.dtype is QDtype.quint8:
+        return _qnnpack_clamp(q, min_value, max_value, profile)
     ints = q.int_repr.astype(np.int64)
     if min_value is not None:
         ints = np.maximum(ints, _quantized_bound(min_value, q, profile))
     if max_value is not None:
         ints = np.minimum(ints, _quantized_bound(max_value, q, profile))
     return QTensor(ints.astype(q.dtype.storage), q.scale, q.zero_point, q.dtype, memory_format=q.memory_format)
+
+
+def _qnnpack_clamp(q: QTensor, min_value: float, max_value: float, profile: NumericsProfile) -> QTensor:
+    """`qnnpack_clamp` (qclamp.cpp) -> pytorch_qnnpack's `u8clamp`: bounds quantized as ATen's
+    (`_quantized_bound`), `min(max(q, min_q), max_q)` over the input's memory (made contiguous
+    in its suggested format). The output is allocated NCHW-contiguous
+    (`_empty_affine_quantized(sizes, options)` keeps no memory format) and written in the
+    input's memory order, so a channels_last input (C > 1, H*W > 1) comes back permuted:
+    the result's NCHW memory holds the clamped NHWC memory (torch's bug, reproduced).
+    Refused (EngineRefusedError): min_q > max_q, empty rows (`check_qnnpack_rows`)."""
+    check_qnnpack_rows(q.shape, "clamp")
+    low, high = _quantized_bound(min_value, q, profile), _quantized_bound(max_value, q, profile)
+    if low > high:
+        raise EngineRefusedError(f"pytorch_qnnpack refuses a clamp to [{low}, {high}]: min above max")
+    memory = np.clip(to_memory_order(q.int_repr, q.memory_format), low, high)
+    return QTensor(memory.reshape(q.shape), q.scale, q.zero_point, q.dtype)
 
 
 def _quantized_bound(bound: float, q: QTensor, profile: NumericsProfile) -> int:

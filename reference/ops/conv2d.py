@@ -1,17 +1,21 @@
-"""quantized::conv2d / conv2d_relu: quint8 NCHW activations x qint8 weights -> quint8 (fbgemm).
+"""quantized::conv2d / conv2d_relu: quint8 NCHW activations x qint8 weights -> quint8 (fbgemm, qnnpack).
 
 The plain definition. `quantspec.reference.fast.conv2d` computes the same integers quickly
-(and is checked equal to this one); the interpreter runs that one.
+(and is checked equal to this one); the interpreter runs that one. Which library's kernel
+runs is `NumericsProfile.conv2d_library` (the x86 engine picks FBGEMM or oneDNN at prepack;
+oneDNN's is not specified).
 
-FBGEMM picks one of four kernels for a 2-d convolution (`fbgemm::ConvFastPath`,
-FbgemmConv.cc); `conv_path` names it. All four form the same sum over the window in the
-same K order, (kh, kw, c) within a group, and requantize it the same way. They differ only
-in whether adjacent products are added in int16-saturated pairs (`vpmaddubsw`) first:
+pytorch_qnnpack sums every conv exactly (`numerics.dot_u8u8acc32_qnnpack_ref`: dense,
+depthwise and grouped alike) and has one output stage. FBGEMM picks one of four kernels for
+a 2-d convolution (`fbgemm::ConvFastPath`, FbgemmConv.cc); `conv_path` names it. All four
+form the same sum over the window in the same K order, (kh, kw, c) within a group, and
+requantize it the same way. They differ only in whether adjacent products are added in
+int16-saturated pairs (`vpmaddubsw`) first:
 
 | path | kernel | pairs saturate |
 |---|---|---|
-| depthwise | JIT AVX2 kernel (GenerateI8Depthwise.cc), `vpmaddubsw` even on VNNI CPUs | always |
-| groupwise, pointwise, im2col | GEMM-like kernels: `vpdpbusd` (exact) on AVX512-VNNI, `vpmaddubsw` otherwise | `profile.gemm_pairs_saturate` |
+| depthwise | JIT AVX2 kernel (GenerateI8Depthwise.cc), `vpmaddubsw` even on VNNI | always |
+| groupwise, pointwise, im2col | GEMM-like: `vpdpbusd` (exact) on VNNI, else `vpmaddubsw` | `gemm_pairs_saturate` |
 
 and in one requantization step: the depthwise kernel's per-tensor bias is fused into an fma
 on torch 2.13 and not on 2.14 (`profile.depthwise_per_tensor_bias_fma`); the others fuse it.
@@ -19,14 +23,22 @@ on torch 2.13 and not on 2.14 (`profile.depthwise_per_tensor_bias_fma`); the oth
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..numerics import dot_u8i8acc32_ref, requant_scales_ref, requantize_u8acc32_ref
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..numerics import (
+    dot_u8i8acc32_ref,
+    dot_u8u8acc32_qnnpack_ref,
+    requant_scales_qnnpack_ref,
+    requant_scales_ref,
+    requantize_u8acc32_qnnpack_ref,
+    requantize_u8acc32_ref,
+)
+from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
+from ..quantize_kernels import quantize_bias_qnnpack
 from ._registry import register_op
 from ._validate import checked_bias
 
@@ -47,8 +59,8 @@ def conv2d(
 ) -> QTensor:
     """`torch.ops.quantized.conv2d(x, conv2d_prepack(weight, bias, stride, padding, dilation, groups), scale, zp)`.
 
-    Mirrors ATen `PackedConvWeight<2>::apply_impl` (fbgemm) -> `fbgemm::fbgemmConv`, whose
-    reference is `fbgemm::conv_ref` + `requantize_u8acc32_ref` (RefImplementations.cc).
+    fbgemm (and x86 where it packs FBGEMM's weight): ATen `PackedConvWeight<2>::apply_impl` ->
+    `fbgemm::fbgemmConv`, whose reference is `fbgemm::conv_ref` + `requantize_u8acc32_ref` (RefImplementations.cc).
     Output pixel (n, oh, ow), output channel j of group g, K = kh * kw * C/G:
       a[k] = x[n, g*C/G + c, oh*sh - ph + r*dh, ow*sw - pw + s*dw]   for k = (r, s, c) in that order,
              a_zp where the tap falls outside the image (FBGEMM pads with the zero point)
@@ -57,7 +69,14 @@ def conv2d(
     where pairs saturate on the depthwise path always and elsewhere when
     `profile.gemm_pairs_saturate` (no VNNI), and the per-tensor bias fma is fused except on
     the depthwise path when `profile.depthwise_per_tensor_bias_fma` is false (module
-    docstring). The output is quint8 in channels_last memory (as ATen allocates it);
+    docstring).
+    qnnpack (`PackedConvWeightsQnnp<2>::apply_impl`, qconv.cpp -> `q8conv`, `q8dwconv`, or
+    `q8gemm` for 1x1): the same windows, the bias quantized to int32 and summed exactly:
+      acc = dot_u8u8acc32_qnnpack_ref(a, a_zp, w[j, :, r, s], w_zp[j], qnnpack_conv_bias(bias, ...)[j])
+      out = requantize_u8acc32_qnnpack_ref(acc, requant_scales_qnnpack_ref(x_scale, w_scale, out_scale), ...)
+    torch recomputes the int32 bias and the scales only when the input scale differs from
+    the previous call's; the reference is stateless (docs/spec.md, Engines).
+    The output is quint8 in channels_last memory (as ATen allocates it, on both engines);
     `int_repr` is in logical NCHW order.
 
     Hand-worked depthwise pair saturation (8 channels, 3x3, pad 1, all a = 255, a_zp 255,
@@ -67,15 +86,21 @@ def conv2d(
       acc = S - a_zp * sum(w) = 163453 - 255*9*127 = 163453 - 291465 = -128012
       (the exact sum is 0: (255-255)*127). With atws 1*1 = 1, out scale 1000 (mult 0.001),
       zp 128: -128012 * 0.001 = -128.012 -> -128; -128 + 128 = 0.
+    qnnpack sums exactly: acc = 0 -> 0 + 128 = 128.
 
+    >>> from quantspec.reference.profile import get_profile
     >>> x = QTensor(np.full((1, 8, 1, 1), 255, np.uint8), 1.0, 255, "quint8")
     >>> w = QTensor(np.full((8, 1, 3, 3), 127, np.int8), 1.0, 0, "qint8")
     >>> out = conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128)
     >>> out.int_repr.ravel().tolist()
     [0, 0, 0, 0, 0, 0, 0, 0]
+    >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
+    >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128, profile=qnnpack).int_repr.ravel().tolist()
+    [128, 128, 128, 128, 128, 128, 128, 128]
     """
     out_channels, kernel = check_conv_inputs(x, weight, groups)
-    path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)
+    path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
+    library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d")
     bias32 = checked_bias(bias, out_channels)
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
     padding = conv_pair("padding", padding, minimum=0)
@@ -84,15 +109,23 @@ def conv2d(
     windows = _windows_in_k_order(x, kernel, stride, padding, dilation, out_hw, groups)  # (N, OH, OW, G, K)
     w_k = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, -1)  # (G, OC/G, K)
     w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,)).reshape(groups, -1)
-    pairs_saturate = path == "depthwise" or profile.gemm_pairs_saturate
-    acc = np.concatenate(
-        [dot_u8i8acc32_ref(windows[..., g, :], x.zero_point, w_k[g], w_zp[g], pairs_saturate) for g in range(groups)],
-        axis=-1,
-    )  # (N, OH, OW, OC): group g's channels g*OC/G ... (g+1)*OC/G - 1
-
-    fused = path != "depthwise" or profile.depthwise_per_tensor_bias_fma
-    scales = requant_scales_ref(x.scale, weight.scale, out.scale)
-    nhwc = requantize_u8acc32_ref(acc, bias32, scales, weight.per_channel, out.zero_point, relu, fused)
+    if library == "qnnpack":
+        # PackedConvWeightsQnnp::apply_impl (qconv.cpp): the int32 bias joins the exact sums.
+        bias_q = qnnpack_conv_bias(bias32, x.scale, weight, kernel, stride, padding, profile)
+        bias_by_group = [None] * groups if bias_q is None else bias_q.reshape(groups, -1)
+        acc = _by_group(
+            windows, lambda a, g: dot_u8u8acc32_qnnpack_ref(a, x.zero_point, w_k[g], w_zp[g], bias_by_group[g])
+        )
+        requant = requant_scales_qnnpack_ref(x.scale, weight.scale, out.scale)
+        nhwc = requantize_u8acc32_qnnpack_ref(acc, requant, out.zero_point, relu)
+    else:
+        pairs_saturate = path == "depthwise" or profile.gemm_pairs_saturate
+        acc = _by_group(
+            windows, lambda a, g: dot_u8i8acc32_ref(a, x.zero_point, w_k[g], w_zp[g], pairs_saturate)
+        )
+        fused = path != "depthwise" or profile.depthwise_per_tensor_bias_fma
+        scales = requant_scales_ref(x.scale, weight.scale, out.scale)
+        nhwc = requantize_u8acc32_ref(acc, bias32, scales, weight.per_channel, out.zero_point, relu, fused)
     nchw = nhwc.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
     return QTensor(nchw, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last)
 
@@ -121,6 +154,36 @@ def conv2d_relu(
     [10]
     """
     return conv2d(x, weight, bias, stride, padding, dilation, groups, output_scale, output_zero_point, True, profile)
+
+
+def qnnpack_conv_bias(
+    bias: np.ndarray | None,
+    act_scale: float,
+    weight: QTensor,
+    kernel: tuple[int, int],
+    stride: Sequence[int],
+    padding: tuple[int, int],
+    profile: NumericsProfile,
+) -> np.ndarray | None:
+    """The int32 bias pytorch_qnnpack's conv kernels start their sums from: `quantize_bias_qnnpack`,
+    except that a bias saturated at INT32_MAX enters the `q8conv` and `q8dwconv` kernels as
+    INT32_MIN. Only the `q8gemm` path (1x1 kernel, stride 1, no padding; as linear) keeps
+    INT32_MAX. Measured on torch 2.13.0 and 2.14.1 (all-zero windows give INT32_MIN's output,
+    a window sum of -1 INT32_MAX's); where the kernels turn it over was not traced. Only a
+    saturated value is affected: below, a float32 bias quantizes to 2147483520 at most.
+
+    >>> w = QTensor(np.zeros((1, 1, 3, 3), np.int8), 1.0, 0, "qint8")
+    >>> profile = DEFAULT_PROFILE
+    >>> qnnpack_conv_bias(np.float32([3e9]), 1.0, w, (3, 3), (1, 1), (1, 1), profile).tolist()
+    [-2147483648]
+    >>> qnnpack_conv_bias(np.float32([3e9]), 1.0, w, (1, 1), (1, 1), (0, 0), profile).tolist()
+    [2147483647]
+    """
+    bias_q = quantize_bias_qnnpack(bias, act_scale, weight.scale, profile)
+    gemm_path = kernel == (1, 1) and tuple(stride) == (1, 1) and padding == (0, 0)
+    if bias_q is None or gemm_path:
+        return bias_q
+    return np.where(bias_q == np.iinfo(np.int32).max, np.iinfo(np.int32).min, bias_q).astype(np.int32)
 
 
 def conv_path(
@@ -199,6 +262,12 @@ def groups_together(c_per_g: int, avx512: bool) -> int:
     """
     vector_bytes = 64 if avx512 else 32
     return max(vector_bytes // c_per_g // max(c_per_g, 4), 1)
+
+
+def _by_group(windows: np.ndarray, accumulate: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """The accumulators (N, OH, OW, OC) of every group side by side: group g's channels
+    g*OC/G ... (g+1)*OC/G - 1 are `accumulate(windows of group g (N, OH, OW, K), g)`."""
+    return np.concatenate([accumulate(windows[..., g, :], g) for g in range(windows.shape[3])], axis=-1)
 
 
 def _windows_in_k_order(

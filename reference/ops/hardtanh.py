@@ -15,7 +15,8 @@ def hardtanh(
     """`F.hardtanh` of a quantized tensor (`hardtanh_quantized_cpu` -> `quantized_clamp_impl`
     -> `qclamp_kernel`): exactly `clamp(q, min_value, max_value)`; nn.ReLU6 is
     `hardtanh(q, 0.0, 6.0)`. See `clamp` for the bound quantization (scalar
-    `quantize_val`, profile-dependent at ties) and the integer clamp.
+    `quantize_val`, profile-dependent at ties), the integer clamp, and the qnnpack engine's
+    permuted channels_last output (hardtanh shares it).
 
     Hand-worked, scale 0.05, zp 10: min_q = 10 + rne(0) = 10; max_q: 6.0 * f32(1/0.05)
     = 6 * 20 = 120 (f32(1/0.05f) = 20 exactly here) -> 130. q = [0, 50, 200] -> [10, 50, 130]

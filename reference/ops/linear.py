@@ -1,16 +1,25 @@
-"""quantized::linear / linear_relu: quint8 activations x qint8 weights -> quint8 (fbgemm).
+"""quantized::linear / linear_relu: quint8 activations x qint8 weights -> quint8 (fbgemm, qnnpack).
 
 The plain definition. `quantspec.reference.fast.linear` computes the same integers quickly
-(and is checked equal to this one); the interpreter runs that one.
+(and is checked equal to this one); the interpreter runs that one. The x86 engine packs
+FBGEMM's weight; oneDNN's (engine onednn) is not specified (`NumericsProfile.linear_library`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import dot_u8i8acc32_ref, requant_scales_ref, requantize_u8acc32_ref
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..numerics import (
+    dot_u8i8acc32_ref,
+    dot_u8u8acc32_qnnpack_ref,
+    requant_scales_qnnpack_ref,
+    requant_scales_ref,
+    requantize_u8acc32_qnnpack_ref,
+    requantize_u8acc32_ref,
+)
+from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
+from ..quantize_kernels import quantize_bias_qnnpack
 from ._registry import register_op
 from ._validate import checked_bias
 
@@ -27,7 +36,7 @@ def linear(
 ) -> QTensor:
     """`torch.ops.quantized.linear(x, linear_prepack(weight, bias), output_scale, output_zero_point)`.
 
-    Mirrors ATen `PackedLinearWeight::apply_impl` (fbgemm): `fbgemmPacked` with
+    fbgemm (and x86): ATen `PackedLinearWeight::apply_impl`: `fbgemmPacked` with
     `PackAWithRowOffset` and `ReQuantizeOutput<relu, TENSOR|OUT_CHANNEL, float>`, whose
     reference is `fbgemm::matmul_u8i8acc32_ref` + `requantize_u8acc32_ref`. For every row i
     of x (all leading dims flattened) and output feature j:
@@ -36,24 +45,47 @@ def linear(
       out[i, j] = requantize_u8acc32_ref(acc, bias, requant_scales_ref(x_scale, w_scale, out_scale), ...)
     with the per-tensor bias fused into one fma on every release (the GEMM output stage).
 
+    qnnpack (`PackedLinearWeightsQnnp::apply_impl`, qlinear.cpp -> `q8gemm`): the bias is
+    quantized to int32 and joins the exact sum, then one float32 multiply:
+      acc[i, j] = dot_u8u8acc32_qnnpack_ref(x[i], x_zp, w[j], w_zp[j], quantize_bias_qnnpack(bias, ...))
+      out[i, j] = requantize_u8acc32_qnnpack_ref(acc, requant_scales_qnnpack_ref(x_scale, w_scale, out_scale), ...)
+    torch recomputes the int32 bias and the scales only when the input scale differs from
+    the previous call's; the reference is stateless (docs/spec.md, Engines).
+
     Hand-worked: x = [[200, 10]] (scale 0.5, zp 10), w = [[3, -2]] (scale 0.25, zp 0),
     bias [1.0], output scale 1.0, zp 5:
       acc = (200-10)*3 + (10-10)*(-2) = 570
       atws = 0.5*0.25 = 0.125, mult = 0.125, rcp = 8.0
       xf = fma(1.0, 8.0, 570.0) = 578.0; 578 * 0.125 = 72.25 -> 72; 72 + 5 = 77
+    x = [[1]], w = [[1]], all scales 1, zero points 0, bias 0.5: fbgemm 1 + 0.5 = 1.5 -> 2;
+    qnnpack quantizes the bias first, rne(0.5) = 0: acc = 1 -> 1.
 
+    >>> from quantspec.reference.profile import get_profile
     >>> x = QTensor(np.array([[200, 10]], np.uint8), 0.5, 10, "quint8")
     >>> w = QTensor(np.array([[3, -2]], np.int8), 0.25, 0, "qint8")
     >>> linear(x, w, np.float32([1.0]), 1.0, 5).int_repr.tolist()
     [[77]]
+    >>> one, w_one = QTensor(np.uint8([[1]]), 1.0, 0, "quint8"), QTensor(np.int8([[1]]), 1.0, 0, "qint8")
+    >>> linear(one, w_one, np.float32([0.5]), 1.0, 0).int_repr.tolist()
+    [[2]]
+    >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
+    >>> linear(one, w_one, np.float32([0.5]), 1.0, 0, profile=qnnpack).int_repr.tolist()
+    [[1]]
     """
     out_features, _ = check_linear_inputs(x, weight)
+    library = specified_library(profile.linear_library, "quantized::linear")
     bias32 = checked_bias(bias, out_features)
     out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
     w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))
-    acc = dot_u8i8acc32_ref(x.int_repr, x.zero_point, weight.int_repr, w_zp, profile.gemm_pairs_saturate)
-    scales = requant_scales_ref(x.scale, weight.scale, out.scale)
-    ints = requantize_u8acc32_ref(acc, bias32, scales, weight.per_channel, out.zero_point, relu, True)
+    if library == "qnnpack":
+        bias_q = quantize_bias_qnnpack(bias32, x.scale, weight.scale, profile)
+        acc = dot_u8u8acc32_qnnpack_ref(x.int_repr, x.zero_point, weight.int_repr, w_zp, bias_q)
+        requant = requant_scales_qnnpack_ref(x.scale, weight.scale, out.scale)
+        ints = requantize_u8acc32_qnnpack_ref(acc, requant, out.zero_point, relu)
+    else:
+        acc = dot_u8i8acc32_ref(x.int_repr, x.zero_point, weight.int_repr, w_zp, profile.gemm_pairs_saturate)
+        scales = requant_scales_ref(x.scale, weight.scale, out.scale)
+        ints = requantize_u8acc32_ref(acc, bias32, scales, weight.per_channel, out.zero_point, relu, True)
     return QTensor(ints, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
 
 

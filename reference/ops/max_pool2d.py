@@ -6,7 +6,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..qtensor import MemoryFormat, QTensor, memory_format_of
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from ..qtensor import MemoryFormat, QDtype, QTensor, memory_format_of
 from ._pool_common import (
     check_4d,
     check_per_tensor_8bit,
@@ -28,6 +29,7 @@ def max_pool2d(
     padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
     ceil_mode: bool = False,
+    profile: NumericsProfile = DEFAULT_PROFILE,
 ) -> QTensor:
     """`torch.nn.functional.max_pool2d` / `torch.ops.quantized.max_pool2d` on a quantized tensor
     (`q_maxpool_2d`, quantized/cpu/Pooling.cpp).
@@ -46,10 +48,35 @@ def max_pool2d(
     Hand-worked, one channel [[1, 5, 2], [7, 0, 3]], kernel 2, stride 1, padding 0:
       windows [1,5,7,0] -> 7 and [5,2,0,3] -> 5, so [[7, 5]]
 
+    Under the qnnpack engine a quint8 input without ceil_mode takes pytorch_qnnpack's max
+    pooling (`qnnpack_maxpool2d`, Pooling.cpp -> `pytorch_qnnp_create_max_pooling2d_nhwc_u8`):
+    a tap outside the image reads the nearest edge pixel (its indirection buffer clamps the
+    coordinates), which changes the maximum only when dilation takes the window past rows or
+    columns it does not otherwise cover; computed in NHWC and returned in the input's
+    suggested memory format, so an H*W == 1 input is NOT scrambled (contiguous output); a
+    1x1 window is refused ("1x1 pooling is meaningless", EngineRefusedError).
+    Hand-worked, [10, 20, 30] as (1, 3, 1, 1), kernel 2, stride 1, padding 1: each channel's
+    2x2 output is its own value under qnnpack; ATen returns the NHWC memory read as NCHW.
+    And one column [5, 1, 2], kernel (2, 1), padding (1, 0), dilation (2, 1): the outputs
+    take rows (-1, 1), (0, 2), (1, 3); ATen [1, 5, 1]; qnnpack reads row 0 for -1 and row 2
+    for 3: [5, 5, 2].
+
     >>> import numpy as np
+    >>> from quantspec.reference.profile import get_profile
     >>> q = QTensor(np.array([[[[1, 5, 2], [7, 0, 3]]]], np.uint8), 0.5, 3, "quint8")
     >>> max_pool2d(q, 2, stride=1).int_repr.tolist()
     [[[[7, 5]]]]
+    >>> pixel = QTensor(np.array([10, 20, 30], np.uint8).reshape(1, 3, 1, 1), 0.5, 3, "quint8")
+    >>> max_pool2d(pixel, 2, 1, 1).int_repr.ravel().tolist()
+    [10, 20, 30, 10, 20, 30, 10, 20, 30, 10, 20, 30]
+    >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
+    >>> max_pool2d(pixel, 2, 1, 1, profile=qnnpack).int_repr.ravel().tolist()
+    [10, 10, 10, 10, 20, 20, 20, 20, 30, 30, 30, 30]
+    >>> column = QTensor(np.array([5, 1, 2], np.uint8).reshape(1, 1, 3, 1), 0.5, 3, "quint8")
+    >>> max_pool2d(column, (2, 1), 1, (1, 0), (2, 1)).int_repr.ravel().tolist()
+    [1, 5, 1]
+    >>> max_pool2d(column, (2, 1), 1, (1, 0), (2, 1), profile=qnnpack).int_repr.ravel().tolist()
+    [5, 5, 2]
     """
     check_per_tensor_8bit(x, "max_pool2d", "x")
     check_4d(x, "max_pool2d", "x")
@@ -62,9 +89,14 @@ def max_pool2d(
     ow = pooling_output_size(width, kw, pw, sw, dw, ceil_mode)
     if oh <= 0 or ow <= 0:
         raise ValueError(f"max_pool2d: output size ({oh}, {ow}) from input {x.shape} is too small")
-    ints = _window_max(x.int_repr, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow))
+    qnnpack = profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and not ceil_mode
+    if qnnpack and kh * kw == 1:
+        raise EngineRefusedError("pytorch_qnnpack refuses max pooling with a 1x1 window")
+    ints = _window_max(x.int_repr, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow), edge_padding=qnnpack)
     memory_format = x.memory_format
-    if takes_nhwc_kernel(x):
+    if qnnpack:
+        memory_format = MemoryFormat.contiguous if height * width == 1 else x.memory_format
+    elif takes_nhwc_kernel(x):
         ints, memory_format = nhwc_kernel_result(ints, x)
     return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
 
@@ -76,9 +108,11 @@ def _window_max(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     out_size: tuple[int, int],
+    edge_padding: bool = False,
 ) -> np.ndarray:
     """Max over dilated windows; padding is filled with the dtype's lowest value, which
-    never wins over a real tap (every window holds at least one, as padding <= k // 2).
+    never wins over a real tap (every window holds at least one, as padding <= k // 2), or
+    with `edge_padding` repeats the nearest edge pixel (pytorch_qnnpack's clamped taps).
     Works in the input's memory order (an NHWC buffer stays NHWC: each tap is then a run
     of whole pixels) and returns the result in the same order, as an NCHW-indexed view."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
@@ -91,7 +125,7 @@ def _window_max(
     extra_w = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - values.shape[3] - pw)
     pad_width = [(0, 0)] * 4
     pad_width[h_axis], pad_width[w_axis] = (ph, extra_h), (pw, extra_w)
-    padded = np.pad(work, pad_width, constant_values=lowest)
+    padded = np.pad(work, pad_width, mode="edge") if edge_padding else np.pad(work, pad_width, constant_values=lowest)
     result = None
     for i in range(kh):
         for j in range(kw):

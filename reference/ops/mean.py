@@ -7,8 +7,9 @@ from typing import Sequence
 import numpy as np
 
 from ..numerics import f32, rne
-from ..profile import DEFAULT_PROFILE, NumericsProfile
-from ..qtensor import MemoryFormat, QTensor
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from ..qtensor import MemoryFormat, QDtype, QTensor
+from ._pool_common import qnnpack_average
 from ._registry import register_op
 from ._tensor_iterator import orders_coincide
 from .dequantize import dequantize
@@ -46,13 +47,28 @@ def mean(
     Hand-worked, contiguous (1, 1, 2, 2) q = [[1, 2], [4, 4]], dims (2, 3): sum 11,
       f32(11 / 4) = 2.75 -> nearbyint 3
 
+    Under the qnnpack engine a 4-d quint8 input with `dims` exactly (2, 3) is averaged by
+    pytorch_qnnpack's global average pooling (`qnnpack_mean`, ReduceOps.cpp ->
+    `pytorch_qnnp_create_global_average_pooling_nwc_q8`): `acc = sum (q - zp)` over H*W,
+    `out = qnnpack_average(acc, H*W, q)`, contiguous; other dims (also (3, 2) or (-2, -1))
+    and qint8 keep the kernels above. Hand-worked, (1, 2, 1, 2) q = [[0, 1]], [[3, 4]],
+    zp 1: the fast path rounds 0.5 -> 0 and 3.5 -> 4; qnnpack sums -1 and 5, times 0.5:
+    -0.5 -> -0 and 2.5 -> 2, + 1: [1, 3].
+
     >>> import numpy as np
+    >>> from quantspec.reference.profile import get_profile
     >>> q = QTensor(np.array([[[[1, 2], [4, 4]]]], np.uint8), 0.1, 5, "quint8")
     >>> mean(q, (2, 3), keepdim=True).int_repr.tolist()
     [[[[3]]]]
+    >>> pairs = QTensor(np.array([[[[0, 1]], [[3, 4]]]], np.uint8), 0.1, 1, "quint8")
+    >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
+    >>> mean(pairs, (2, 3)).int_repr.tolist(), mean(pairs, (2, 3), profile=qnnpack).int_repr.tolist()
+    ([[0, 4]], [[1, 3]])
     """
     if q.per_channel:
         raise ValueError(f"quantized mean needs a per-tensor input, got per-channel axis {q.axis}")
+    if profile.engine == "qnnpack" and q.dtype is QDtype.quint8 and q.int_repr.ndim == 4 and tuple(dims) == (2, 3):
+        return _qnnpack_mean(q, keepdim)
     ndim = q.int_repr.ndim
     axes = sorted({_wrap_dim(d, ndim) for d in dims}) if len(dims) else list(range(ndim))
     innermost = axes == list(range(ndim - len(axes), ndim))
@@ -66,7 +82,8 @@ def mean(
         ints = _inner_dim_mean(q.int_repr, len(axes))
         out_shape = q.shape[: ndim - len(axes)] + ((1,) * len(axes) if keepdim else ())
         return QTensor(
-            ints.reshape(out_shape).astype(q.dtype.storage), q.scale, q.zero_point, q.dtype, memory_format=q.memory_format
+            ints.reshape(out_shape).astype(q.dtype.storage), q.scale, q.zero_point, q.dtype,
+            memory_format=q.memory_format,
         )
     if not (q.memory_format is MemoryFormat.channels_last and axes == [2, 3]):
         raise NotImplementedError(
@@ -80,6 +97,17 @@ def mean(
     out_shape = (n, c, 1, 1) if keepdim else (n, c)
     result = quantize_per_tensor(means.reshape(out_shape), q.scale, q.zero_point, q.dtype, profile)
     return result
+
+
+def _qnnpack_mean(q: QTensor, keepdim: bool) -> QTensor:
+    """pytorch_qnnpack's global average pooling over H and W (see `mean`); refuses
+    (EngineRefusedError) zero channels or an empty image."""
+    n, c, h, w = q.shape
+    if not c or not h * w:
+        raise EngineRefusedError(f"pytorch_qnnpack refuses a global average pooling of {q.shape}")
+    acc = q.int_repr.astype(np.int64).sum(axis=(2, 3)) - h * w * q.zero_point
+    ints = qnnpack_average(acc, h * w, q)
+    return QTensor(ints.reshape((n, c, 1, 1) if keepdim else (n, c)), q.scale, q.zero_point, q.dtype)
 
 
 def _is_contiguous_nchw(q: QTensor) -> bool:
