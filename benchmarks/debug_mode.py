@@ -91,7 +91,9 @@ class OutputDiff:
         self.top1_agree += int(np.count_nonzero(real_np.argmax(1) == debug_np.argmax(1)))
 
 
-def run_outputs(real: torch.jit.ScriptModule, debug: torch.jit.ScriptModule, inputs: Sequence[tuple[str, torch.Tensor]]) -> OutputDiff:
+def run_outputs(
+    real: torch.jit.ScriptModule, debug: torch.jit.ScriptModule, inputs: Sequence[tuple[str, torch.Tensor]]
+) -> OutputDiff:
     """Compare both models' outputs on every input batch (one torch thread)."""
     diff = OutputDiff()
     with fbgemm_engine(), torch.no_grad():
@@ -172,7 +174,9 @@ def align(real: list[QuantizedPoint], debug: list[QuantizedPoint]) -> list[tuple
     common subsequence by (shape, scale, zero point). The debug graph has extra ones
     (a quantized op it spells as dequantize, float op, quantize with the input's qparams)."""
     matcher = difflib.SequenceMatcher(None, [_key(p) for p in real], [_key(p) for p in debug], autojunk=False)
-    return [(real[block.a + i], debug[block.b + i]) for block in matcher.get_matching_blocks() for i in range(block.size)]
+    return [
+        (real[block.a + i], debug[block.b + i]) for block in matcher.get_matching_blocks() for i in range(block.size)
+    ]
 
 
 @dataclass
@@ -214,7 +218,9 @@ def _conv_geometry(conv: torch._C.Node) -> tuple[list[int], list[int], list[int]
     return list(stride), list(padding), list(dilation), int(groups)
 
 
-def exact_requantization_input(debug: torch.jit.ScriptModule, captured: dict[str, Any], op: torch._C.Node) -> np.ndarray:
+def exact_requantization_input(
+    debug: torch.jit.ScriptModule, captured: dict[str, Any], op: torch._C.Node
+) -> np.ndarray:
     """float64 s_x * s_w[c] * acc + bias of a debug-graph aten::conv2d / aten::linear, from
     the int8 activation and weights the debug graph dequantizes: acc = sum (x - x_zp)(w - w_zp)
     is an exact integer in float64 (|acc| < 2^53), s_x * (x - x_zp) is exact in float64."""
@@ -269,7 +275,14 @@ class BoundaryEvidence:
     debug_nearest: int = 0  # ... where the debug model does
     equal_within: int = 0  # equal, unclamped elements with t at least as close to .5 as some differing one
 
-    def add(self, debug: torch.jit.ScriptModule, captured: dict[str, Any], real: QuantizedPoint, dbg: QuantizedPoint, op: torch._C.Node) -> None:
+    def add(
+        self,
+        debug: torch.jit.ScriptModule,
+        captured: dict[str, Any],
+        real: QuantizedPoint,
+        dbg: QuantizedPoint,
+        op: torch._C.Node,
+    ) -> None:
         out = real.value
         t = exact_requantization_input(debug, captured, op) / out.q_scale() + out.q_zero_point()
         real_ints = out.int_repr().numpy().astype(np.int64)
@@ -349,8 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         outputs, first, count = measure(name, args.width, args.batches)
         where = f"{first.describe()} of {count}" if first else f"none of {count}"
-        print(f"| {name} | {outputs.differing}/{outputs.elements} ({100 * outputs.differing / outputs.elements:.1f}%) | "
-              f"{outputs.max_abs:.4g} | {outputs.top1_agree}/{outputs.samples} | {where} |  <!-- {time.perf_counter() - start:.0f} s -->",
+        print(f"| {name} | {outputs.differing}/{outputs.elements} "
+              f"({100 * outputs.differing / outputs.elements:.1f}%) | {outputs.max_abs:.4g} | "
+              f"{outputs.top1_agree}/{outputs.samples} | {where} |  "
+              f"<!-- {time.perf_counter() - start:.0f} s -->",
               flush=True)
     if not args.no_explain:
         print("\nConv/linear nodes whose int8 input is identical in both models:")

@@ -55,7 +55,9 @@ def _activation(rng: np.random.Generator, shape: tuple[int, ...]) -> QTensor:
 def _weight(rng: np.random.Generator, shape: tuple[int, ...]) -> QTensor:
     """Per-channel symmetric qint8 weights, as the fbgemm default qconfig makes them."""
     scales = rng.uniform(0.002, 0.02, shape[0])
-    return QTensor(rng.integers(-128, 128, shape).astype(np.int8), scales, np.zeros(shape[0], np.int64), "qint8", axis=0)
+    return QTensor(
+        rng.integers(-128, 128, shape).astype(np.int8), scales, np.zeros(shape[0], np.int64), "qint8", axis=0
+    )
 
 
 def conv_case(name: str, batch: int, cin: int, hw: int, cout: int, k: int, stride: int, groups: int = 1) -> BenchCase:
@@ -67,7 +69,9 @@ def conv_case(name: str, batch: int, cin: int, hw: int, cout: int, k: int, strid
         bias = rng.normal(0, 1, cout).astype(np.float32)
         args = ((stride, stride), (k // 2, k // 2), (1, 1), groups)
         with fbgemm_engine():
-            packed = torch.ops.quantized.conv2d_prepack(to_torch(w), torch.from_numpy(bias), *map(list, args[:3]), groups)
+            packed = torch.ops.quantized.conv2d_prepack(
+                to_torch(w), torch.from_numpy(bias), *map(list, args[:3]), groups
+            )
         tx = to_torch(x)
 
         def run_torch() -> torch.Tensor:

@@ -16,7 +16,8 @@ Layout (one idea per module):
 * `oracles` — how checks call torch: fbgemm engine pinned, known notices silenced,
   conversions through `production.bridge`.
 * `settings` — Hypothesis profiles "smoke", "default", "thorough" (registered as
-  "quantspec-<name>"); derandomized and database-free in CI.
+  "quantspec-<name>"); derandomized and database-free in CI; Hypothesis's database and
+  caches in the user's cache folder (`hypothesis_directory()`), never the working folder.
 * `runner` — runs checks as properties, compares bit for bit (int_repr + qparams, or
   float bits), counts cases/elements/informative elements/labels, flags MISMATCH,
   VACUOUS and ERROR, prints a table and writes JSON.

@@ -98,7 +98,8 @@ def _activation(name: str) -> nn.Module:
 
 class ConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, padding: int = 1,
-                 dilation: int = 1, depthwise: bool = False, groups: int = 1, bn: bool = True, act: str = "relu") -> None:
+                 dilation: int = 1, depthwise: bool = False, groups: int = 1, bn: bool = True,
+                 act: str = "relu") -> None:
         super().__init__()
         groups = in_channels if depthwise else groups
         out_channels = in_channels if depthwise else out_channels

@@ -9,7 +9,11 @@ labels and seconds. A mismatch stops the check; Hypothesis shrinks the case and 
 report shows the shrunk case object and its first differing elements.
 
 A check's status is "ok", "MISMATCH", "VACUOUS" (too few informative elements: the cases
-could not have caught an error) or "ERROR" (an exception, or a Hypothesis health check).
+could not have caught an error), "ERROR" (an exception, or a Hypothesis health check) or
+"not specified" (every case runs a kernel quantspec does not specify under the numerics
+profile's engine, EngineNotSpecifiedError: nothing was compared, and that is no failure).
+Where the reference refuses a case (EngineRefusedError: torch refuses it under that engine),
+the case agrees only if torch raises too.
 """
 
 from __future__ import annotations
@@ -20,20 +24,22 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
 import numpy as np
 from hypothesis import example, given, reporting, seed
 
 from quantspec.production.bridge import compare_bits
-from quantspec.reference.profile import NumericsProfile
+from quantspec.production.outputs import write_text_atomically
+from quantspec.reference.profile import EngineNotSpecifiedError, EngineRefusedError, NumericsProfile
 from quantspec.reference.qtensor import QTensor
 
 from . import settings as profiles
 from .checks import OpCheck, Output, select
-from .oracles import oracle
+from .oracles import oracle, oracle_engine
 
 MAX_SHOWN_DIFFERENCES = 8
+NOT_SPECIFIED = "not specified"
 
 
 class MismatchError(AssertionError):
@@ -80,7 +86,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return all(c.status == "ok" for c in self.checks)
+        return all(c.status in ("ok", NOT_SPECIFIED) for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: environment, profile, ok, and one entry per check."""
@@ -95,7 +101,9 @@ class RunResult:
 # --- comparison ----------------------------------------------------------------------------
 
 
-def compare_outputs(expected: Output, actual: Output, case: Any = None, actual_name: str = "torch") -> Optional[Difference]:
+def compare_outputs(
+    expected: Output, actual: Output, case: Any = None, actual_name: str = "torch"
+) -> Optional[Difference]:
     """None when `actual` (torch, or what `actual_name` says) equals `expected` (reference)
     bit for bit (`production.bridge.compare_bits`), else how they differ."""
     expected, actual = (v if isinstance(v, QTensor) else np.asarray(v) for v in (expected, actual))
@@ -118,14 +126,18 @@ def _array_difference(
     inputs = getattr(case, "x", None)
     first = []
     for index in list(zip(*np.nonzero(differs)))[:MAX_SHOWN_DIFFERENCES]:
-        entry = {"index": [int(i) for i in index], "reference": _scalar(expected[index]), actual_name: _scalar(actual[index])}
+        entry = {
+            "index": [int(i) for i in index],
+            "reference": json_scalar(expected[index]),
+            actual_name: json_scalar(actual[index]),
+        }
         if isinstance(inputs, np.ndarray) and inputs.shape == expected.shape:
-            entry["input"] = _scalar(inputs[index])
+            entry["input"] = json_scalar(inputs[index])
         first.append(entry)
     return Difference(f"{count} of {expected.size} elements differ", count, first)
 
 
-def _scalar(value: np.generic) -> Any:
+def json_scalar(value: np.generic) -> Any:
     """A JSON-safe exact rendering of one element (floats as repr, NaN/inf as strings)."""
     if isinstance(value, np.floating):
         return repr(float(value)) if np.isfinite(value) else str(float(value))
@@ -142,7 +154,19 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
     reports: list[str] = []
 
     def compare_case(case: Any) -> None:
-        expected = check.reference(case, numerics)
+        try:
+            expected = check.reference(case, numerics)
+        except EngineNotSpecifiedError:
+            labels[NOT_SPECIFIED] += 1
+            return
+        except EngineRefusedError as refusal:
+            if not torch_refuses(check, case):
+                result.failure = {"case": repr(case), "first": [],
+                                  "summary": f"the reference refuses the case ({refusal}); torch computed a value"}
+                raise MismatchError(f"{check.name}: {result.failure['summary']}") from None
+            result.cases += 1
+            labels["refused by both"] += 1
+            return
         with oracle():
             actual = check.torch(case)
         result.cases += 1
@@ -163,16 +187,7 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
             result.failure = {"case": repr(case), "summary": difference.summary, "first": difference.first}
             raise MismatchError(f"{check.name}: {difference.summary}")
 
-    compare_case.__name__ = compare_case.__qualname__ = f"conform_{check.name}"  # its database key
-    test = given(check.cases)(compare_case)
-    for pinned in reversed(check.examples):
-        test = example(pinned)(test)
-    test_settings = profiles.get(settings_profile, check.budget)
-    if test_settings.derandomize:
-        # Derandomized runs draw from the check's name, not from the digest of this function's
-        # source (Hypothesis's default), so that editing the runner does not reshuffle every case.
-        test = seed(f"quantspec-conform-{check.name}")(test)
-    test = test_settings(test)
+    test = check_property(check, settings_profile, compare_case, "conform")
 
     start = time.perf_counter()
     try:
@@ -190,7 +205,37 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
         result.failure["hypothesis"] = "\n".join(reports)
     if result.status == "ok" and result.informative_fraction < check.min_informative:
         result.status = "VACUOUS"
+    if result.status in ("ok", "VACUOUS") and result.cases == 0 and labels[NOT_SPECIFIED]:
+        result.status = NOT_SPECIFIED
     return result
+
+
+def torch_refuses(check: OpCheck, case: Any) -> bool:
+    """Whether torch (under the oracle engine) raises a RuntimeError on `case`."""
+    try:
+        with oracle():
+            check.torch(case)
+    except RuntimeError:
+        return True
+    return False
+
+
+def check_property(
+    check: OpCheck, settings_profile: str, body: Callable[[Any], None], key: str
+) -> Callable[[], None]:
+    """`body(case)` as a Hypothesis test over the check's cases, its pinned examples first, under
+    the settings profile (scaled by the check's budget). `key` + the check's name is its
+    database key and, in derandomized runs, its seed."""
+    body.__name__ = body.__qualname__ = f"{key}_{check.name}"  # its database key
+    test = given(check.cases)(body)
+    for pinned in reversed(check.examples):
+        test = example(pinned)(test)
+    test_settings = profiles.get(settings_profile, check.budget)
+    if test_settings.derandomize:
+        # Derandomized runs draw from the check's name, not from the digest of this function's
+        # source (Hypothesis's default), so that editing the runner does not reshuffle every case.
+        test = seed(f"quantspec-{key}-{check.name}")(test)
+    return test_settings(test)
 
 
 def environment(numerics: NumericsProfile) -> dict[str, str]:
@@ -225,10 +270,11 @@ def run_checks(
     run = RunResult(environment(numerics), settings_profile, [])
     if out is not None:
         print(format_environment(run), file=out, flush=True)
-    for check in checks:
-        run.checks.append(run_check(check, settings_profile, numerics))
-        if out is not None:
-            print(format_row(run.checks[-1]), file=out, flush=True)
+    with profiles.hypothesis_storage():
+        for check in checks:
+            run.checks.append(run_check(check, settings_profile, numerics))
+            if out is not None:
+                print(format_row(run.checks[-1]), file=out, flush=True)
     if out is not None:
         print(format_summary(run), file=out, flush=True)
     return run
@@ -239,19 +285,25 @@ def run(
     settings_profile: str = "smoke",
     json_path: Optional[str] = None,
     out: Optional[TextIO] = sys.stdout,
+    engine: str = "fbgemm",
 ) -> RunResult:
-    """Run the registered checks named (all if none) and optionally write JSON."""
-    result = run_checks(select(names), settings_profile, out=out)
+    """Run the registered checks named (all if none) with torch under the quantized `engine`
+    against the reference in this process's profile for it, and optionally write JSON
+    (atomically: an interrupted run leaves no partial file)."""
+    from quantspec.production.environment import detect_profile
+
+    with oracle_engine(engine):
+        result = run_checks(select(names), settings_profile, detect_profile(engine), out=out)
     if json_path:
-        with open(json_path, "w", encoding="utf-8") as handle:
-            json.dump(result.to_json(), handle, indent=2)
+        write_text_atomically(json_path, json.dumps(result.to_json(), indent=2))
     return result
 
 
 # --- the table -------------------------------------------------------------------------------
 
 _COLUMNS = (
-    f"{'check':<28} {'status':<9} {'cases':>7} {'vacuous':>7} {'elements':>11} {'inform.':>7} {'mismatch':>8} {'sec':>7}  labels"
+    f"{'check':<28} {'status':<9} {'cases':>7} {'vacuous':>7} {'elements':>11} {'inform.':>7} {'mismatch':>8} "
+    f"{'sec':>7}  labels"
 )
 
 
@@ -284,5 +336,10 @@ def _failure_lines(failure: dict[str, Any]) -> list[str]:
 
 
 def format_summary(run: RunResult) -> str:
-    bad = [c.name for c in run.checks if c.status != "ok"]
-    return "all checks bit-exact" if not bad else f"FAILED: {', '.join(bad)}"
+    bad = [c.name for c in run.checks if c.status not in ("ok", NOT_SPECIFIED)]
+    unspecified = [c.name for c in run.checks if c.status == NOT_SPECIFIED]
+    summary = "all checks bit-exact" if not bad else f"FAILED: {', '.join(bad)}"
+    if unspecified:
+        summary += (f"\nNOT SPECIFIED under engine {run.environment['engine']} (nothing compared): "
+                    f"{', '.join(unspecified)}")
+    return summary

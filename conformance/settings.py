@@ -28,8 +28,14 @@ so its case sequence depends on the commit, not on a saved database. (Measured a
 b8f5dc7: two `CI=true` default runs of every check, PYTHONHASHSEED 1 and 2, drew the same
 cases and compared the same element counts; runs in earlier sessions had varied by a few
 percent, not reproduced since. The default budgets keep a margin over 10^6 anyway.)
-Locally "default" and "thorough" keep
-the database (.hypothesis/), so a failure found once is replayed first next time.
+Locally "default" and "thorough" keep an example database, so a failure found once is
+replayed first next time.
+
+Storage. Hypothesis's database and its caches go to `hypothesis_directory()` (env
+`QUANTSPEC_HYPOTHESIS_DB`, else `$XDG_CACHE_HOME/quantspec/hypothesis`, else
+`~/.cache/quantspec/hypothesis`), never to a `.hypothesis/` folder in the current directory:
+the database is `<directory>/examples`, and `hypothesis_storage()` points Hypothesis's
+other files (its constants cache) there while a run draws cases.
 """
 
 from __future__ import annotations
@@ -37,11 +43,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+from pathlib import Path
 from typing import Iterator, Mapping, Union
 
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILE_NAMES = ("smoke", "default", "thorough")
+DIRECTORY_ENV = "QUANTSPEC_HYPOTHESIS_DB"
 MAX_EXAMPLES = {"smoke": 40, "default": 600, "thorough": 20000}
 SIZE_SCALE = {"smoke": 1, "default": 3, "thorough": 3}
 
@@ -53,6 +63,29 @@ _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("quantspec_conform
 def in_ci() -> bool:
     """Whether we run under CI (`CI=true`, as GitHub Actions and most CI systems set)."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def hypothesis_directory() -> Path:
+    """Where Hypothesis keeps quantspec's example database (`examples/`) and its caches:
+    `$QUANTSPEC_HYPOTHESIS_DB`, else `$XDG_CACHE_HOME/quantspec/hypothesis`, else
+    `~/.cache/quantspec/hypothesis`."""
+    configured = os.environ.get(DIRECTORY_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "quantspec" / "hypothesis"
+
+
+@contextlib.contextmanager
+def hypothesis_storage() -> Iterator[Path]:
+    """Point Hypothesis's storage (its constants cache, written even by database-free runs)
+    at `hypothesis_directory()` inside the block; Hypothesis's own default after."""
+    directory = hypothesis_directory()
+    set_hypothesis_home_dir(directory)
+    try:
+        yield directory
+    finally:
+        set_hypothesis_home_dir(None)
 
 
 def hypothesis_name(profile: str) -> str:
@@ -71,7 +104,7 @@ def register_profiles() -> None:
             hypothesis_name(name),
             max_examples=MAX_EXAMPLES[name],
             derandomize=deterministic,
-            database=None if deterministic else settings.default.database,
+            database=None if deterministic else DirectoryBasedExampleDatabase(hypothesis_directory() / "examples"),
             deadline=None,  # a torch call's first run (kernel JIT, thread pool) is slow
             # Cases are arrays of up to a few thousand elements built from a seed; drawing
             # them is deliberately heavier than Hypothesis's default budget.
@@ -90,7 +123,9 @@ def budget_for(profile: str, budget: Budget) -> float:
         return float(budget)
     missing = [name for name in PROFILE_NAMES if name not in budget]
     if missing:
-        raise ValueError(f"budget {dict(budget)!r} names no multiplier for profile(s) {missing}; expected all of {PROFILE_NAMES}")
+        raise ValueError(
+            f"budget {dict(budget)!r} names no multiplier for profile(s) {missing}; expected all of {PROFILE_NAMES}"
+        )
     return float(budget[profile])
 
 

@@ -43,7 +43,10 @@ def to_torch(q: QTensor) -> torch.Tensor:
     dtype = TORCH_QDTYPES[q.dtype]
     if q.per_channel:
         tensor = torch._make_per_channel_quantized_tensor(
-            ints, torch.from_numpy(np.asarray(q.scale, np.float64)), torch.from_numpy(np.asarray(q.zero_point, np.int64)), q.axis
+            ints,
+            torch.from_numpy(np.asarray(q.scale, np.float64)),
+            torch.from_numpy(np.asarray(q.zero_point, np.int64)),
+            q.axis,
         )
     else:
         tensor = torch._make_per_tensor_quantized_tensor(ints, q.scale, q.zero_point)
@@ -76,7 +79,9 @@ class BitComparison:
 def compare_bits(reference: Any, torch_value: Any) -> BitComparison:
     """Compare a reference value with torch's, both as reference values (QTensor or ndarray)."""
     if isinstance(reference, QTensor) and isinstance(torch_value, QTensor):
-        return BitComparison(_qtensor_header(reference, torch_value), _differing_elements(reference.int_repr, torch_value.int_repr))
+        return BitComparison(
+            _qtensor_header(reference, torch_value), _differing_elements(reference.int_repr, torch_value.int_repr)
+        )
     if isinstance(reference, np.ndarray) and isinstance(torch_value, np.ndarray):
         return BitComparison(_array_header(reference, torch_value), _differing_elements(reference, torch_value))
     return BitComparison(f"reference gave {_kind(reference)}, torch {_kind(torch_value)}", None)

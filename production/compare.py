@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import pickle
+import re
 import statistics
 import time
 import warnings
@@ -53,12 +55,14 @@ from .environment import (
 )
 from .export import ExportError
 from .io import load, save
+from .outputs import atomic_output, write_text_atomically
 from .quantize import quantize_jit
-from .verify import verify
+from .verify import MISMATCH, verify
 
 PathLike = Union[str, Path]
 
-COLUMNS = ("variant", "size_mb", "top1", "top5", "latency_ms", "latency_ratio", "bit_exact", "bit_exact_detail", "quant_seconds", "note")
+COLUMNS = ("variant", "size_mb", "top1", "top5", "latency_ms", "latency_ratio", "bit_exact", "bit_exact_detail",
+           "quant_seconds", "note")
 
 
 @dataclass
@@ -102,11 +106,13 @@ class Comparison:
                  f"calibration: {self.meta['calib_images']} images of `{self.meta['calib_dir']}`; torch "
                  f"{self.meta['torch']}, profile `{self.meta['profile']}`; latency: batch 1, 1 thread, median of "
                  f"{self.meta['latency_repeats']} interleaved runs.", "",
-                 "| variant | size (MB) | top-1 (%) | top-5 (%) | latency (ms) | vs float | bit-exact vs reference | quantization (s) | note |",
+                 "| variant | size (MB) | top-1 (%) | top-5 (%) | latency (ms) | vs float | bit-exact vs reference "
+                 "| quantization (s) | note |",
                  "|---|--:|--:|--:|--:|--:|---|--:|---|"]
         for row in self.rows:
             lines.append(
-                f"| {row.variant} | {row.size_mb:.3f} | {_fmt(row.top1, 2)} | {_fmt(row.top5, 2)} | {_fmt(row.latency_ms, 3)} "
+                f"| {row.variant} | {row.size_mb:.3f} | {_fmt(row.top1, 2)} | {_fmt(row.top5, 2)} "
+                f"| {_fmt(row.latency_ms, 3)} "
                 f"| {_fmt(row.latency_ratio, 2, 'x')} | {row.bit_exact} | {_fmt(row.quant_seconds, 1)} | {row.note} |"
             )
         lines += ["", "Bit-exact check (export, then node by node against the reference interpreter):", ""]
@@ -117,10 +123,12 @@ class Comparison:
         """The table as aligned plain text for the terminal."""
         cells = [["variant", "MB", "top-1", "top-5", "ms", "vs float", "bit-exact", "quant s"]]
         for row in self.rows:
-            cells.append([row.variant, f"{row.size_mb:.3f}", _fmt(row.top1, 2), _fmt(row.top5, 2), _fmt(row.latency_ms, 3),
-                          _fmt(row.latency_ratio, 2, "x"), row.bit_exact, _fmt(row.quant_seconds, 1)])
+            cells.append([row.variant, f"{row.size_mb:.3f}", _fmt(row.top1, 2), _fmt(row.top5, 2),
+                          _fmt(row.latency_ms, 3), _fmt(row.latency_ratio, 2, "x"), row.bit_exact,
+                          _fmt(row.quant_seconds, 1)])
         widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
-        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells) + "\n"
+        rows = ("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells)
+        return "\n".join(rows) + "\n"
 
     def to_json(self) -> str:
         """Rows and measurement conditions as JSON."""
@@ -149,24 +157,62 @@ def load_float(model: PathLike, arch: str) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     module = zoo.ZOO[arch]()
-    if not is_torchscript(path):
-        return zoo.load_checkpoint(module, path)
-    state = load(path).state_dict()
-    if not state:
-        raise ValueError(f"{path} is a frozen TorchScript module (no state_dict); give the checkpoint or an unfrozen script")
-    module.load_state_dict(state, strict=True)
+    try:
+        if not is_torchscript(path):
+            return zoo.load_checkpoint(module, path)
+        state = load(path).state_dict()
+        if not state:
+            raise ValueError(
+                f"{path} is a frozen TorchScript module (no state_dict); give the checkpoint or an unfrozen script"
+            )
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        if not str(error).startswith("Error(s) in loading state_dict"):
+            raise
+        mismatch = state_dict_mismatch(error)
+        raise ValueError(f"{path} does not hold {arch} weights: {mismatch}; is --arch right?") from error
+    except pickle.UnpicklingError as error:  # torch.load(weights_only=True) met more than tensors and containers
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # torch's reason is the line before its pointer to the docs; its first sentence says what was refused.
+        reason = (lines[-2] if len(lines) > 2 else lines[-1]).split(". ")[0]
+        raise ValueError(
+            f"{path} is not a checkpoint of tensors torch.load(weights_only=True) reads: {reason}"
+        ) from error
     return module.eval()
+
+
+def state_dict_mismatch(error: RuntimeError) -> str:
+    """torch's multi-line `load_state_dict` error in one line: how many keys are missing,
+    unexpected or of another shape, with the first of each.
+
+    >>> state_dict_mismatch(RuntimeError('Error(s) in loading state_dict for M:\\n\\t'
+    ...     'Missing key(s) in state_dict: "a.weight", "b.weight". '))
+    '2 missing keys (a.weight, ...)'
+    """
+    parts = []
+    lines = [line.strip() for line in str(error).splitlines()[1:]]
+    for kind, prefix in (("missing", "Missing key(s)"), ("unexpected", "Unexpected key(s)")):
+        keys = [key for line in lines if line.startswith(prefix) for key in re.findall(r'"([^"]+)"', line)]
+        if keys:
+            parts.append(f"{len(keys)} {kind} key{'s' * (len(keys) > 1)} ({keys[0]}{', ...' * (len(keys) > 1)})")
+    shapes = [line.split()[3].rstrip(":") for line in lines if line.startswith("size mismatch for")]
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape ({shapes[0]}{', ...' * (len(shapes) > 1)})")
+    return ", ".join(parts) or (lines[0] if lines else "the keys differ")
 
 
 def is_torchscript(path: Path) -> bool:
     """TorchScript archives are zips holding `<name>/code/`; checkpoints hold `data.pkl` only."""
-    if not zipfile.is_zipfile(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except zipfile.BadZipFile:
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
 
 
-def calibration_batches(calib_dir: PathLike, transform: EvalTransform, count: int, batch_size: int, progress: bool) -> list[torch.Tensor]:
+def calibration_batches(
+    calib_dir: PathLike, transform: EvalTransform, count: int, batch_size: int, progress: bool
+) -> list[torch.Tensor]:
     """The first-`count` (evenly spread over classes) calibration images, as float batches."""
     data = ImageFolder(calib_dir, transform, limit=count)
     return [torch.from_numpy(x) for x, _ in data.batches(batch_size, progress, desc="calibration")]
@@ -208,21 +254,27 @@ def build_variants(float_module: nn.Module, arch: str, calib: Sequence[torch.Ten
     out_dir.mkdir(parents=True, exist_ok=True)
     with known_deprecations_silenced():  # unfrozen: keeps module names for `quantspec inspect --float`
         save(torch.jit.script(copy.deepcopy(float_module).eval()), out_dir / "float_script.pt")
-    variants = [_saved(Variant("float", _script_frozen(copy.deepcopy(float_module)), out_dir / "float.pt", note="scripted + frozen"))]
+    variants = [_saved(Variant("float", _script_frozen(copy.deepcopy(float_module)), out_dir / "float.pt",
+                               note="scripted + frozen"))]
     graph, seconds = _timed(lambda: quantize_jit(copy.deepcopy(float_module), None, _calibrate, [calib]))
-    variants.append(_saved(Variant("graph int8", graph, out_dir / "graph_int8.pt", quant_seconds=seconds, note="production.quantize_jit")))
+    variants.append(_saved(Variant("graph int8", graph, out_dir / "graph_int8.pt", quant_seconds=seconds,
+                                   note="production.quantize_jit")))
     debug, seconds = _timed(lambda: quantize_jit(copy.deepcopy(float_module), None, _calibrate, [calib], debug=True))
-    variants.append(_saved(Variant("graph debug", debug, out_dir / "graph_debug.pt", quant_seconds=seconds, note="quantize_jit(debug=True)")))
+    variants.append(_saved(Variant("graph debug", debug, out_dir / "graph_debug.pt", quant_seconds=seconds,
+                                   note="quantize_jit(debug=True)")))
     if arch in CIFAR_RESNET_DEPTHS:
-        eager, seconds = _timed(lambda: quantize_eager(quantizable_copy(arch, float_module.state_dict()), _calibrate, calib))
-        variants.append(_saved(Variant("eager int8", _script_frozen(eager), out_dir / "eager_int8.pt", quant_seconds=seconds,
-                                       note="production.eager copy, scripted + frozen")))
+        eager, seconds = _timed(
+            lambda: quantize_eager(quantizable_copy(arch, float_module.state_dict()), _calibrate, calib)
+        )
+        variants.append(_saved(Variant("eager int8", _script_frozen(eager), out_dir / "eager_int8.pt",
+                                       quant_seconds=seconds, note="production.eager copy, scripted + frozen")))
     fx, seconds = _timed(lambda: _quantize_fx(copy.deepcopy(float_module), calib))
-    variants.append(_saved(Variant("fx int8", _traced_frozen(fx, calib[0][:1]), out_dir / "fx_int8.pt", quant_seconds=seconds,
-                                   note="traced + frozen (FX code does not script)")))
+    variants.append(_saved(Variant("fx int8", _traced_frozen(fx, calib[0][:1]), out_dir / "fx_int8.pt",
+                                   quant_seconds=seconds, note="traced + frozen (FX code does not script)")))
     with known_deprecations_silenced(), quantized_engine("x86"):
         x86 = torch.jit.load(str(out_dir / "graph_int8.pt"), map_location="cpu")
-    variants.append(Variant("graph int8 x86", x86, out_dir / "graph_int8.pt", engine="x86", note="graph int8 file loaded under the x86 engine"))
+    variants.append(Variant("graph int8 x86", x86, out_dir / "graph_int8.pt", engine="x86",
+                            note="graph int8 file loaded under the x86 engine"))
     return variants
 
 
@@ -242,7 +294,9 @@ def _quantize_fx(module: nn.Module, calib: Sequence[torch.Tensor]) -> nn.Module:
         return convert_fx(prepared)
 
 
-def accuracy(variants: Sequence[Variant], data: ImageFolder, batch_size: int, progress: bool) -> dict[str, tuple[float, float]]:
+def accuracy(
+    variants: Sequence[Variant], data: ImageFolder, batch_size: int, progress: bool
+) -> dict[str, tuple[float, float]]:
     """Top-1 and top-5 accuracy (%) of every variant, in one pass over the data."""
     top1 = dict.fromkeys((v.name for v in variants), 0)
     top5 = dict.fromkeys((v.name for v in variants), 0)
@@ -284,22 +338,26 @@ def latency(variants: Sequence[Variant], image: torch.Tensor, repeats: int, warm
 def bit_exact(variant: Variant, inputs: torch.Tensor, out_dir: Path) -> tuple[str, str]:
     """Export `variant` and check it node by node against the reference (`production.verify`).
 
-    Returns (verdict, detail): "yes", "NO" (detail: the first mismatching node), or
-    "not checked" when the model cannot be exported or the reference cannot run it (detail:
-    why). Runs under the variant's engine, so the x86 row checks oneDNN's conv kernels.
+    Returns (verdict, detail): "yes", "NO" (detail: the first mismatching node), "quantized
+    only" (every quantized value bit-exact, float-island values differ where this CPU's
+    float summation order is not specified), or "not checked" when the model cannot be
+    exported or the reference cannot run it (detail: why). Runs under the variant's engine,
+    so the x86 row checks oneDNN's conv kernels.
     """
     stem = variant.name.replace(" ", "_")
     try:
         with known_deprecations_silenced(), quantized_engine(variant.engine):
-            report = verify(variant.model, inputs, model_path=out_dir / f"{stem}.qsm", repro_path=out_dir / f"{stem}.repro.qsm")
+            report = verify(variant.model, inputs, model_path=out_dir / f"{stem}.qsm",
+                            repro_path=out_dir / f"{stem}.repro.qsm")
     except (ExportError, UnknownNodeKind, NodeError) as error:
         return "not checked", f"{type(error).__name__}: {error}"
     lines = report.format().splitlines()
-    if report.ok:
-        return "yes", f"{len(inputs)} images: {lines[-1]}"
+    if report.verdict != MISMATCH:
+        return "yes" if report.ok else "quantized only", f"{len(inputs)} images: {lines[-1]}"
     bad = sum(not check.equal for check in report.checks)
-    first = next(line for line in lines if line.startswith("MISMATCH:"))
-    return "NO", f"{len(inputs)} images: {bad} of {len(report.checks)} values differ; {first[len('MISMATCH: '):]}; repro file {report.repro_path}"
+    where = next((line for line in lines if line.startswith("MISMATCH: ")), lines[-1]).removeprefix("MISMATCH: ")
+    return "NO", (f"{len(inputs)} images: {bad} of {len(report.checks)} values differ; {where}; "
+                  f"repro file {report.repro_path}")
 
 
 def compare(
@@ -336,15 +394,17 @@ def compare(
     calib = calibration_batches(calib_dir, transform, calib_count, batch_size, progress)
     variants = build_variants(float_module, arch, calib, out)
     verify_batch = torch.from_numpy(np.stack([test[i][0] for i in range(min(verify_inputs, len(test)))]))
-    checks = {v.name: ("n/a", "float model") if v.name == "float" else bit_exact(v, verify_batch, out) for v in variants}
+    checks = {v.name: ("n/a", "float model") if v.name == "float" else bit_exact(v, verify_batch, out)
+              for v in variants}
     scores = accuracy(variants, test, batch_size, progress)
     times = latency(variants, torch.from_numpy(test[0][0][None]), latency_repeats)
     rows = [_row(v, scores, times, checks[v.name]) for v in variants]
     result = Comparison(rows, _meta(arch, data_dir, calib_dir, len(test), sum(len(b) for b in calib), latency_repeats))
-    (out / "compare.json").write_text(result.to_json())
-    (out / "compare.md").write_text(result.markdown())
+    write_text_atomically(out / "compare.json", result.to_json())
+    write_text_atomically(out / "compare.md", result.markdown())
     if plot is not None:
-        plot_comparison(result, plot)
+        with atomic_output(plot) as temporary:
+            plot_comparison(result, temporary)
     return result
 
 
@@ -363,7 +423,9 @@ def _row(variant: Variant, scores: dict, times: dict, check: tuple[str, str]) ->
     )
 
 
-def _meta(arch: str, data_dir: PathLike, calib_dir: PathLike, test_images: int, calib_images: int, repeats: int) -> dict[str, Any]:
+def _meta(
+    arch: str, data_dir: PathLike, calib_dir: PathLike, test_images: int, calib_images: int, repeats: int
+) -> dict[str, Any]:
     return {
         "arch": arch,
         "data_dir": str(data_dir),
@@ -397,7 +459,8 @@ def plot_comparison(result: Comparison, path: PathLike) -> None:
     left.set_xlabel("top-1 accuracy (%)")
     left.set_xlim(max(0.0, min(top1) - 5.0), min(100.0, max(top1) + 3.0))
     bars = right.barh(names, [row.latency_ms or 0.0 for row in result.rows], color="tab:orange")
-    right.bar_label(bars, labels=[f"{row.latency_ms:.2f} ms ({row.latency_ratio:.2f}x)" for row in result.rows], padding=3)
+    labels = [f"{row.latency_ms:.2f} ms ({row.latency_ratio:.2f}x)" for row in result.rows]
+    right.bar_label(bars, labels=labels, padding=3)
     right.set_xlim(0.0, 1.35 * max(row.latency_ms or 0.0 for row in result.rows))
     right.set_xlabel("latency, batch 1, 1 thread (ms)")
     right.set_yticklabels([])

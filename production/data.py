@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
@@ -132,7 +133,8 @@ class ImageFolder:
     def _class_samples(self, label: int, name: str, per_class: Optional[int]) -> list[tuple[Path, int]]:
         files = sorted(p for p in (self.root / name).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise ValueError(f"class folder {self.root / name} holds no images (expected {', '.join(IMAGE_EXTENSIONS)})")
+            expected = ", ".join(IMAGE_EXTENSIONS)
+            raise ValueError(f"class folder {self.root / name} holds no images (expected {expected})")
         if per_class is not None:
             if per_class <= 0:
                 raise ValueError(f"per_class={per_class}: expected a positive count")
@@ -146,7 +148,9 @@ class ImageFolder:
         path, label = self.samples[index]
         return self.transform(read_image(path)), label
 
-    def batches(self, batch_size: int, progress: bool = True, desc: str = "images") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def batches(
+        self, batch_size: int, progress: bool = True, desc: str = "images"
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield `(float32 NCHW batch, int64 labels)` in order, with a tqdm progress bar."""
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size}: expected a positive int")
@@ -159,12 +163,19 @@ class ImageFolder:
 
 
 def read_image(path: Path) -> Image.Image:
-    """Decode one image file, naming it if Pillow cannot."""
+    """Decode one image file, naming it if Pillow cannot.
+
+    Images larger than Pillow's `Image.MAX_IMAGE_PIXELS` (89,478,485 pixels) are refused
+    before they are decoded: a small file declaring a huge size (a decompression bomb)
+    would otherwise take gigabytes. (Pillow itself only warns below twice that limit.)
+    """
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except (UnidentifiedImageError, OSError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return image
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ValueError(f"cannot read image {path}: {error}") from error
 
 

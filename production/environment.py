@@ -7,6 +7,7 @@ conformance find out which profile the torch in this process actually implements
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import re
@@ -15,8 +16,10 @@ from typing import Iterator
 
 import torch
 
-from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.profile import ENGINES, NumericsProfile
 
+# The engine production uses unless told otherwise: explicit beats torch's own default (x86,
+# which sends conv to oneDNN at prepack time on AVX512-VNNI CPUs).
 ENGINE = "fbgemm"
 
 
@@ -104,14 +107,33 @@ def detect_float_gemm() -> str:
     return "unspecified"
 
 
-def detect_profile() -> NumericsProfile:
-    """The numerics profile of this process: torch release, CPU features, engine, float GEMM order."""
-    return NumericsProfile(torch_release(), detect_cpu_features(), ENGINE, detect_float_gemm())
+def detect_profile(engine: str = ENGINE) -> NumericsProfile:
+    """The numerics profile of this process for a model prepacked and run under `engine`
+    ("fbgemm", "qnnpack", "onednn" or "x86"): torch release, CPU features, engine, float GEMM order."""
+    return NumericsProfile(torch_release(), detect_cpu_features(), check_engine(engine), detect_float_gemm())
+
+
+def detect_engine() -> str:
+    """The engine torch is set to now (`torch.backends.quantized.engine`), for callers who
+    follow torch's setting instead of naming one; ValueError if quantspec does not model it."""
+    return check_engine(torch.backends.quantized.engine)
+
+
+def check_engine(name: str) -> str:
+    """`name` if it is a quantized engine quantspec models (`ENGINES`) and this torch build
+    offers; else ValueError naming the choices."""
+    offered = [engine for engine in ENGINES if engine in torch.backends.quantized.supported_engines]
+    if name not in offered:
+        raise ValueError(f"quantized engine {name!r} is not one quantspec models on this torch build; "
+                         f"expected one of {offered}")
+    return name
 
 
 @contextlib.contextmanager
 def quantized_engine(name: str) -> Iterator[None]:
-    """Run the block with `torch.backends.quantized.engine = name`, then restore the caller's."""
+    """Run the block with `torch.backends.quantized.engine = name` (checked by `check_engine`),
+    then restore the caller's."""
+    check_engine(name)
     previous = torch.backends.quantized.engine
     torch.backends.quantized.engine = name
     try:
@@ -158,4 +180,14 @@ def known_deprecations_silenced() -> Iterator[None]:
     with warnings.catch_warnings():
         for message in KNOWN_DEPRECATIONS:
             warnings.filterwarnings("ignore", message=message)
+        _spend_quantized_tensor_notice()
         yield
+
+
+@functools.cache
+def _spend_quantized_tensor_notice() -> None:
+    """torch's quantized-tensor deprecation is a C++ TORCH_WARN_ONCE. Raised inside TorchScript
+    (every converted model's quantize_per_tensor) it bypasses Python's warnings and is printed
+    on stderr; raised by a call from Python it is a Python warning. One such call, under the
+    filter above, spends the once for the process: the filter drops it by its message."""
+    torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)

@@ -5,8 +5,8 @@
 value names and source line; every constant (`prim::Constant`, via `toIValue`); every
 packed weight (`prim::GetAttr` of `quantized_forward._jit_pass_packed_weight_N`, via
 `converted._c.getattr(name).unpack()` and, for conv, its stride/padding/dilation/groups);
-the graph inputs and outputs; the numerics profile of this process (the profile the
-model was converted and will run under here); a format version and a checksum. The
+the graph inputs and outputs; the numerics profile of this process for the engine the
+model was converted under (`engine`: the profile it runs under here); a format version and a checksum. The
 file format is `reference.interpreter.file_format` (JSON + .npz in one zip, no pickle).
 """
 
@@ -30,7 +30,8 @@ from quantspec.reference.interpreter.file_format import (
 )
 
 from .bridge import from_torch
-from .environment import detect_profile
+from .environment import ENGINE, detect_profile
+from .outputs import atomic_output
 
 # Nodes whose values become constants instead of executed nodes.
 _CONSTANT_KINDS = ("prim::Constant", "prim::GetAttr")
@@ -44,16 +45,23 @@ def export(
     converted: torch.jit.ScriptModule,
     path: Union[str, Path],
     example_inputs: Optional[Sequence[torch.Tensor]] = None,
+    engine: str = ENGINE,
 ) -> Path:
     """Write `converted` (the frozen output of `quantize_jit`) to `path`.
+
+    `engine`: the quantized engine `converted` was converted (its weights prepacked) under;
+    the file records this process's numerics profile for it, which the interpreter follows.
 
     `example_inputs` (optional) records each input's shape, with the batch dimension left
     free, so that the interpreter can refuse inputs of the wrong shape; without it only
     the dtype (float32) and, when TorchScript knows it, the rank are checked.
+    Written atomically (`outputs.atomic_output`): an interrupted export leaves no partial file.
     Returns the path written.
     """
     if not isinstance(converted, torch.jit.ScriptModule):
-        raise TypeError(f"export needs a TorchScript module (the output of quantize_jit), got {type(converted).__name__}")
+        raise TypeError(
+            f"export needs a TorchScript module (the output of quantize_jit), got {type(converted).__name__}"
+        )
     graph = converted.graph
     _check_inlined(graph)
     store = ArrayStore()
@@ -62,14 +70,15 @@ def export(
     inputs = [value for value in graph.inputs() if not _is_module(value)]
     document = {
         "format_version": FORMAT_VERSION,
-        "profile": _profile_fields(),
+        "profile": dataclasses.asdict(detect_profile(engine)),  # every field, float_gemm included
         "torch_version": torch.__version__,
         "inputs": [_input_spec(value, index, example_inputs) for index, value in enumerate(inputs)],
         "outputs": [value.debugName() for value in graph.outputs()],
         "constants": constants,
         "nodes": nodes,
     }
-    write_model_file(path, document, store)
+    with atomic_output(path) as temporary:
+        write_model_file(temporary, document, store)
     return Path(path)
 
 
@@ -81,11 +90,6 @@ def _check_inlined(graph: Any) -> None:
                 f"the graph still has {node.kind()} ({source_line(node) or 'no source'}): export needs the frozen, "
                 "inlined output of quantize_jit, not a scripted float model"
             )
-
-
-def _profile_fields() -> dict:
-    """Every NumericsProfile field (float_gemm included), as `reference.load` reads them back."""
-    return dataclasses.asdict(detect_profile())
 
 
 def _export_block(block: Any, module: torch.jit.ScriptModule, store: ArrayStore, constants: dict) -> list[dict]:

@@ -111,7 +111,10 @@ def _sequence(nodes: Sequence[GraphNode]) -> list[tuple[str, int]]:
 
 
 def align(
-    int8_nodes: Sequence[GraphNode], float_nodes: Sequence[GraphNode], int8_inputs: Sequence[str], float_inputs: Sequence[str]
+    int8_nodes: Sequence[GraphNode],
+    float_nodes: Sequence[GraphNode],
+    int8_inputs: Sequence[str],
+    float_inputs: Sequence[str],
 ) -> list[Match]:
     """Match every int8 node to a float value by graph position (see the module docstring).
 
@@ -141,7 +144,8 @@ def align(
             cursor += len(ops)
             for value, float_value in zip(node.outputs, float_nodes[last].outputs):
                 float_of[value] = float_value
-                matches.append(Match(index, value, float_value, node.kind, first if ops[0] in WEIGHTED else None, first))
+                weight_node = first if ops[0] in WEIGHTED else None
+                matches.append(Match(index, value, float_value, node.kind, weight_node, first))
         elif node.kind == QUANTIZE and node.inputs[0] in float_of:
             source = float_of[node.inputs[0]]
             float_of[node.outputs[0]] = source
@@ -170,9 +174,13 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 def layer_error(name: str, kind: str, position: int, reference: np.ndarray, test: np.ndarray) -> LayerError:
     """SQNR and max abs error of `test` (a dequantized int8 tensor) against `reference`."""
     if reference.shape != test.shape:
-        raise ValueError(f"{name} ({kind}): float shape {reference.shape} but int8 shape {test.shape}; the graphs do not match here")
+        raise ValueError(
+            f"{name} ({kind}): float shape {reference.shape} but int8 shape {test.shape}; the graphs do not match here"
+        )
     error = np.abs(np.asarray(reference, np.float64) - np.asarray(test, np.float64))
-    return LayerError(name, kind, position, sqnr_db(reference, test), float(error.max(initial=0.0)), int(reference.size))
+    return LayerError(
+        name, kind, position, sqnr_db(reference, test), float(error.max(initial=0.0)), int(reference.size)
+    )
 
 
 def worst_first(errors: Iterable[LayerError]) -> list[LayerError]:
@@ -191,11 +199,15 @@ class InspectReport:
     def text(self, top: Optional[int] = None) -> str:
         """Both tables as plain text (the `top` worst rows of each, all when None)."""
         parts = []
-        for title, rows in (("activations (int8 node vs float)", self.activations), ("weights (int8 vs float, per layer)", self.weights)):
+        tables = (("activations (int8 node vs float)", self.activations),
+                  ("weights (int8 vs float, per layer)", self.weights))
+        for title, rows in tables:
             parts.append(title)
             parts.append(f"  {'SQNR dB':>8}  {'max |err|':>10}  {'#':>3}  node")
             for row in rows[:top]:
-                parts.append(f"  {row.sqnr_db:8.2f}  {row.max_abs_error:10.4g}  {row.position:3d}  {row.name} ({row.kind})")
+                parts.append(
+                    f"  {row.sqnr_db:8.2f}  {row.max_abs_error:10.4g}  {row.position:3d}  {row.name} ({row.kind})"
+                )
         return "\n".join(parts) + "\n"
 
     def as_dict(self) -> dict:
@@ -207,7 +219,8 @@ class InspectReport:
                 values["sqnr_db"] = "inf" if e.sqnr_db > 0 else "-inf"
             return values
 
-        return {"meta": self.meta, "activations": [row(e) for e in self.activations], "weights": [row(e) for e in self.weights]}
+        return {"meta": self.meta, "activations": [row(e) for e in self.activations],
+                "weights": [row(e) for e in self.weights]}
 
 
 def plot_report(report: InspectReport, path: str, top: int = 40) -> None:
@@ -267,7 +280,8 @@ class FloatModel:
         self.inputs = [value.debugName() for value in graph.inputs()][1:]
         self.nodes = [
             GraphNode(n.kind(), tuple(v.debugName() for v in n.inputs()), tuple(v.debugName() for v in n.outputs()),
-                      any(isinstance(v.type(), torch._C.TensorType) for v in n.outputs()), module_path(n.getModuleHierarchy()))
+                      any(isinstance(v.type(), torch._C.TensorType) for v in n.outputs()),
+                      module_path(n.getModuleHierarchy()))
             for n in graph.nodes()
         ]
 
@@ -287,7 +301,9 @@ class FloatModel:
         graph_node = list(self.module.graph.nodes())[node_index]
         weight = list(graph_node.inputs())[1].toIValue()
         if weight is None:
-            raise ValueError(f"float node {node_index} ({graph_node.kind()}) has no constant weight; is the float model frozen?")
+            raise ValueError(
+                f"float node {node_index} ({graph_node.kind()}) has no constant weight; is the float model frozen?"
+            )
         return weight.detach().numpy()
 
 
@@ -332,6 +348,7 @@ def inspect(
     from .compare import require_matplotlib
     from .data import ImageFolder
     from .io import load
+    from .outputs import atomic_output
 
     if plot is not None:
         require_matplotlib()
@@ -345,7 +362,9 @@ def inspect(
     for images, _ in data.batches(batch_size, progress, desc="numeric suite"):
         trace: dict[str, Any] = {}
         run(qmodel, images, trace=trace, num_threads=1)
-        matches = matches or align(_int8_nodes(qmodel, trace), fmodel.nodes, [s.name for s in qmodel.inputs], fmodel.inputs)
+        matches = matches or align(
+            _int8_nodes(qmodel, trace), fmodel.nodes, [s.name for s in qmodel.inputs], fmodel.inputs
+        )
         floats = fmodel.activations(images)
         for index, match in enumerate(matches):
             value = trace.get(match.int8_value, qmodel.constants.get(match.int8_value))
@@ -354,16 +373,19 @@ def inspect(
     activations = [_activation_error(matches[index], fmodel, chunks) for index, chunks in pairs.items()]
     weights = [_weight_error(match, qmodel, fmodel) for match in matches if match.float_weight_node is not None]
     meta = {"int8": str(int8), "float": str(float_model), "data_dir": str(data_dir), "images": len(data),
-            "profile": qmodel.profile.name, "title": f"{Path(int8).name} vs {Path(float_model).name}, {len(data)} images"}
+            "profile": qmodel.profile.name,
+            "title": f"{Path(int8).name} vs {Path(float_model).name}, {len(data)} images"}
     report = InspectReport(worst_first(activations), worst_first(weights), meta)
     if plot is not None:
-        plot_report(report, str(plot))
+        with atomic_output(plot) as temporary:
+            plot_report(report, str(temporary))
     return report
 
 
 def _int8_nodes(qmodel: Any, trace: dict[str, Any]) -> list[GraphNode]:
     """The exported model's nodes; which produce tensors is read off a run's trace."""
-    return [GraphNode(n.kind, n.inputs, n.outputs, any(_is_tensor(trace.get(name)) for name in n.outputs)) for n in qmodel.nodes]
+    return [GraphNode(n.kind, n.inputs, n.outputs, any(_is_tensor(trace.get(name)) for name in n.outputs))
+            for n in qmodel.nodes]
 
 
 def _is_tensor(value: Any) -> bool:
@@ -392,7 +414,8 @@ def _activation_error(match: Match, fmodel: FloatModel, chunks: list[tuple[np.nd
     reference = np.concatenate([f.ravel() for f, _ in chunks])
     test = np.concatenate([q.ravel() for _, q in chunks])
     if chunks[0][0].shape != chunks[0][1].shape:
-        raise ValueError(f"%{match.int8_value} ({match.kind}): float shape {chunks[0][0].shape} but int8 shape {chunks[0][1].shape}")
+        raise ValueError(f"%{match.int8_value} ({match.kind}): float shape {chunks[0][0].shape} "
+                         f"but int8 shape {chunks[0][1].shape}")
     return layer_error(_label(match, fmodel), match.kind, match.int8_node, reference, test)
 
 

@@ -27,7 +27,11 @@ def check_qconfig_dict(model: nn.Module, qconfig_dict: QConfigDict) -> None:
             raise TypeError(f"qconfig_dict keys must be submodule names (str), got {key!r}")
         if key not in known:
             close = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
-            hint = f"closest: {', '.join(repr(name) for name in close)}" if close else f"submodules: {', '.join(repr(n) for n in names[1:6])}..."
+            hint = (
+                f"closest: {', '.join(repr(name) for name in close)}"
+                if close
+                else f"submodules: {', '.join(repr(n) for n in names[1:6])}..."
+            )
             raise KeyError(f"qconfig_dict key {key!r} names no submodule of {model_name(model)} ({hint})")
         if value is not None and not isinstance(value, QConfig):
             raise TypeError(f"qconfig_dict[{key!r}] must be a QConfig or None, got {type(value).__name__}")

@@ -22,6 +22,7 @@ been first), plus torch's output as the constant `expected:<name>`.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,13 +38,25 @@ from quantspec.reference.qtensor import QTensor
 from quantspec.reference.quantize_kernels import inverse_scale_f32
 
 from .bridge import compare_with_torch, from_torch
-from .environment import fbgemm_engine, torch_threads
+from .environment import ENGINE, quantized_engine, torch_threads
 from .export import export
+from .outputs import atomic_output
+
+# The float ops whose float32 summation order `NumericsProfile.float_gemm` names
+# (reference.ops.float_ops): where it is "unspecified", their values may differ in the last bits.
+FLOAT_GEMM_KINDS = frozenset({"aten::linear", "aten::conv2d"})
+
+# Verdicts of a report and the exit status `quantspec verify` gives each (the CLI's own
+# statuses: 2 bad input or environment, 130 interrupted).
+BIT_EXACT, MISMATCH, FLOAT_ORDER_UNSPECIFIED = "bit-exact", "mismatch", "float order unspecified"
+EXIT_STATUS = {BIT_EXACT: 0, MISMATCH: 1, FLOAT_ORDER_UNSPECIFIED: 3}
 
 
 @dataclass(frozen=True)
 class NodeCheck:
-    """One compared value."""
+    """One compared value. `after_float_gemm`: computed from a float linear/conv2d, so its
+    float bits depend on that op's summation order; `max_ulp`: the largest distance in
+    float32 units in the last place between differing float elements (0 for quantized values)."""
 
     name: str
     kind: str
@@ -52,6 +65,8 @@ class NodeCheck:
     elements: int
     mismatches: int
     detail: str = ""
+    after_float_gemm: bool = False
+    max_ulp: int = 0
 
     @property
     def equal(self) -> bool:
@@ -63,6 +78,7 @@ class VerifyReport:
     """Every compared value, in execution order, and the first mismatch if any."""
 
     profile: str  # the numerics profile name and its float_gemm
+    float_gemm: str = "unspecified"  # the profile's float_gemm: "unspecified" when this CPU's order is not modelled
     checks: list[NodeCheck] = field(default_factory=list)
     first_mismatch: Optional[NodeCheck] = None
     mismatch_inputs: list[str] = field(default_factory=list)
@@ -80,6 +96,21 @@ class VerifyReport:
         the profile's float_gemm does not model torch's MKL/oneDNN order, see reference.ops.float_ops)."""
         return all(check.equal for check in self.checks if check.quantized)
 
+    @property
+    def verdict(self) -> str:
+        """BIT_EXACT; FLOAT_ORDER_UNSPECIFIED when every quantized value is bit-exact and every
+        differing value is a float array (same dtype and shape, other bits) computed after a
+        float linear/conv2d whose summation order this CPU's profile does not model
+        (`float_gemm` "unspecified"); MISMATCH otherwise (on a modelled CPU any difference is one)."""
+        if self.ok:
+            return BIT_EXACT
+        differing = [check for check in self.checks if not check.equal]
+        if self.float_gemm == "unspecified" and all(
+            c.after_float_gemm and not c.quantized and not c.detail for c in differing
+        ):
+            return FLOAT_ORDER_UNSPECIFIED
+        return MISMATCH
+
     def by_kind(self) -> dict[str, tuple[int, int, int]]:
         """node kind -> (values checked, elements compared, mismatching values)."""
         counts: dict[str, list[int]] = {}
@@ -94,16 +125,23 @@ class VerifyReport:
         """One line per checked node kind, then the verdict (and the first mismatch)."""
         lines = [f"profile {self.profile}"]
         for kind, (values, elements, bad) in self.by_kind().items():
-            lines.append(f"{kind:32s} {values:5d} values {elements:10d} elements  {'OK' if not bad else f'{bad} MISMATCHING'}")
+            verdict = "OK" if not bad else f"{bad} MISMATCHING"
+            lines.append(f"{kind:32s} {values:5d} values {elements:10d} elements  {verdict}")
         quantized = [c for c in self.checks if c.quantized]
-        float_bad = sorted({c.kind for c in self.checks if not c.quantized and not c.equal})
+        float_bad = [c for c in self.checks if not c.quantized and not c.equal]
+        exact_quantized = (f"quantized values bit-exact ({len(quantized)} values, "
+                           f"{sum(c.elements for c in quantized)} elements)")
         if self.ok:
             lines.append(f"bit-exact: {len(self.checks)} values, {sum(c.elements for c in self.checks)} elements")
-        elif self.quantized_ok:
+        elif self.verdict == FLOAT_ORDER_UNSPECIFIED:
             lines.append(
-                f"quantized values bit-exact ({len(quantized)} values, {sum(c.elements for c in quantized)} elements); "
-                f"float values differ at {', '.join(float_bad)}: NOT bit-exact"
+                f"{exact_quantized}; {len(float_bad)} float-island values differ "
+                f"({sum(c.mismatches for c in float_bad)} elements, max {max(c.max_ulp for c in float_bad)} ulp) "
+                "where the float summation order of this CPU is not specified"
             )
+        elif self.quantized_ok:
+            kinds = ", ".join(sorted({c.kind for c in float_bad}))
+            lines.append(f"{exact_quantized}; float values differ at {kinds}: NOT bit-exact")
         else:
             first = self.first_mismatch
             assert first is not None
@@ -111,6 +149,9 @@ class VerifyReport:
                 f"MISMATCH: first at %{first.name} = {first.kind} ({first.source or 'no source'}): "
                 f"{first.mismatches} of {first.elements} elements differ {first.detail}".rstrip()
             )
+            if first.after_float_gemm and not first.quantized and self.float_gemm == "unspecified":
+                lines.append("  a float value after a float linear/conv2d, whose summation order on this CPU is not "
+                             "specified: the differences may start there")
             lines.extend(f"  input {text}" for text in self.mismatch_inputs)
             if self.repro_path:
                 lines.append(f"  repro file: {self.repro_path}")
@@ -118,10 +159,10 @@ class VerifyReport:
 
 
 def capture_intermediates(
-    converted: torch.jit.ScriptModule, inputs: Sequence[torch.Tensor], num_threads: int = 1
+    converted: torch.jit.ScriptModule, inputs: Sequence[torch.Tensor], num_threads: int = 1, engine: str = ENGINE
 ) -> dict[str, Any]:
-    """Run `converted` on `inputs` in torch and return every tensor value of its top-level
-    graph (snapshots taken right after the producing node), keyed by debug name."""
+    """Run `converted` on `inputs` in torch under `engine` and return every tensor value of its
+    top-level graph (snapshots taken right after the producing node), keyed by debug name."""
     original = list(converted.graph.nodes())
     graph = converted.graph.copy()
     nodes = list(graph.nodes())
@@ -146,7 +187,7 @@ def capture_intermediates(
         graph.eraseOutput(0)
     graph.registerOutput(captured.output())
     function = torch._C._create_function_from_graph("quantspec_capture", graph)
-    with fbgemm_engine(), torch_threads(num_threads), torch.no_grad():
+    with quantized_engine(engine), torch_threads(num_threads), torch.no_grad():
         values = function(converted._c, *inputs)
     return dict(zip(names, values))
 
@@ -157,8 +198,11 @@ def verify(
     model_path: Optional[Union[str, Path]] = None,
     repro_path: Optional[Union[str, Path]] = None,
     num_threads: int = 1,
+    engine: str = ENGINE,
 ) -> VerifyReport:
-    """Compare torch and the reference interpreter node by node on `inputs`.
+    """Compare torch and the reference interpreter node by node on `inputs`, under `engine`:
+    the one `converted` was converted (or loaded) under; torch runs under it and the
+    reference follows this process's profile for it.
 
     `model_path`: where to export (a temporary file when None). `repro_path`: where to
     write the single-node repro on a mismatch (default: next to the model file, named
@@ -168,30 +212,37 @@ def verify(
     inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(model_path) if model_path else Path(scratch) / "model.qsm"
-        export(converted, path)
+        export(converted, path, engine=engine)
         model = interpreter.load(path)
-        captured = capture_intermediates(converted, inputs, num_threads)
+        captured = capture_intermediates(converted, inputs, num_threads, engine)
         trace: dict[str, Any] = {}
         interpreter.run(model, [x.detach().numpy() for x in inputs], trace=trace, num_threads=num_threads)
         report = _compare(model, captured, trace)
         if report.first_mismatch is not None:
-            target = Path(repro_path) if repro_path else (
-                path.with_suffix(".repro.qsm") if model_path else Path(tempfile.gettempdir()) / "quantspec-mismatch.repro.qsm"
-            )
+            if repro_path:
+                target = Path(repro_path)
+            elif model_path:
+                target = path.with_suffix(".repro.qsm")
+            else:
+                target = Path(tempfile.gettempdir()) / "quantspec-mismatch.repro.qsm"
             report.repro_path = write_repro(model, report.first_mismatch.name, trace, captured, target)
     return report
 
 
 def _compare(model: interpreter.Model, captured: dict[str, Any], trace: dict[str, Any]) -> VerifyReport:
-    report = VerifyReport(profile=f"{model.profile.name}, float_gemm {model.profile.float_gemm}")
+    report = VerifyReport(profile=f"{model.profile.name}, float_gemm {model.profile.float_gemm}",
+                          float_gemm=model.profile.float_gemm)
+    after_gemm: set[str] = set()  # values computed from a float linear/conv2d
     for node in model.nodes:
+        if node.kind in FLOAT_GEMM_KINDS or after_gemm.intersection(node.inputs):
+            after_gemm.update(node.outputs)
         for name in node.outputs:
             if name not in captured:
                 continue
             if name not in trace:
                 report.uncompared.append(name)
                 continue
-            check = _check(name, node, captured[name], trace[name])
+            check = _check(name, node, captured[name], trace[name], name in after_gemm)
             report.checks.append(check)
             if not check.equal and report.first_mismatch is None:
                 report.first_mismatch = check
@@ -199,12 +250,36 @@ def _compare(model: interpreter.Model, captured: dict[str, Any], trace: dict[str
     return report
 
 
-def _check(name: str, node: interpreter.Node, expected: torch.Tensor, actual: Any) -> NodeCheck:
+def _check(name: str, node: interpreter.Node, expected: torch.Tensor, actual: Any, after_float_gemm: bool) -> NodeCheck:
     comparison = compare_with_torch(actual, expected)
     elements = expected.numel()
     mismatches = elements if comparison.differs is None else int(np.count_nonzero(comparison.differs))
+    max_ulp = 0
+    if mismatches and comparison.differs is not None and not expected.is_quantized:
+        max_ulp = max_ulp_distance(actual[comparison.differs], expected.detach().numpy()[comparison.differs])
     return NodeCheck(name=name, kind=node.kind, source=node.source, quantized=expected.is_quantized, elements=elements,
-                     mismatches=mismatches, detail=f"({comparison.header})" if comparison.header else "")
+                     mismatches=mismatches, detail=f"({comparison.header})" if comparison.header else "",
+                     after_float_gemm=after_float_gemm, max_ulp=max_ulp)
+
+
+def max_ulp_distance(a: np.ndarray, b: np.ndarray) -> int:
+    """The largest distance between same-position float32 elements of `a` and `b`, in units
+    in the last place: how many float32 values lie between them, plus one (0 for equal
+    values; +0.0 and -0.0 count as equal here; a NaN is far from everything).
+
+    >>> max_ulp_distance(np.float32([1.0, -0.0]), np.nextafter(np.float32([1.0, 0.0]), np.float32(2)))
+    1
+    """
+    if a.size == 0:
+        return 0
+    ordered = [_ordered_bits(np.asarray(x, np.float32)) for x in (a, b)]
+    return int(np.max(np.abs(ordered[0] - ordered[1])))
+
+
+def _ordered_bits(x: np.ndarray) -> np.ndarray:
+    """float32 bits as integers in the order of the values (negative floats count down from 0)."""
+    bits = x.view(np.int32).astype(np.int64)
+    return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
 
 
 def _describe(name: str, value: Any) -> str:
@@ -245,30 +320,13 @@ def write_repro(
         "inputs": [],
         "outputs": list(node.outputs),
         "constants": constants,
-        "nodes": [{"kind": node.kind, "inputs": list(node.inputs), "outputs": list(node.outputs), "source": node.source}],
+        "nodes": [
+            {"kind": node.kind, "inputs": list(node.inputs), "outputs": list(node.outputs), "source": node.source}
+        ],
     }
-    write_model_file(path, document, store)
+    with atomic_output(path) as temporary:
+        write_model_file(temporary, document, store)
     return Path(path)
-
-
-def profile_note(model: interpreter.Model) -> Optional[str]:
-    """A plain sentence when `model` was converted under another numerics profile than this
-    process runs (torch release, CPU features or engine), else None. The reference always
-    computes the file's profile; torch here computes this process's."""
-    from .environment import detect_profile
-
-    here = detect_profile()
-    if here == model.profile:
-        return None
-    if here.name == model.profile.name:  # only the float-island order differs
-        return (
-            f"this model file has float_gemm {model.profile.float_gemm!r}, this process {here.float_gemm!r}: the "
-            "reference sums float linear/conv2d in the file's order, torch here may differ in the last bit"
-        )
-    return (
-        f"this model file was converted under {model.profile.name} (torch {model.torch_version}); this process is "
-        f"{here.name}: the reference computes {model.profile.name}'s arithmetic, torch here may differ at ties"
-    )
 
 
 def verify_command(
@@ -278,16 +336,24 @@ def verify_command(
     input_shape: Sequence[int] = (3, 224, 224),
     seed: int = 0,
     num_threads: int = 1,
+    engine: str = ENGINE,
 ) -> int:
-    """`quantspec verify OUT.pt [--inputs X.npy | --random N]`: print one line per checked node
-    kind and a bit-exact verdict; return the exit status (0 bit-exact, 1 any mismatch).
+    """`quantspec verify OUT.pt [--inputs X.npy | --random N] [--engine E]`: load the model under
+    `engine` (the load prepacks its weights), run torch under it and the reference in its
+    profile; print one line per checked node
+    kind and the verdict; return its exit status (`EXIT_STATUS`: 0 bit-exact, 1 mismatch,
+    3 only float-island values differ where this CPU's float order is not specified).
 
     Inputs: a float32 .npy batch (`inputs_path`), or `random` N(0, 1) images of
     `input_shape` (seeded), half of them moved onto ties of the input quantization grid.
+    Raises ValueError for a model without quantized nodes (a float model).
     """
     from .io import load as load_scripted
+    from .quantize import quantized_kinds
 
-    converted = load_scripted(model_path)
+    converted = load_scripted(model_path, engine)
+    if not quantized_kinds(converted):
+        raise ValueError(f"{model_path} has no quantized nodes: verify checks int8 models (quantspec quantize output)")
     if inputs_path is not None:
         batch = np.load(inputs_path, allow_pickle=False)
         if batch.dtype != np.float32:
@@ -295,10 +361,19 @@ def verify_command(
         inputs = torch.from_numpy(batch)
     else:
         inputs = _random_inputs(converted, random or 2, input_shape, seed)
-    repro = Path(model_path).with_suffix(".repro.qsm")
-    report = verify(converted, inputs, repro_path=repro, num_threads=num_threads)
+    report = verify(converted, inputs, repro_path=_repro_path(Path(model_path)), num_threads=num_threads,
+                    engine=engine)
     print(report.format())
-    return 0 if report.ok else 1
+    return EXIT_STATUS[report.verdict]
+
+
+def _repro_path(model_path: Path) -> Path:
+    """`<model>.repro.qsm` beside the model, or in the temporary folder when the model's folder
+    is read-only (the verdict must not be lost to a repro file that cannot be written)."""
+    repro = model_path.with_suffix(".repro.qsm")
+    if os.access(repro.parent, os.W_OK | os.X_OK):
+        return repro
+    return Path(tempfile.gettempdir()) / repro.name
 
 
 def _random_inputs(converted: torch.jit.ScriptModule, count: int, shape: Sequence[int], seed: int) -> torch.Tensor:

@@ -20,6 +20,10 @@ x86 integer tail, `pack_u8`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator, Optional
+
 import numpy as np
 
 from .profile import EngineRefusedError
@@ -178,6 +182,39 @@ def pack_u8(r: np.typing.ArrayLike, zero_point: int, lower: int = 0) -> np.ndarr
 # --- FBGEMM's u8 x s8 -> int32 -> u8 building blocks, plain ---------------------------
 
 
+_RECORDING: contextvars.ContextVar[Optional[dict[str, np.ndarray]]] = contextvars.ContextVar(
+    "quantspec_intermediates", default=None
+)
+
+
+@contextlib.contextmanager
+def recording_intermediates() -> Iterator[dict[str, np.ndarray]]:
+    """Inside the block, the kernels that call `record_steps` store their steps in the dict
+    yielded; the last call wins. FBGEMM's output stage (`requantize_u8acc32_ref`, channel axis
+    last): "accumulator" (int32), "requantized" (the float32 `xf * mult`), "rounded" (`cvt_rne`
+    of it); the 8-bit quantize kernels: "before_rounding" (the float32 value rounded).
+    Used to explain a mismatch: which step first differs. Outside the block nothing is stored.
+
+    >>> with recording_intermediates() as steps:
+    ...     _ = requantize_u8acc32_ref(np.int32([6]), None, (np.float32(1), np.float32(0.25)), False, 0, False, True)
+    >>> steps["requantized"].tolist(), steps["rounded"].tolist()
+    ([1.5], [2])
+    """
+    steps: dict[str, np.ndarray] = {}
+    token = _RECORDING.set(steps)
+    try:
+        yield steps
+    finally:
+        _RECORDING.reset(token)
+
+
+def record_steps(**steps: np.ndarray) -> None:
+    """Store named intermediate arrays when inside `recording_intermediates` (else nothing)."""
+    recording = _RECORDING.get()
+    if recording is not None:
+        recording.update(steps)
+
+
 def dot_u8i8acc32_ref(
     a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: np.typing.ArrayLike, saturate_pairs: bool
 ) -> np.ndarray:
@@ -286,7 +323,9 @@ def requantize_u8acc32_ref(
         elif bias is not None:
             rcp = f32(1.0 / np.float64(np.ravel(atws)[0]))
             xf = fma32(bias, rcp, xf) if per_tensor_bias_fma else f32(xf + f32(bias * rcp))
-        r = cvt_rne(f32(xf * mult))
+        requantized = f32(xf * mult)
+        r = cvt_rne(requantized)
+    record_steps(accumulator=acc, requantized=requantized, rounded=r)
     return pack_u8(r, output_zero_point, output_zero_point if relu else 0)
 
 

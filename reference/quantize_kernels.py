@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numerics import cvt_rne_fbgemm_clamped, f32, fma32, ieee_float_ops, rne, wrap_int32
+from .numerics import cvt_rne_fbgemm_clamped, f32, fma32, ieee_float_ops, record_steps, rne, wrap_int32
 from .profile import NumericsProfile
 from .qtensor import QDtype
 
@@ -46,6 +46,7 @@ def fbgemm_quantize_u8s8(
     inv = inverse_scale_f32(scale)
     if profile.zero_point_before_rounding:
         t = fma32(x, inv, np.float32(zero_point))
+        record_steps(before_rounding=t)
         if dtype is not QDtype.qint32:
             return _clamp_rne_8bit(t, dtype)
         return np.clip(cvt_rne_fbgemm_clamped(t), dtype.qmin, dtype.qmax).astype(dtype.storage)
@@ -112,7 +113,9 @@ def aten_vec_quantize_round_then_add_zp(
     -inf and huge negative products convert to INT32_MIN. The same in 2.13 and 2.14.
     """
     with ieee_float_ops():
-        rounded = cvt_rne_fbgemm_clamped(f32(np.asarray(x, dtype=np.float32) * inverse_scale))
+        scaled = f32(np.asarray(x, dtype=np.float32) * inverse_scale)
+        rounded = cvt_rne_fbgemm_clamped(scaled)
+    record_steps(before_rounding=scaled)
     shifted = wrap_int32(rounded.astype(np.int64) + zero_point)
     return np.clip(shifted, dtype.qmin, dtype.qmax).astype(dtype.storage)
 

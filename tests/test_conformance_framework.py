@@ -129,7 +129,8 @@ def test_json_output_shape(tmp_path) -> None:
     assert set(data["environment"]) >= {"torch", "numerics_profile", "cpu_features", "engine"}
     (check,) = data["checks"]
     assert check["name"] == "quantize_per_tensor" and check["status"] == "ok"
-    assert set(check) >= {"cases", "vacuous_cases", "elements", "informative", "informative_fraction", "mismatched_elements", "seconds", "labels"}
+    assert set(check) >= {"cases", "vacuous_cases", "elements", "informative", "informative_fraction",
+                          "mismatched_elements", "seconds", "labels"}
 
 
 def test_cli_exits_1_on_a_mismatch_and_2_on_an_unknown_op(monkeypatch, capsys) -> None:
@@ -140,10 +141,13 @@ def test_cli_exits_1_on_a_mismatch_and_2_on_an_unknown_op(monkeypatch, capsys) -
     assert "unknown conformance check" in capsys.readouterr().err
 
 
-def test_cli_exits_1_on_a_vacuous_check(monkeypatch) -> None:
+def test_cli_exits_2_on_a_vacuous_check(monkeypatch, capsys) -> None:
+    # Status 1 means a mismatch and nothing else; a check that proved nothing is a run that
+    # could not be done (2), said in one line.
     vacuous = _check("vacuous", cases=st.just(FloatArrayCase(np.full(8, np.inf, np.float32), 1.0, 0, QDtype.quint8)))
     monkeypatch.setitem(CHECKS, "vacuous", vacuous)
-    assert cli.main(["conform", "--profile", "smoke", "--ops", "vacuous"]) == 1
+    assert cli.main(["conform", "--profile", "smoke", "--ops", "vacuous"]) == 2
+    assert capsys.readouterr().err == "quantspec conform: no mismatch, but 1 check(s) proved nothing: vacuous VACUOUS\n"
 
 
 def test_unknown_settings_profile_is_refused() -> None:
@@ -158,7 +162,8 @@ def test_smoke_cases_tell_the_torch_releases_apart(name) -> None:
     from quantspec.production.environment import detect_profile
 
     running = detect_profile()
-    other = get_profile(running.name.replace(running.torch_release, "2.14" if running.torch_release == "2.13" else "2.13"))
+    other_release = "2.14" if running.torch_release == "2.13" else "2.13"
+    other = get_profile(running.name.replace(running.torch_release, other_release))
     result = runner.run_check(load_all()[name], "smoke", other)
     assert result.status == "MISMATCH", runner.format_row(result)
 
@@ -190,6 +195,23 @@ def test_ci_runs_are_derandomized_and_database_free(monkeypatch) -> None:
     local = conform_settings.get("default", budget=0.5)
     assert (local.derandomize, local.max_examples) == (False, 300)
     assert conform_settings.get("smoke").derandomize  # smoke is reproducible everywhere
+
+
+def test_hypothesis_files_go_to_the_cache_folder_not_the_working_folder(monkeypatch, tmp_path) -> None:
+    from hypothesis.configuration import storage_directory
+
+    from quantspec.conformance import settings as conform_settings
+
+    monkeypatch.delenv("QUANTSPEC_HYPOTHESIS_DB", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert conform_settings.hypothesis_directory() == tmp_path / "cache" / "quantspec" / "hypothesis"
+    monkeypatch.setenv("QUANTSPEC_HYPOTHESIS_DB", str(tmp_path / "db"))
+    monkeypatch.setenv("CI", "")
+    assert conform_settings.get("default").database.path == tmp_path / "db" / "examples"
+    with conform_settings.hypothesis_storage() as directory:
+        assert directory == tmp_path / "db"
+        assert storage_directory("constants").path == tmp_path / "db" / "constants"  # Hypothesis's caches too
+    assert storage_directory("constants").path != tmp_path / "db" / "constants"  # restored after the run
 
 
 def test_deployment_imports_no_test_tooling() -> None:

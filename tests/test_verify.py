@@ -47,7 +47,9 @@ class DepthwiseBlock(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
         self.expand = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
-        self.depthwise = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False), nn.BatchNorm2d(32), nn.ReLU6()
+        )
         self.project = nn.Sequential(nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +107,8 @@ def inputs(kind: str, converted: torch.jit.ScriptModule) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def models():
-    return {"basic": convert(BasicBlock()), "depthwise": convert(DepthwiseBlock()), "option_a": convert(OptionAShortcut())}
+    return {"basic": convert(BasicBlock()), "depthwise": convert(DepthwiseBlock()),
+            "option_a": convert(OptionAShortcut())}
 
 
 def test_tie_inputs_land_on_exact_ties_of_the_input_quantization(models):
@@ -195,8 +198,10 @@ def test_values_compare_bit_for_bit_signed_zero_nan_payload_and_axis():
     along_0 = QTensor(ints, [0.5, 0.25], [0, 0], "qint8", axis=0)
     along_1 = QTensor(ints, [0.5, 0.25], [0, 0], "qint8", axis=1)
     assert compare_bits(along_0, along_1).header == "axis: reference 0, torch 1"
-    assert compare_with_torch(along_0, torch.quantize_per_channel(
-        torch.zeros(2, 2), torch.tensor([0.5, 0.25], dtype=torch.float64), torch.zeros(2, dtype=torch.int64), 0, torch.qint8)).equal
+    along_0_torch = torch.quantize_per_channel(
+        torch.zeros(2, 2), torch.tensor([0.5, 0.25], dtype=torch.float64), torch.zeros(2, dtype=torch.int64), 0,
+        torch.qint8)
+    assert compare_with_torch(along_0, along_0_torch).equal
     assert not compare_with_torch(negative_zero, torch.zeros(1)).equal
 
 
@@ -216,3 +221,25 @@ def test_a_float_value_off_in_the_sign_of_zero_is_a_verify_mismatch(models, tmp_
     report = verify(converted, x, model_path=tmp_path / "m.qsm")
     assert not report.ok and report.first_mismatch.kind == "aten::dequantize"
     assert report.first_mismatch.mismatches == 1
+
+
+def test_verdict_blames_the_float_order_only_where_it_explains_every_difference():
+    from quantspec.production.verify import BIT_EXACT, FLOAT_ORDER_UNSPECIFIED, MISMATCH, NodeCheck, VerifyReport
+
+    def check(kind: str, quantized: bool = False, mismatches: int = 0, after_gemm: bool = False, ulp: int = 0):
+        return NodeCheck("v", kind, "", quantized, 4, mismatches, after_float_gemm=after_gemm, max_ulp=ulp)
+
+    exact = check("quantized::conv2d", quantized=True)
+    linear = check("aten::linear", mismatches=2, after_gemm=True, ulp=3)
+    assert VerifyReport("p", "unspecified", [exact]).verdict == BIT_EXACT
+    report = VerifyReport("p", "unspecified", [exact, linear])
+    assert report.verdict == FLOAT_ORDER_UNSPECIFIED
+    assert report.format().splitlines()[-1] == (
+        "quantized values bit-exact (1 values, 4 elements); 1 float-island values differ (2 elements, max 3 ulp) "
+        "where the float summation order of this CPU is not specified"
+    )
+    assert VerifyReport("p", "mkl2024.2-amd", [exact, linear]).verdict == MISMATCH  # a modelled CPU: strict
+    dequantize = check("aten::dequantize", mismatches=1)  # no float linear/conv2d computed it
+    assert VerifyReport("p", "unspecified", [exact, linear, dequantize]).verdict == MISMATCH
+    requantized = check("aten::quantize_per_tensor", quantized=True, mismatches=1, after_gemm=True)
+    assert VerifyReport("p", "unspecified", [linear, requantized]).verdict == MISMATCH

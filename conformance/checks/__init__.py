@@ -15,10 +15,12 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 from hypothesis import strategies as st
 
+from quantspec.reference.numerics import recording_intermediates
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QTensor
 
 from ..settings import Budget
+from ..targets import TargetCall
 
 Output = Union[QTensor, np.ndarray]
 
@@ -49,6 +51,12 @@ class OpCheck:
         budget: multiplies the profile's max_examples: one float for every profile (slow ops
             use < 1), or a mapping {profile: multiplier} naming every profile (see
             `conformance.settings`: small cases get a larger default budget).
+        call: `call(case)` -> the case as a `targets.TargetCall` (explicit arrays, qparams and
+            op arguments), for ops any target can be judged on (`quantspec conform --target`,
+            golden vector packs); None when the op is not in the target protocol.
+        explain: `explain(case, profile)` -> the reference's named intermediate arrays, each
+            of the output's shape (e.g. accumulator, requantized float, rounded value), shown
+            at a mismatching element so that an implementer sees which step differs.
     """
 
     name: str
@@ -62,6 +70,8 @@ class OpCheck:
     informative: Optional[Callable[[Any, Output], int]] = None
     min_informative: float = 0.2
     budget: Budget = 1.0
+    call: Optional[Callable[[Any], TargetCall]] = None
+    explain: Optional[Callable[[Any, NumericsProfile], dict[str, np.ndarray]]] = None
 
     def count_informative(self, case: Any, output: Output) -> int:
         """The vacuity rule's count for one case."""
@@ -79,6 +89,18 @@ def default_informative(output: Output) -> int:
     if values.dtype.kind == "f":
         return int(np.count_nonzero(np.isfinite(values)))
     return int(values.size)
+
+
+def explained(compute: Callable[[], QTensor], nhwc_steps: bool = False) -> dict[str, np.ndarray]:
+    """The steps the reference records (`numerics.recording_intermediates`) while `compute()`
+    runs, each in the output's logical shape (`nhwc_steps`: recorded channels last, as conv's
+    output stage runs), plus "output"."""
+    with recording_intermediates() as steps:
+        output = compute()
+    shape = output.int_repr.shape
+    if nhwc_steps:
+        steps = {name: value.transpose(0, 3, 1, 2) for name, value in steps.items()}
+    return {**{name: np.reshape(value, shape) for name, value in steps.items()}, "output": output.int_repr}
 
 
 CHECKS: dict[str, OpCheck] = {}

@@ -81,6 +81,12 @@ def gemm_operands(
     return x, weight, bias, output_scale(case.out_scale_rel, x, weight, depth)
 
 
+def gemm_weight_arguments(weight: QTensor) -> dict[str, Any]:
+    """A weight as a target call's `weight`, `weight_scale`, `weight_zero_point` (per-channel
+    qparams stay float64 / int64 arrays along axis 0)."""
+    return dict(weight=weight.int_repr, weight_scale=weight.scale, weight_zero_point=weight.zero_point)
+
+
 def activation_ints(rng: np.random.Generator, shape: tuple[int, ...], kind: str, zero_point: int) -> np.ndarray:
     """quint8 integers: uniform; low (0..127, reduce_range: never saturates); high
     (200..255: saturates u8 x s8 pairs); edges (0, 255, zp and neighbours)."""

@@ -52,11 +52,19 @@ EXAMPLES = (
     # acc = -1, mult 0.5 in 9 NHWC channels, zp 1: 8 vector lanes (FBGEMM Quantize,
     # 2.13 cvt(fma(-1, 0.5, 1)) = 0, 2.14 cvt(-0.5) + 1 = 1) and one quantize_val tail.
     PoolCase(
-        QTensorCase(QTensor(np.tile(np.array([0, 1], np.uint8), (1, 9, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last)),
+        QTensorCase(
+            QTensor(
+                np.tile(np.array([0, 1], np.uint8), (1, 9, 1, 1)), 0.1, 1, QDtype.quint8,
+                memory_format=MemoryFormat.channels_last,
+            )
+        ),
         {"output_size": (1, 1)},
     ),
     # H*W == 1, C = 2, output 2x1: NHWC memory read back as NCHW.
-    PoolCase(QTensorCase(QTensor(np.array([5, 9], np.uint8).reshape(1, 2, 1, 1), 0.1, 0, QDtype.quint8)), {"output_size": (2, 1)}),
+    PoolCase(
+        QTensorCase(QTensor(np.array([5, 9], np.uint8).reshape(1, 2, 1, 1), 0.1, 0, QDtype.quint8)),
+        {"output_size": (2, 1)},
+    ),
 )
 
 CHECK = register(

@@ -20,6 +20,7 @@ from quantspec.reference.quantize_kernels import inverse_scale_f32
 
 from ..oracles import from_torch, to_torch
 from ..strategies import QTensorCase, count_exact_ties, one_in, zero_points
+from ..targets import TargetCall
 from . import OpCheck, register
 from ._elementwise_cases import BinaryCase, shape_format_threads
 from ._pool_cases import EIGHT_BIT, scale_values
@@ -33,6 +34,16 @@ def oracle(case: BinaryCase) -> QTensor:
     op = torch.ops.quantized.add_relu if case.relu else torch.ops.quantized.add
     with torch_threads(case.threads):
         return from_torch(op(to_torch(case.a.q), to_torch(case.b.q), case.scale, case.zero_point))
+
+
+def call(case: BinaryCase) -> TargetCall:
+    a, b = case.a.q, case.b.q
+    return TargetCall("add", dict(
+        a=a.int_repr, a_scale=a.scale, a_zero_point=a.zero_point, b=b.int_repr, b_scale=b.scale,
+        b_zero_point=b.zero_point, scale=float(case.scale), zero_point=int(case.zero_point), dtype=a.dtype.label,
+        relu=case.relu, a_channels_last=a.memory_format is MemoryFormat.channels_last,
+        b_channels_last=b.memory_format is MemoryFormat.channels_last, threads=case.threads,
+    ))
 
 
 @st.composite
@@ -108,5 +119,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
     )
 )

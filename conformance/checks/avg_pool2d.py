@@ -49,7 +49,8 @@ def cases(draw: st.DrawFn) -> PoolCase:
     }
     source = draw(pool_inputs())
     x = source.q
-    assume(min(pool_output_hw(x, kwargs)) > 0)  # torch cannot allocate a negative size; an empty output compares nothing
+    # torch cannot allocate a negative size; an empty output compares nothing.
+    assume(min(pool_output_hw(x, kwargs)) > 0)
     return PoolCase(source, kwargs, draw(st.integers(1, 2)))
 
 
@@ -66,7 +67,12 @@ EXAMPLES = (
     # acc = 1, mult = 0.5 in 12 NHWC channels with zp 1: vector lanes give 1, the scalar
     # tail 2 on 2.13 (1 on 2.14); AVX512 runs all 12 channels scalar, AVX2 the last 4.
     PoolCase(
-        QTensorCase(QTensor(np.tile(np.array([2, 1], np.uint8), (1, 12, 1, 1)), 0.1, 1, QDtype.quint8, memory_format=MemoryFormat.channels_last)),
+        QTensorCase(
+            QTensor(
+                np.tile(np.array([2, 1], np.uint8), (1, 12, 1, 1)), 0.1, 1, QDtype.quint8,
+                memory_format=MemoryFormat.channels_last,
+            )
+        ),
         {"kernel_size": (1, 2), "stride": (1, 2), "padding": (0, 0), "ceil_mode": False, "count_include_pad": True,
          "divisor_override": None},
     ),

@@ -62,7 +62,9 @@ def cases(draw: st.DrawFn) -> CatCase:
     # dim and layout from the seed: Hypothesis alone would favour the first choices.
     dim = int(rng.choice((1, 0, 2, 3, -1), p=(0.6, 0.1, 0.1, 0.1, 0.1)))
     hw1 = rng.random() < 0.2
-    n, h, w = draw(st.integers(1, 2 * size_scale())), (1 if hw1 else draw(st.integers(1, 6))), (1 if hw1 else draw(st.integers(1, 6)))
+    n = draw(st.integers(1, 2 * size_scale()))
+    h = 1 if hw1 else draw(st.integers(1, 6))
+    w = 1 if hw1 else draw(st.integers(1, 6))
     layout = str(rng.choice(("channels_last", "contiguous", "mixed"), p=(0.5, 0.25, 0.25)))
     out_scale, out_zp = draw(_pow2_or_any_scale()), draw(zero_points(dtype))
     common_channels = int(rng.choice(LANE_CHANNELS))
@@ -76,10 +78,16 @@ def cases(draw: st.DrawFn) -> CatCase:
         else:
             scale, zp = draw(_pow2_or_any_scale()), draw(zero_points(dtype))
         memory_format = _format(layout, index)
-        tensors.append(QTensorCase.from_seed(tuple(shape), scale, zp, dtype, None, memory_format, int(rng.integers(2**32))))
+        tensors.append(
+            QTensorCase.from_seed(tuple(shape), scale, zp, dtype, None, memory_format, int(rng.integers(2**32)))
+        )
     use_torch_cat = draw(one_in(5))
     return CatCase(
-        tuple(tensors), dim, None if use_torch_cat else out_scale, None if use_torch_cat else out_zp, draw(st.integers(1, 2))
+        tuple(tensors),
+        dim,
+        None if use_torch_cat else out_scale,
+        None if use_torch_cat else out_zp,
+        draw(st.integers(1, 2)),
     )
 
 
@@ -114,7 +122,9 @@ def label(case: CatCase) -> Iterator[str]:
 
 
 def _twos(channels: int, memory_format: MemoryFormat) -> QTensorCase:
-    return QTensorCase(QTensor(np.full((1, channels, 1, 2), 2, np.uint8), 0.25, 0, QDtype.quint8, memory_format=memory_format))
+    return QTensorCase(
+        QTensor(np.full((1, channels, 1, 2), 2, np.uint8), 0.25, 0, QDtype.quint8, memory_format=memory_format)
+    )
 
 
 EXAMPLES = (

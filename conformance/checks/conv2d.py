@@ -43,12 +43,14 @@ from quantspec.reference.qtensor import QTensor
 
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, explained, register
 from ._gemm_cases import (
     ACT_RANGES,
     W_MAX_ABS,
     gemm_operands,
     gemm_qparams,
+    gemm_weight_arguments,
     pairs_saturate,
     qparam_labels,
     typical_acc_above_2_24,
@@ -216,6 +218,20 @@ def fast_kernel(case: ConvCase, profile: NumericsProfile) -> QTensor:
                        out_scale, case.out_zero_point, case.relu, effective_profile(case, profile))
 
 
+def call(case: ConvCase) -> TargetCall:
+    x, weight, bias, out_scale = case.arrays()
+    return TargetCall("conv2d", dict(
+        x=x.int_repr, x_scale=x.scale, x_zero_point=x.zero_point, **gemm_weight_arguments(weight), bias=bias,
+        stride=list(case.stride), padding=list(case.padding), dilation=list(case.dilation), groups=case.groups,
+        scale=out_scale, zero_point=case.out_zero_point, relu=case.relu,
+    ))
+
+
+def explain(case: ConvCase, profile: NumericsProfile) -> dict[str, np.ndarray]:
+    """fbgemm: the int32 accumulator, the requantized float32 and its rounding per output."""
+    return explained(lambda: reference(case, profile), nhwc_steps=True)
+
+
 def oracle(case: ConvCase) -> QTensor:
     x, weight, bias, out_scale = case.arrays()
     packed = torch.ops.quantized.conv2d_prepack(
@@ -263,5 +279,7 @@ CHECK = register(
         label=label,
         examples=EXAMPLES,
         budget={"smoke": 0.5, "default": 1.3, "thorough": 0.5},  # default: >= 10^6 outputs
+        call=call,
+        explain=explain,
     )
 )

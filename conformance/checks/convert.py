@@ -60,7 +60,9 @@ from .observers import observer_notices_silenced
 # Where a requantizing node's output (scale, zero point) sit among its inputs.
 QPARAM_ARGUMENTS = {"aten::quantize_per_tensor": (1, 2)} | {
     f"quantized::{op}": (-2, -1)
-    for op in ("conv2d", "conv2d_relu", "linear", "linear_relu", "add", "add_relu", "mul", "mul_relu", "cat", "hardswish")
+    for op in (
+        "conv2d", "conv2d_relu", "linear", "linear_relu", "add", "add_relu", "mul", "mul_relu", "cat", "hardswish"
+    )
 }
 # Quantized kinds that keep their input's qparams or only unpack a weight.
 NOT_REQUANTIZING = {"quantized::linear_unpack", "quantized::conv2d_unpack"}
@@ -283,7 +285,10 @@ def main() -> None:
     if args.random:
         start = time.perf_counter()
         agree, total = random_sweep(args.random, args.progress)
-        print(f"random models: {agree} of {total} agree ({time.perf_counter() - start:.0f} s), torch {torch.__version__}")
+        print(
+            f"random models: {agree} of {total} agree ({time.perf_counter() - start:.0f} s), "
+            f"torch {torch.__version__}"
+        )
         failed |= agree != total
     sys.exit(1 if failed else 0)
 

@@ -32,8 +32,18 @@ def label(case: QTensorCase) -> Iterator[str]:
 EXAMPLES = (
     # qint32: q - zp leaves int32 (2^31 - 1 - (-5)); per-tensor wraps it, per-channel does not.
     QTensorCase(QTensor(np.array([2**31 - 1, -(2**31)], np.int32), 0.5, -5, QDtype.qint32)),
-    QTensorCase(QTensor(np.array([[2**31 - 1], [-(2**31)]], np.int32), np.array([0.5, 0.25]), np.array([-5, 7]), QDtype.qint32, axis=0)),
-    QTensorCase(QTensor(np.zeros((1, 3, 2, 2), np.uint8) + 200, 0.1, 3, QDtype.quint8, memory_format=MemoryFormat.channels_last)),
+    QTensorCase(
+        QTensor(
+            np.array([[2**31 - 1], [-(2**31)]], np.int32),
+            np.array([0.5, 0.25]),
+            np.array([-5, 7]),
+            QDtype.qint32,
+            axis=0,
+        )
+    ),
+    QTensorCase(
+        QTensor(np.zeros((1, 3, 2, 2), np.uint8) + 200, 0.1, 3, QDtype.quint8, memory_format=MemoryFormat.channels_last)
+    ),
 )
 
 CHECK = register(

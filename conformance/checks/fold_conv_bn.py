@@ -100,7 +100,9 @@ def reference(case: FoldCase, profile: NumericsProfile) -> np.ndarray:
 class _ConvBN(torch.nn.Module):
     def __init__(self, case: FoldCase) -> None:
         super().__init__()
-        self.conv = torch.nn.Conv2d(case.in_channels, case.out_channels, case.kernel, groups=case.groups, bias=case.bias)
+        self.conv = torch.nn.Conv2d(
+            case.in_channels, case.out_channels, case.kernel, groups=case.groups, bias=case.bias
+        )
         self.bn = torch.nn.BatchNorm2d(case.out_channels, eps=case.eps, affine=case.affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

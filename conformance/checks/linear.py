@@ -25,8 +25,16 @@ from quantspec.reference.qtensor import QTensor
 from ..oracles import from_torch, to_torch
 from ..settings import size_scale
 from ..strategies import one_in
-from . import OpCheck, register
-from ._gemm_cases import gemm_operands, gemm_qparams, pairs_saturate, qparam_labels, typical_acc_above_2_24
+from ..targets import TargetCall
+from . import OpCheck, explained, register
+from ._gemm_cases import (
+    gemm_operands,
+    gemm_qparams,
+    gemm_weight_arguments,
+    pairs_saturate,
+    qparam_labels,
+    typical_acc_above_2_24,
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,19 @@ def fast_kernel(case: LinearCase, profile: NumericsProfile) -> QTensor:
     return fast.linear(x, weight, bias, out_scale, case.out_zero_point, case.relu, profile)
 
 
+def call(case: LinearCase) -> TargetCall:
+    x, weight, bias, out_scale = case.arrays()
+    return TargetCall("linear", dict(
+        x=x.int_repr, x_scale=x.scale, x_zero_point=x.zero_point, **gemm_weight_arguments(weight), bias=bias,
+        scale=out_scale, zero_point=case.out_zero_point, relu=case.relu,
+    ))
+
+
+def explain(case: LinearCase, profile: NumericsProfile) -> dict[str, np.ndarray]:
+    """fbgemm: the int32 accumulator, the requantized float32 and its rounding per output."""
+    return explained(lambda: reference(case, profile))
+
+
 def oracle(case: LinearCase) -> QTensor:
     x, weight, bias, out_scale = case.arrays()
     packed = torch.ops.quantized.linear_prepack(to_torch(weight), None if bias is None else torch.from_numpy(bias))
@@ -124,5 +145,7 @@ CHECK = register(
         label=label,
         examples=EXAMPLES,
         budget={"smoke": 0.5, "default": 1.75, "thorough": 0.5},  # default: >= 10^6 outputs
+        call=call,
+        explain=explain,
     )
 )

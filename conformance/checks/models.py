@@ -46,12 +46,17 @@ def _prepared(spec: models.ModelSpec) -> tuple[torch.jit.ScriptModule, interpret
 
 def _value_names(model: interpreter.Model, values: dict[str, Any]) -> list[str]:
     """The tensor outputs of the model's top-level nodes present in `values`, in execution order."""
-    return [name for node in model.nodes for name in node.outputs if isinstance(values.get(name), (QTensor, np.ndarray))]
+    return [
+        name for node in model.nodes for name in node.outputs if isinstance(values.get(name), (QTensor, np.ndarray))
+    ]
 
 
 def _flat(value: Any) -> np.ndarray:
     if isinstance(value, QTensor):
-        qparams = [np.asarray(value.zero_point, np.int64).ravel(), np.asarray(value.scale, np.float64).ravel().view(np.int64)]
+        qparams = [
+            np.asarray(value.zero_point, np.int64).ravel(),
+            np.asarray(value.scale, np.float64).ravel().view(np.int64),
+        ]
         return np.concatenate([value.int_repr.astype(np.int64).ravel(), *qparams])
     array = np.ascontiguousarray(value)
     if array.dtype == np.float32:  # compare bits: -0.0 and NaN payloads count

@@ -43,7 +43,9 @@ def cases(draw: st.DrawFn) -> BinaryCase:
     b_shape = (shape[0], shape[1], 1, 1) if gate else shape
     b_format = memory_format
     if len(shape) == 4 and not gate and draw(one_in(4)):  # mixed layouts: all scalar lambda
-        b_format = MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
+        b_format = (
+            MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
+        )
     b = draw(qtensor_cases(dtype, b_shape, b_format, draw(power_of_two_scales())))
     tiny = draw(one_in(10))
     scale = draw(st.floats(1e-9, 1e-6)) if tiny else draw(power_of_two_scales())
@@ -67,7 +69,9 @@ def label(case: BinaryCase) -> Iterator[str]:
     if case.scale < 1e-5:
         yield "tiny-scale"
     c = (a.int_repr.astype(np.int64) - a.zero_point) * (b.int_repr.astype(np.int64) - b.zero_point)
-    mult = np.float32(np.float32(np.float32(a.scale) * np.float32(b.scale)) * np.float32(np.float32(1) / np.float32(case.scale)))
+    mult = np.float32(
+        np.float32(np.float32(a.scale) * np.float32(b.scale)) * np.float32(np.float32(1) / np.float32(case.scale))
+    )
     t = (c.astype(np.float32) * mult).astype(np.float32)
     if np.any(t - np.floor(t) == 0.5):
         yield "exact-tie"
@@ -98,5 +102,13 @@ EXAMPLES = (
 )
 
 CHECK = register(
-    OpCheck(name="mul", op="quantized::mul", cases=cases(), reference=reference, torch=oracle, label=label, examples=EXAMPLES)
+    OpCheck(
+        name="mul",
+        op="quantized::mul",
+        cases=cases(),
+        reference=reference,
+        torch=oracle,
+        label=label,
+        examples=EXAMPLES,
+    )
 )

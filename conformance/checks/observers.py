@@ -41,7 +41,9 @@ OBSERVERS = (
     "MovingAveragePerChannelMinMaxObserver",
     "HistogramObserver",
 )
-FAMILIES = ("normal", "heavy", "relu", "constant", "zeros", "single", "huge", "tiny", "subnormal", "magnitudes", "specials")
+FAMILIES = (
+    "normal", "heavy", "relu", "constant", "zeros", "single", "huge", "tiny", "subnormal", "magnitudes", "specials"
+)
 MAX_BATCH_ELEMENTS = 4096
 
 
@@ -116,7 +118,11 @@ def observer_kwargs(draw: st.DrawFn, observer: str) -> tuple[tuple[str, Any], ..
     """Parameters as people pass them: defaults, the qconfig presets' choices, and odd ones."""
     per_channel = "PerChannel" in observer
     dtype = draw(st.sampled_from(["quint8", "qint8"] + (["qint32"] if observer != "HistogramObserver" else [])))
-    schemes = ("per_channel_affine", "per_channel_symmetric") if per_channel else ("per_tensor_affine", "per_tensor_symmetric")
+    schemes = (
+        ("per_channel_affine", "per_channel_symmetric")
+        if per_channel
+        else ("per_tensor_affine", "per_tensor_symmetric")
+    )
     qscheme = draw(st.sampled_from(schemes))
     kwargs: dict[str, Any] = {"dtype": dtype, "qscheme": qscheme}
     symmetric_quint8 = qscheme.endswith("symmetric") and dtype == "quint8"
@@ -324,7 +330,10 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     agree, total, failures = agreement(args.observer, args.cases, args.progress)
-    print(f"{args.observer}: {agree} of {total} cases bitwise equal ({time.perf_counter() - start:.0f} s), torch {torch.__version__}")
+    print(
+        f"{args.observer}: {agree} of {total} cases bitwise equal ({time.perf_counter() - start:.0f} s), "
+        f"torch {torch.__version__}"
+    )
     for failure in failures:
         print("  differs:", failure)
 

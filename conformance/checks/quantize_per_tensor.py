@@ -14,7 +14,8 @@ from quantspec.reference.qtensor import QDtype, QTensor
 
 from ..oracles import float_tensor, from_torch, torch_dtype
 from ..strategies import FloatArrayCase, case_exact_ties, float_arrays, mostly, qparams, shapes
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, explained, register
 
 
 def reference(case: FloatArrayCase, profile: NumericsProfile) -> QTensor:
@@ -24,6 +25,16 @@ def reference(case: FloatArrayCase, profile: NumericsProfile) -> QTensor:
 def oracle(case: FloatArrayCase) -> QTensor:
     q = torch.quantize_per_tensor(float_tensor(case.x), case.scale, case.zero_point, torch_dtype(case.dtype))
     return from_torch(q)
+
+
+def call(case: FloatArrayCase) -> TargetCall:
+    return TargetCall("quantize_per_tensor", dict(x=case.x, scale=float(case.scale),
+                                                  zero_point=int(case.zero_point), dtype=case.dtype.label))
+
+
+def explain(case: FloatArrayCase, profile: NumericsProfile) -> dict[str, np.ndarray]:
+    """8-bit dtypes: the float32 value the kernel rounds ("before_rounding")."""
+    return explained(lambda: reference(case, profile))
 
 
 def label(case: FloatArrayCase) -> Iterator[str]:
@@ -66,5 +77,7 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
+        explain=explain,
     )
 )

@@ -25,12 +25,16 @@ class BasicConv2d(nn.Module):
 class Inception(nn.Module):
     """Branches 1x1 | 1x1->3x3 | 1x1->3x3 | maxpool(3, ceil)->1x1, concatenated."""
 
-    def __init__(self, in_planes: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int) -> None:
+    def __init__(
+        self, in_planes: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+    ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_planes, ch1x1, 1)
         self.branch2 = nn.Sequential(BasicConv2d(in_planes, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3, padding=1))
         self.branch3 = nn.Sequential(BasicConv2d(in_planes, ch5x5red, 1), BasicConv2d(ch5x5red, ch5x5, 3, padding=1))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), BasicConv2d(in_planes, pool_proj, 1))
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), BasicConv2d(in_planes, pool_proj, 1)
+        )
         self.out_planes = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
     def forward(self, x: Tensor) -> Tensor:
@@ -69,7 +73,9 @@ class GoogLeNet(nn.Module):
             in_planes = blocks[name].out_planes
         self.inception3a, self.inception3b = blocks["inception3a"], blocks["inception3b"]
         self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception4a, self.inception4b, self.inception4c = blocks["inception4a"], blocks["inception4b"], blocks["inception4c"]
+        self.inception4a, self.inception4b, self.inception4c = (
+            blocks["inception4a"], blocks["inception4b"], blocks["inception4c"]
+        )
         self.inception4d, self.inception4e = blocks["inception4d"], blocks["inception4e"]
         self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
         self.inception5a, self.inception5b = blocks["inception5a"], blocks["inception5b"]

@@ -18,7 +18,9 @@ class IslandNet(nn.Module):
         super().__init__()
         c1, c2, c3, hidden = (scaled(c, width) for c in (16, 32, 32, 64))
         self.stem = nn.Sequential(nn.Conv2d(3, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True))
-        self.island = nn.Sequential(nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True))
+        self.island = nn.Sequential(
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True)
+        )
         self.body = nn.Sequential(nn.Conv2d(c2, c3, 3, padding=1), nn.BatchNorm2d(c3))
         self.act = nn.ReLU()
         self.maxpool = nn.MaxPool2d(2)

@@ -12,7 +12,15 @@ from ._init import scaled
 class ConvBNActivation(nn.Sequential):
     """Conv (no bias) + BN + optional activation; children named 0, 1, 2 as torchvision's."""
 
-    def __init__(self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1, groups: int = 1, activation: type[nn.Module] | None = nn.ReLU6) -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        activation: type[nn.Module] | None = nn.ReLU6,
+    ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(in_planes, out_planes, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_planes),
@@ -44,7 +52,9 @@ class InvertedResidual(nn.Module):
 
 
 # (expand ratio t, output channels c, repeats n, first stride s), torchvision's table.
-MOBILENET_V2_SETTING = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
+MOBILENET_V2_SETTING = [
+    [1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]
+]
 
 
 class MobileNetV2(nn.Module):
@@ -90,13 +100,26 @@ class SqueezeExcitation(nn.Module):
 class InvertedResidualV3(nn.Module):
     """MobileNetV3 block: optional 1x1 expand, kxk depthwise, optional SE, 1x1 project."""
 
-    def __init__(self, in_planes: int, kernel: int, expanded: int, out_planes: int, use_se: bool, activation: type[nn.Module], stride: int) -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        kernel: int,
+        expanded: int,
+        out_planes: int,
+        use_se: bool,
+        activation: type[nn.Module],
+        stride: int,
+    ) -> None:
         super().__init__()
         self.use_res_connect = stride == 1 and in_planes == out_planes
         layers: list[nn.Module] = []
         if expanded != in_planes:
             layers.append(ConvBNActivation(in_planes, expanded, kernel_size=1, activation=activation))
-        layers.append(ConvBNActivation(expanded, expanded, kernel_size=kernel, stride=stride, groups=expanded, activation=activation))
+        layers.append(
+            ConvBNActivation(
+                expanded, expanded, kernel_size=kernel, stride=stride, groups=expanded, activation=activation
+            )
+        )
         if use_se:
             layers.append(SqueezeExcitation(expanded, scaled(expanded // 4, 1.0)))
         layers.append(ConvBNActivation(expanded, out_planes, kernel_size=1, activation=None))
@@ -135,7 +158,9 @@ class MobileNetV3Small(nn.Module):
         features: list[nn.Module] = [ConvBNActivation(3, in_planes, stride=2, activation=nn.Hardswish)]
         for kernel, expanded, out, use_se, activation, stride in MOBILENET_V3_SMALL_SETTING:
             out_planes = scaled(out, width)
-            features.append(InvertedResidualV3(in_planes, kernel, scaled(expanded, width), out_planes, use_se, activation, stride))
+            features.append(
+                InvertedResidualV3(in_planes, kernel, scaled(expanded, width), out_planes, use_se, activation, stride)
+            )
             in_planes = out_planes
         last_conv = 6 * in_planes
         features.append(ConvBNActivation(in_planes, last_conv, kernel_size=1, activation=nn.Hardswish))
@@ -143,7 +168,10 @@ class MobileNetV3Small(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         hidden = scaled(1024, width)
         self.classifier = nn.Sequential(
-            nn.Linear(last_conv, hidden), nn.Hardswish(inplace=True), nn.Dropout(0.2, inplace=True), nn.Linear(hidden, num_classes)
+            nn.Linear(last_conv, hidden),
+            nn.Hardswish(inplace=True),
+            nn.Dropout(0.2, inplace=True),
+            nn.Linear(hidden, num_classes),
         )
         # The in-place dropout is torchvision's; graph mode then leaves the last linear float
         # (dequantize, dropout_, linear with dequantized int8 weights, quantize).

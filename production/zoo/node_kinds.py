@@ -35,7 +35,9 @@ def calibrate(model: torch.jit.ScriptModule, batches: Sequence[torch.Tensor]) ->
         model(batch)
 
 
-def convert_zoo_model(name: str, width: float, batches: int = 3, debug: bool = False, seed: int = 0) -> torch.jit.ScriptModule:
+def convert_zoo_model(
+    name: str, width: float, batches: int = 3, debug: bool = False, seed: int = 0
+) -> torch.jit.ScriptModule:
     """Zoo model `name`, quantized with its qconfig_dict on `batches` seeded random batches
     of two images, and run once."""
     generator = torch.Generator().manual_seed(seed + 1)

@@ -11,7 +11,10 @@ from ._init import scaled
 
 def conv_bn(in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
     """Conv (no bias) + BN."""
-    return [nn.Conv2d(in_planes, out_planes, kernel_size, stride, kernel_size // 2, groups=groups, bias=False), nn.BatchNorm2d(out_planes)]
+    return [
+        nn.Conv2d(in_planes, out_planes, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_planes),
+    ]
 
 
 class ResBottleneckBlock(nn.Module):
@@ -20,7 +23,11 @@ class ResBottleneckBlock(nn.Module):
 
     def __init__(self, in_planes: int, out_planes: int, stride: int, group_width: int) -> None:
         super().__init__()
-        self.proj = nn.Sequential(*conv_bn(in_planes, out_planes, 1, stride)) if stride != 1 or in_planes != out_planes else None
+        self.proj = (
+            nn.Sequential(*conv_bn(in_planes, out_planes, 1, stride))
+            if stride != 1 or in_planes != out_planes
+            else None
+        )
         self.f = nn.Sequential(
             *conv_bn(in_planes, out_planes, 1),
             nn.ReLU(inplace=True),
@@ -49,7 +56,11 @@ class RegNet(nn.Module):
         stages: list[nn.Module] = []
         for planes, depth, group_width in REGNET_SETTING:
             out_planes = scaled(planes, width, group_width)
-            stages.append(nn.Sequential(*(ResBottleneckBlock(in_planes if i == 0 else out_planes, out_planes, 2 if i == 0 else 1, group_width) for i in range(depth))))
+            blocks = (
+                ResBottleneckBlock(in_planes if i == 0 else out_planes, out_planes, 2 if i == 0 else 1, group_width)
+                for i in range(depth)
+            )
+            stages.append(nn.Sequential(*blocks))
             in_planes = out_planes
         self.trunk_output = nn.Sequential(*stages)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))

@@ -78,7 +78,9 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool), four stages, global average pool, fc."""
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int, width: float) -> None:
+    def __init__(
+        self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int, width: float
+    ) -> None:
         super().__init__()
         widths = [scaled(c, width) for c in (64, 128, 256, 512)]
         self.in_planes = widths[0]
@@ -93,7 +95,9 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[3] * block.expansion, num_classes)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int
+    ) -> nn.Sequential:
         layers = []
         for index in range(blocks):
             layers.append(block(self.in_planes, planes, stride if index == 0 else 1))

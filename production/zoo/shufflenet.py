@@ -40,7 +40,9 @@ class ShuffleUnit(nn.Module):
         else:
             self.branch1 = nn.Sequential()
         branch_in = in_planes if stride > 1 else half
-        self.branch2 = nn.Sequential(*pointwise_bn_relu(branch_in, half), *depthwise_bn(half, stride), *pointwise_bn_relu(half, half))
+        self.branch2 = nn.Sequential(
+            *pointwise_bn_relu(branch_in, half), *depthwise_bn(half, stride), *pointwise_bn_relu(half, half)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stride == 1:
@@ -65,7 +67,8 @@ class ShuffleNetV2(nn.Module):
         in_planes = stem
         stages: list[nn.Sequential] = []
         for repeats, out_planes in zip((4, 8, 4), stage_out):
-            units = [ShuffleUnit(in_planes, out_planes, 2)] + [ShuffleUnit(out_planes, out_planes, 1) for _ in range(repeats - 1)]
+            units = [ShuffleUnit(in_planes, out_planes, 2)]
+            units += [ShuffleUnit(out_planes, out_planes, 1) for _ in range(repeats - 1)]
             stages.append(nn.Sequential(*units))
             in_planes = out_planes
         self.stage2, self.stage3, self.stage4 = stages

@@ -24,11 +24,15 @@ class Fire(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.squeeze_activation(self.squeeze(x))
-        return torch.cat([self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1)
+        return torch.cat(
+            [self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1
+        )
 
 
 # (squeeze, expand) per fire module of SqueezeNet 1.1; None marks a ceil_mode max-pool.
-SQUEEZENET_SETTING = [None, (16, 64), (16, 64), None, (32, 128), (32, 128), None, (48, 192), (48, 192), (64, 256), (64, 256)]
+SQUEEZENET_SETTING = [
+    None, (16, 64), (16, 64), None, (32, 128), (32, 128), None, (48, 192), (48, 192), (64, 256), (64, 256)
+]
 
 
 class SqueezeNet(nn.Module):
@@ -47,7 +51,9 @@ class SqueezeNet(nn.Module):
             layers.append(fire)
             in_planes = fire.out_planes
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(in_planes, num_classes, 1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Conv2d(in_planes, num_classes, 1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.flatten(self.classifier(self.features(x)), 1)
