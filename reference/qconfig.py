@@ -66,11 +66,15 @@ default_per_channel_qconfig = QConfig(DEFAULT_OBSERVER, DEFAULT_PER_CHANNEL_WEIG
 
 _BACKEND_QCONFIGS = {
     # HistogramObserver.with_args(reduce_range=True): quint8 0..127, 2048 bins.
-    "fbgemm": QConfig(ObserverSpec("HistogramObserver", (("reduce_range", True),)), DEFAULT_PER_CHANNEL_WEIGHT_OBSERVER),
+    "fbgemm": QConfig(
+        ObserverSpec("HistogramObserver", (("reduce_range", True),)), DEFAULT_PER_CHANNEL_WEIGHT_OBSERVER
+    ),
     "x86": QConfig(ObserverSpec("HistogramObserver", (("reduce_range", True),)), DEFAULT_PER_CHANNEL_WEIGHT_OBSERVER),
     "qnnpack": QConfig(ObserverSpec("HistogramObserver", (("reduce_range", False),)), DEFAULT_WEIGHT_OBSERVER),
     # torch also warns on CPUs without VNNI; the observers are the same.
-    "onednn": QConfig(ObserverSpec("HistogramObserver", (("reduce_range", False),)), DEFAULT_PER_CHANNEL_WEIGHT_OBSERVER),
+    "onednn": QConfig(
+        ObserverSpec("HistogramObserver", (("reduce_range", False),)), DEFAULT_PER_CHANNEL_WEIGHT_OBSERVER
+    ),
 }
 
 

@@ -81,6 +81,8 @@ def test_zoo_models_do_not_depend_on_the_thread_count() -> None:
     for threads in (1, 2):
         with torch_threads(threads):
             model = zoo.build("mobilenet_v2", width=0.25, seed=0)
-        states.append({k: v.numpy().view(np.uint8).copy() for k, v in model.state_dict().items() if v.is_floating_point()})
+        states.append(
+            {k: v.numpy().view(np.uint8).copy() for k, v in model.state_dict().items() if v.is_floating_point()}
+        )
     assert states[0].keys() == states[1].keys()
     assert all(np.array_equal(states[0][k], states[1][k]) for k in states[0])

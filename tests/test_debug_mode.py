@@ -66,7 +66,10 @@ def debug_conv_inputs(debug: torch.jit.ScriptModule, x: torch.Tensor) -> list[tu
     graph dequantizes, in graph order."""
     captured = capture_intermediates(debug, [x])
     return [
-        (captured[node.inputsAt(0).node().inputsAt(0).debugName()], captured[node.inputsAt(1).node().inputsAt(0).debugName()])
+        (
+            captured[node.inputsAt(0).node().inputsAt(0).debugName()],
+            captured[node.inputsAt(1).node().inputsAt(0).debugName()],
+        )
         for node in debug.graph.nodes()
         if node.kind() == "aten::conv2d"
     ]
@@ -84,7 +87,8 @@ def exact_t(conv: nn.Conv2d, x_q: torch.Tensor, w_q: torch.Tensor, out: torch.Te
     x = (x_q.int_repr().double() - x_q.q_zero_point()) * x_q.q_scale()
     w_ints = w_q.int_repr().double() - w_q.q_per_channel_zero_points().double().view(-1, 1, 1, 1)
     acc_scaled = torch.nn.functional.conv2d(x, w_ints, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-    value = acc_scaled * w_q.q_per_channel_scales().double().view(1, -1, 1, 1) + conv.bias.detach().double().view(1, -1, 1, 1)
+    w_scales = w_q.q_per_channel_scales().double().view(1, -1, 1, 1)
+    value = acc_scaled * w_scales + conv.bias.detach().double().view(1, -1, 1, 1)
     return (value / out.q_scale() + out.q_zero_point()).numpy()
 
 
@@ -94,7 +98,8 @@ def test_hand_worked_resnet18_node_rounds_apart() -> None:
     # bias = -2.6249923706054688, s_out = 0.03601054474711418, zp = 0.
     # Exact: s_x * s_w * acc = 2.89507165..., + bias = 0.27007928628...,
     # t = 0.27007928628 / 0.03601054475 = 7.50000557: 5.6e-6 step above the boundary 7.5.
-    s_x, s_w, bias, s_out, acc = 0.04443393647670746, 0.0029063483234494925, -2.6249923706054688, 0.03601054474711418, 22418
+    s_x, s_w, bias = 0.04443393647670746, 0.0029063483234494925, -2.6249923706054688
+    s_out, acc = 0.03601054474711418, 22418
     t = (s_x * s_w * acc + bias) / s_out
     assert abs(t - 7.5000056) < 1e-7
     # int8 route (FBGEMM requantization, per-channel bias): atws = f32(s_x * s_w),
@@ -122,7 +127,11 @@ def test_debug_and_int8_differ_at_a_float_conv_by_one_step_at_a_rounding_boundar
         assert [(v.shape, v.q_scale(), v.q_zero_point()) for _, v in real_values] == [
             (v.shape, v.q_scale(), v.q_zero_point()) for _, v in debug_values
         ]
-        differing = [i for i, ((_, r), (_, d)) in enumerate(zip(real_values, debug_values)) if not torch.equal(r.int_repr(), d.int_repr())]
+        differing = [
+            i
+            for i, ((_, r), (_, d)) in enumerate(zip(real_values, debug_values))
+            if not torch.equal(r.int_repr(), d.int_repr())
+        ]
         if not differing:
             continue
         first = differing[0]

@@ -411,7 +411,9 @@ def test_resnet20_calibration_every_activation_observer_matches_reference() -> N
     from quantspec.production.zoo.cifar_resnet import cifar_resnet20, load_checkpoint
 
     model = load_checkpoint(cifar_resnet20(), RESNET20).eval()
-    images = [torch.from_numpy(x) for x, _ in ImageFolder(CIFAR_CALIB, cifar_transform(), limit=16).batches(8, progress=False)]
+    images = [
+        torch.from_numpy(x) for x, _ in ImageFolder(CIFAR_CALIB, cifar_transform(), limit=16).batches(8, progress=False)
+    ]
     qconfig = torch_default_qconfig("fbgemm")
     recording = QConfig(activation=RecordingObserver.with_args(dtype=torch.quint8), weight=qconfig.weight)
     with fbgemm_engine(), known_deprecations_silenced(), torch.no_grad():

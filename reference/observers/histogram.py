@@ -8,6 +8,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .._arguments import integer
 from ..numerics import f32
 from ..qtensor import QDtype
 from ._aten import aminmax_f32, cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
@@ -71,9 +72,7 @@ class HistogramObserver(UniformObserver):
     ) -> None:
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps)
         self._check_qscheme(per_channel=False)
-        if int(bins) != bins or bins < 1:
-            raise ValueError(f"bins must be a positive integer, got {bins!r}")
-        self.bins = int(bins)
+        self.bins = integer(bins, "bins", minimum=1)
         self.histogram = np.zeros(self.bins, np.float32)
         self.min_val = np.float32(np.inf)
         self.max_val = np.float32(-np.inf)
@@ -127,7 +126,9 @@ class HistogramObserver(UniformObserver):
         # as torch's float32 tensors do (they land in the last bucket below).
         with np.errstate(over="ignore", invalid="ignore"):
             part_width = f32(f32(self.max_val - self.min_val) / np.float32(parts))
-            midpoints = f32(linspace_f32(self.min_val, self.max_val, parts + 1)[:-1] + f32(np.float32(0.5) * part_width))
+            midpoints = f32(
+                linspace_f32(self.min_val, self.max_val, parts + 1)[:-1] + f32(np.float32(0.5) * part_width)
+            )
         boundaries = linspace_f32(new_min, new_max, self.bins + 1)
         buckets = np.clip(np.searchsorted(boundaries, midpoints, side="right") - 1, 0, self.bins - 1)
         rebinned = np.zeros(self.bins, np.float32)

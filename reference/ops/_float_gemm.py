@@ -320,7 +320,8 @@ def _slow_conv2d(x, weight, bias, stride, padding, channels_last) -> np.ndarray:
     n, c = x.shape[:2]
     oc, _, kh, kw = weight.shape
     oh, ow = taps[0][3].shape
-    cols = np.stack([np.where(inside, patch, np.float32(0)) for _, _, patch, inside in taps], axis=2)  # (n, C, T, OH, OW)
+    # cols: (n, C, T, OH, OW)
+    cols = np.stack([np.where(inside, patch, np.float32(0)) for _, _, patch, inside in taps], axis=2)
     if channels_last:
         cols = cols.transpose(0, 3, 4, 2, 1).reshape(n, oh * ow, kh * kw * c)
         w = weight.transpose(0, 2, 3, 1).reshape(oc, kh * kw * c)
