@@ -27,8 +27,6 @@ from .interrupts import INTERRUPTED_STATUS, interrupt_guard
 from .outputs import check_output_dir, check_output_file
 
 CONFORM_PROFILES = ("smoke", "default", "thorough")
-# --engine choices: reference.profile.ENGINES (not imported here: the parser stays light).
-ENGINE_CHOICES = ("fbgemm", "qnnpack", "onednn", "x86")
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_STATUSES = """exit status:
   0    success
@@ -125,10 +123,17 @@ def _add_conform(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the one detected here)")
     parser.add_argument("--max-abs-diff", type=int, metavar="N", help="with --target: accept differences up to N "
                         "(stated in the report; default: bit-exact)")
-    parser.add_argument("--engine", choices=ENGINE_CHOICES, metavar="E", help="torch's quantized engine, against "
-                        f"the reference in its profile ({', '.join(ENGINE_CHOICES)}; default fbgemm); a check whose "
-                        "kernel quantspec does not specify under E reports 'not specified' (not a failure)")
+    _add_engine(parser, "torch's quantized engine, against the reference in its profile; a check whose kernel "
+                "quantspec does not specify under E reports 'not specified' (not a failure)")
     parser.set_defaults(handler=_cmd_conform)
+
+
+def _add_engine(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The --engine option (a quantized engine of `reference.profile.ENGINES`, default fbgemm)."""
+    from quantspec.reference.profile import ENGINES
+
+    parser.add_argument("--engine", choices=ENGINES, metavar="E", help=f"{help_text} ({', '.join(ENGINES)}; "
+                        "default fbgemm)")
 
 
 @_reports(OSError, ValueError)
@@ -514,6 +519,8 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
                         "else 3 224 224; at most 2^26 elements per batch); with --inputs, the shape they must have")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of --random (default 0)")
     parser.add_argument("--threads", type=int, default=1, metavar="T", help="torch and interpreter threads (default 1)")
+    _add_engine(parser, "the engine OUT.pt was converted under: torch loads (prepacks) and runs it under E, the "
+                "reference follows E's profile")
     parser.set_defaults(handler=_cmd_verify)
 
 
@@ -528,7 +535,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         _check_inputs_file(args.inputs, args.input_shape)
     else:
         _check_input_shape((args.random or 2, *shape), "--random N and the image shape")
-    return verify_command(args.model, args.inputs, args.random, shape, args.seed, args.threads)
+    return verify_command(args.model, args.inputs, args.random, shape, args.seed, args.threads,
+                          args.engine or "fbgemm")
 
 
 def _check_inputs_file(path: str, shape: Optional[Sequence[int]]) -> None:

@@ -6,7 +6,7 @@ This package never imports torch. Every op takes its numerics as data: a
 
 from . import observers, ops
 from .fold import fold_conv_bn
-from .interpreter import Model, load, run
+from .interpreter import Model, ModelCheckError, ModelFileError, ReadLimits, check, load, run
 from .ops import dequantize, quantize_per_channel, quantize_per_tensor
 from .profile import DEFAULT_PROFILE, PROFILES, NumericsProfile, get_profile
 from .qconfig import QConfig, default_qconfig, get_default_qconfig
@@ -17,10 +17,14 @@ __all__ = [
     "PROFILES",
     "MemoryFormat",
     "Model",
+    "ModelCheckError",
+    "ModelFileError",
     "NumericsProfile",
     "QConfig",
     "QDtype",
     "QTensor",
+    "ReadLimits",
+    "check",
     "default_qconfig",
     "dequantize",
     "fold_conv_bn",

@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from ._arguments import ArgumentError, flag, real_number
 from .numerics import f32
 
 
@@ -42,6 +43,8 @@ def fold_conv_bn(
     >>> w.ravel().tolist(), b.tolist()
     ([3.0], [1.0])
     """
+    eps = _checked_eps(eps)
+    transpose = flag(transpose, "transpose")
     weight = _float32(conv_weight, "conv_weight")
     if weight.ndim < 2:
         raise ValueError(f"conv_weight needs at least 2 dims (out, in, ...), got shape {weight.shape}")
@@ -59,6 +62,14 @@ def fold_conv_bn(
         folded_weight = f32(weight * per_channel.reshape(shape))
         folded_bias = f32(f32(f32(f32(bias - mean) * rsqrt) * gamma) + beta)
     return folded_weight, folded_bias
+
+
+def _checked_eps(eps: float) -> float:
+    """BatchNorm's eps: a finite real number >= 0."""
+    value = real_number(eps, "eps")
+    if not (np.isfinite(value) and value >= 0):
+        raise ArgumentError(f"eps must be finite and >= 0, got {value!r}")
+    return value
 
 
 def _float32(values: np.typing.ArrayLike, name: str) -> np.ndarray:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arguments import ArgumentError, describe
+
 TORCH_RELEASES = ("2.13", "2.14")
 CPU_FEATURE_SETS = ("avx512_vnni", "avx512", "avx2")
 # `torch.backends.quantized.engine` (docs/spec.md, Engines):
@@ -168,8 +170,27 @@ DEFAULT_PROFILE = PROFILES["torch2.13-avx512_vnni-fbgemm"]
 
 
 def get_profile(name: str) -> NumericsProfile:
-    """Look up a named profile, e.g. `get_profile("torch2.14-avx2-fbgemm")`."""
+    """Look up a named profile, e.g. `get_profile("torch2.14-avx2-fbgemm")`; an unknown name
+    raises ArgumentError listing the known ones."""
+    if not isinstance(name, str):
+        raise ArgumentError(f"profile name must be a str, got {describe(name)}")
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(f"unknown numerics profile {name!r}; known: {sorted(PROFILES)}") from None
+        raise ArgumentError(f"unknown numerics profile name {name!r}; known: {sorted(PROFILES)}") from None
+
+
+def as_profile(value: NumericsProfile | str, name: str = "profile") -> NumericsProfile:
+    """The profile a public function's `profile` argument stands for: a NumericsProfile, or a
+    profile name resolved with `get_profile`.
+
+    >>> as_profile("torch2.14-avx2-fbgemm") is get_profile("torch2.14-avx2-fbgemm")
+    True
+    """
+    if isinstance(value, NumericsProfile):
+        return value
+    if isinstance(value, str):
+        if value not in PROFILES:
+            raise ArgumentError(f"{name}={value!r} is not a known numerics profile; known: {sorted(PROFILES)}")
+        return PROFILES[value]
+    raise ArgumentError(f"{name} must be a NumericsProfile or a profile name, got {describe(value)}")

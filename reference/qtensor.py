@@ -8,6 +8,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ._arguments import ArgumentError, describe, integer, integral_number, positive_scale
+
 
 class QDtype(enum.Enum):
     """Quantized dtypes, with their integer range and NumPy storage type."""
@@ -25,12 +27,9 @@ class QDtype(enum.Enum):
     @classmethod
     def parse(cls, value: Union["QDtype", str]) -> "QDtype":
         """Accept a QDtype or its name ("quint8", "qint8", "qint32")."""
-        if isinstance(value, QDtype):
-            return value
-        for member in cls:
-            if member.label == value:
-                return member
-        raise ValueError(f"unknown quantized dtype {value!r}; expected one of {[m.label for m in cls]}")
+        labels = {member.label: member for member in cls}
+        message = f"unknown quantized dtype {describe(value)}: dtype must be a QDtype or one of {list(labels)}"
+        return _member(cls, value, labels, message)
 
 
 class MemoryFormat(enum.Enum):
@@ -39,6 +38,22 @@ class MemoryFormat(enum.Enum):
 
     contiguous = "contiguous"
     channels_last = "channels_last"
+
+    @classmethod
+    def parse(cls, value: Union["MemoryFormat", str]) -> "MemoryFormat":
+        """Accept a MemoryFormat or its name ("contiguous", "channels_last")."""
+        names = {member.value: member for member in cls}
+        message = f"memory_format must be a MemoryFormat or one of {list(names)}, got {describe(value)}"
+        return _member(cls, value, names, message)
+
+
+def _member(cls: type, value: object, by_name: dict, message: str) -> object:
+    """`value` if it is a `cls`, else the member named `value` (hashable names only), else ArgumentError(message)."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str) and value in by_name:
+        return by_name[value]
+    raise ArgumentError(message)
 
 
 def memory_format_of(values: np.ndarray) -> MemoryFormat:
@@ -86,9 +101,10 @@ class QTensor:
         dtype = QDtype.parse(self.dtype)
         object.__setattr__(self, "dtype", dtype)
         object.__setattr__(self, "int_repr", _checked_int_repr(self.int_repr, dtype))
+        object.__setattr__(self, "memory_format", MemoryFormat.parse(self.memory_format))
         if self.axis is None:
-            object.__setattr__(self, "scale", _checked_scale(self.scale))
-            object.__setattr__(self, "zero_point", _checked_zero_point(self.zero_point, dtype))
+            object.__setattr__(self, "scale", checked_scale(self.scale, "scale"))
+            object.__setattr__(self, "zero_point", checked_zero_point(self.zero_point, dtype, "zero_point"))
         else:
             scales, zero_points, axis = check_per_channel_qparams(
                 self.scale, self.zero_point, self.axis, self.int_repr.shape, dtype
@@ -97,7 +113,7 @@ class QTensor:
             object.__setattr__(self, "zero_point", zero_points)
             object.__setattr__(self, "axis", axis)
         if self.memory_format is MemoryFormat.channels_last and self.int_repr.ndim != 4:
-            raise ValueError(f"channels_last needs a 4-d tensor, got shape {self.int_repr.shape}")
+            raise ArgumentError(f"memory_format channels_last needs a 4-d tensor, got shape {self.int_repr.shape}")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -115,34 +131,33 @@ class QTensor:
 
 
 def _checked_int_repr(values: np.ndarray, dtype: QDtype) -> np.ndarray:
+    if isinstance(values, (str, bytes)) or values is None:
+        raise ArgumentError(f"int_repr must be an integer array, got {describe(values)}")
     values = np.asarray(values)
     if values.dtype == dtype.storage:
         return values
     if not np.issubdtype(values.dtype, np.integer):
-        raise TypeError(f"int_repr must hold integers for {dtype.label}, got dtype {values.dtype}")
+        raise ArgumentError(f"int_repr must hold integers for {dtype.label}, got dtype {values.dtype}")
     if values.size and (values.min() < dtype.qmin or values.max() > dtype.qmax):
-        raise ValueError(
+        raise ArgumentError(
             f"int_repr values span [{values.min()}, {values.max()}], outside {dtype.label}'s "
             f"[{dtype.qmin}, {dtype.qmax}]"
         )
     return values.astype(dtype.storage)
 
 
-def _checked_scale(scale: float) -> float:
-    if np.ndim(scale) != 0:
-        raise ValueError(f"per-tensor scale must be a scalar, got shape {np.shape(scale)} (pass axis= for per-channel)")
-    value = float(scale)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"scale must be finite and positive, got {value!r}")
-    return value
+def checked_scale(scale: float, name: str) -> float:
+    """A per-tensor scale (argument `name`): a finite positive real number, as a float."""
+    if isinstance(scale, (list, tuple, np.ndarray)) and np.ndim(scale) != 0:
+        raise ArgumentError(f"per-tensor {name} must be a scalar, got shape {np.shape(scale)} (axis= is per-channel)")
+    return positive_scale(scale, name)
 
 
-def _checked_zero_point(zero_point: int, dtype: QDtype) -> int:
-    if np.ndim(zero_point) != 0 or not float(zero_point).is_integer():
-        raise ValueError(f"per-tensor zero_point must be an integer scalar, got {zero_point!r}")
-    value = int(zero_point)
+def checked_zero_point(zero_point: int, dtype: QDtype, name: str) -> int:
+    """A per-tensor zero point (argument `name`): an integer in `dtype`'s range."""
+    value = integral_number(zero_point, name)
     if not dtype.qmin <= value <= dtype.qmax:
-        raise ValueError(f"zero_point {value} is outside {dtype.label}'s range [{dtype.qmin}, {dtype.qmax}]")
+        raise ArgumentError(f"{name} {value} is outside {dtype.label}'s range [{dtype.qmin}, {dtype.qmax}]")
     return value
 
 
@@ -155,29 +170,39 @@ def check_per_channel_qparams(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Validate per-channel qparams against a tensor shape; return (scales, zero_points, axis)."""
     ndim = len(shape)
+    axis = integer(axis, "axis")
     if not -ndim <= axis < ndim or ndim == 0:
-        raise ValueError(f"axis {axis} is out of range for a tensor of shape {shape}")
+        raise ArgumentError(f"axis {axis} is out of range for a tensor of shape {shape}")
     axis = axis % ndim
-    scales = np.asarray(scales, dtype=np.float64)
-    zero_points_in = np.asarray(zero_points)
+    scales = _real_array(scales, "scales").astype(np.float64)
+    zero_points_in = _real_array(zero_points, "zero_points")
     channels = shape[axis]
     if scales.shape != (channels,) or zero_points_in.shape != (channels,):
-        raise ValueError(
+        raise ArgumentError(
             f"per-channel qparams need {channels} scales and zero points (shape[{axis}] of {shape}), "
             f"got scales {scales.shape} and zero_points {zero_points_in.shape}"
         )
     bad_scale = ~(np.isfinite(scales) & (scales > 0))
     if bad_scale.any():
         index = int(np.argmax(bad_scale))
-        raise ValueError(f"scales must be finite and positive; scales[{index}] = {float(scales[index])!r}")
+        raise ArgumentError(f"scales must be finite and positive; scales[{index}] = {float(scales[index])!r}")
     if not np.issubdtype(zero_points_in.dtype, np.integer):
         if not np.all(np.mod(zero_points_in, 1) == 0):
-            raise ValueError(f"zero_points must be integers, got {zero_points_in!r}")
+            raise ArgumentError(f"zero_points must be integers, got {zero_points_in!r}")
     zero_points_out = zero_points_in.astype(np.int64)
     bad_zp = (zero_points_out < dtype.qmin) | (zero_points_out > dtype.qmax)
     if bad_zp.any():
         index = int(np.argmax(bad_zp))
-        raise ValueError(
-            f"zero_points[{index}] = {zero_points_out[index]} is outside {dtype.label}'s range [{dtype.qmin}, {dtype.qmax}]"
+        raise ArgumentError(
+            f"zero_points[{index}] = {zero_points_out[index]} is outside {dtype.label}'s range "
+            f"[{dtype.qmin}, {dtype.qmax}]"
         )
     return scales, zero_points_out, axis
+
+
+def _real_array(values: np.typing.ArrayLike, name: str) -> np.ndarray:
+    """Per-channel qparams as an array of real numbers; strings and bools are not converted."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        raise ArgumentError(f"{name} must hold real numbers, got {describe(values)} of dtype {array.dtype}")
+    return array

@@ -50,7 +50,8 @@ CONSTANTS = {"scale": 0.5, "zp": 3, "dtype": 13}
 
 def test_run_quantize_relu_dequantize_by_hand(tmp_path):
     model = reference.load(write(tmp_path / "m.qsm", QUANT_RELU, CONSTANTS))
-    # scale 0.5, zp 3 (2.13: zp before rounding): x / 0.5 + 3 = [-1, 3, 4, 7.5] -> rne [-1, 3, 4, 8] -> clamp [0, 3, 4, 8]
+    # scale 0.5, zp 3 (2.13: zp before rounding): x / 0.5 + 3 = [-1, 3, 4, 7.5] -> rne [-1, 3, 4, 8]
+    # -> clamp [0, 3, 4, 8]
     # relu: max(q, 3) = [3, 3, 4, 8]; dequantize 0.5 * (q - 3) = [0, 0, 0.5, 2.5]
     x = np.array([[-2.0, 0.0, 0.5, 2.25]], np.float32)
     trace = {}
@@ -65,9 +66,8 @@ def test_profile_recorded_in_the_file_selects_the_arithmetic(tmp_path):
     # x = 2.25 -> 4.5 in units of 0.5; zp 3. 2.13: rne(3 + 4.5) = rne(7.5) = 8; 2.14: rne(4.5) + 3 = 4 + 3 = 7
     x = np.array([[2.25, 0, 0, 0]], np.float32)
     old = reference.load(write(tmp_path / "a.qsm", QUANT_RELU, CONSTANTS))
-    new = reference.load(
-        write(tmp_path / "b.qsm", QUANT_RELU, CONSTANTS, profile={"torch_release": "2.14", "cpu": "avx2", "engine": "fbgemm"})
-    )
+    profile = {"torch_release": "2.14", "cpu": "avx2", "engine": "fbgemm"}
+    new = reference.load(write(tmp_path / "b.qsm", QUANT_RELU, CONSTANTS, profile=profile))
     assert reference.run(old, x)[0, 0] == 2.5 and reference.run(new, x)[0, 0] == 2.0
 
 
@@ -118,18 +118,30 @@ def test_prim_if_and_raise(tmp_path):
 
 
 def test_unknown_node_kind_names_kind_and_source(tmp_path):
+    # load's checker refuses it (an UnknownNodeKind and a ModelFileError); run refuses it in
+    # a model built without load.
     nodes = [node("aten::quantize_per_tensor", ["x", "scale", "zp", "dtype"], ["q"]),
              node("quantized::softmax", ["q"], ["y"], source="net.py:42")]
-    model = reference.load(write(tmp_path / "m.qsm", nodes, CONSTANTS))
+    path = write(tmp_path / "m.qsm", nodes, CONSTANTS)
+    with pytest.raises(UnknownNodeKind, match=r"'quantized::softmax'.*net\.py:42") as refused:
+        reference.load(path)
+    assert isinstance(refused.value, ModelFileError)
+    model = reference.load(write(tmp_path / "ok.qsm", nodes[:1] + [node("aten::relu", ["q"], ["y"])], CONSTANTS))
+    softmax = dataclasses.replace(model.nodes[1], kind="quantized::softmax", source="net.py:42")
+    unchecked = dataclasses.replace(model, nodes=(model.nodes[0], softmax))
     with pytest.raises(UnknownNodeKind, match=r"'quantized::softmax'.*net\.py:42"):
-        reference.run(model, np.zeros((1, 4), np.float32))
+        reference.run(unchecked, np.zeros((1, 4), np.float32))
 
 
 def test_failing_node_is_named(tmp_path):
+    # A negative scale: load's checker refuses it; run, given the model without load, names the node.
     nodes = [node("aten::quantize_per_tensor", ["x", "scale", "zp", "dtype"], ["y"], source="net.py:3")]
-    model = reference.load(write(tmp_path / "m.qsm", nodes, {**CONSTANTS, "scale": -1.0}))
+    with pytest.raises(ModelFileError, match=r"node 0 aten::quantize_per_tensor \(source: net\.py:3\).*-1\.0"):
+        reference.load(write(tmp_path / "bad.qsm", nodes, {**CONSTANTS, "scale": -1.0}))
+    model = reference.load(write(tmp_path / "m.qsm", nodes, CONSTANTS))
+    unchecked = dataclasses.replace(model, constants={**model.constants, "scale": -1.0})
     with pytest.raises(NodeError, match=r"aten::quantize_per_tensor \(source: net\.py:3\).*scale"):
-        reference.run(model, np.zeros((1, 4), np.float32))
+        reference.run(unchecked, np.zeros((1, 4), np.float32))
 
 
 def test_wrong_inputs_are_refused(tmp_path):

@@ -24,9 +24,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .._arguments import int_tuple, integer
 from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
-from ..ops._validate import checked_bias
-from ..ops.conv2d import check_conv_inputs, conv_output_size, conv_pair, conv_path, qnnpack_conv_bias
+from ..ops._validate import check_qtensor, checked_bias, output_qparams
+from ..ops.conv2d import (
+    check_conv_arguments,
+    check_conv_inputs,
+    conv_output_size,
+    conv_pair,
+    conv_path,
+    qnnpack_conv_bias,
+)
 from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from .gemm import GemmWeights, exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
@@ -78,11 +86,13 @@ def conv2d(
     >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128).int_repr.ravel().tolist()  # ops.conv2d's case
     [0, 0, 0, 0, 0, 0, 0, 0]
     """
+    profile = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
+    integer(workers, "workers", minimum=1)
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d")
     bias32 = checked_bias(bias, out_channels)
-    out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
+    out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
 
     ph, pw = conv_pair("padding", padding, minimum=0)
     out_hw = conv_output_size(x.shape[2:], kernel, stride, (ph, pw), dilation)
@@ -157,6 +167,10 @@ def prepare_conv_weight(
     weight: QTensor, groups: int, stride: Sequence[int] = (1, 1), dilation: Sequence[int] = (1, 1)
 ) -> ConvWeights:
     """`ConvWeights` of `weight` for a conv with this geometry."""
+    check_qtensor(weight, "weight")
+    integer(groups, "groups", minimum=1)
+    int_tuple(stride, "stride", 2, minimum=1)
+    int_tuple(dilation, "dilation", 2, minimum=1)
     out_channels, c_per_g, kh, kw = weight.shape
     krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, kh * kw * c_per_g)
     eligible = (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops._validate import checked_bias
+from .._arguments import flag, integer
+from ..ops._validate import check_qtensor, checked_bias, output_qparams
 from ..ops.linear import check_linear_inputs
-from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import quantize_bias_qnnpack
 from .gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights
@@ -38,10 +39,15 @@ def linear(
     >>> linear(x, w, np.float32([1.0]), 1.0, 5).int_repr.tolist()  # ops.linear's case
     [[77]]
     """
+    check_qtensor(x, "x")
+    check_qtensor(weight, "weight")
+    flag(relu, "relu")
+    profile = as_profile(profile)
+    integer(workers, "workers", minimum=1)
     out_features, in_features = check_linear_inputs(x, weight)
     library = specified_library(profile.linear_library, "quantized::linear")
     bias32 = checked_bias(bias, out_features)
-    out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
+    out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
 
     if prepared is None:
         prepared = prepare_linear_weight(weight)
@@ -67,4 +73,5 @@ def linear(
 
 def prepare_linear_weight(weight: QTensor) -> GemmWeights:
     """The (N, K) weight as the GEMM operand: one group, rows minus their zero points."""
+    check_qtensor(weight, "weight")
     return prepare_weights(weight.int_repr[None], weight.zero_point)

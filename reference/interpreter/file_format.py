@@ -9,12 +9,15 @@ Layout (format version 1):
   lines and nested blocks), every constant and packed weight (encoded values, see
   `encode_value`), the numerics profile and the torch release it was converted under.
 * `arrays.npz`: every array the graph refers to by key (integer weights, float biases,
-  per-channel scales and zero points, tensor constants), read with
-  `np.load(..., allow_pickle=False)`.
+  per-channel scales and zero points, tensor constants).
 
-No pickle anywhere: the reader trusts nothing but JSON and raw NumPy arrays.
-Writing needs no torch either: `production.export` turns torch objects into the value
-types below and calls `write_model_file`.
+No pickle anywhere: the reader trusts nothing but JSON and raw numeric arrays, and reads
+them under `ReadLimits` (`archive`: sizes, compression ratios, JSON depth and .npy headers
+checked before anything is decompressed or allocated), then decodes every field strictly
+(`fields`). The checksum detects accidental corruption; it does not authenticate (anyone can
+re-seal an edited file): pin the whole file's digest with `expected_sha256` for that.
+Writing needs no torch: `production.export` turns torch objects into the value types
+below and calls `write_model_file`.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -34,16 +38,16 @@ from ..fast.conv2d import ConvWeights, prepare_conv_weight
 from ..fast.gemm import GemmWeights
 from ..fast.linear import prepare_linear_weight
 from ..qtensor import MemoryFormat, QDtype, QTensor, in_memory_format, memory_format_of
+from .archive import ModelFileError, ReadLimits, check_file_size, file_sha256, parse_json, read_members, read_npz
+from .fields import as_bool, as_int, as_list, as_object, as_str, refuse, required
 
 FORMAT_NAME = "quantspec-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
 ARRAYS = "arrays.npz"
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, truncated, tampered with or from a future format."""
+INT32_MAX = 2**31 - 1
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -151,68 +155,153 @@ def _encode_qtensor(q: QTensor, store: ArrayStore) -> dict:
     return encoded
 
 
-def decode_value(encoded: dict, arrays: dict[str, np.ndarray]) -> Any:
-    """Inverse of `encode_value`."""
-    kind = encoded.get("type")
-    if kind == "none":
-        return None
-    if kind in ("bool", "int", "str"):
-        return encoded["value"]
-    if kind == "float":
-        return float.fromhex(encoded["value"])
-    if kind in ("list", "tuple"):
-        items = [decode_value(item, arrays) for item in encoded["items"]]
-        return items if kind == "list" else tuple(items)
-    if kind == "tensor":
-        return _laid_out(_array(arrays, encoded["array"]), encoded.get("memory_format", MemoryFormat.contiguous.value))
-    if kind == "qtensor":
-        return _decode_qtensor(encoded, arrays)
-    if kind == "conv_packed":
-        return PackedConv(
-            weight=_decode_qtensor(encoded["weight"], arrays),
-            bias=decode_value(encoded["bias"], arrays),
-            stride=tuple(encoded["stride"]),
-            padding=tuple(encoded["padding"]),
-            dilation=tuple(encoded["dilation"]),
-            groups=int(encoded["groups"]),
-            transposed=bool(encoded["transposed"]),
-            output_padding=tuple(encoded["output_padding"]),
-        )
-    if kind == "linear_packed":
-        return PackedLinear(_decode_qtensor(encoded["weight"], arrays), decode_value(encoded["bias"], arrays))
-    raise ModelFileError(f"unknown constant type {kind!r} in the model file")
+def decode_value(encoded: Any, arrays: dict[str, np.ndarray], where: str = "value") -> Any:
+    """Inverse of `encode_value`, strict: every field must have the type and range the writer
+    gives it, else `ModelFileError` naming `where` (the field's path in graph.json)."""
+    kind = as_str(required(encoded, "type", where), f"{where}.type")
+    if kind not in _DECODERS:
+        refuse(f"{where}.type", kind, f"one of {sorted(_DECODERS)}")
+    return _DECODERS[kind](encoded, arrays, where)
 
 
-def _decode_qtensor(encoded: dict, arrays: dict[str, np.ndarray]) -> QTensor:
-    if encoded["axis"] is None:
-        scale: Any = float.fromhex(encoded["scale"])
-        zero_point: Any = encoded["zero_point"]
+def _decode_items(encoded: dict, arrays: dict[str, np.ndarray], where: str) -> list:
+    items = as_list(required(encoded, "items", where), f"{where}.items")
+    return [decode_value(item, arrays, f"{where}.items[{index}]") for index, item in enumerate(items)]
+
+
+def _decode_tensor(encoded: dict, arrays: dict[str, np.ndarray], where: str) -> np.ndarray:
+    array = _array(encoded, "array", arrays, where, np.float32)
+    memory_format = as_str(encoded.get("memory_format", MemoryFormat.contiguous.value), f"{where}.memory_format")
+    return in_memory_format(array, _memory_format(memory_format, array.shape, f"{where}.memory_format"))
+
+
+def _decode_qtensor(encoded: Any, arrays: dict[str, np.ndarray], where: str) -> QTensor:
+    if required(encoded, "type", where) != "qtensor":
+        refuse(f"{where}.type", encoded["type"], "'qtensor'")
+    label = as_str(required(encoded, "dtype", where), f"{where}.dtype")
+    dtype = next((member for member in QDtype if member.label == label), None)
+    if dtype is None:
+        refuse(f"{where}.dtype", label, f"one of {[member.label for member in QDtype]}")
+    int_repr = _array(encoded, "int_repr", arrays, where, dtype.storage)
+    axis = required(encoded, "axis", where)
+    if axis is None:
+        scale: Any = _positive_scale(required(encoded, "scale", where), f"{where}.scale")
+        zero_point: Any = as_int(required(encoded, "zero_point", where), f"{where}.zero_point", dtype.qmin, dtype.qmax)
     else:
-        scale, zero_point = _array(arrays, encoded["scale"]), _array(arrays, encoded["zero_point"])
-    int_repr = _array(arrays, encoded["int_repr"])
-    memory_format = _memory_format(encoded["memory_format"], int_repr.shape)
-    return QTensor(int_repr, scale, zero_point, QDtype.parse(encoded["dtype"]), encoded["axis"], memory_format)
+        as_int(axis, f"{where}.axis", 0, max(int_repr.ndim - 1, 0))
+        scale = _array(encoded, "scale", arrays, where, np.float64)
+        zero_point = _array(encoded, "zero_point", arrays, where, np.int64)
+    memory_format = as_str(required(encoded, "memory_format", where), f"{where}.memory_format")
+    layout = _memory_format(memory_format, int_repr.shape, f"{where}.memory_format")
+    try:
+        return QTensor(int_repr, scale, zero_point, dtype, axis, layout)
+    except (TypeError, ValueError) as error:  # per-channel qparams: counts, positive scales, zero-point range
+        raise ModelFileError(f"{where}: {error}") from None
 
 
-def _laid_out(array: np.ndarray, memory_format: str) -> np.ndarray:
-    """A stored float tensor in its recorded memory format (files without one: contiguous)."""
-    return in_memory_format(array, _memory_format(memory_format, array.shape))
+def _positive_scale(value: Any, where: str) -> float:
+    scale = _hex_float(value, where)
+    if not (np.isfinite(scale) and scale > 0):
+        refuse(where, value, "a positive finite scale")
+    return scale
 
 
-def _memory_format(name: str, shape: tuple[int, ...]) -> MemoryFormat:
+def _hex_float(value: Any, where: str) -> float:
+    try:
+        return float.fromhex(as_str(value, where))
+    except (ValueError, OverflowError):
+        refuse(where, value, "a float.hex() string")
+
+
+def _decode_float(encoded: dict, arrays: dict[str, np.ndarray], where: str) -> float:
+    return _hex_float(required(encoded, "value", where), f"{where}.value")
+
+
+def _decode_conv_packed(encoded: dict, arrays: dict[str, np.ndarray], where: str) -> PackedConv:
+    weight = _packed_weight(encoded, arrays, where, ndim=4)
+    kernel = weight.shape[2:]
+    stride = _int_pair(encoded, "stride", where, minimum=1)
+    dilation = _int_pair(encoded, "dilation", where, minimum=1)
+    padding = _int_pair(encoded, "padding", where, minimum=0)
+    reach = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
+    if any(p > r for p, r in zip(padding, reach)):
+        refuse(f"{where}.padding", list(padding), f"at most dilation * (kernel - 1) = {list(reach)} per side")
+    groups = as_int(required(encoded, "groups", where), f"{where}.groups", 1, weight.shape[0] or 1)
+    if weight.shape[0] % groups:
+        refuse(f"{where}.groups", groups, f"a divisor of the {weight.shape[0]} output channels")
+    return PackedConv(
+        weight=weight,
+        bias=_packed_bias(encoded, arrays, where, weight.shape[0]),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        transposed=as_bool(required(encoded, "transposed", where), f"{where}.transposed"),
+        output_padding=_int_pair(encoded, "output_padding", where, minimum=0),
+    )
+
+
+def _decode_linear_packed(encoded: dict, arrays: dict[str, np.ndarray], where: str) -> PackedLinear:
+    weight = _packed_weight(encoded, arrays, where, ndim=2)
+    return PackedLinear(weight, _packed_bias(encoded, arrays, where, weight.shape[0]))
+
+
+def _packed_weight(encoded: dict, arrays: dict[str, np.ndarray], where: str, ndim: int) -> QTensor:
+    weight = _decode_qtensor(required(encoded, "weight", where), arrays, f"{where}.weight")
+    if weight.dtype is not QDtype.qint8 or weight.int_repr.ndim != ndim or weight.axis not in (None, 0):
+        refuse(f"{where}.weight", weight, f"a {ndim}-d qint8 weight, per-tensor or per-channel along axis 0")
+    return weight
+
+
+def _packed_bias(encoded: dict, arrays: dict[str, np.ndarray], where: str, channels: int) -> np.ndarray | None:
+    bias = decode_value(required(encoded, "bias", where), arrays, f"{where}.bias")
+    if bias is not None and (not isinstance(bias, np.ndarray) or bias.shape != (channels,)):
+        refuse(f"{where}.bias", bias, f"none or a float32 tensor of shape ({channels},)")
+    return bias
+
+
+def _int_pair(encoded: dict, key: str, where: str, minimum: int) -> tuple[int, int]:
+    values = as_list(required(encoded, key, where), f"{where}.{key}")
+    if len(values) != 2:
+        refuse(f"{where}.{key}", values, f"two ints >= {minimum}")
+    return tuple(as_int(value, f"{where}.{key}[{index}]", minimum, INT32_MAX) for index, value in enumerate(values))
+
+
+_DECODERS: dict[str, Callable[[dict, dict, str], Any]] = {
+    "none": lambda encoded, arrays, where: None,
+    "bool": lambda encoded, arrays, where: as_bool(required(encoded, "value", where), f"{where}.value"),
+    "int": lambda encoded, arrays, where: as_int(required(encoded, "value", where), f"{where}.value"),
+    "str": lambda encoded, arrays, where: as_str(required(encoded, "value", where), f"{where}.value"),
+    "float": _decode_float,
+    "list": _decode_items,
+    "tuple": lambda encoded, arrays, where: tuple(_decode_items(encoded, arrays, where)),
+    "tensor": _decode_tensor,
+    "qtensor": _decode_qtensor,
+    "conv_packed": _decode_conv_packed,
+    "linear_packed": _decode_linear_packed,
+}
+
+
+def _memory_format(name: str, shape: tuple[int, ...], where: str = "memory_format") -> MemoryFormat:
     """The recorded memory format of a tensor of `shape`, or a `ModelFileError` naming it."""
     known = [member.value for member in MemoryFormat]
     if name not in known or (name == MemoryFormat.channels_last.value and len(shape) != 4):
         raise ModelFileError(
-            f"tensor memory_format {name!r} for shape {shape}: expected one of {known} (channels_last only for 4-d tensors)"
+            f"{where}: tensor memory_format {name!r} for shape {shape}: expected one of {known} "
+            "(channels_last only for 4-d tensors)"
         )
     return MemoryFormat(name)
 
 
-def _array(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
-    if key not in arrays:
-        raise ModelFileError(f"the model file refers to array {key!r}, which {ARRAYS} does not hold")
-    return arrays[key]
+def _array(encoded: dict, key: str, arrays: dict[str, np.ndarray], where: str, dtype: Any) -> np.ndarray:
+    """The array `encoded[key]` names; it must be in arrays.npz with exactly `dtype`."""
+    name = as_str(required(encoded, key, where), f"{where}.{key}")
+    if name not in arrays:
+        raise ModelFileError(f"{where}.{key}: the model file refers to array {name!r}, which {ARRAYS} does not hold")
+    array = arrays[name]
+    if array.dtype != np.dtype(dtype):
+        refuse(f"{where}.{key}", array, f"an array of dtype {np.dtype(dtype)}")
+    return array
 
 
 def write_model_file(path: Union[str, Path], graph: dict, store: ArrayStore) -> None:
@@ -232,58 +321,54 @@ def write_model_file(path: Union[str, Path], graph: dict, store: ArrayStore) -> 
         archive.writestr(ARRAYS, arrays_bytes)
 
 
-def read_model_file(path: Union[str, Path]) -> tuple[dict, dict[str, np.ndarray]]:
+def read_model_file(
+    path: Union[str, Path], limits: Optional[ReadLimits] = None, expected_sha256: Optional[str] = None
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and check a model file; return (graph, arrays).
 
-    Raises `ModelFileError` for a missing, truncated or tampered file, another format or
-    a format version newer than this reader.
+    `limits` bound every size read (`ReadLimits()` by default). `expected_sha256`, when
+    given, is the sha256 (hex) of the whole file as received out of band (`sha256sum`):
+    the file is hashed and compared before anything in it is parsed. Raises
+    `ModelFileError` for a missing, truncated, malformed or tampered file, a file over a
+    limit, another format or a format version newer than this reader.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {str(path)!r} does not exist")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            missing = {MANIFEST, GRAPH, ARRAYS} - names
-            if missing:
-                raise ModelFileError(f"{path} is not a complete quantspec model file: {sorted(missing)} missing")
-            manifest_bytes = archive.read(MANIFEST)
-            graph_bytes = archive.read(GRAPH)
-            arrays_bytes = archive.read(ARRAYS)
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise ModelFileError(f"{path} is not a readable model file (truncated or not a zip): {error}") from None
-    manifest = _json(manifest_bytes, path, MANIFEST)
-    _check_manifest(manifest, path)
-    digest = hashlib.sha256(graph_bytes + arrays_bytes).hexdigest()
-    if digest != manifest.get("payload_sha256"):
+    path, limits = Path(path), limits or ReadLimits()
+    if expected_sha256 is not None:
+        _check_pinned_digest(path, expected_sha256, limits)
+    check_file_size(path, limits)
+    sizes = {MANIFEST: limits.max_json_bytes, GRAPH: limits.max_json_bytes, ARRAYS: limits.max_member_bytes}
+    members = read_members(path, sizes, limits, str(path))
+    manifest = _check_manifest(parse_json(members[MANIFEST], limits, f"{path}: {MANIFEST}"), path)
+    payload = hashlib.sha256(members[GRAPH])
+    payload.update(members[ARRAYS])
+    if payload.hexdigest() != manifest["payload_sha256"]:
         raise ModelFileError(
-            f"{path} fails its checksum (sha256 {digest}, manifest says {manifest.get('payload_sha256')}): "
+            f"{path} fails its checksum (sha256 {payload.hexdigest()}, manifest says {manifest['payload_sha256']}): "
             "the file was modified after export"
         )
-    graph = _json(graph_bytes, path, GRAPH)
-    with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    return graph, arrays
+    graph = as_object(parse_json(members[GRAPH], limits, f"{path}: {GRAPH}"), f"{path}: {GRAPH}")
+    return graph, read_npz(members[ARRAYS], limits, f"{path}: {ARRAYS}")
 
 
-def _json(data: bytes, path: Path, member: str) -> dict:
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{path}: {member} is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise ModelFileError(f"{path}: {member} must hold a JSON object")
-    return value
+def _check_pinned_digest(path: Path, expected_sha256: str, limits: ReadLimits) -> None:
+    if not isinstance(expected_sha256, str) or not _SHA256_HEX.fullmatch(expected_sha256.lower()):
+        raise ValueError(f"expected_sha256 must be 64 hex digits, got {expected_sha256!r}")
+    digest = file_sha256(path, limits)
+    if digest != expected_sha256.lower():
+        raise ModelFileError(f"{path} has sha256 {digest}, not the expected {expected_sha256.lower()}")
 
 
-def _check_manifest(manifest: dict, path: Path) -> None:
-    if manifest.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path} is not a quantspec model file (format {manifest.get('format')!r})")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{path} has an invalid format_version {version!r}")
+def _check_manifest(manifest: Any, path: Path) -> dict:
+    where = f"{path}: {MANIFEST}"
+    if required(manifest, "format", where) != FORMAT_NAME:
+        raise ModelFileError(f"{path} is not a quantspec model file (format {manifest['format']!r})")
+    version = as_int(required(manifest, "format_version", where), f"{where}: format_version", minimum=1)
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path} has format version {version}, newer than this reader's {FORMAT_VERSION}: "
             "upgrade quantspec to read it"
         )
+    digest = as_str(required(manifest, "payload_sha256", where), f"{where}: payload_sha256")
+    if not _SHA256_HEX.fullmatch(digest):
+        refuse(f"{where}: payload_sha256", digest, "64 lowercase hex digits")
+    return manifest

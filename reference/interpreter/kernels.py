@@ -189,7 +189,7 @@ for _kind in ("aten::dropout", "aten::dropout_", "aten::feature_dropout"):
 
 # TorchScript's default stride is [], which the pooling ops read as "the kernel size".
 def _max_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
-    return ops.max_pool2d(q, *rest)
+    return ops.max_pool2d(q, *rest, profile=context.profile)
 
 
 def _avg_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:

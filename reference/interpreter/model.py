@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from ..profile import NumericsProfile
-from .file_format import ModelFileError, decode_value, read_model_file
 from .kernels import KERNELS, RunContext, ScriptException, UnknownNodeKind
 
 
@@ -79,41 +77,6 @@ class Model:
         return {node.kind for node in walk(self.nodes)}
 
 
-def load(path: Union[str, Path]) -> Model:
-    """Read a model file written by `production.export` (checksum and version checked)."""
-    graph, arrays = read_model_file(path)
-    try:
-        profile = NumericsProfile(**graph["profile"])
-        constants = {name: decode_value(value, arrays) for name, value in graph["constants"].items()}
-        inputs = tuple(
-            InputSpec(spec["name"], spec["dtype"], None if spec["shape"] is None else tuple(spec["shape"]))
-            for spec in graph["inputs"]
-        )
-        return Model(
-            profile=profile,
-            torch_version=str(graph["torch_version"]),
-            inputs=inputs,
-            outputs=tuple(graph["outputs"]),
-            nodes=tuple(_node(entry) for entry in graph["nodes"]),
-            constants=constants,
-        )
-    except (KeyError, TypeError) as error:
-        raise ModelFileError(f"{path}: graph.json lacks or mistypes a field: {error!r}") from None
-
-
-def _node(entry: dict) -> Node:
-    return Node(
-        kind=entry["kind"],
-        inputs=tuple(entry["inputs"]),
-        outputs=tuple(entry["outputs"]),
-        source=entry.get("source", ""),
-        blocks=tuple(
-            Block(tuple(b["inputs"]), tuple(_node(n) for n in b["nodes"]), tuple(b["outputs"]))
-            for b in entry.get("blocks", [])
-        ),
-    )
-
-
 def walk(nodes: Sequence[Node]) -> Iterator[Node]:
     """Every node, in graph order, each followed by the nodes of its blocks (if/loop bodies)."""
     for node in nodes:
@@ -147,6 +110,9 @@ def run(
         raise ValueError(f"workers must be >= 1, got {workers}")
     context = RunContext(profile=model.profile, num_threads=num_threads, workers=workers)
     _run_nodes(model.nodes, env, context, trace)
+    missing = [name for name in model.outputs if name not in env]
+    if missing:
+        raise LookupError(f"the model's outputs {missing} are not computed by any node")
     results = tuple(env[name] for name in model.outputs)
     return results[0] if len(results) == 1 else results
 
@@ -160,7 +126,8 @@ def _as_list(model: Model, inputs: Any) -> list:
         return [inputs[spec.name] for spec in model.inputs]
     values = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     if len(values) != len(model.inputs):
-        raise ValueError(f"the model takes {len(model.inputs)} input(s) {[s.name for s in model.inputs]}, got {len(values)}")
+        names = [spec.name for spec in model.inputs]
+        raise ValueError(f"the model takes {len(model.inputs)} input(s) {names}, got {len(values)}")
     return values
 
 
@@ -183,36 +150,68 @@ def _run_nodes(nodes: Sequence[Node], env: dict, context: RunContext, trace: Opt
     for node in nodes:
         if node.kind == "prim::If":
             _run_if(node, env, context, trace)
-            continue
-        kernel = KERNELS.get(node.kind)
-        if kernel is None:
-            raise UnknownNodeKind(
-                f"node kind {node.kind!r} is not supported by the reference interpreter (source: {node.source or 'unknown'})"
-            )
-        args = [env[name] for name in node.inputs]
-        try:
-            results = kernel(args, context)
-        except UnknownNodeKind as error:
-            raise UnknownNodeKind(f"{error} (node {node.kind}, source: {node.source or 'unknown'})") from None
-        except ScriptException:
-            raise
-        except Exception as error:
-            raise NodeError(node, error) from error
-        results = results if len(node.outputs) != 1 else (results,)
-        for name, value in zip(node.outputs, results):
-            env[name] = value
-            _emit(trace, node, name, value)
-        if node.kind in IN_PLACE_KINDS:
-            env[node.inputs[0]] = env[node.outputs[0]]  # the op overwrote its first input
+        else:
+            _run_node(node, env, context, trace)
+
+
+def _run_node(node: Node, env: dict, context: RunContext, trace: Optional[Trace]) -> None:
+    kernel = KERNELS.get(node.kind)
+    if kernel is None:
+        where = f"source: {node.source or 'unknown'}"
+        raise UnknownNodeKind(f"node kind {node.kind!r} is not supported by the reference interpreter ({where})")
+    try:
+        results = kernel(_lookup(node.inputs, env), context)
+        values = (results,) if len(node.outputs) == 1 else _counted(node, () if results is None else tuple(results))
+    except UnknownNodeKind as error:
+        raise UnknownNodeKind(f"{error} (node {node.kind}, source: {node.source or 'unknown'})") from None
+    except ScriptException:
+        raise
+    except Exception as error:  # every other failure names the node that failed
+        raise NodeError(node, error) from error
+    _bind(node, values, env, trace)
+    if node.kind in IN_PLACE_KINDS and node.inputs:
+        env[node.inputs[0]] = env[node.outputs[0]]  # the op overwrote its first input
 
 
 def _run_if(node: Node, env: dict, context: RunContext, trace: Optional[Trace]) -> None:
-    condition = env[node.inputs[0]]
-    block = node.blocks[0] if condition else node.blocks[1]
+    try:
+        block = _taken_block(node, _lookup(node.inputs, env))
+    except Exception as error:
+        raise NodeError(node, error) from error
     _run_nodes(block.nodes, env, context, trace)
-    for name, value_name in zip(node.outputs, block.outputs):
-        env[name] = env[value_name]
-        _emit(trace, node, name, env[name])
+    try:
+        values = _counted(node, tuple(_lookup(block.outputs, env)))
+    except Exception as error:
+        raise NodeError(node, error) from error
+    _bind(node, values, env, trace)
+
+
+def _taken_block(node: Node, inputs: list) -> Block:
+    if len(inputs) != 1 or not isinstance(inputs[0], (bool, np.bool_)) or len(node.blocks) != 2:
+        raise ValueError(
+            f"prim::If needs one bool condition and two blocks, got inputs {[type(v).__name__ for v in inputs]} "
+            f"and {len(node.blocks)} blocks"
+        )
+    return node.blocks[0] if inputs[0] else node.blocks[1]
+
+
+def _lookup(names: Sequence[str], env: dict) -> list:
+    missing = [name for name in names if name not in env]
+    if missing:
+        raise LookupError(f"value(s) {missing} are not defined before this node")
+    return [env[name] for name in names]
+
+
+def _counted(node: Node, values: tuple) -> tuple:
+    if len(values) != len(node.outputs):
+        raise ValueError(f"{len(values)} values for the node's {len(node.outputs)} outputs {list(node.outputs)}")
+    return values
+
+
+def _bind(node: Node, values: Sequence[Any], env: dict, trace: Optional[Trace]) -> None:
+    for name, value in zip(node.outputs, values):
+        env[name] = value
+        _emit(trace, node, name, value)
 
 
 def _emit(trace: Optional[Trace], node: Node, name: str, value: Any) -> None:

@@ -6,6 +6,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .._arguments import ArgumentError, ArgumentIndexError, describe, flag, integer, positive_scale, real_number
 from ..qtensor import QDtype
 from ._qparams import FLOAT32_EPS, QScheme, calculate_qparams, parse_observer_dtype, quant_range
 
@@ -31,8 +32,10 @@ class UniformObserver:
     ) -> None:
         self.dtype = parse_observer_dtype(dtype)
         self.qscheme = QScheme.parse(qscheme)
-        self.reduce_range = bool(reduce_range)
-        self.eps = np.float32(eps)
+        self.reduce_range = flag(reduce_range, "reduce_range")
+        self.eps = np.float32(positive_scale(eps, "eps"))
+        quant_min = None if quant_min is None else integer(quant_min, "quant_min")
+        quant_max = None if quant_max is None else integer(quant_max, "quant_max")
         self.quant_min, self.quant_max, self.has_customized_qrange = quant_range(
             self.dtype, self.reduce_range, quant_min, quant_max
         )
@@ -58,12 +61,24 @@ class UniformObserver:
             raise NotImplementedError(f"{type(self).__name__} needs a {kind} qscheme, got {self.qscheme.value}")
 
 
+def checked_averaging_constant(value: float) -> float:
+    """The moving-average observers' weight of a new batch: a real number in [0, 1] (0 keeps the
+    first batch's min/max, as torch does)."""
+    constant = real_number(value, "averaging_constant")
+    if not 0 <= constant <= 1:
+        raise ArgumentError(f"averaging_constant must be in [0, 1], got {constant!r}")
+    return constant
+
+
 def as_observed_float32(x: np.typing.ArrayLike, observer: str) -> np.ndarray:
     """An input as float32, the way min/max observers' `x.to(torch.float32)` converts it
     (float64 and integers round to nearest even); complex and non-numeric inputs are refused."""
-    array = np.asarray(x)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
-        raise TypeError(f"{observer} observes real numbers, got an array of dtype {array.dtype}")
+    try:
+        array = np.asarray(x)
+    except ValueError:  # ragged nested sequences
+        array = np.asarray(None)
+    if array.dtype.kind not in "fiub":
+        raise ArgumentError(f"{observer}.observe: x must hold real numbers, got {describe(x)}")
     return array.astype(np.float32, copy=False)
 
 
@@ -74,8 +89,10 @@ def channel_rows(x: np.ndarray, ch_axis: int, observer: str) -> np.ndarray:
     `flatten(start_dim=1)` rejects inputs of fewer than 2 dims, and so does the reference.
     """
     if x.ndim < 2:
-        raise IndexError(f"{observer} needs an input of at least 2 dims (channels and values), got shape {x.shape}")
+        raise ArgumentIndexError(
+            f"{observer} needs an input x of at least 2 dims (channels and values), got shape {x.shape}"
+        )
     if not -x.ndim <= ch_axis < x.ndim:
-        raise IndexError(f"{observer}: ch_axis {ch_axis} is out of range for an input of shape {x.shape}")
+        raise ArgumentIndexError(f"{observer}: ch_axis {ch_axis} is out of range for an input of shape {x.shape}")
     return np.swapaxes(x, 0, ch_axis).reshape(x.shape[ch_axis], -1)
 

@@ -8,7 +8,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .._arguments import integer
+from .._arguments import ArgumentError, describe, integer
 from ..numerics import f32
 from ..qtensor import QDtype
 from ._aten import aminmax_f32, cascade_sum_f32, div_floor_f32, histc_f32, linspace_f32
@@ -83,10 +83,13 @@ class HistogramObserver(UniformObserver):
 
     def observe(self, x: np.typing.ArrayLike) -> None:
         """Fold one float32 batch into the running histogram."""
-        values = np.asarray(x)
+        try:
+            values = np.asarray(x)
+        except ValueError:  # ragged nested sequences
+            values = np.asarray(None)
         if values.dtype != np.float32:
-            raise TypeError(
-                f"HistogramObserver observes float32 arrays, got dtype {values.dtype} "
+            raise ArgumentError(
+                f"HistogramObserver.observe: x must be a float32 array, got {describe(x)} of dtype {values.dtype} "
                 "(torch bins other dtypes in their own precision; convert explicitly)"
             )
         if values.size == 0:

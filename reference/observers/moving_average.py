@@ -9,7 +9,7 @@ import numpy as np
 from ..numerics import f32
 from ..qtensor import QDtype
 from ._aten import aminmax_f32
-from ._base import DEFAULT_EPS, as_observed_float32
+from ._base import DEFAULT_EPS, as_observed_float32, checked_averaging_constant
 from ._qparams import QScheme
 from .minmax import MinMaxObserver
 
@@ -43,7 +43,7 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
         eps: float = DEFAULT_EPS,
     ) -> None:
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps)
-        self.averaging_constant = float(averaging_constant)
+        self.averaging_constant = checked_averaging_constant(averaging_constant)
 
     def observe(self, x: np.typing.ArrayLike) -> None:
         """Fold one batch into the moving averages."""

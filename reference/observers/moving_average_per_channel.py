@@ -8,7 +8,7 @@ import numpy as np
 
 from ..numerics import f32
 from ..qtensor import QDtype
-from ._base import DEFAULT_EPS
+from ._base import DEFAULT_EPS, checked_averaging_constant
 from ._qparams import QScheme
 from .per_channel import PerChannelMinMaxObserver
 
@@ -41,7 +41,7 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         eps: float = DEFAULT_EPS,
     ) -> None:
         super().__init__(ch_axis, dtype, qscheme, reduce_range, quant_min, quant_max, eps)
-        self.averaging_constant = float(averaging_constant)
+        self.averaging_constant = checked_averaging_constant(averaging_constant)
 
     def observe(self, x: np.typing.ArrayLike) -> None:
         """Fold one batch into the per-channel moving averages."""

@@ -6,6 +6,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .._arguments import integer
 from ..qtensor import QDtype
 from ._base import DEFAULT_EPS, UniformObserver, as_observed_float32, channel_rows
 from ._qparams import QScheme, default_qparams
@@ -45,7 +46,7 @@ class PerChannelMinMaxObserver(UniformObserver):
     ) -> None:
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, eps)
         self._check_qscheme(per_channel=True)
-        self.ch_axis = int(ch_axis)
+        self.ch_axis = integer(ch_axis, "ch_axis")
         self.min_val = np.zeros((0,), np.float32)
         self.max_val = np.zeros((0,), np.float32)
 

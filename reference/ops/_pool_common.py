@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arguments import ArgumentError, int_tuple
 from ..numerics import cvt_rne, f32, ieee_float_ops, normal_scale_f32, pack_u8
 from ..qtensor import MemoryFormat, QDtype, QTensor, memory_format_of
 from ._tensor_iterator import orders_coincide
@@ -27,13 +28,26 @@ def check_4d(q: QTensor, op: str, name: str) -> None:
         raise ValueError(f"{op}: {name} must be 4-d (N, C, H, W), got shape {q.shape}")
 
 
-def pair(value: int | tuple[int, ...] | list[int], name: str, op: str) -> tuple[int, int]:
-    """An int or a 1-/2-sequence as (height, width), like ATen's pooling argument parsing."""
-    values = (value,) if np.ndim(value) == 0 else tuple(value)
-    if len(values) not in (1, 2) or not all(float(v).is_integer() for v in values):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    first = int(values[0])
-    return (first, int(values[-1]))
+def pair(value: int | tuple[int, ...] | list[int], name: str, op: str, minimum: int | None = None) -> tuple[int, int]:
+    """An int or a 1-/2-sequence of ints (>= `minimum`) as (height, width), like ATen's pooling
+    argument parsing; ArgumentError naming `name` otherwise."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    try:
+        first, second = int_tuple(value, name, 2, minimum)
+    except ArgumentError as error:
+        raise ArgumentError(f"{op}: {error}") from None
+    return first, second
+
+
+def pool_stride(stride: int | tuple[int, ...] | list[int] | None, kernel: tuple[int, int], op: str) -> tuple[int, int]:
+    """A pooling stride as (height, width): the kernel size when None or empty (TorchScript's
+    default is [])."""
+    if stride is None or (isinstance(stride, (list, tuple, np.ndarray)) and len(stride) == 0):
+        return kernel
+    return pair(stride, "stride", op, minimum=1)
 
 
 def pooling_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil_mode: bool) -> int:

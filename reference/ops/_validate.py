@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from .._arguments import ArgumentError, describe
 from ..profile import EngineRefusedError
+from ..qtensor import QDtype, QTensor, checked_scale, checked_zero_point
 
 
 def as_float32_array(x: np.typing.ArrayLike, name: str) -> np.ndarray:
@@ -14,7 +18,13 @@ def as_float32_array(x: np.typing.ArrayLike, name: str) -> np.ndarray:
     because narrowing float64 to float32 is a rounding step torch would not do for you.
     """
     if isinstance(x, np.ndarray) and x.dtype != np.float32:
-        raise TypeError(f"{name} must be a float32 array, got dtype {x.dtype}; convert it explicitly first")
+        raise ArgumentError(f"{name} must be a float32 array, got dtype {x.dtype}; convert it explicitly first")
+    try:
+        kind = np.asarray(x).dtype.kind
+    except ValueError:  # ragged nested sequences
+        kind = "O"
+    if kind not in "iuf":  # strings, None, bools, objects and ragged lists are not numbers
+        raise ArgumentError(f"{name} must be a float32 array or real numbers, got {describe(x)}")
     array = np.asarray(x, dtype=np.float32)
     return array
 
@@ -25,8 +35,30 @@ def checked_bias(bias: np.typing.ArrayLike | None, out_channels: int) -> np.ndar
         return None
     bias32 = as_float32_array(bias, "bias")
     if bias32.shape != (out_channels,):
-        raise ValueError(f"bias must have shape ({out_channels},), got {bias32.shape}")
+        raise ArgumentError(f"bias must have shape ({out_channels},), got {bias32.shape}")
     return bias32
+
+
+def check_qtensor(value: Any, name: str) -> QTensor:
+    """`value` if it is a QTensor, else ArgumentError naming `name`."""
+    if not isinstance(value, QTensor):
+        raise ArgumentError(f"{name} must be a QTensor, got {describe(value)}")
+    return value
+
+
+def output_qparams(output_scale: float, output_zero_point: int, dtype: QDtype) -> QTensor:
+    """An empty QTensor carrying an op's validated output scale and zero point."""
+    scale = checked_scale(output_scale, "output_scale")
+    zero_point = checked_zero_point(output_zero_point, dtype, "output_zero_point")
+    return QTensor(np.zeros((0,), dtype.storage), scale, zero_point, dtype)
+
+
+def broadcast_shape(a: QTensor, b: QTensor, op: str) -> tuple[int, ...]:
+    """The shape `a` and `b` broadcast to; ArgumentError naming both, not NumPy's, when they do not."""
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ArgumentError(f"{op}: shapes of a {a.shape} and b {b.shape} do not broadcast") from None
 
 
 def check_qnnpack_rows(shape: tuple[int, ...], op: str) -> None:

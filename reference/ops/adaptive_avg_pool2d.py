@@ -8,11 +8,12 @@ from typing import Sequence, Union
 import numpy as np
 
 from ..numerics import f32, rne
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import fbgemm_quantize_u8s8, quantize_val
 from ._pool_common import check_4d, check_per_tensor_8bit, nhwc_kernel_result, pair, takes_nhwc_kernel, window_sums
 from ._registry import register_op
+from ._validate import check_qtensor
 from .avg_pool2d import qnnpack_avg_pool2d
 
 # qadaptive_avg_pool*_ndhwc_stub is registered with REGISTER_DISPATCH: the AVX2 build runs
@@ -68,9 +69,11 @@ def adaptive_avg_pool2d(
     >>> adaptive_avg_pool2d(q, 1, get_profile("torch2.13-avx2-qnnpack")).int_repr.ravel().tolist()
     [1, 3]
     """
+    check_qtensor(x, "x")
+    profile = as_profile(profile)
     check_per_tensor_8bit(x, "adaptive_avg_pool2d", "x")
     check_4d(x, "adaptive_avg_pool2d", "x")
-    out_h, out_w = pair(output_size, "output_size", "adaptive_avg_pool2d")
+    out_h, out_w = pair(output_size, "output_size", "adaptive_avg_pool2d", minimum=0)
     _, _, height, width = x.shape
     if min(out_h, out_w) <= 0 or min(height, width) <= 0:
         raise ValueError(f"adaptive_avg_pool2d: output_size ({out_h}, {out_w}) and input {x.shape} must be non-empty")

@@ -6,8 +6,9 @@ import functools
 
 import numpy as np
 
+from .._arguments import ArgumentError, flag, integer
 from ..numerics import f32, normal_scale_f32, pack_u8, wrap_int32
-from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile, as_profile
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, inverse_scale_f32, quantize_val
 from ._registry import register_op
@@ -20,7 +21,7 @@ from ._tensor_iterator import (
     to_memory_order,
 )
 from ._unary_float import dequantize_vector
-from ._validate import check_qnnpack_rows
+from ._validate import check_qnnpack_rows, check_qtensor, output_qparams
 from .dequantize import dequantize
 
 # `cpu_kernel_vec` (ATen/native/cpu/Loops.h, `vectorized_loop`) runs the vector lambda on
@@ -97,8 +98,13 @@ def add(
     >>> add(one, zero, 2.0, 0).int_repr.tolist(), add(one, zero, 2.0, 0, profile=qnnpack).int_repr.tolist()
     ([0], [1])
     """
+    check_qtensor(a, "a")
+    check_qtensor(b, "b")
+    flag(relu, "relu")
+    integer(num_threads, "num_threads", minimum=1)
+    profile = as_profile(profile)
     _check_operands(a, b)
-    out = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
+    out = output_qparams(output_scale, output_zero_point, a.dtype)
     if profile.engine == "qnnpack" and a.dtype is QDtype.quint8:
         return _qnnpack_add(a, b, out, relu)
     flat_a, flat_b = _in_memory_order(a, a.memory_format), _in_memory_order(b, a.memory_format)
@@ -137,6 +143,10 @@ def add_relu(
     >>> add_relu(a, b, 1.0, 5).int_repr.tolist()
     [5]
     """
+    check_qtensor(a, "a")
+    check_qtensor(b, "b")
+    integer(num_threads, "num_threads", minimum=1)
+    profile = as_profile(profile)
     return add(a, b, output_scale, output_zero_point, relu=True, num_threads=num_threads, profile=profile)
 
 
@@ -275,4 +285,4 @@ def _check_operands(a: QTensor, b: QTensor) -> None:
     if a.dtype is not b.dtype:
         raise ValueError(f"quantized::add: operands have dtypes {a.dtype.label} and {b.dtype.label}; expected the same")
     if a.shape != b.shape:
-        raise ValueError(f"quantized::add: shapes {a.shape} and {b.shape} differ; broadcasting is not specified")
+        raise ArgumentError(f"quantized::add: shapes of a {a.shape} and b {b.shape} differ; no broadcasting")

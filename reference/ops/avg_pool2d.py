@@ -6,8 +6,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from .._arguments import flag, integer
 from ..numerics import f32, rne
-from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile, as_profile
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._pool_common import (
@@ -15,12 +16,14 @@ from ._pool_common import (
     check_per_tensor_8bit,
     nhwc_kernel_result,
     pair,
+    pool_stride,
     pooling_output_size,
     qnnpack_average,
     takes_nhwc_kernel,
     window_sums,
 )
 from ._registry import register_op
+from ._validate import check_qtensor
 
 IntOrPair = Union[int, Sequence[int]]
 
@@ -87,10 +90,17 @@ def avg_pool2d(
     >>> avg_pool2d(hundreds, 2, 1, 1, count_include_pad=False, profile=qnnpack).int_repr.ravel().tolist()
     [25, 50, 25, 50, 100, 50, 25, 50, 25]
     """
+    check_qtensor(x, "x")
+    kernel = pair(kernel_size, "kernel_size", "avg_pool2d", minimum=1)
+    strides = pool_stride(stride, kernel, "avg_pool2d")
+    pad = pair(padding, "padding", "avg_pool2d", minimum=0)
+    flag(ceil_mode, "ceil_mode")
+    flag(count_include_pad, "count_include_pad")
+    if divisor_override is not None:
+        integer(divisor_override, "divisor_override")
+    profile = as_profile(profile)
     check_per_tensor_8bit(x, "avg_pool2d", "x")
     check_4d(x, "avg_pool2d", "x")
-    kernel, pad = pair(kernel_size, "kernel_size", "avg_pool2d"), pair(padding, "padding", "avg_pool2d")
-    strides = kernel if stride is None or np.size(stride) == 0 else pair(stride, "stride", "avg_pool2d")
     _check_window(kernel, strides, pad, divisor_override)
     if profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and not ceil_mode:
         return qnnpack_avg_pool2d(x, kernel, strides, pad)

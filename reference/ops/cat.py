@@ -3,17 +3,19 @@ scale and zero point (quantized/cpu/qconcat.cpp, `qcat_nhwc_kernel` in Quantized
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from .._arguments import ArgumentError, describe, dim_index
 from ..numerics import f32
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile
 from ..qtensor import MemoryFormat, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._pool_common import check_per_tensor_8bit, takes_nhwc_kernel
 from ._registry import register_op
 from ._unary_float import dequantize_vector
+from ._validate import check_qtensor, output_qparams
 from .dequantize import dequantize
 from .quantize_per_tensor import quantize_per_tensor
 
@@ -63,13 +65,12 @@ def cat(
     >>> cat([a, b], 1, 1.0, 1, get_profile("torch2.14-avx2-fbgemm")).int_repr.ravel().tolist()
     [1, 7]
     """
-    tensors = list(tensors)
-    _check_inputs(tensors, dim)
+    profile = as_profile(profile)
+    tensors, axis = _check_inputs(tensors, dim)
     first = tensors[0]
     scale = first.scale if output_scale is None else output_scale
     zero_point = first.zero_point if output_zero_point is None else output_zero_point
-    out = QTensor(np.zeros((0,), first.dtype.storage), scale, zero_point, first.dtype)
-    axis = dim % first.int_repr.ndim
+    out = output_qparams(scale, zero_point, first.dtype)
     if axis == 1 and all(t.int_repr.ndim == 4 and takes_nhwc_kernel(t) for t in tensors):
         ints = np.concatenate([_nhwc_requantize(t, out, profile) for t in tensors], axis=1)
         return QTensor(ints, out.scale, out.zero_point, out.dtype, memory_format=MemoryFormat.channels_last)
@@ -94,19 +95,27 @@ def _nhwc_requantize(t: QTensor, out: QTensor, profile: NumericsProfile) -> np.n
     return np.where(in_vector, vector, scalar)
 
 
-def _check_inputs(tensors: list[QTensor], dim: int) -> None:
+def _check_inputs(tensors: Sequence[QTensor], dim: int) -> tuple[list[QTensor], int]:
+    """The tensors as a list and `dim` in [0, ndim); ArgumentError naming the argument."""
+    if isinstance(tensors, (str, bytes, QTensor)) or not isinstance(tensors, Iterable):
+        raise ArgumentError(f"cat: tensors must be a sequence of QTensors, got {describe(tensors)}")
+    tensors = list(tensors)
     if not tensors:
-        raise ValueError("cat: expected at least one tensor")
+        raise ArgumentError("cat: tensors must hold at least one tensor, got none")
     for index, t in enumerate(tensors):
+        check_qtensor(t, f"tensors[{index}]")
         check_per_tensor_8bit(t, "cat", f"tensors[{index}]")
     first = tensors[0]
     ndim = first.int_repr.ndim
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"cat: dim {dim} is out of range for {ndim}-d tensors")
-    axis = dim % ndim
+    if ndim == 0:
+        raise ArgumentError("cat: tensors[0] is 0-d; zero-dimensional tensors cannot be concatenated")
+    axis = dim_index(dim, "dim", ndim)
     for index, t in enumerate(tensors):
         if t.dtype is not first.dtype:
             raise ValueError(f"cat: tensors[{index}] has dtype {t.dtype.label}, tensors[0] has {first.dtype.label}")
         other_dims = [d for d in range(ndim) if d != axis]
         if t.int_repr.ndim != ndim or any(t.shape[d] != first.shape[d] for d in other_dims):
-            raise ValueError(f"cat: tensors[{index}] has shape {t.shape}; expected {first.shape} except along dim {dim}")
+            raise ValueError(
+                f"cat: tensors[{index}] has shape {t.shape}; expected {first.shape} except along dim {dim}"
+            )
+    return tensors, axis

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .._arguments import ArgumentError, dim_index, integer
 from ..qtensor import QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 
 
 @register_op("aten::chunk")
@@ -20,12 +22,12 @@ def chunk(q: QTensor, chunks: int, dim: int = 0) -> list[QTensor]:
     >>> [c.int_repr.tolist() for c in chunk(q, 2)]
     [[0, 1, 2], [3, 4]]
     """
-    if chunks < 1:
-        raise ValueError(f"chunk expects chunks >= 1, got {chunks}")
+    check_qtensor(q, "q")
+    chunks = integer(chunks, "chunks", minimum=1)
     ndim = q.int_repr.ndim
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"chunk dim {dim} is out of range for a tensor of shape {q.shape}")
-    dim %= ndim
+    if ndim == 0:
+        raise ArgumentError("chunk expects q of at least 1 dim, got a 0-d tensor")
+    dim = dim_index(dim, "dim", ndim)
     if q.axis == dim:
         raise ValueError(f"chunk along the per-channel axis {dim} is not supported")
     length = q.shape[dim]
@@ -34,7 +36,6 @@ def chunk(q: QTensor, chunks: int, dim: int = 0) -> list[QTensor]:
     for start in range(0, max(length, 1), size):
         index = [slice(None)] * ndim
         index[dim] = slice(start, start + size)
-        pieces.append(
-            QTensor(q.int_repr[tuple(index)], q.scale, q.zero_point, q.dtype, axis=q.axis, memory_format=q.memory_format)
-        )
+        ints = q.int_repr[tuple(index)]
+        pieces.append(QTensor(ints, q.scale, q.zero_point, q.dtype, axis=q.axis, memory_format=q.memory_format))
     return pieces

@@ -6,12 +6,13 @@ from typing import Optional
 
 import numpy as np
 
-from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from .._arguments import real_number
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile, as_profile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import quantize_val
 from ._registry import register_op
 from ._tensor_iterator import to_memory_order
-from ._validate import check_qnnpack_rows
+from ._validate import check_qnnpack_rows, check_qtensor
 
 
 @register_op("aten::clamp")
@@ -54,6 +55,11 @@ def clamp(
     >>> clamp(x, 0.0, 100.0, get_profile("torch2.13-avx2-qnnpack")).int_repr.ravel().tolist()
     [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
     """
+    check_qtensor(q, "q")
+    for value, name in ((min_value, "min_value"), (max_value, "max_value")):
+        if value is not None:
+            real_number(value, name)
+    profile = as_profile(profile)
     if q.per_channel:
         raise ValueError(f"quantized clamp needs a per-tensor quantized input, got per-channel axis {q.axis}")
     if profile.engine == "qnnpack" and (min_value is None or max_value is None):

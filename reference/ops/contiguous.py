@@ -6,6 +6,7 @@ import numpy as np
 
 from ..qtensor import MemoryFormat, QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 
 # TorchScript passes torch.memory_format as these integers (c10::MemoryFormat).
 MEMORY_FORMAT_CODES = {0: "contiguous", 1: "preserve", 2: "channels_last"}
@@ -22,6 +23,7 @@ def contiguous(q: QTensor, memory_format: int = 0) -> QTensor:
     >>> contiguous(q).memory_format.value
     'contiguous'
     """
+    check_qtensor(q, "q")
     if memory_format not in MEMORY_FORMAT_CODES:
         raise ValueError(f"unsupported memory_format code {memory_format}; expected one of {MEMORY_FORMAT_CODES}")
     name = MEMORY_FORMAT_CODES[memory_format]

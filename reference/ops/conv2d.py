@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .._arguments import flag, int_tuple, integer
 from ..numerics import (
     dot_u8i8acc32_ref,
     dot_u8u8acc32_qnnpack_ref,
@@ -36,11 +37,11 @@ from ..numerics import (
     requantize_u8acc32_qnnpack_ref,
     requantize_u8acc32_ref,
 )
-from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import quantize_bias_qnnpack
 from ._registry import register_op
-from ._validate import checked_bias
+from ._validate import check_qtensor, checked_bias, output_qparams
 
 
 @register_op("quantized::conv2d")
@@ -98,11 +99,12 @@ def conv2d(
     >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128, profile=qnnpack).int_repr.ravel().tolist()
     [128, 128, 128, 128, 128, 128, 128, 128]
     """
+    profile = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d")
     bias32 = checked_bias(bias, out_channels)
-    out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
+    out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
     padding = conv_pair("padding", padding, minimum=0)
     out_hw = conv_output_size(x.shape[2:], kernel, stride, padding, dilation)
 
@@ -216,6 +218,14 @@ def conv_path(
     >>> conv_path(64, 64, (3, 3), (2, 2), (1, 1), (1, 1), 1)
     'im2col'
     """
+    integer(in_channels, "in_channels", minimum=1)
+    integer(out_channels, "out_channels", minimum=1)
+    int_tuple(kernel_size, "kernel_size", 2, minimum=1)
+    int_tuple(stride, "stride", 2, minimum=1)
+    int_tuple(padding, "padding", 2, minimum=0)
+    int_tuple(dilation, "dilation", 2, minimum=1)
+    integer(groups, "groups", minimum=1)
+    profile = as_profile(profile)
     kh, kw = conv_pair("kernel_size", kernel_size, minimum=1)
     sh, sw = conv_pair("stride", stride, minimum=1)
     ph, pw = conv_pair("padding", padding, minimum=0)
@@ -309,12 +319,34 @@ def conv_output_size(
     return sizes
 
 
+def check_conv_arguments(
+    x: QTensor,
+    weight: QTensor,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    relu: bool,
+    profile: NumericsProfile | str,
+) -> NumericsProfile:
+    """The argument checks of `conv2d` and `fast.conv2d` (ArgumentError naming the argument);
+    return the profile (`as_profile`)."""
+    check_qtensor(x, "x")
+    check_qtensor(weight, "weight")
+    int_tuple(stride, "stride", 2, minimum=1)
+    int_tuple(padding, "padding", 2, minimum=0)
+    int_tuple(dilation, "dilation", 2, minimum=1)
+    integer(groups, "groups", minimum=1)
+    flag(relu, "relu")
+    return as_profile(profile)
+
+
 def check_conv_inputs(x: QTensor, weight: QTensor, groups: int) -> tuple[int, tuple[int, int]]:
     """Validate dtypes, qschemes and shapes; return (out_channels, (kH, kW))."""
     if x.dtype is not QDtype.quint8 or x.per_channel or x.int_repr.ndim != 4:
-        raise ValueError(f"conv2d expects a 4-d per-tensor quint8 activation (NCHW), got {x!r}")
+        raise ValueError(f"conv2d expects x to be a 4-d per-tensor quint8 activation (NCHW), got {x!r}")
     if weight.dtype is not QDtype.qint8 or weight.int_repr.ndim != 4:
-        raise ValueError(f"conv2d expects a 4-d qint8 weight (OC, IC/groups, kH, kW), got {weight!r}")
+        raise ValueError(f"conv2d expects weight to be a 4-d qint8 tensor (OC, IC/groups, kH, kW), got {weight!r}")
     if weight.per_channel and weight.axis != 0:
         raise ValueError(f"per-channel conv weights must use axis 0, got axis {weight.axis}")
     out_channels, c_per_g = weight.shape[:2]

@@ -7,6 +7,7 @@ import numpy as np
 from ..numerics import f32, ieee_float_ops, wrap_int32
 from ..qtensor import QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 
 
 @register_op("aten::dequantize")
@@ -41,6 +42,7 @@ def dequantize(q: QTensor) -> np.ndarray:
     >>> dequantize(QTensor(np.array([2**31 - 1], np.int32), [0.5], [-5], "qint32", axis=0)).tolist()
     [1073741824.0]
     """
+    check_qtensor(q, "q")
     with ieee_float_ops():  # huge scales overflow to +-inf, as in float32 hardware
         if q.per_channel:
             centered = f32(f32(q.int_repr) - f32(_column(q.zero_point, q)))

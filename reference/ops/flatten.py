@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arguments import dim_index
 from ..qtensor import QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 from .reshape import reshape
 
 
@@ -24,10 +26,9 @@ def flatten(x: QTensor, start_dim: int = 0, end_dim: int = -1) -> QTensor:
     >>> flatten(q, 1).int_repr.tolist()
     [[0, 1, 2], [3, 4, 5]]
     """
+    check_qtensor(x, "x")
     ndim = max(x.int_repr.ndim, 1)
-    if not (-ndim <= start_dim < ndim and -ndim <= end_dim < ndim):
-        raise ValueError(f"flatten: start_dim {start_dim} / end_dim {end_dim} out of range for {ndim}-d input")
-    start, end = start_dim % ndim, end_dim % ndim
+    start, end = dim_index(start_dim, "start_dim", ndim), dim_index(end_dim, "end_dim", ndim)
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     shape = x.shape[:start] + (int(np.prod(x.shape[start : end + 1], dtype=np.int64)),) + x.shape[end + 1 :]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arguments import integer
 from ..numerics import f32
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._registry import register_op
 from ._tensor_iterator import VECTOR_BLOCK_8BIT, vector_body_mask
 from ._unary_float import dequantize_vector
+from ._validate import check_qtensor
 from .dequantize import dequantize
 
 # The fixed output qparams qhardsigmoid_kernel allocates: scale 2^-8, zp 0 (-128 for qint8).
@@ -36,6 +38,9 @@ def hardsigmoid(q: QTensor, num_threads: int = 1, profile: NumericsProfile = DEF
     >>> hardsigmoid(QTensor(np.array([2, 5, 20], np.uint8), 0.5, 2, "quint8")).int_repr.tolist()
     [128, 192, 255]
     """
+    check_qtensor(q, "q")
+    integer(num_threads, "num_threads", minimum=1)
+    profile = as_profile(profile)
     if q.per_channel or q.dtype not in OUTPUT_ZERO_POINTS:
         raise ValueError(f"quantized hardsigmoid needs a per-tensor quint8/qint8 input, got {q!r}")
     zero_point = OUTPUT_ZERO_POINTS[q.dtype]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arguments import integer
 from ..numerics import f32, ieee_float_ops, normal_scale_f32
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import aten_vec_quantize_round_then_add_zp, quantize_val
 from ._registry import register_op
 from ._tensor_iterator import VECTOR_BLOCK_8BIT, vector_body_mask
 from ._unary_float import dequantize_vector
-from ._validate import check_qnnpack_rows
+from ._validate import check_qnnpack_rows, check_qtensor, output_qparams
 from .dequantize import dequantize
 
 
@@ -52,9 +53,12 @@ def hardswish(
     >>> int(hardswish(threes, 2.0, 1).int_repr[0]), int(hardswish(threes, 2.0, 1, profile=qnnpack).int_repr[0])
     (3, 2)
     """
+    check_qtensor(q, "q")
+    integer(num_threads, "num_threads", minimum=1)
+    profile = as_profile(profile)
     if q.per_channel:
         raise ValueError(f"quantized::hardswish needs a per-tensor input, got per-channel axis {q.axis}")
-    out = QTensor(np.zeros((0,), q.dtype.storage), output_scale, output_zero_point, q.dtype)
+    out = output_qparams(output_scale, output_zero_point, q.dtype)
     if profile.engine == "qnnpack" and q.dtype is QDtype.quint8:
         check_qnnpack_rows(q.shape, "hardswish")
         table = _qnnpack_hardswish_table(q, out)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from .._arguments import real_number
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile
 from ..qtensor import QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 from .clamp import clamp
 
 
@@ -25,4 +27,8 @@ def hardtanh(
     >>> hardtanh(QTensor(np.array([0, 50, 200], np.uint8), 0.05, 10, "quint8"), 0.0, 6.0).int_repr.tolist()
     [10, 50, 130]
     """
+    check_qtensor(q, "q")
+    real_number(min_value, "min_value")
+    real_number(max_value, "max_value")
+    profile = as_profile(profile)
     return clamp(q, min_value, max_value, profile)

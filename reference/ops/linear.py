@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arguments import flag
 from ..numerics import (
     dot_u8i8acc32_ref,
     dot_u8u8acc32_qnnpack_ref,
@@ -17,11 +18,11 @@ from ..numerics import (
     requantize_u8acc32_qnnpack_ref,
     requantize_u8acc32_ref,
 )
-from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import quantize_bias_qnnpack
 from ._registry import register_op
-from ._validate import checked_bias
+from ._validate import check_qtensor, checked_bias, output_qparams
 
 
 @register_op("quantized::linear")
@@ -72,10 +73,14 @@ def linear(
     >>> linear(one, w_one, np.float32([0.5]), 1.0, 0, profile=qnnpack).int_repr.tolist()
     [[1]]
     """
+    check_qtensor(x, "x")
+    check_qtensor(weight, "weight")
+    flag(relu, "relu")
+    profile = as_profile(profile)
     out_features, _ = check_linear_inputs(x, weight)
     library = specified_library(profile.linear_library, "quantized::linear")
     bias32 = checked_bias(bias, out_features)
-    out = QTensor(np.zeros((0,), np.uint8), output_scale, output_zero_point, QDtype.quint8)  # validates qparams
+    out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
     w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))
     if library == "qnnpack":
         bias_q = quantize_bias_qnnpack(bias32, x.scale, weight.scale, profile)
@@ -108,6 +113,9 @@ def linear_relu(
     >>> linear_relu(x, w, np.float32([-100.0]), 1.0, 5).int_repr.tolist()
     [[5]]
     """
+    check_qtensor(x, "x")
+    check_qtensor(weight, "weight")
+    profile = as_profile(profile)
     return linear(x, weight, bias, output_scale, output_zero_point, relu=True, profile=profile)
 
 

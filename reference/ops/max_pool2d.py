@@ -6,17 +6,20 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from .._arguments import flag
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile, as_profile
 from ..qtensor import MemoryFormat, QDtype, QTensor, memory_format_of
 from ._pool_common import (
     check_4d,
     check_per_tensor_8bit,
     nhwc_kernel_result,
     pair,
+    pool_stride,
     pooling_output_size,
     takes_nhwc_kernel,
 )
 from ._registry import register_op
+from ._validate import check_qtensor
 
 IntOrPair = Union[int, Sequence[int]]
 
@@ -78,11 +81,15 @@ def max_pool2d(
     >>> max_pool2d(column, (2, 1), 1, (1, 0), (2, 1), profile=qnnpack).int_repr.ravel().tolist()
     [5, 5, 2]
     """
+    check_qtensor(x, "x")
+    kh, kw = pair(kernel_size, "kernel_size", "max_pool2d", minimum=1)
+    sh, sw = pool_stride(stride, (kh, kw), "max_pool2d")
+    ph, pw = pair(padding, "padding", "max_pool2d", minimum=0)
+    dh, dw = pair(dilation, "dilation", "max_pool2d", minimum=1)
+    flag(ceil_mode, "ceil_mode")
+    profile = as_profile(profile)
     check_per_tensor_8bit(x, "max_pool2d", "x")
     check_4d(x, "max_pool2d", "x")
-    (kh, kw), (ph, pw) = pair(kernel_size, "kernel_size", "max_pool2d"), pair(padding, "padding", "max_pool2d")
-    sh, sw = (kh, kw) if stride is None or np.size(stride) == 0 else pair(stride, "stride", "max_pool2d")
-    dh, dw = pair(dilation, "dilation", "max_pool2d")
     _check_window(kh, kw, sh, sw, ph, pw, dh, dw)
     _, _, height, width = x.shape
     oh = pooling_output_size(height, kh, ph, sh, dh, ceil_mode)

@@ -6,12 +6,14 @@ from typing import Sequence
 
 import numpy as np
 
+from .._arguments import dim_index, flag, int_sequence
 from ..numerics import f32, rne
-from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile, as_profile
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ._pool_common import qnnpack_average
 from ._registry import register_op
 from ._tensor_iterator import orders_coincide
+from ._validate import check_qtensor
 from .dequantize import dequantize
 from .quantize_per_tensor import quantize_per_tensor
 
@@ -65,12 +67,17 @@ def mean(
     >>> mean(pairs, (2, 3)).int_repr.tolist(), mean(pairs, (2, 3), profile=qnnpack).int_repr.tolist()
     ([[0, 4]], [[1, 3]])
     """
+    check_qtensor(q, "q")
+    dims = int_sequence(dims, "dims")
+    flag(keepdim, "keepdim")
+    profile = as_profile(profile)
     if q.per_channel:
         raise ValueError(f"quantized mean needs a per-tensor input, got per-channel axis {q.axis}")
-    if profile.engine == "qnnpack" and q.dtype is QDtype.quint8 and q.int_repr.ndim == 4 and tuple(dims) == (2, 3):
-        return _qnnpack_mean(q, keepdim)
     ndim = q.int_repr.ndim
-    axes = sorted({_wrap_dim(d, ndim) for d in dims}) if len(dims) else list(range(ndim))
+    wrapped = {dim_index(d, f"dims[{i}]", ndim) for i, d in enumerate(dims)}
+    if profile.engine == "qnnpack" and q.dtype is QDtype.quint8 and ndim == 4 and dims == (2, 3):
+        return _qnnpack_mean(q, keepdim)
+    axes = sorted(wrapped) if len(dims) else list(range(ndim))
     innermost = axes == list(range(ndim - len(axes), ndim))
     if _is_contiguous_nchw(q) and innermost:
         if q.memory_format is MemoryFormat.channels_last and not keepdim:
@@ -114,12 +121,6 @@ def _is_contiguous_nchw(q: QTensor) -> bool:
     """`self.is_contiguous(MemoryFormat::Contiguous)`: size-1 dims' strides are ignored, so a
     channels_last tensor with C == 1 or H*W == 1 counts as contiguous too."""
     return q.memory_format is MemoryFormat.contiguous or orders_coincide(q.shape)
-
-
-def _wrap_dim(dim: int, ndim: int) -> int:
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"mean dim {dim} is out of range for a {ndim}-d tensor")
-    return dim % ndim
 
 
 def _inner_dim_mean(ints: np.ndarray, reduced: int) -> np.ndarray:

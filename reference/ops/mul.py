@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arguments import flag, integer
 from ..numerics import cvt_rne, f32, wrap_int32
 from ..qtensor import MemoryFormat, QTensor
 from ..quantize_kernels import inverse_scale_f32
 from ._registry import register_op
 from ._tensor_iterator import VECTOR_BLOCK_8BIT, layouts_differ, vector_body_mask
+from ._validate import broadcast_shape, check_qtensor, output_qparams
 
 
 @register_op("quantized::mul")
@@ -41,13 +43,17 @@ def mul(
     >>> mul(qa, qb, 0.25, 1).int_repr.tolist()
     [10, 6]
     """
+    check_qtensor(a, "a")
+    check_qtensor(b, "b")
+    flag(relu, "relu")
+    integer(num_threads, "num_threads", minimum=1)
     for name, q in (("a", a), ("b", b)):
         if q.per_channel:
             raise ValueError(f"quantized::mul needs per-tensor inputs; {name} is per-channel (axis {q.axis})")
     if a.dtype is not b.dtype:
         raise ValueError(f"quantized::mul needs equal dtypes, got {a.dtype.label} and {b.dtype.label}")
-    out_qparams = QTensor(np.zeros((0,), a.dtype.storage), output_scale, output_zero_point, a.dtype)
-    shape = np.broadcast_shapes(a.shape, b.shape)
+    out_qparams = output_qparams(output_scale, output_zero_point, a.dtype)
+    shape = broadcast_shape(a, b, "quantized::mul")
     centered = (a.int_repr.astype(np.int64) - a.zero_point) * (b.int_repr.astype(np.int64) - b.zero_point)
     multiplier = f32(f32(np.float32(a.scale) * np.float32(b.scale)) * inverse_scale_f32(out_qparams.scale))
     scaled = f32(centered.astype(np.float32) * multiplier)  # |c| < 2^24: the conversion is exact
@@ -74,6 +80,9 @@ def mul_relu(a: QTensor, b: QTensor, output_scale: float, output_zero_point: int
     >>> mul_relu(qa, qa, 1.0, 3).int_repr.tolist()  # c = [4, 9] -> [7, 12]
     [7, 12]
     """
+    check_qtensor(a, "a")
+    check_qtensor(b, "b")
+    integer(num_threads, "num_threads", minimum=1)
     return mul(a, b, output_scale, output_zero_point, relu=True, num_threads=num_threads)
 
 

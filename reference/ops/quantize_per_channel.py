@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile
 from ..qtensor import QDtype, QTensor, check_per_channel_qparams
 from ..quantize_kernels import quantize_val
 from ._registry import register_op
@@ -32,6 +32,7 @@ def quantize_per_channel(
     >>> quantize_per_channel([[0.25], [3.0]], [0.5, 2.0], [0, 1], 0, "qint8").int_repr.tolist()
     [[0], [2]]
     """
+    profile = as_profile(profile)
     dtype = QDtype.parse(dtype)
     values = as_float32_array(x, "x")
     scales, zps, axis = check_per_channel_qparams(scales, zero_points, axis, values.shape, dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..profile import DEFAULT_PROFILE, NumericsProfile
+from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile
 from ..qtensor import QDtype, QTensor
 from ..quantize_kernels import fbgemm_quantize_u8s8, quantize_val
 from ._registry import register_op
@@ -37,12 +37,14 @@ def quantize_per_tensor(
     >>> q.int_repr.tolist()
     [1, 3, 3, 1]
     """
+    profile = as_profile(profile)
     dtype = QDtype.parse(dtype)
     values = as_float32_array(x, "x")
     # Build the output's qparams first: QTensor validates scale and zero point.
     qparams = QTensor(np.zeros((0,), dtype.storage), scale, zero_point, dtype)
+    flat = values.reshape(-1)  # the kernels work on 1-d runs; a 0-d input is one element
     if dtype is QDtype.qint32:
-        ints = quantize_val(values, qparams.scale, qparams.zero_point, dtype, profile)
+        ints = quantize_val(flat, qparams.scale, qparams.zero_point, dtype, profile)
     else:
-        ints = fbgemm_quantize_u8s8(values, qparams.scale, qparams.zero_point, dtype, profile)
+        ints = fbgemm_quantize_u8s8(flat, qparams.scale, qparams.zero_point, dtype, profile)
     return QTensor(ints.reshape(values.shape), qparams.scale, qparams.zero_point, dtype)

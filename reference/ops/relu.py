@@ -6,6 +6,7 @@ import numpy as np
 
 from ..qtensor import QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 
 
 @register_op("aten::relu")
@@ -23,6 +24,7 @@ def relu(q: QTensor) -> QTensor:
     >>> relu(QTensor(np.array([1, 3, 5], np.uint8), 0.5, 3, "quint8")).int_repr.tolist()
     [3, 3, 5]
     """
+    check_qtensor(q, "q")
     zero_point = q.zero_point
     if q.per_channel:
         shape = [1] * q.int_repr.ndim

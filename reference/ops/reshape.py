@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .._arguments import ArgumentError, int_sequence
 from ..qtensor import MemoryFormat, QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 
 
 @register_op("aten::reshape", "aten::view")
@@ -25,15 +27,16 @@ def reshape(x: QTensor, shape: Sequence[int]) -> QTensor:
     >>> reshape(q, (-1,)).int_repr.tolist()
     [5, 6, 7, 8]
     """
-    if not isinstance(x, QTensor):
-        raise TypeError(f"reshape: x must be a QTensor, got {type(x).__name__}")
+    check_qtensor(x, "x")
+    target = int_sequence(shape, "shape", minimum=-1)
     if x.per_channel:
         raise ValueError(f"reshape: per-channel inputs (axis={x.axis}) are not specified")
-    target = tuple(int(s) for s in shape)
     try:
         ints = x.int_repr.reshape(target)
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape {x.shape} ({x.int_repr.size} elements) to {target}") from None
+        raise ArgumentError(
+            f"reshape: cannot reshape x of shape {x.shape} ({x.int_repr.size} elements) to shape {target}"
+        ) from None
     same_shape = ints.shape == x.shape
     memory_format = x.memory_format if same_shape else MemoryFormat.contiguous
     return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)

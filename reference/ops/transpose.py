@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arguments import ArgumentError, dim_index
 from ..qtensor import MemoryFormat, QTensor
 from ._registry import register_op
+from ._validate import check_qtensor
 
 
 @register_op("aten::transpose")
@@ -22,11 +24,11 @@ def transpose(q: QTensor, dim0: int, dim1: int) -> QTensor:
     >>> transpose(q, 0, 1).int_repr.tolist()
     [[0, 3], [1, 4], [2, 5]]
     """
+    check_qtensor(q, "q")
     ndim = q.int_repr.ndim
-    for dim in (dim0, dim1):
-        if not -ndim <= dim < ndim:
-            raise ValueError(f"transpose dim {dim} is out of range for a tensor of shape {q.shape}")
-    d0, d1 = dim0 % ndim, dim1 % ndim
+    if ndim == 0:
+        raise ArgumentError("transpose expects q of at least 1 dim, got a 0-d tensor")
+    d0, d1 = dim_index(dim0, "dim0", ndim), dim_index(dim1, "dim1", ndim)
     ints = np.swapaxes(q.int_repr, d0, d1)
     axis = q.axis
     if axis is not None:

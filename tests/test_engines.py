@@ -1,0 +1,142 @@
+"""Production under a chosen quantized engine (GitHub issue 12): quantize_jit, prepare_jit and
+convert_jit pin it, export records its profile, verify runs torch under it and the reference in
+its profile, and conform's torch oracle follows --engine (refusals agree only if both refuse)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hypothesis import strategies as st
+
+import quantspec.reference.interpreter as interpreter
+from quantspec.conformance import runner
+from quantspec.conformance.checks import OpCheck
+from quantspec.production import export, quantize_jit, save
+from quantspec.production.cli import main
+from quantspec.production.environment import detect_profile, hardware_cpu_features, quantized_engine
+from quantspec.production.quantize import convert_jit, prepare_jit
+from quantspec.production.verify import verify
+from quantspec.production.zoo import build
+from quantspec.reference.profile import EngineNotSpecifiedError, EngineRefusedError
+
+
+def small(name: str) -> torch.nn.Module:
+    return build(name, num_classes=7, width=0.25 if name.startswith("cifar") else 0.125)
+
+
+def images(count: int = 2, seed: int = 5) -> torch.Tensor:
+    return torch.randn(count, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def run_once(model: torch.jit.ScriptModule, x: torch.Tensor) -> None:
+    model(x)
+
+
+def test_quantize_jit_pins_the_given_engine_and_restores_the_callers() -> None:
+    seen = []
+
+    def spy(model: torch.jit.ScriptModule, x: torch.Tensor) -> None:
+        seen.append(torch.backends.quantized.engine)
+        model(x)
+
+    with quantized_engine("fbgemm"):
+        quantize_jit(small("cifar_resnet20"), None, spy, (images(),), engine="qnnpack")
+        assert torch.backends.quantized.engine == "fbgemm"
+    assert seen == ["qnnpack"]
+
+
+def test_default_qconfig_follows_the_engine() -> None:
+    # qnnpack's default qconfig observes activations without reduce_range, fbgemm's with it.
+    for engine, reduce_range in (("qnnpack", False), ("fbgemm", True)):
+        prepared = prepare_jit(small("cifar_resnet20"), engine=engine)
+        activations = [m for _, m in prepared.named_modules() if m.original_name == "HistogramObserver"]
+        assert activations and all(bool(m.reduce_range) == reduce_range for m in activations)
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="quantized engine 'fbgem'"):
+        quantize_jit(small("cifar_resnet20"), None, run_once, (images(),), engine="fbgem")
+
+
+def unmangled(graph: object) -> str:
+    """A graph's text without TorchScript's per-compilation class-name mangling."""
+    return re.sub(r"___torch_mangle_\d+", "", str(graph))
+
+
+def test_step_by_step_path_is_quantize_jit() -> None:
+    model, x = small("cifar_resnet20"), images()
+    prepared = prepare_jit(model, engine="qnnpack")
+    run_once(prepared, x)
+    stepwise = convert_jit(prepared, engine="qnnpack")
+    whole = quantize_jit(model, None, run_once, (x,), engine="qnnpack")
+    assert unmangled(stepwise.graph) == unmangled(whole.graph)
+    with quantized_engine("qnnpack"):
+        assert torch.equal(stepwise(images(seed=9)), whole(images(seed=9)))
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20", "resnet18"])  # resnet18: max_pool2d under qnnpack
+def test_qnnpack_zoo_model_exports_its_profile_and_verifies_bit_exactly(name: str, tmp_path) -> None:
+    converted = quantize_jit(small(name), None, run_once, (images(),), engine="qnnpack")
+    path = export(converted, tmp_path / "model.qsm", engine="qnnpack")
+    assert interpreter.load(path).profile == detect_profile("qnnpack")
+    report = verify(converted, images(seed=6), engine="qnnpack")
+    assert report.profile.startswith(detect_profile("qnnpack").name)
+    assert report.ok, report.format()
+    assert any(check.kind.startswith("quantized::conv2d") for check in report.checks)
+
+
+def test_verify_cli_loads_and_runs_under_the_engine(tmp_path, capsys) -> None:
+    converted = quantize_jit(small("cifar_resnet20"), None, run_once, (images(),), engine="qnnpack")
+    out = tmp_path / "int8.pt"
+    save(converted, out, input_shape=(3, 32, 32), engine="qnnpack")
+    assert main(["verify", str(out), "--random", "2", "--engine", "qnnpack"]) == 0
+    printed = capsys.readouterr().out
+    assert "-qnnpack" in printed and "bit-exact" in printed
+
+
+@pytest.mark.skipif(hardware_cpu_features() == "avx512_vnni", reason="x86 sends conv to oneDNN on AVX512-VNNI")
+def test_x86_engine_equals_fbgemm_without_vnni() -> None:
+    model, x, probe = small("cifar_resnet20"), images(), images(seed=8)
+    outputs = {}
+    for engine in ("fbgemm", "x86"):
+        converted = quantize_jit(model, None, run_once, (x,), engine=engine)
+        assert verify(converted, probe, engine=engine).ok
+        with quantized_engine(engine):
+            outputs[engine] = converted(probe).numpy().view(np.int32)
+    assert np.array_equal(outputs["fbgemm"], outputs["x86"])
+
+
+# --- conform: refusals and unspecified kernels ------------------------------------------
+
+
+def fixed_check(reference, torch_side) -> OpCheck:
+    return OpCheck(name="fixed", op="aten::fixed", cases=st.just(1), reference=reference, torch=torch_side)
+
+
+def refuse(case: int, profile: object) -> np.ndarray:
+    raise EngineRefusedError("pytorch_qnnpack refuses it")
+
+
+def torch_raises(case: int) -> np.ndarray:
+    raise RuntimeError("failed to create operator")
+
+
+def test_a_refusal_agrees_only_when_torch_also_raises() -> None:
+    profile = detect_profile("qnnpack")
+    agreed = runner.run_check(fixed_check(refuse, torch_raises), "smoke", profile)
+    assert agreed.status in ("ok", "VACUOUS") and agreed.cases >= 1 and agreed.labels.get("refused by both")
+    accepted = runner.run_check(fixed_check(refuse, lambda case: np.zeros(1, np.float32)), "smoke", profile)
+    assert accepted.status == "MISMATCH" and "torch computed a value" in accepted.failure["summary"]
+
+
+def test_an_unspecified_kernel_reports_not_specified() -> None:
+    def unspecified(case: int, profile: object) -> np.ndarray:
+        raise EngineNotSpecifiedError("oneDNN conv2d")
+
+    result = runner.run_check(fixed_check(unspecified, torch_raises), "smoke", detect_profile("onednn"))
+    assert result.status == runner.NOT_SPECIFIED and result.cases == 0
