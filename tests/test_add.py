@@ -101,7 +101,13 @@ def test_large_8bit_adds_look_each_pair_up_with_the_vector_formula(dtype: str) -
     a, b = every_pair(dtype, 0.5, 3, 0.25, 1)
     whole = add(a, b, 1.0, 1, profile=P213).int_repr
     chunks = [
-        add(QTensor(a.int_repr[i : i + 4096], 0.5, 3, dtype), QTensor(b.int_repr[i : i + 4096], 0.25, 1, dtype), 1.0, 1, profile=P213).int_repr
+        add(
+            QTensor(a.int_repr[i : i + 4096], 0.5, 3, dtype),
+            QTensor(b.int_repr[i : i + 4096], 0.25, 1, dtype),
+            1.0,
+            1,
+            profile=P213,
+        ).int_repr
         for i in range(0, 65536, 4096)
     ]
     assert np.array_equal(whole, np.concatenate(chunks))
@@ -148,8 +154,11 @@ def test_matches_torch_at_ties_tails_and_threads() -> None:
     compared = 0
     try:
         with fbgemm_engine():
-            for shape, fmt, threads in [((3, 5, 7, 3), MemoryFormat.contiguous, 1), ((2, 9, 5, 3), MemoryFormat.channels_last, 1),
-                                        ((1, 3, 150, 150), MemoryFormat.contiguous, 2)]:
+            for shape, fmt, threads in [
+                ((3, 5, 7, 3), MemoryFormat.contiguous, 1),
+                ((2, 9, 5, 3), MemoryFormat.channels_last, 1),
+                ((1, 3, 150, 150), MemoryFormat.contiguous, 2),
+            ]:
                 torch.set_num_threads(threads)
                 a = QTensor(rng.integers(0, 256, shape).astype(np.uint8), 1.0, 3, "quint8", memory_format=fmt)
                 b = QTensor(rng.integers(0, 256, shape).astype(np.uint8), 1.0, 0, "quint8", memory_format=fmt)

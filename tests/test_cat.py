@@ -138,6 +138,10 @@ def test_add_pool_cat_conformance_cases_print_as_rebuild_recipes() -> None:
         rebuilt = eval(repr(case), namespace)
         for original, copy in zip(tensors(case), tensors(rebuilt), strict=True):
             assert copy.int_repr.tolist() == original.int_repr.tolist()
-            assert (copy.scale, copy.zero_point, copy.memory_format) == (original.scale, original.zero_point, original.memory_format)
+            assert (copy.scale, copy.zero_point, copy.memory_format) == (
+                original.scale,
+                original.zero_point,
+                original.memory_format,
+            )
 
     rebuilds()

@@ -60,12 +60,16 @@ def test_file_is_a_zip_of_json_and_npz_without_pickle(exported):
     assert len(manifest["payload_sha256"]) == 64
     profile = detect_profile()
     assert graph["profile"] == {
-        "torch_release": profile.torch_release, "cpu": profile.cpu, "engine": profile.engine, "float_gemm": profile.float_gemm
+        "torch_release": profile.torch_release,
+        "cpu": profile.cpu,
+        "engine": profile.engine,
+        "float_gemm": profile.float_gemm,
     }
     assert graph["torch_version"] == torch.__version__
     assert graph["inputs"][0]["shape"] == [None, 3, 8, 8] and graph["inputs"][0]["dtype"] == "float32"
     kinds = [node["kind"] for node in graph["nodes"]]
-    assert kinds[0] == "aten::quantize_per_tensor" and "quantized::conv2d_relu" in kinds and "quantized::linear" in kinds
+    assert kinds[0] == "aten::quantize_per_tensor"
+    assert "quantized::conv2d_relu" in kinds and "quantized::linear" in kinds
 
 
 def test_packed_weights_are_the_unpacked_integers_and_geometry(exported):
@@ -84,7 +88,11 @@ def test_packed_weights_are_the_unpacked_integers_and_geometry(exported):
 def test_constants_round_trip_exactly(exported):
     converted, path = exported
     model = load(path)
-    scales = [n for n in converted.graph.nodes() if n.kind() == "prim::Constant" and n.output().type().kind() == "FloatType"]
+    scales = [
+        n
+        for n in converted.graph.nodes()
+        if n.kind() == "prim::Constant" and n.output().type().kind() == "FloatType"
+    ]
     assert scales
     for node in scales:
         assert model.constants[node.output().debugName()] == node.output().toIValue()  # doubles, bit for bit

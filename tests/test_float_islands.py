@@ -90,7 +90,8 @@ def test_linear_outside_the_verified_set_keeps_the_float64_sum():
     # K = 12 is not a multiple of 8 (the gemv/dot kernels' unprobed case), and no bias means
     # matmul instead of addmm: both fall back to the exact float64 sum, 2^24 - 2^24 + 10 = 10.
     row = [BIG] + [1] * 5 + [-BIG] + [1] * 5
-    assert float_ops.linear(np.ones((1, 12), np.float32), _rows(row, 4), np.zeros(4, np.float32), profile=MKL_AMD).tolist() == [[10.0] * 4]
+    out = float_ops.linear(np.ones((1, 12), np.float32), _rows(row, 4), np.zeros(4, np.float32), profile=MKL_AMD)
+    assert out.tolist() == [[10.0] * 4]
     assert float_ops.linear(np.ones((1, 8), np.float32), _rows(ROW8, 4), profile=MKL_AMD).tolist() == [[6.0] * 4]
 
 
@@ -202,7 +203,10 @@ def _bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(a.view(np.int32), b.view(np.int32))
 
 
-LINEAR_SHAPES = [(1, 16, 10), (2, 32, 10), (1, 1024, 10), (3, 512, 13), (1, 64, 15), (2, 64, 1000), (64, 72, 11), (4, 72, 12), (4, 200, 16), (8, 400, 32), (13, 72, 64)]
+LINEAR_SHAPES = [
+    (1, 16, 10), (2, 32, 10), (1, 1024, 10), (3, 512, 13), (1, 64, 15), (2, 64, 1000),
+    (64, 72, 11), (4, 72, 12), (4, 200, 16), (8, 400, 32), (13, 72, 64),
+]
 
 
 @pytest.mark.parametrize(
@@ -322,7 +326,10 @@ def _convert(torch, name: str, width: float, calib):
     from quantspec import production
     from quantspec.production import zoo
 
-    fast = QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True), weight=default_per_channel_weight_observer)
+    fast = QConfig(
+        activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True),
+        weight=default_per_channel_weight_observer,
+    )
     qconfig_dict = {key: (None if value is None else fast) for key, value in zoo.qconfig_dict(name).items()}
 
     def run_once(model, x) -> None:

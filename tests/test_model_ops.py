@@ -176,8 +176,10 @@ def test_float_pools_of_islands():
     # [[0/1, 3/2], [9/2, 24/4]] = [[0, 1.5], [4.5, 6]]
     x = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
     assert FLOAT_OPS["aten::max_pool2d"](x, [2, 2], [2, 2], [1, 1], [1, 1], False).tolist() == [[[[0, 2], [6, 8]]]]
-    assert FLOAT_OPS["aten::avg_pool2d"](x, [2, 2], [2, 2], [1, 1], False, True, None).tolist() == [[[[0, 0.75], [2.25, 6]]]]
-    assert FLOAT_OPS["aten::avg_pool2d"](x, [2, 2], [2, 2], [1, 1], False, False, None).tolist() == [[[[0, 1.5], [4.5, 6]]]]
+    counted = FLOAT_OPS["aten::avg_pool2d"](x, [2, 2], [2, 2], [1, 1], False, True, None)
+    assert counted.tolist() == [[[[0, 0.75], [2.25, 6]]]]
+    uncounted = FLOAT_OPS["aten::avg_pool2d"](x, [2, 2], [2, 2], [1, 1], False, False, None)
+    assert uncounted.tolist() == [[[[0, 1.5], [4.5, 6]]]]
 
 
 def test_float_pools_ceil_mode_dilation_and_nan():
@@ -187,7 +189,8 @@ def test_float_pools_ceil_mode_dilation_and_nan():
     # so its size is 1): [0.5, nan, 4]. Dilation 2, kernel 2, stride 1: taps (0,2) (1,3) (2,4):
     # max [nan, 3, nan].
     x = np.float32([0, 1, np.nan, 3, 4]).reshape(1, 1, 1, 5)
-    assert np.array_equal(FLOAT_OPS["aten::max_pool2d"](x, [1, 2], [1, 2], [0, 0], [1, 1], True).ravel(), [1, np.nan, 4], equal_nan=True)
+    pooled = FLOAT_OPS["aten::max_pool2d"](x, [1, 2], [1, 2], [0, 0], [1, 1], True)
+    assert np.array_equal(pooled.ravel(), [1, np.nan, 4], equal_nan=True)
     avg = FLOAT_OPS["aten::avg_pool2d"](x, [1, 2], [1, 2], [0, 0], True, True, None)
     assert np.array_equal(avg.ravel(), [0.5, np.nan, 4], equal_nan=True)
     dilated = FLOAT_OPS["aten::max_pool2d"](x, [1, 2], [1, 1], [0, 0], [1, 2], False)
@@ -229,9 +232,15 @@ def test_against_torch(channels_last):
                     out_scale, out_zp = float(rng.choice([0.5, 0.25, 2.0**-6])), int(rng.integers(0, 256))
                     pairs = [
                         (torch.ops.quantized.mul(x, y, out_scale, out_zp), mul(rx, ry, out_scale, out_zp)),
-                        (torch.ops.quantized.hardswish(x, out_scale, out_zp), hardswish(rx, out_scale, out_zp, profile=profile)),
+                        (
+                            torch.ops.quantized.hardswish(x, out_scale, out_zp),
+                            hardswish(rx, out_scale, out_zp, profile=profile),
+                        ),
                         (torch.nn.functional.hardsigmoid(x), hardsigmoid(rx, profile=profile)),
-                        (torch.nn.functional.hardtanh(x, -0.5 * scale, 20.5 * scale), hardtanh(rx, -0.5 * scale, 20.5 * scale, profile)),
+                        (
+                            torch.nn.functional.hardtanh(x, -0.5 * scale, 20.5 * scale),
+                            hardtanh(rx, -0.5 * scale, 20.5 * scale, profile),
+                        ),
                         (torch.relu(x), relu(rx)),
                         (torch.mean(x, (2, 3), keepdim=True), mean(rx, (2, 3), True, profile)),
                     ]

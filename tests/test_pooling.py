@@ -16,7 +16,9 @@ P213_AVX2 = get_profile("torch2.13-avx2-fbgemm")
 CL = MemoryFormat.channels_last
 
 
-def quint8(values: np.ndarray | list, zero_point: int = 0, memory_format: MemoryFormat = MemoryFormat.contiguous) -> QTensor:
+def quint8(
+    values: np.ndarray | list, zero_point: int = 0, memory_format: MemoryFormat = MemoryFormat.contiguous
+) -> QTensor:
     return QTensor(np.asarray(values, np.uint8), 0.1, zero_point, "quint8", memory_format=memory_format)
 
 

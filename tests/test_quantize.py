@@ -213,7 +213,9 @@ def test_torch_agrees_with_the_hand_worked_per_tensor_examples(x, scale, zp, dty
 
 
 @pytest.mark.parametrize("x, scales, zps, axis, dtype, expected_213, expected_214", PER_CHANNEL)
-def test_torch_agrees_with_the_hand_worked_per_channel_examples(x, scales, zps, axis, dtype, expected_213, expected_214) -> None:
+def test_torch_agrees_with_the_hand_worked_per_channel_examples(
+    x, scales, zps, axis, dtype, expected_213, expected_214
+) -> None:
     profile = _running_profile()
     from quantspec.conformance.checks.quantize_per_channel import oracle
     from quantspec.conformance.oracles import oracle as pinned_engine

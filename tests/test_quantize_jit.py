@@ -170,7 +170,11 @@ def test_resolution_matches_torch_in_nested_blocks() -> None:
 
 def assert_resolution_matches_torch(model: nn.Module, qdict: dict) -> None:
     resolved = resolve_qconfig(model, qdict)
-    ours = {name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear)) and resolved[name] is not None}
+    ours = {
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and resolved[name] is not None
+    }
     assert ours == weight_observed_modules(model, qdict)
 
 

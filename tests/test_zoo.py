@@ -23,7 +23,10 @@ RESNET20 = DATA / "models" / "resnet20-12fca82f.th"
 # Same dtypes and schemes as get_default_qconfig("fbgemm") (quint8 0..127 activations,
 # per-channel symmetric qint8 weights) but a min/max activation observer: the same graph,
 # calibrated in a fraction of the HistogramObserver's time.
-FAST_QCONFIG = QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True), weight=default_per_channel_weight_observer)
+FAST_QCONFIG = QConfig(
+    activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True),
+    weight=default_per_channel_weight_observer,
+)
 
 
 def fast_qconfig_dict(name: str) -> dict:

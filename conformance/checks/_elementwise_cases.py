@@ -60,4 +60,6 @@ def qtensor_cases(
 @st.composite
 def power_of_two_scales(draw: st.DrawFn) -> float:
     """Mostly powers of two (exact ties downstream), sometimes ordinary values."""
-    return draw(st.one_of(st.integers(-8, 4).map(lambda e: 2.0**e), st.integers(-8, 4).map(lambda e: 2.0**e), scale_values()))
+    return draw(
+        st.one_of(st.integers(-8, 4).map(lambda e: 2.0**e), st.integers(-8, 4).map(lambda e: 2.0**e), scale_values())
+    )

@@ -68,7 +68,9 @@ def cases(draw: st.DrawFn) -> BinaryCase:
     za, zb, zo = draw(zero_points(dtype)), draw(zero_points(dtype)), draw(zero_points(dtype))
     b_format = memory_format
     if len(shape) == 4 and draw(one_in(4)):  # mixed layouts: all scalar lambda
-        b_format = MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
+        b_format = (
+            MemoryFormat.contiguous if memory_format is MemoryFormat.channels_last else MemoryFormat.channels_last
+        )
     a = QTensorCase.from_seed(shape, sa, za, dtype, None, memory_format, draw(st.integers(0, 2**32 - 1)))
     b = QTensorCase.from_seed(shape, sb, zb, dtype, None, b_format, draw(st.integers(0, 2**32 - 1)))
     return BinaryCase(a, b, so, zo, draw(st.booleans()), threads)
