@@ -27,7 +27,7 @@ from quantspec.reference.profile import NumericsProfile
 from . import settings as profiles
 from .checks import OpCheck, select
 from .runner import MAX_SHOWN_DIFFERENCES, MismatchError, check_property, json_scalar
-from .targets import Target, TargetCall, load_target, run_call
+from .targets import Target, TargetCall, UnsupportedCase, load_target, run_call
 
 HISTOGRAM_EDGE = 8  # differences beyond +-8 share one bucket each side
 
@@ -40,6 +40,7 @@ class TargetCheckResult:
     op: str
     status: str = "ok"
     cases: int = 0
+    skipped: int = 0  # cases the target raised UnsupportedCase for
     elements: int = 0
     mismatched_elements: int = 0
     max_abs_diff: int = 0
@@ -105,7 +106,11 @@ def judge_check(
     failing: list[Any] = []
 
     def measure(case: Any) -> None:
-        _, _, diff = differences(check, target, case, numerics)
+        try:
+            _, _, diff = differences(check, target, case, numerics)
+        except UnsupportedCase:
+            result.skipped += 1
+            return
         result.cases += 1
         result.elements += diff.size
         nonzero = diff[diff != 0]
@@ -117,7 +122,10 @@ def judge_check(
                 failing.append(case)
 
     def shrink(case: Any) -> None:
-        _, _, diff = differences(check, target, case, numerics)
+        try:
+            _, _, diff = differences(check, target, case, numerics)
+        except UnsupportedCase:
+            return
         if diff.size and np.abs(diff).max() > envelope:
             failing.append(case)  # the last one recorded is Hypothesis's replay of the shrunk case
             raise MismatchError(check.name)
@@ -231,6 +239,8 @@ def format_row(check: TargetCheckResult) -> str:
     histogram = " ".join(f"{k}:{v}" for k, v in check.histogram.items())
     row = (f"{check.name:<22} {check.status:<9} {check.cases:>6} {check.elements:>10} {check.mismatch_rate:>9.3%} "
            f"{check.max_abs_diff:>6} {check.seconds:>6.1f}  {histogram}")
+    if check.skipped:
+        row += f"  ({check.skipped} cases skipped: unsupported by the target)"
     if check.error:
         row += f"\n    {check.error}"
     if check.counterexample:

@@ -8,7 +8,9 @@ returns the output integers as an integer array of the output's shape (its qpara
 `ops`. See docs/targets.md.
 
 Built in: `reference` (quantspec's NumPy reference in one numerics profile: the oracle, and a
-self-check) and `torch` (torch's kernels, engine pinned as `conform` pins it). A user's
+self-check), `torch` (torch's kernels, engine pinned as `conform` pins it) and `onnxruntime`
+(`onnx_target`, with the onnx extra). A target raises `UnsupportedCase` for a case it cannot
+express; the case is skipped and counted. A user's
 target is `package.module:object`, an instance or a class (`load_target`).
 
 This module imports NumPy and the reference only: packs are replayed without torch and
@@ -46,6 +48,11 @@ OPS: dict[str, tuple[str, ...]] = {
 class TargetError(ValueError):
     """A target could not be loaded, or does not keep the protocol (a missing method, a
     result that is not an integer array of the expected shape)."""
+
+
+class UnsupportedCase(Exception):
+    """Raised by a target for a case of an op it implements but cannot express (e.g. a dtype
+    its runtime lacks): the case is counted as skipped, not judged."""
 
 
 @runtime_checkable
@@ -243,16 +250,19 @@ class TorchTarget:
 
 def load_target(spec: str, profile: NumericsProfile) -> Target:
     """The target `spec` names: "reference" (in `profile`), "torch" (under `profile`'s engine),
-    or "package.module:object" (importable: on sys.path / PYTHONPATH), a target instance or a
-    class whose no-argument constructor makes one.
+    "onnxruntime" (`onnx_target`, the onnx extra), or "package.module:object" (importable: on
+    sys.path / PYTHONPATH), a target instance or a class whose no-argument constructor makes one.
     Raises TargetError when it cannot be loaded or does not keep the protocol."""
     if spec == "reference":
         return ReferenceTarget(profile)
     if spec == "torch":
         return TorchTarget(profile.engine)
+    if spec == "onnxruntime":
+        spec = "quantspec.conformance.onnx_target:OnnxRuntimeTarget"
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise TargetError(f"target {spec!r}: expected 'reference', 'torch' or 'package.module:object'")
+        raise TargetError(f"target {spec!r}: expected 'reference', 'torch', 'onnxruntime' or "
+                          "'package.module:object'")
     try:
         found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
