@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 from hypothesis import example, given, reporting, seed
@@ -257,10 +257,15 @@ def run_checks(
     settings_profile: str = "smoke",
     numerics: Optional[NumericsProfile] = None,
     out: Optional[TextIO] = None,
+    jobs: int = 1,
+    scheduler: Optional[str] = None,
 ) -> RunResult:
     """Run the given checks; print the table to `out` (if given); return the results.
 
-    `numerics` defaults to the profile detected for the running torch and CPU.
+    `numerics` defaults to the profile detected for the running torch and CPU. With `jobs` > 1
+    or a Dask `scheduler` the checks (registered ones: workers look them up by name) run in
+    other processes (`production.parallel.ordered_map`); each check is independent and, when
+    derandomized, seeded by its name, so the verdicts are those of a serial run.
     """
     profiles.hypothesis_name(settings_profile)  # validates the name before any work
     if numerics is None:
@@ -271,13 +276,33 @@ def run_checks(
     if out is not None:
         print(format_environment(run), file=out, flush=True)
     with profiles.hypothesis_storage():
-        for check in checks:
-            run.checks.append(run_check(check, settings_profile, numerics))
+        for result in _results(checks, settings_profile, numerics, jobs, scheduler):
+            run.checks.append(result)
             if out is not None:
                 print(format_row(run.checks[-1]), file=out, flush=True)
     if out is not None:
         print(format_summary(run), file=out, flush=True)
     return run
+
+
+def _results(
+    checks: Sequence[OpCheck], settings_profile: str, numerics: NumericsProfile, jobs: int, scheduler: Optional[str]
+) -> Iterator[CheckResult]:
+    """Each check's result, in order: here, or sharded by check name over processes or Dask."""
+    if jobs == 1 and not scheduler:
+        return (run_check(check, settings_profile, numerics) for check in checks)
+    from quantspec.production.parallel import ordered_map
+
+    tasks = [(check.name, settings_profile, numerics) for check in checks]
+    return ordered_map(run_named_check, tasks, jobs, scheduler)
+
+
+def run_named_check(task: tuple[str, str, NumericsProfile]) -> CheckResult:
+    """`run_check` of the registered check named `task[0]` under settings profile `task[1]` and
+    numerics `task[2]`, torch under that profile's engine: a worker's unit of work."""
+    name, settings_profile, numerics = task
+    with oracle_engine(numerics.engine), profiles.hypothesis_storage():
+        return run_check(select([name])[0], settings_profile, numerics)
 
 
 def run(
@@ -286,14 +311,16 @@ def run(
     json_path: Optional[str] = None,
     out: Optional[TextIO] = sys.stdout,
     engine: str = "fbgemm",
+    jobs: int = 1,
+    scheduler: Optional[str] = None,
 ) -> RunResult:
     """Run the registered checks named (all if none) with torch under the quantized `engine`
     against the reference in this process's profile for it, and optionally write JSON
-    (atomically: an interrupted run leaves no partial file)."""
+    (atomically: an interrupted run leaves no partial file). `jobs`, `scheduler`: see `run_checks`."""
     from quantspec.production.environment import detect_profile
 
     with oracle_engine(engine):
-        result = run_checks(select(names), settings_profile, detect_profile(engine), out=out)
+        result = run_checks(select(names), settings_profile, detect_profile(engine), out, jobs, scheduler)
     if json_path:
         write_text_atomically(json_path, json.dumps(result.to_json(), indent=2))
     return result

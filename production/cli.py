@@ -125,6 +125,9 @@ def _add_conform(subparsers: argparse._SubParsersAction) -> None:
                         "(stated in the report; default: bit-exact)")
     _add_engine(parser, "torch's quantized engine, against the reference in its profile; a check whose kernel "
                 "quantspec does not specify under E reports 'not specified' (not a failure)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="run the checks in N processes (default 1)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="run the checks on this Dask scheduler (needs "
+                        "quantspec[dask])")
     parser.set_defaults(handler=_cmd_conform)
 
 
@@ -136,7 +139,7 @@ def _add_engine(parser: argparse.ArgumentParser, help_text: str) -> None:
                         "default fbgemm)")
 
 
-@_reports(OSError, ValueError)
+@_reports(OSError, ValueError, ImportError)
 def _cmd_conform(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -151,10 +154,14 @@ def _cmd_conform(args: argparse.Namespace) -> int:
     if args.target:
         if args.engine:
             raise BadInput("--engine goes without --target (a target's profile is --numerics)")
+        if args.jobs != 1 or args.scheduler:
+            raise BadInput("--jobs and --scheduler go without --target")
         return _conform_target(args)
     if args.numerics or args.max_abs_diff is not None:
         raise BadInput("--numerics and --max-abs-diff go with --target")
-    result = runner.run(args.ops, args.profile, json_path=args.json, out=sys.stdout, engine=args.engine or "fbgemm")
+    _check_positive(args.jobs, "--jobs")
+    result = runner.run(args.ops, args.profile, json_path=args.json, out=sys.stdout, engine=args.engine or "fbgemm",
+                        jobs=args.jobs, scheduler=args.scheduler)
     if any(check.status == "MISMATCH" for check in result.checks):
         return EXIT_MISMATCH
     failed = [f"{check.name} {check.status}" for check in result.checks
@@ -514,6 +521,17 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--inputs", metavar="X.npy", help="a float32 N C H W batch (.npy, no pickle)")
     source.add_argument("--random", type=int, metavar="N",
                         help="N seeded random images, half on quantization ties (default 2)")
+    source.add_argument("--data", metavar="DIR", help="every image of an ImageFolder tree, one at a time (the report "
+                        "lists each differing value and its repro file); preprocessing: --arch's, else a resize and "
+                        "center crop to the image shape (--input-shape or recorded), else ImageNet's 256/224")
+    parser.add_argument("--arch", metavar="NAME", help="with --data: the preprocessing of this production.zoo "
+                        "architecture (as compare)")
+    parser.add_argument("--limit", type=int, metavar="N", help="with --data: N images spread over the classes")
+    parser.add_argument("--resume", metavar="STATE.json", help="with --data: progress file, written every few "
+                        "images; continue from it if it exists (default: OUT.verify-state.json, started afresh)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="with --data: N processes (default 1)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="with --data: run on this Dask scheduler (needs "
+                        "quantspec[dask])")
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("C", "H", "W"),
                         help="image shape for --random (default: the shape `quantspec quantize` recorded in OUT.pt, "
                         "else 3 224 224; at most 2^26 elements per batch); with --inputs, the shape they must have")
@@ -524,12 +542,17 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_verify)
 
 
-@_reports(OSError, ValueError, TypeError, NotImplementedError, torch_errors=(RuntimeError,))
+@_reports(OSError, ValueError, TypeError, NotImplementedError, ImportError, torch_errors=(RuntimeError,))
 def _cmd_verify(args: argparse.Namespace) -> int:
     from quantspec.production.verify import verify_command
 
     _check_positive(args.random, "--random")
     _check_positive(args.threads, "--threads")
+    if args.data is not None:
+        return _verify_data(args)
+    given = [flag for flag in ("arch", "limit", "resume", "scheduler") if getattr(args, flag) is not None]
+    if given or args.jobs != 1:
+        raise BadInput(f"--{' --'.join(given or ['jobs'])}: go with --data")
     shape = _image_shape(args.input_shape, args.model) or DEFAULT_IMAGE_SHAPE
     if args.inputs is not None:
         _check_inputs_file(args.inputs, args.input_shape)
@@ -537,6 +560,27 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         _check_input_shape((args.random or 2, *shape), "--random N and the image shape")
     return verify_command(args.model, args.inputs, args.random, shape, args.seed, args.threads,
                           args.engine or "fbgemm")
+
+
+def _verify_data(args: argparse.Namespace) -> int:
+    """verify --data: every image of the folder; the report, then images per second."""
+    from quantspec.production.verify import EXIT_STATUS
+    from quantspec.production.verify_data import verify_data
+
+    _check_positive(args.limit, "--limit")
+    _check_positive(args.jobs, "--jobs")
+    if args.resume:
+        check_output_file(args.resume, "--resume", inputs=[args.model])
+    shape = _image_shape(args.input_shape, args.model)
+    _, transform = _calibration_transform((1, *shape) if shape else None, args.arch)
+    report, seconds = verify_data(args.model, args.data, transform, args.limit, args.resume, bool(args.resume),
+                                  args.jobs, args.scheduler, args.threads, args.engine or "fbgemm",
+                                  progress=_progress_bars())
+    print(report.format())
+    checked = report.images - report.resumed
+    print(f"{checked} images in {seconds:.1f} s ({checked / max(seconds, 1e-9):.1f} images/s, "
+          f"{f'scheduler {args.scheduler}' if args.scheduler else f'{args.jobs} jobs'})")
+    return EXIT_STATUS[report.verdict]
 
 
 def _check_inputs_file(path: str, shape: Optional[Sequence[int]]) -> None:
@@ -555,6 +599,51 @@ def _check_inputs_file(path: str, shape: Optional[Sequence[int]]) -> None:
         )
 
 
+def _add_engines(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "engines",
+        help="run an int8 model under every quantized engine torch offers and explain where it differs from fbgemm",
+        description="Load OUT.pt under each engine torch offers here (fbgemm, qnnpack, onednn, x86: the load "
+        "prepacks), run it on the same images and print, per node kind and engine, the fraction of output "
+        "integers differing from fbgemm's, the max |diff| and each difference's cause as the reference names it "
+        "(docs/engines.md). Exit 0.",
+        epilog=TORCHSCRIPT_TRUST,
+    )
+    parser.add_argument("model", metavar="OUT.pt", help="int8 TorchScript model (quantspec quantize output)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--inputs", metavar="X.npy", help="a float32 N C H W batch (.npy, no pickle)")
+    source.add_argument("--random", type=int, metavar="N", help="N seeded random images (default 2)")
+    source.add_argument("--data", metavar="DIR", help="images of an ImageFolder tree, center-cropped to the recorded "
+                        "input shape (no resize), ImageNet-normalized")
+    parser.add_argument("--limit", type=int, metavar="N", help="with --data: N images spread over the classes "
+                        "(default: all)")
+    parser.set_defaults(handler=_cmd_engines)
+
+
+@_reports(OSError, ValueError, TypeError, torch_errors=(RuntimeError,))
+def _cmd_engines(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from quantspec.production.engines import engines_command, image_batch
+
+    _check_positive(args.random, "--random")
+    _check_positive(args.limit, "--limit")
+    if args.limit is not None and not args.data:
+        raise BadInput("--limit goes with --data")
+    shape = _image_shape(None, args.model) or DEFAULT_IMAGE_SHAPE
+    if args.inputs is not None:
+        _check_inputs_file(args.inputs, None)
+        inputs = torch.from_numpy(np.load(args.inputs, allow_pickle=False))
+    elif args.data is not None:
+        inputs = image_batch(args.data, shape, args.limit)
+    else:
+        count = args.random or 2
+        _check_input_shape((count, *shape), "--random N and the image shape")
+        inputs = torch.randn(count, *shape, generator=torch.Generator().manual_seed(0))
+    return engines_command(args.model, inputs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb."""
     parser = argparse.ArgumentParser(
@@ -570,6 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quantize(subparsers)
     _add_export(subparsers)
     _add_verify(subparsers)
+    _add_engines(subparsers)
     return parser
 
 

@@ -214,10 +214,7 @@ def verify(
         path = Path(model_path) if model_path else Path(scratch) / "model.qsm"
         export(converted, path, engine=engine)
         model = interpreter.load(path)
-        captured = capture_intermediates(converted, inputs, num_threads, engine)
-        trace: dict[str, Any] = {}
-        interpreter.run(model, [x.detach().numpy() for x in inputs], trace=trace, num_threads=num_threads)
-        report = _compare(model, captured, trace)
+        report, trace, captured = verify_loaded(converted, model, inputs, num_threads, engine)
         if report.first_mismatch is not None:
             if repro_path:
                 target = Path(repro_path)
@@ -227,6 +224,21 @@ def verify(
                 target = Path(tempfile.gettempdir()) / "quantspec-mismatch.repro.qsm"
             report.repro_path = write_repro(model, report.first_mismatch.name, trace, captured, target)
     return report
+
+
+def verify_loaded(
+    converted: torch.jit.ScriptModule,
+    model: interpreter.Model,
+    inputs: Sequence[torch.Tensor],
+    num_threads: int = 1,
+    engine: str = ENGINE,
+) -> tuple[VerifyReport, dict[str, Any], dict[str, Any]]:
+    """`verify` on a model already exported and loaded (`model`), writing nothing: the report,
+    the reference's trace and torch's captured values (what `write_repro` takes)."""
+    captured = capture_intermediates(converted, inputs, num_threads, engine)
+    trace: dict[str, Any] = {}
+    interpreter.run(model, [x.detach().numpy() for x in inputs], trace=trace, num_threads=num_threads)
+    return _compare(model, captured, trace), trace, captured
 
 
 def _compare(model: interpreter.Model, captured: dict[str, Any], trace: dict[str, Any]) -> VerifyReport:
@@ -361,16 +373,16 @@ def verify_command(
         inputs = torch.from_numpy(batch)
     else:
         inputs = _random_inputs(converted, random or 2, input_shape, seed)
-    report = verify(converted, inputs, repro_path=_repro_path(Path(model_path)), num_threads=num_threads,
+    report = verify(converted, inputs, repro_path=beside_model(Path(model_path)), num_threads=num_threads,
                     engine=engine)
     print(report.format())
     return EXIT_STATUS[report.verdict]
 
 
-def _repro_path(model_path: Path) -> Path:
-    """`<model>.repro.qsm` beside the model, or in the temporary folder when the model's folder
-    is read-only (the verdict must not be lost to a repro file that cannot be written)."""
-    repro = model_path.with_suffix(".repro.qsm")
+def beside_model(model_path: Path, suffix: str = ".repro.qsm") -> Path:
+    """`<model><suffix>` beside the model, or in the temporary folder when the model's folder
+    is read-only (the verdict must not be lost to a file that cannot be written)."""
+    repro = model_path.with_suffix(suffix)
     if os.access(repro.parent, os.W_OK | os.X_OK):
         return repro
     return Path(tempfile.gettempdir()) / repro.name

@@ -1,0 +1,315 @@
+"""One converted model under every quantized engine torch offers here, against fbgemm.
+
+`compare_engines(path, inputs)` loads the TorchScript file once per engine (the load
+prepacks the weights: they become that engine's), captures every intermediate value
+(`verify.capture_intermediates`), and compares each quantized node output's integers with
+fbgemm's. Each differing element gets a cause the reference can name:
+
+- "inherited": given fbgemm's inputs to the node, the reference computes the same integers
+  under the engine's profile as under fbgemm's: the difference came in with the inputs.
+- a formula step (`CAUSES`): the node's own arithmetic differs, and the reference under the
+  engine's profile with that single step switched to fbgemm's gives fbgemm's integer.
+- "unexplained": the reference does not reproduce torch's output under the engine (on the
+  engine's own inputs), cannot run the node there (oneDNN's conv/linear are not specified),
+  or no single swap accounts for the element.
+
+Swaps are done with the reference's building blocks (`reference.numerics`): for
+pytorch_qnnpack's conv/linear, three steps of its u8 x u8 kernel; for the other ops whose
+engine difference is one step (docs/spec.md, Engines), the op under fbgemm's profile.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+import quantspec.reference.interpreter as interpreter
+from quantspec.reference.interpreter.kernels import KERNELS, RunContext
+from quantspec.reference.numerics import (
+    dot_u8i8acc32_ref,
+    dot_u8u8acc32_qnnpack_ref,
+    requant_scales_qnnpack_ref,
+    requant_scales_ref,
+    requantize_u8acc32_qnnpack_ref,
+    requantize_u8acc32_ref,
+    wrap_int32,
+)
+from quantspec.reference.ops.conv2d import (
+    _windows_in_k_order,
+    conv_output_size,
+    conv_pair,
+    conv_path,
+    qnnpack_conv_bias,
+)
+from quantspec.reference.profile import ENGINES, EngineNotSpecifiedError, NumericsProfile
+from quantspec.reference.qtensor import QTensor
+from quantspec.reference.quantize_kernels import quantize_bias_qnnpack
+
+from .bridge import from_torch
+from .environment import detect_profile
+from .export import export
+from .io import load
+from .verify import capture_intermediates
+
+BASELINE = "fbgemm"
+INHERITED, UNEXPLAINED = "inherited", "unexplained"
+# pytorch_qnnpack's conv/linear steps that differ from FBGEMM's (reference.numerics).
+QNNPACK_BIAS = "int32-quantized bias"
+QNNPACK_EXACT = "exact accumulation (no int16 pair saturation)"
+QNNPACK_MULTIPLY = "requantization multiply"
+# Ops whose qnnpack kernel differs from ATen's in one step: the op under fbgemm's profile swaps it.
+ONE_STEP_CAUSES = {
+    "quantized::add": "fixed-point add, ties away from zero",
+    "quantized::add_relu": "fixed-point add, ties away from zero",
+    "aten::avg_pool2d": "divisor kh*kw",
+    "aten::adaptive_avg_pool2d": "divisor kh*kw",
+    "aten::mean": "divisor kh*kw",
+    "aten::hardswish": "LUT",
+    "aten::max_pool2d": "edge reads",
+    "aten::hardtanh": "channels_last permutation",
+    "aten::clamp": "channels_last permutation",
+}
+GEMM_KINDS = frozenset({"quantized::conv2d", "quantized::conv2d_relu", "quantized::linear", "quantized::linear_relu"})
+
+
+@dataclass
+class EngineRow:
+    """One node kind under one engine, against fbgemm: `elements` compared, `differing`
+    among them, the largest |difference|, and how many differing elements each cause explains."""
+
+    kind: str
+    engine: str
+    elements: int = 0
+    differing: int = 0
+    max_abs_diff: int = 0
+    causes: Counter = field(default_factory=Counter)
+
+    @property
+    def fraction(self) -> float:
+        return self.differing / self.elements if self.elements else 0.0
+
+
+@dataclass
+class EnginesReport:
+    """Rows keyed by (kind, engine), the engines compared, the images run."""
+
+    engines: list[str]
+    images: int
+    rows: dict[tuple[str, str], EngineRow] = field(default_factory=dict)
+
+    @property
+    def unexplained(self) -> int:
+        """Differing elements no cause accounts for."""
+        return sum(row.causes[UNEXPLAINED] for row in self.rows.values())
+
+    def format(self) -> str:
+        """The table: one line per node kind and engine other than fbgemm, then the unexplained count."""
+        lines = [f"{self.images} images; engines {', '.join(self.engines)}; integers compared with {BASELINE}'s",
+                 f"{'node kind':28s} {'engine':8s} {'elements':>10s} {'differ':>9s} {'max|d|':>6s}  cause"]
+        for (kind, engine), row in sorted(self.rows.items()):
+            causes = "; ".join(f"{name} {count}" for name, count in row.causes.most_common()) or "-"
+            lines.append(f"{kind:28s} {engine:8s} {row.elements:10d} {row.fraction:9.4%} {row.max_abs_diff:6d}  "
+                         f"{causes}")
+        lines.append(f"unexplained elements: {self.unexplained}")
+        return "\n".join(lines)
+
+
+def available_engines() -> list[str]:
+    """The quantized engines of `reference.profile.ENGINES` this torch build offers, fbgemm first."""
+    offered = set(torch.backends.quantized.supported_engines)
+    return [engine for engine in ENGINES if engine in offered]
+
+
+def compare_engines(model_path: Union[str, Path], inputs: torch.Tensor) -> EnginesReport:
+    """Run the converted TorchScript model at `model_path` on `inputs` under every available
+    engine and compare each quantized node output with fbgemm's (see the module docstring)."""
+    engines = available_engines()
+    if BASELINE not in engines:
+        raise RuntimeError(f"this torch build offers no {BASELINE} engine to compare with")
+    captured = {engine: capture_intermediates(load(model_path, engine), [inputs], engine=engine) for engine in engines}
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.qsm"
+        export(load(model_path, BASELINE), path, engine=BASELINE)
+        model = interpreter.load(path)
+    trace: dict[str, Any] = {}  # every value of the fbgemm run, also the non-tensor ones torch does not capture
+    interpreter.run(model, [inputs.numpy()], trace=trace)
+    report = EnginesReport(engines=engines, images=len(inputs))
+    for node in model.nodes:
+        for name in node.outputs:
+            baseline = captured[BASELINE].get(name)
+            if baseline is None or not baseline.is_quantized:
+                continue
+            for engine in engines[1:]:
+                row = report.rows.setdefault((node.kind, engine), EngineRow(node.kind, engine))
+                _compare_node(row, node, name, model, trace, captured[BASELINE], captured[engine])
+    return report
+
+
+def _compare_node(row: EngineRow, node: interpreter.Node, name: str, model: interpreter.Model,
+                  trace: dict[str, Any], baseline: dict[str, Any], other: dict[str, Any]) -> None:
+    """Add one output's comparison (and its differing elements' causes) to `row`."""
+    expected, actual = baseline[name].int_repr().numpy(), other[name].int_repr().numpy()
+    diff = np.abs(actual.astype(np.int64) - expected.astype(np.int64))
+    differs = diff > 0
+    row.elements += diff.size
+    if not differs.any():
+        return
+    row.differing += int(differs.sum())
+    row.max_abs_diff = max(row.max_abs_diff, int(diff.max()))
+    args = _node_inputs(node, model, trace, baseline)
+    engine_args = _node_inputs(node, model, trace, other)
+    causes = attribute(node, args, engine_args, actual, detect_profile(row.engine), detect_profile(BASELINE))
+    row.causes.update(Counter(causes[differs].tolist()))
+
+
+def _node_inputs(node: interpreter.Node, model: interpreter.Model, trace: dict[str, Any],
+                 captured: dict[str, Any]) -> list:
+    """The node's inputs as one engine's torch run gave them (tensors), else the reference's."""
+    values = []
+    for name in node.inputs:
+        tensor = captured.get(name)
+        if tensor is None:
+            values.append(trace[name] if name in trace else model.constants[name])
+        else:
+            values.append(from_torch(tensor) if tensor.is_quantized else tensor.detach().numpy())
+    return values
+
+
+def attribute(node: interpreter.Node, args: list, engine_args: list, engine_out: np.ndarray,
+              engine: NumericsProfile, baseline: NumericsProfile) -> np.ndarray:
+    """Per output element, the cause of an engine/fbgemm difference (a string array; only the
+    differing elements are read): `args` are fbgemm's inputs to `node`, `engine_args` and
+    `engine_out` the engine's inputs and torch's output under it."""
+    unexplained = np.full(engine_out.shape, UNEXPLAINED, dtype=object)
+    try:
+        reproduced = _ints(_run_node(node, engine_args, engine))
+    except EngineNotSpecifiedError:
+        return unexplained
+    if not np.array_equal(reproduced, engine_out):  # the reference does not model torch here: name nothing
+        return unexplained
+    on_baseline, own = _ints(_run_node(node, args, baseline)), _ints(_run_node(node, args, engine))
+    causes = np.where(own == on_baseline, INHERITED, UNEXPLAINED).astype(object)
+    for cause, swapped in _swaps(node, args, engine, baseline, own):
+        fixed = (causes == UNEXPLAINED) & (swapped == on_baseline)
+        causes[fixed] = cause
+    return causes
+
+
+def _run_node(node: interpreter.Node, args: list, profile: NumericsProfile) -> Any:
+    """The node's value in the reference under `profile` (its interpreter kernel)."""
+    return KERNELS[node.kind](args, RunContext(profile=profile))
+
+
+def _ints(value: Any) -> np.ndarray:
+    return value.int_repr if isinstance(value, QTensor) else np.asarray(value)
+
+
+Swap = tuple[str, np.ndarray]
+
+
+def _swaps(node: interpreter.Node, args: list, engine: NumericsProfile, baseline: NumericsProfile,
+           own: np.ndarray) -> list[Swap]:
+    """(cause, the node's integers under `engine` with that one step switched to fbgemm's)."""
+    if engine.engine != "qnnpack":
+        return []
+    if node.kind in ONE_STEP_CAUSES and isinstance(args[0], QTensor):
+        return [(ONE_STEP_CAUSES[node.kind], _ints(_run_node(node, args, baseline)))]
+    if node.kind in GEMM_KINDS:
+        operands = gemm_operands(node.kind, args, engine, baseline)
+        if not np.array_equal(qnnpack_gemm(operands), own):  # the decomposition must be the op itself
+            return []
+        return [(cause, qnnpack_gemm(operands, cause)) for cause in (QNNPACK_BIAS, QNNPACK_EXACT, QNNPACK_MULTIPLY)]
+    return []
+
+
+@dataclass(frozen=True)
+class GemmOperands:
+    """A quantized conv2d or linear as a GEMM: `windows` (..., G, K) uint8 rows per group,
+    `weights` (G, OC/G, K) int8, their zero points, both engines' biases and scales."""
+
+    windows: np.ndarray
+    a_zero_point: int
+    weights: np.ndarray
+    w_zero_points: np.ndarray
+    bias: Optional[np.ndarray]
+    bias_q: Optional[np.ndarray]
+    scales: tuple[float, Any, float]  # activation, weight, output
+    output_zero_point: int
+    relu: bool
+    per_channel: bool
+    pairs_saturate: bool  # fbgemm's pairs, on this CPU and kernel path
+    channels_first: bool  # a conv: the (N, OH, OW, OC) result goes back to NCHW
+
+
+def gemm_operands(kind: str, args: list, engine: NumericsProfile, baseline: NumericsProfile) -> GemmOperands:
+    """The GEMM a quantized conv2d/linear node computes, from its interpreter inputs."""
+    x, packed, scale, zero_point = args
+    weight, relu = packed.weight, kind.endswith("_relu")
+    out_channels = weight.shape[0]
+    if kind.startswith("quantized::conv2d"):
+        kernel, padding = tuple(weight.shape[2:]), conv_pair("padding", packed.padding, minimum=0)
+        out_hw = conv_output_size(x.shape[2:], kernel, packed.stride, padding, packed.dilation)
+        windows = _windows_in_k_order(x, kernel, packed.stride, padding, packed.dilation, out_hw, packed.groups)
+        weights = weight.int_repr.transpose(0, 2, 3, 1).reshape(packed.groups, out_channels // packed.groups, -1)
+        bias_q = qnnpack_conv_bias(packed.bias, x.scale, weight, kernel, packed.stride, padding, engine)
+        path = conv_path(x.shape[1], out_channels, kernel, packed.stride, padding, packed.dilation, packed.groups,
+                         baseline)
+        saturate = path == "depthwise" or baseline.gemm_pairs_saturate
+    else:
+        windows, weights = x.int_repr[..., None, :], weight.int_repr[None]
+        bias_q = quantize_bias_qnnpack(packed.bias, x.scale, weight.scale, engine)
+        saturate = baseline.gemm_pairs_saturate
+    groups = weights.shape[0]
+    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,)).reshape(groups, -1)
+    bias = None if packed.bias is None else np.asarray(packed.bias, np.float32)
+    return GemmOperands(windows, x.zero_point, weights, w_zp, bias, bias_q, (x.scale, weight.scale, scale),
+                        zero_point, relu, weight.per_channel, saturate, kind.startswith("quantized::conv2d"))
+
+
+def qnnpack_gemm(op: GemmOperands, swap: Optional[str] = None) -> np.ndarray:
+    """pytorch_qnnpack's conv/linear integers (`reference.numerics`), with the step `swap`
+    (QNNPACK_BIAS, QNNPACK_EXACT or QNNPACK_MULTIPLY) done FBGEMM's way instead."""
+    groups = op.weights.shape[0]
+    bias_q = None if op.bias_q is None or swap == QNNPACK_BIAS else op.bias_q.reshape(groups, -1)
+    dot: Callable[[int], np.ndarray]
+    if swap == QNNPACK_EXACT:  # FBGEMM's u8 x s8 sum (saturating pairs), then the int32 bias
+        def dot(g: int) -> np.ndarray:
+            acc = dot_u8i8acc32_ref(op.windows[..., g, :], op.a_zero_point, op.weights[g], op.w_zero_points[g],
+                                    op.pairs_saturate)
+            return acc if bias_q is None else wrap_int32(acc.astype(np.int64) + bias_q[g])
+    else:
+        def dot(g: int) -> np.ndarray:
+            bias_g = None if bias_q is None else bias_q[g]
+            return dot_u8u8acc32_qnnpack_ref(op.windows[..., g, :], op.a_zero_point, op.weights[g],
+                                             op.w_zero_points[g], bias_g)
+    acc = np.concatenate([dot(g) for g in range(groups)], axis=-1)
+    atws, fbgemm_mult = requant_scales_ref(*op.scales)
+    requant = fbgemm_mult if swap == QNNPACK_MULTIPLY else requant_scales_qnnpack_ref(*op.scales)
+    if swap == QNNPACK_BIAS and op.bias is not None:  # the float bias added before the multiply, as FBGEMM
+        ints = requantize_u8acc32_ref(acc, op.bias, (atws, requant), op.per_channel, op.output_zero_point,
+                                      op.relu, True)
+    else:
+        ints = requantize_u8acc32_qnnpack_ref(acc, requant, op.output_zero_point, op.relu)
+    return ints.transpose(0, 3, 1, 2) if op.channels_first else ints
+
+
+def engines_command(model_path: Union[str, Path], inputs: torch.Tensor) -> int:
+    """`quantspec engines OUT.pt ...`: print the table for `inputs`; exit status 0."""
+    print(compare_engines(model_path, inputs).format())
+    return 0
+
+
+def image_batch(data_dir: Union[str, Path], shape: Sequence[int], limit: Optional[int]) -> torch.Tensor:
+    """`limit` images (all if None) of an ImageFolder tree, center-cropped to `shape` (C, H, W)
+    without resizing and normalized with the ImageNet statistics, as one float32 batch."""
+    from .data import EvalTransform, ImageFolder
+
+    data = ImageFolder(data_dir, EvalTransform(None, shape[-1]), limit=limit)
+    return torch.from_numpy(np.concatenate([x for x, _ in data.batches(64, progress=False)]))
+
