@@ -17,6 +17,7 @@ whose float summation order is not specified; 130 interrupted (Ctrl-C, never los
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import sys
@@ -677,18 +678,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """The verb's handler with torch's known deprecation notices silenced; an error becomes one
     line on stderr and status 2, Ctrl-C status 130."""
-    from quantspec.production.environment import known_deprecations_silenced
-
     try:
-        with known_deprecations_silenced():
+        with _torch_notices_silenced():
             return args.handler(args)
     except KeyboardInterrupt:
         return INTERRUPTED_STATUS
     except BadInput as error:
         return _fail(args, str(error), error)
+    except ModuleNotFoundError as error:
+        if error.name != "torch":
+            raise
+        return _fail(args, f"this verb needs torch, which is not installed: pip install torch ({error})", error)
     except Exception as error:  # a bug, not the user's mistake: name it, point at --debug
         return _fail(args, f"internal error: {type(error).__name__}: {_message(error)} (rerun as "
                      f"`quantspec --debug {args.verb} ...` for the traceback)", error)
+
+
+def _torch_notices_silenced() -> contextlib.AbstractContextManager:
+    """torch's known deprecation notices silenced (`known_deprecations_silenced`); nothing to
+    silence where torch is not installed (the torch-free verbs still run)."""
+    try:
+        from quantspec.production.environment import known_deprecations_silenced
+    except ModuleNotFoundError as missing:
+        if missing.name != "torch":
+            raise
+        return contextlib.nullcontext()
+    return known_deprecations_silenced()
 
 
 def _fail(args: argparse.Namespace, message: str, error: BaseException) -> int:
