@@ -506,6 +506,15 @@ def _image_shape(shape: Optional[Sequence[int]], model: str) -> Optional[tuple[i
     return _check_input_shape(recorded, f"{model}: recorded input shape") if recorded else None
 
 
+def _add_model_and_images(parser: argparse.ArgumentParser, random_help: str, data_help: str) -> None:
+    """The int8 model argument and its image source (`--inputs`, `--random` or `--data`, one of them)."""
+    parser.add_argument("model", metavar="OUT.pt", help="int8 TorchScript model (quantspec quantize output)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--inputs", metavar="X.npy", help="a float32 N C H W batch (.npy, no pickle)")
+    source.add_argument("--random", type=int, metavar="N", help=random_help)
+    source.add_argument("--data", metavar="DIR", help=data_help)
+
+
 def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "verify",
@@ -517,14 +526,13 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
         "specified (float_gemm unspecified); 2 on bad input, e.g. a model with no quantized nodes.",
         epilog=TORCHSCRIPT_TRUST,
     )
-    parser.add_argument("model", metavar="OUT.pt", help="int8 TorchScript model (quantspec quantize output)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--inputs", metavar="X.npy", help="a float32 N C H W batch (.npy, no pickle)")
-    source.add_argument("--random", type=int, metavar="N",
-                        help="N seeded random images, half on quantization ties (default 2)")
-    source.add_argument("--data", metavar="DIR", help="every image of an ImageFolder tree, one at a time (the report "
-                        "lists each differing value and its repro file); preprocessing: --arch's, else a resize and "
-                        "center crop to the image shape (--input-shape or recorded), else ImageNet's 256/224")
+    _add_model_and_images(
+        parser,
+        random_help="N seeded random images, half on quantization ties (default 2)",
+        data_help="every image of an ImageFolder tree, one at a time (the report lists each differing value and its "
+        "repro file); preprocessing: --arch's, else a resize and center crop to the image shape (--input-shape or "
+        "recorded), else ImageNet's 256/224",
+    )
     parser.add_argument("--arch", metavar="NAME", help="with --data: the preprocessing of this production.zoo "
                         "architecture (as compare)")
     parser.add_argument("--limit", type=int, metavar="N", help="with --data: N images spread over the classes")
@@ -610,12 +618,12 @@ def _add_engines(subparsers: argparse._SubParsersAction) -> None:
         "(docs/engines.md). Exit 0.",
         epilog=TORCHSCRIPT_TRUST,
     )
-    parser.add_argument("model", metavar="OUT.pt", help="int8 TorchScript model (quantspec quantize output)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--inputs", metavar="X.npy", help="a float32 N C H W batch (.npy, no pickle)")
-    source.add_argument("--random", type=int, metavar="N", help="N seeded random images (default 2)")
-    source.add_argument("--data", metavar="DIR", help="images of an ImageFolder tree, center-cropped to the recorded "
-                        "input shape (no resize), ImageNet-normalized")
+    _add_model_and_images(
+        parser,
+        random_help="N seeded random images (default 2)",
+        data_help="images of an ImageFolder tree, center-cropped to the recorded input shape (no resize), "
+        "ImageNet-normalized",
+    )
     parser.add_argument("--limit", type=int, metavar="N", help="with --data: N images spread over the classes "
                         "(default: all)")
     parser.set_defaults(handler=_cmd_engines)
