@@ -116,9 +116,10 @@ def judge_check(
         nonzero = diff[diff != 0]
         result.mismatched_elements += nonzero.size
         if nonzero.size:
-            result.max_abs_diff = max(result.max_abs_diff, int(np.abs(nonzero).max()))
+            worst = int(np.abs(nonzero).max())
+            result.max_abs_diff = max(result.max_abs_diff, worst)
             histogram.update(_bucket(int(d)) for d in nonzero)
-            if np.abs(nonzero).max() > envelope and not failing:
+            if worst > envelope and not failing:
                 failing.append(case)
 
     def shrink(case: Any) -> None:

@@ -40,13 +40,7 @@ from quantspec.reference.numerics import (
     requantize_u8acc32_ref,
     wrap_int32,
 )
-from quantspec.reference.ops.conv2d import (
-    _windows_in_k_order,
-    conv_output_size,
-    conv_pair,
-    conv_path,
-    qnnpack_conv_bias,
-)
+from quantspec.reference.ops.conv2d import conv_gemm_operands, conv_pair, conv_path, qnnpack_conv_bias
 from quantspec.reference.profile import ENGINES, EngineNotSpecifiedError, NumericsProfile
 from quantspec.reference.qtensor import QTensor
 from quantspec.reference.quantize_kernels import quantize_bias_qnnpack
@@ -132,10 +126,11 @@ def compare_engines(model_path: Union[str, Path], inputs: torch.Tensor) -> Engin
     engines = available_engines()
     if BASELINE not in engines:
         raise RuntimeError(f"this torch build offers no {BASELINE} engine to compare with")
-    captured = {engine: capture_intermediates(load(model_path, engine), [inputs], engine=engine) for engine in engines}
+    loaded = {engine: load(model_path, engine) for engine in engines}  # each load prepacks for its engine
+    captured = {engine: capture_intermediates(loaded[engine], [inputs], engine=engine) for engine in engines}
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "model.qsm"
-        export(load(model_path, BASELINE), path, engine=BASELINE)
+        export(loaded[BASELINE], path, engine=BASELINE)
         model = interpreter.load(path)
     trace: dict[str, Any] = {}  # every value of the fbgemm run, also the non-tensor ones torch does not capture
     interpreter.run(model, [inputs.numpy()], trace=trace)
@@ -254,19 +249,16 @@ def gemm_operands(kind: str, args: list, engine: NumericsProfile, baseline: Nume
     out_channels = weight.shape[0]
     if kind.startswith("quantized::conv2d"):
         kernel, padding = tuple(weight.shape[2:]), conv_pair("padding", packed.padding, minimum=0)
-        out_hw = conv_output_size(x.shape[2:], kernel, packed.stride, padding, packed.dilation)
-        windows = _windows_in_k_order(x, kernel, packed.stride, padding, packed.dilation, out_hw, packed.groups)
-        weights = weight.int_repr.transpose(0, 2, 3, 1).reshape(packed.groups, out_channels // packed.groups, -1)
+        windows, weights, w_zp = conv_gemm_operands(x, weight, packed.stride, padding, packed.dilation, packed.groups)
         bias_q = qnnpack_conv_bias(packed.bias, x.scale, weight, kernel, packed.stride, padding, engine)
         path = conv_path(x.shape[1], out_channels, kernel, packed.stride, padding, packed.dilation, packed.groups,
                          baseline)
         saturate = path == "depthwise" or baseline.gemm_pairs_saturate
     else:
         windows, weights = x.int_repr[..., None, :], weight.int_repr[None]
+        w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (1, out_channels))
         bias_q = quantize_bias_qnnpack(packed.bias, x.scale, weight.scale, engine)
         saturate = baseline.gemm_pairs_saturate
-    groups = weights.shape[0]
-    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,)).reshape(groups, -1)
     bias = None if packed.bias is None else np.asarray(packed.bias, np.float32)
     return GemmOperands(windows, x.zero_point, weights, w_zp, bias, bias_q, (x.scale, weight.scale, scale),
                         zero_point, relu, weight.per_channel, saturate, kind.startswith("quantized::conv2d"))

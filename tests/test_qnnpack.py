@@ -31,6 +31,7 @@ from quantspec.reference.ops import (
     max_pool2d,
     mean,
 )
+from quantspec.reference.ops.conv2d import conv_gemm_operands
 from quantspec.reference.profile import (
     ENGINES,
     PROFILES,
@@ -238,8 +239,12 @@ def scales(rng: np.random.Generator, count: int, low: float, high: float) -> lis
 
 
 def weight(rng: np.random.Generator, shape: tuple[int, ...], extreme: bool) -> QTensor:
-    """int8 weights per-tensor or per-channel (axis 0), symmetric or with odd zero points."""
-    ints = rng.choice([-128, 127], shape) if extreme else rng.integers(-128, 128, shape)
+    """int8 weights per-tensor or per-channel (axis 0), symmetric or with odd zero points;
+    `extreme`: -128 or 127, one sign per output channel, so the products add up (|acc| > 2^24)."""
+    if extreme:
+        ints = np.broadcast_to(rng.choice([-128, 127], (shape[0],) + (1,) * (len(shape) - 1)), shape)
+    else:
+        ints = rng.integers(-128, 128, shape)
     channels = shape[0]
     if rng.integers(0, 2):
         zero_points = rng.integers(-5, 6, channels) * rng.integers(0, 2)
@@ -325,8 +330,8 @@ def conv_geometry(rng: np.random.Generator, kind: int) -> dict:
         channels, out_channels, k = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4)), 3
     elif kind == 3:
         channels, out_channels, groups, k = int(rng.integers(1, 24)), int(rng.integers(1, 24)), 1, 1
-    else:  # 64 channels, 3x3: K = 576, high activations, extreme weights: |acc| > 2^24
-        channels, out_channels, groups, k = 64, int(rng.integers(1, 6)), 1, 3
+    else:  # 96 channels, 3x3: K = 864, high activations, extreme weights: |acc| > 2^24 (864 * 200 * 127 = 21.9M)
+        channels, out_channels, groups, k = 96, int(rng.integers(1, 6)), 1, 3
     dilation = (1, 1) if kind in (1, 4) else (int(rng.integers(1, 3)),) * 2
     padding = ((k - 1) // 2,) * 2 if kind == 1 else (int(rng.integers(0, k // 2 + 1)), int(rng.integers(0, k // 2 + 1)))
     span = dilation[0] * (k - 1) + 1
@@ -358,6 +363,26 @@ def conv_comparison(rng: np.random.Generator, case: int) -> Comparison:
     args = (x, w, b, *geometry, out_scale, out_zp, relu, RELEASE_QNNPACK)
     two_workers = functools.partial(fast.conv2d, workers=2)
     return functools.partial(fast_checked, conv2d, two_workers, *args), oracle, (case, c, b)
+
+
+def test_deep_cases_reach_acc_above_2_24():
+    # The "deep" linear and conv cases exist to put |acc| past 2^24, where f32(acc) rounds:
+    # check that the drawn operands get there (plain int64 sums of the centered operands).
+    def max_acc(x: QTensor, windows: np.ndarray, w: np.ndarray, w_zp: np.ndarray) -> int:
+        centered = windows.astype(np.int64) - x.zero_point
+        return int(np.abs(centered @ (w.astype(np.int64) - w_zp[:, None]).T).max())
+
+    rng = np.random.default_rng(7)
+    depth = int(rng.integers(600, 1500))
+    x = QTensor(activations(rng, (2, depth), True), 0.1, 0, "quint8")
+    w = weight(rng, (4, depth), extreme=True)
+    w_zp = np.broadcast_to(np.asarray(w.zero_point, np.int64), (4,))
+    assert max_acc(x, x.int_repr, w.int_repr, w_zp) > 2**24
+    c = conv_geometry(rng, 4)
+    x = QTensor(activations(rng, c["shape"], True), 0.1, 0, "quint8")
+    w = weight(rng, (c["out_channels"], c["shape"][1], 3, 3), extreme=True)
+    windows, w_k, zps = conv_gemm_operands(x, w, c["stride"], c["padding"], c["dilation"], 1)
+    assert max_acc(x, windows[..., 0, :], w_k[0], zps[0]) > 2**24
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -143,10 +143,6 @@ def add_relu(
     >>> add_relu(a, b, 1.0, 5).int_repr.tolist()
     [5]
     """
-    check_qtensor(a, "a")
-    check_qtensor(b, "b")
-    integer(num_threads, "num_threads", minimum=1)
-    profile = as_profile(profile)
     return add(a, b, output_scale, output_zero_point, relu=True, num_threads=num_threads, profile=profile)
 
 

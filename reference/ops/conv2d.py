@@ -106,11 +106,7 @@ def conv2d(
     bias32 = checked_bias(bias, out_channels)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
     padding = conv_pair("padding", padding, minimum=0)
-    out_hw = conv_output_size(x.shape[2:], kernel, stride, padding, dilation)
-
-    windows = _windows_in_k_order(x, kernel, stride, padding, dilation, out_hw, groups)  # (N, OH, OW, G, K)
-    w_k = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, -1)  # (G, OC/G, K)
-    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,)).reshape(groups, -1)
+    windows, w_k, w_zp = conv_gemm_operands(x, weight, stride, padding, dilation, groups)
     if library == "qnnpack":
         # PackedConvWeightsQnnp::apply_impl (qconv.cpp): the int32 bias joins the exact sums.
         bias_q = qnnpack_conv_bias(bias32, x.scale, weight, kernel, stride, padding, profile)
@@ -278,6 +274,24 @@ def _by_group(windows: np.ndarray, accumulate: Callable[[np.ndarray, int], np.nd
     """The accumulators (N, OH, OW, OC) of every group side by side: group g's channels
     g*OC/G ... (g+1)*OC/G - 1 are `accumulate(windows of group g (N, OH, OW, K), g)`."""
     return np.concatenate([accumulate(windows[..., g, :], g) for g in range(windows.shape[3])], axis=-1)
+
+
+def conv_gemm_operands(
+    x: QTensor,
+    weight: QTensor,
+    stride: Sequence[int],
+    padding: tuple[int, int],
+    dilation: Sequence[int],
+    groups: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The GEMM a conv computes, in K order (kh, kw, c) within a group: the raw uint8 windows
+    (N, OH, OW, G, K), the int8 weights (G, OC/G, K) and their zero points (G, OC/G)."""
+    out_channels, kernel = weight.shape[0], (weight.shape[2], weight.shape[3])
+    out_hw = conv_output_size(x.shape[2:], kernel, stride, padding, dilation)
+    windows = _windows_in_k_order(x, kernel, stride, padding, dilation, out_hw, groups)
+    w_k = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, -1)
+    w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,)).reshape(groups, -1)
+    return windows, w_k, w_zp
 
 
 def _windows_in_k_order(

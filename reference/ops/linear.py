@@ -113,9 +113,6 @@ def linear_relu(
     >>> linear_relu(x, w, np.float32([-100.0]), 1.0, 5).int_repr.tolist()
     [[5]]
     """
-    check_qtensor(x, "x")
-    check_qtensor(weight, "weight")
-    profile = as_profile(profile)
     return linear(x, weight, bias, output_scale, output_zero_point, relu=True, profile=profile)
 
 

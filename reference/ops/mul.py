@@ -80,9 +80,6 @@ def mul_relu(a: QTensor, b: QTensor, output_scale: float, output_zero_point: int
     >>> mul_relu(qa, qa, 1.0, 3).int_repr.tolist()  # c = [4, 9] -> [7, 12]
     [7, 12]
     """
-    check_qtensor(a, "a")
-    check_qtensor(b, "b")
-    integer(num_threads, "num_threads", minimum=1)
     return mul(a, b, output_scale, output_zero_point, relu=True, num_threads=num_threads)
 
 
