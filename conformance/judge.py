@@ -27,7 +27,7 @@ from quantspec.reference.profile import NumericsProfile
 from . import settings as profiles
 from .checks import OpCheck, select
 from .runner import MAX_SHOWN_DIFFERENCES, MismatchError, check_property, json_scalar
-from .targets import Target, TargetCall, UnsupportedCase, load_target, run_call
+from .targets import Target, TargetCall, UnsupportedCase, load_target, ordered, run_call
 
 HISTOGRAM_EDGE = 8  # differences beyond +-8 share one bucket each side
 
@@ -80,13 +80,14 @@ class TargetRun:
 
 
 def differences(check: OpCheck, target: Target, case: Any, numerics: NumericsProfile) -> tuple[
-    TargetCall, np.ndarray, np.ndarray
+    TargetCall, np.ndarray, np.ndarray, np.ndarray
 ]:
-    """(call, reference integers, target - reference as int64) for one case."""
-    expected = np.asarray(check.reference(case, numerics).int_repr)
+    """(call, reference output, target output, target - reference as int64: integer steps, or
+    float32 ulps for float outputs, `targets.ordered`) for one case."""
+    expected = check.expected(case, numerics)
     call = check.call(case)
     actual = run_call(target, call, expected.shape)
-    return call, expected, actual.astype(np.int64) - expected.astype(np.int64)
+    return call, expected, actual, ordered(actual) - ordered(expected)
 
 
 def _bucket(difference: int) -> str:
@@ -107,7 +108,7 @@ def judge_check(
 
     def measure(case: Any) -> None:
         try:
-            _, _, diff = differences(check, target, case, numerics)
+            _, _, _, diff = differences(check, target, case, numerics)
         except UnsupportedCase:
             result.skipped += 1
             return
@@ -124,7 +125,7 @@ def judge_check(
 
     def shrink(case: Any) -> None:
         try:
-            _, _, diff = differences(check, target, case, numerics)
+            _, _, _, diff = differences(check, target, case, numerics)
         except UnsupportedCase:
             return
         if diff.size and np.abs(diff).max() > envelope:
@@ -157,12 +158,12 @@ def _bucket_order(bucket: str) -> int:
 
 def counterexample(check: OpCheck, target: Target, spec: str, case: Any, numerics: NumericsProfile) -> dict[str, Any]:
     """The case, a runnable snippet, and the first differing elements with the reference's steps."""
-    call, expected, diff = differences(check, target, case, numerics)
+    call, expected, actual, diff = differences(check, target, case, numerics)
     steps = check.explain(case, numerics) if check.explain is not None else {"output": expected}
     first = []
     for index in list(zip(*np.nonzero(diff)))[:MAX_SHOWN_DIFFERENCES]:
-        entry: dict[str, Any] = {"index": [int(i) for i in index], "reference": int(expected[index]),
-                                 "target": int(expected[index] + diff[index])}
+        entry: dict[str, Any] = {"index": [int(i) for i in index], "reference": json_scalar(expected[index]),
+                                 "target": json_scalar(actual[index])}
         entry.update({f"reference {name}": json_scalar(value[index]) for name, value in steps.items()
                       if name != "output"})
         first.append(entry)
@@ -194,6 +195,8 @@ def literal(value: Any) -> str:
         return repr(number) if np.isfinite(number) else f"float({str(number)!r})"
     if isinstance(value, np.integer):
         return repr(int(value))
+    if isinstance(value, list):  # cat's tensors, scales, ...
+        return "[" + ", ".join(literal(v) for v in value) + "]"
     return repr(value)
 
 

@@ -4,7 +4,7 @@ A pack is a folder: `manifest.json` and one raw little-endian C-order `.bin` per
 pickle, no npz). The manifest (format `FORMAT`, version `VERSION`) names the numerics profile
 and, per case, the op, its arguments (`targets.OPS[op]`: arrays as files with dtype, shape
 and sha256; floats as {"decimal", "hex"} (`float.hex`); ints, bools, strings, int lists and
-null as JSON) and the expected output array. See docs/targets.md.
+null as JSON; cat's per-input lists as JSON lists of those) and the expected output array. See docs/targets.md.
 
 `check_pack` replays a pack on a target with neither Hypothesis nor torch imported (for the
 reference target). Reading checks everything before it allocates: the manifest's size, its
@@ -26,7 +26,7 @@ import numpy as np
 
 from quantspec.reference.profile import NumericsProfile, get_profile
 
-from .targets import OPS, Target, TargetCall, TargetError, UnsupportedCase, run_call
+from .targets import OPS, Target, TargetCall, TargetError, UnsupportedCase, ordered, run_call
 
 FORMAT = "quantspec-golden-vectors"
 VERSION = 1
@@ -80,6 +80,8 @@ def _array_entry(directory: Path, file_name: str, values: np.ndarray) -> dict[st
 
 
 def _encode_argument(directory: Path, case_id: str, name: str, value: Any) -> Any:
+    if isinstance(value, list) and not all(type(v) is int for v in value):  # cat: one entry per input
+        return [_encode_argument(directory, case_id, f"{name}{i}", v) for i, v in enumerate(value)]
     if isinstance(value, np.ndarray):
         return _array_entry(directory, f"{case_id}.{name}.bin", value)
     if isinstance(value, (float, np.floating)):
@@ -111,7 +113,7 @@ def write_pack(directory: str | Path, numerics: NumericsProfile, names: Optional
         for number, (source, case) in enumerate(cases):
             case_id = f"{check.name}-{number:04d}"
             call = check.call(case)
-            expected = np.asarray(check.reference(case, numerics).int_repr)
+            expected = check.expected(case, numerics)
             arguments = {name: _encode_argument(directory, case_id, name, value)
                          for name, value in call.arguments.items()}
             entries.append({"id": case_id, "op": call.op, "source": source, "arguments": arguments,
@@ -198,6 +200,8 @@ def _decode_argument(directory: Path, value: Any, where: str) -> Any:
         return value
     if isinstance(value, list) and all(type(v) is int for v in value):
         return value
+    if isinstance(value, list) and not any(isinstance(v, list) for v in value):  # cat's per-input values
+        return [_decode_argument(directory, v, f"{where}[{i}]") for i, v in enumerate(value)]
     raise _fail(directory / MANIFEST, "argument", f"{where}: {value!r} is not a pack value")
 
 
@@ -253,11 +257,12 @@ def check_pack(directory: str | Path, target: Target, max_shown: int = 8) -> Pac
         except UnsupportedCase:
             continue
         result.cases[case.call.op] = result.cases.get(case.call.op, 0) + 1
-        if not np.array_equal(actual, case.expected):
+        if not np.array_equal(ordered(actual), ordered(case.expected)):  # float32: the same bits
             result.mismatched[case.call.op] = result.mismatched.get(case.call.op, 0) + 1
             if len(result.first) < max_shown:
-                where = np.argwhere(actual != case.expected)[0].tolist()
-                result.first.append(f"{case.id}: {int(np.count_nonzero(actual != case.expected))} elements differ, "
+                differ = ordered(actual) != ordered(case.expected)
+                where = np.argwhere(differ)[0].tolist()
+                result.first.append(f"{case.id}: {int(np.count_nonzero(differ))} elements differ, "
                                     f"first at {where}: target {actual[tuple(where)]}, "
                                     f"expected {case.expected[tuple(where)]}")
     if not result.cases:

@@ -39,7 +39,7 @@ sys.exit(status)
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("vectors") / "pack"
-    assert cli.main(["vectors", "write", str(directory), "--numerics", PROFILE.name, "--cases", "20"]) == 0
+    assert cli.main(["vectors", "write", str(directory), "--numerics", PROFILE.name, "--cases", "10"]) == 0
     return directory
 
 
@@ -60,7 +60,7 @@ def test_a_pack_holds_every_op_and_stays_small(pack: Path) -> None:
 def test_a_pack_round_trips_on_the_reference_and_torch(pack: Path, target: str) -> None:
     result = check_pack(pack, load_target(target, PROFILE))
     assert result.ok, result.first
-    assert set(result.cases) == set(OPS) and min(result.cases.values()) >= 20
+    assert set(result.cases) == set(OPS) and min(result.cases.values()) >= 10  # drawn + pinned
 
 
 def test_the_cli_replays_a_pack_on_the_reference_without_torch_or_hypothesis(pack: Path) -> None:

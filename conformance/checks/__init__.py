@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from quantspec.reference.numerics import recording_intermediates
 from quantspec.reference.profile import NumericsProfile
-from quantspec.reference.qtensor import QTensor
+from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 from ..settings import Budget
 from ..targets import TargetCall
@@ -73,6 +73,12 @@ class OpCheck:
     call: Optional[Callable[[Any], TargetCall]] = None
     explain: Optional[Callable[[Any, NumericsProfile], dict[str, np.ndarray]]] = None
 
+    def expected(self, case: Any, profile: NumericsProfile) -> np.ndarray:
+        """The reference's output for `case` as a target returns it: the integers of a QTensor
+        (logical order), a float array as it is."""
+        output = self.reference(case, profile)
+        return np.ascontiguousarray(output.int_repr if isinstance(output, QTensor) else output)
+
     def count_informative(self, case: Any, output: Output) -> int:
         """The vacuity rule's count for one case."""
         if self.informative is not None:
@@ -101,6 +107,19 @@ def explained(compute: Callable[[], QTensor], nhwc_steps: bool = False) -> dict[
     if nhwc_steps:
         steps = {name: value.transpose(0, 3, 1, 2) for name, value in steps.items()}
     return {**{name: np.reshape(value, shape) for name, value in steps.items()}, "output": output.int_repr}
+
+
+def tensor_arguments(q: QTensor, qparams_prefix: str = "") -> dict[str, Any]:
+    """A quantized input as the target protocol passes it: `x`, `{prefix}scale`,
+    `{prefix}zero_point` (float and int; per-channel: float64 and int64 arrays), `dtype` and
+    `channels_last`."""
+    if q.per_channel:
+        scale: Any = np.asarray(q.scale, np.float64)
+        zero_point: Any = np.asarray(q.zero_point, np.int64)
+    else:
+        scale, zero_point = float(q.scale), int(q.zero_point)
+    return {"x": q.int_repr, f"{qparams_prefix}scale": scale, f"{qparams_prefix}zero_point": zero_point,
+            "dtype": q.dtype.label, "channels_last": q.memory_format is MemoryFormat.channels_last}
 
 
 CHECKS: dict[str, OpCheck] = {}

@@ -13,6 +13,7 @@ from quantspec.reference.ops._tensor_iterator import GRAIN_SIZE
 from quantspec.reference.qtensor import MemoryFormat, QDtype
 
 from ..strategies import QTensorCase, tail_lengths, zero_points
+from ..targets import TargetCall
 from ._pool_cases import scale_values
 
 
@@ -27,6 +28,17 @@ class BinaryCase:
     zero_point: int
     relu: bool = False
     threads: int = 1
+
+
+def binary_call(op: str, case: BinaryCase) -> TargetCall:
+    """add's or mul's case as a target call."""
+    a, b = case.a.q, case.b.q
+    return TargetCall(op, dict(
+        a=a.int_repr, a_scale=float(a.scale), a_zero_point=int(a.zero_point), b=b.int_repr, b_scale=float(b.scale),
+        b_zero_point=int(b.zero_point), scale=float(case.scale), zero_point=int(case.zero_point),
+        dtype=a.dtype.label, relu=case.relu, a_channels_last=a.memory_format is MemoryFormat.channels_last,
+        b_channels_last=b.memory_format is MemoryFormat.channels_last, threads=case.threads,
+    ))
 
 
 @st.composite

@@ -7,17 +7,16 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.ops import adaptive_avg_pool2d
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 from ._pool_cases import PoolCase, pool_inputs, pool_labels
 
 
@@ -26,9 +25,12 @@ def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: PoolCase) -> QTensor:
-    with torch_threads(case.threads):
-        y = torch.nn.functional.adaptive_avg_pool2d(to_torch(case.x), case.kwargs["output_size"])
-    return from_torch(y)
+    return oracles.adaptive_avg_pool2d(case.x, case.kwargs["output_size"], case.threads)
+
+
+def call(case: PoolCase) -> TargetCall:
+    return TargetCall("adaptive_avg_pool2d", dict(**tensor_arguments(case.x),
+                                                  output_size=list(case.kwargs["output_size"]), threads=case.threads))
 
 
 @st.composite
@@ -76,6 +78,7 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
         budget={"smoke": 1, "default": 2.2, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

@@ -7,10 +7,8 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.numerics import f32
 from quantspec.reference.ops import add, dequantize
 from quantspec.reference.ops._tensor_iterator import GRAIN_SIZE
@@ -18,11 +16,11 @@ from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 from quantspec.reference.quantize_kernels import inverse_scale_f32
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase, count_exact_ties, one_in, zero_points
 from ..targets import TargetCall
 from . import OpCheck, register
-from ._elementwise_cases import BinaryCase, shape_format_threads
+from ._elementwise_cases import BinaryCase, binary_call, shape_format_threads
 from ._pool_cases import EIGHT_BIT, scale_values
 
 
@@ -31,19 +29,11 @@ def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: BinaryCase) -> QTensor:
-    op = torch.ops.quantized.add_relu if case.relu else torch.ops.quantized.add
-    with torch_threads(case.threads):
-        return from_torch(op(to_torch(case.a.q), to_torch(case.b.q), case.scale, case.zero_point))
+    return oracles.add(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads)
 
 
 def call(case: BinaryCase) -> TargetCall:
-    a, b = case.a.q, case.b.q
-    return TargetCall("add", dict(
-        a=a.int_repr, a_scale=a.scale, a_zero_point=a.zero_point, b=b.int_repr, b_scale=b.scale,
-        b_zero_point=b.zero_point, scale=float(case.scale), zero_point=int(case.zero_point), dtype=a.dtype.label,
-        relu=case.relu, a_channels_last=a.memory_format is MemoryFormat.channels_last,
-        b_channels_last=b.memory_format is MemoryFormat.channels_last, threads=case.threads,
-    ))
+    return binary_call("add", case)
 
 
 @st.composite

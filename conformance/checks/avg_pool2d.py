@@ -7,18 +7,17 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.ops import avg_pool2d
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw
 
 
@@ -28,12 +27,17 @@ def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
 
 def oracle(case: PoolCase) -> QTensor:
     k = case.kwargs
-    with torch_threads(case.threads):
-        y = torch.nn.functional.avg_pool2d(
-            to_torch(case.x), k["kernel_size"], k["stride"], k["padding"], k["ceil_mode"],
-            k["count_include_pad"], k["divisor_override"],
-        )
-    return from_torch(y)
+    return oracles.avg_pool2d(case.x, k["kernel_size"], k["stride"], k["padding"], k["ceil_mode"],
+                              k["count_include_pad"], k["divisor_override"], case.threads)
+
+
+def call(case: PoolCase) -> TargetCall:
+    k = case.kwargs
+    return TargetCall("avg_pool2d", dict(
+        **tensor_arguments(case.x), kernel_size=list(k["kernel_size"]), stride=list(k["stride"]),
+        padding=list(k["padding"]), ceil_mode=k["ceil_mode"], count_include_pad=k["count_include_pad"],
+        divisor_override=k["divisor_override"], threads=case.threads,
+    ))
 
 
 @st.composite
@@ -93,6 +97,7 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
         budget={"smoke": 1, "default": 3.4, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

@@ -4,23 +4,21 @@ NCHW inputs with C == 1 or H*W == 1), the generic dequantize-cat-quantize path, 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.ops import cat
 from quantspec.reference.ops._pool_common import takes_nhwc_kernel
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..settings import size_scale
 from ..strategies import QTensorCase, one_in, zero_points
+from ..targets import TargetCall
 from . import OpCheck, register
 from ._pool_cases import EIGHT_BIT, LANE_CHANNELS, scale_values
 
@@ -45,13 +43,18 @@ def reference(case: CatCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: CatCase) -> QTensor:
-    inputs = [to_torch(t) for t in case.tensors]
-    with torch_threads(case.threads), warnings.catch_warnings():
-        if case.scale is None:
-            # torch.cat warns when qparams differ; requantizing them is what we check.
-            warnings.filterwarnings("ignore", message="All inputs of this cat operator must share")
-            return from_torch(torch.cat(inputs, case.dim))
-        return from_torch(torch.ops.quantized.cat(inputs, case.dim, case.scale, case.zero_point))
+    return oracles.cat(case.tensors, case.dim, case.scale, case.zero_point, case.threads)
+
+
+def call(case: CatCase) -> TargetCall:
+    tensors = case.tensors
+    return TargetCall("cat", dict(
+        tensors=[t.int_repr for t in tensors], scales=[float(t.scale) for t in tensors],
+        zero_points=[int(t.zero_point) for t in tensors], dtype=tensors[0].dtype.label,
+        channels_last=[t.memory_format is MemoryFormat.channels_last for t in tensors], dim=case.dim,
+        scale=None if case.scale is None else float(case.scale),
+        zero_point=None if case.zero_point is None else int(case.zero_point), threads=case.threads,
+    ))
 
 
 @st.composite
@@ -144,6 +147,7 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
         budget={"smoke": 1, "default": 1.2, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
-import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
@@ -41,7 +40,7 @@ from quantspec.reference.ops.conv2d import groups_together
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..settings import size_scale
 from ..targets import TargetCall
 from . import OpCheck, explained, register
@@ -234,12 +233,8 @@ def explain(case: ConvCase, profile: NumericsProfile) -> dict[str, np.ndarray]:
 
 def oracle(case: ConvCase) -> QTensor:
     x, weight, bias, out_scale = case.arrays()
-    packed = torch.ops.quantized.conv2d_prepack(
-        to_torch(weight), None if bias is None else torch.from_numpy(bias),
-        list(case.stride), list(case.padding), list(case.dilation), case.groups,
-    )
-    op = torch.ops.quantized.conv2d_relu if case.relu else torch.ops.quantized.conv2d
-    return from_torch(op(to_torch(x), packed, out_scale, case.out_zero_point))
+    return oracles.conv2d(x, weight, bias, case.stride, case.padding, case.dilation, case.groups, out_scale,
+                          case.out_zero_point, case.relu)
 
 
 def label(case: ConvCase) -> Iterator[str]:

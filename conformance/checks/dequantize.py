@@ -10,9 +10,10 @@ from quantspec.reference.ops import dequantize
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
-from ..oracles import to_torch
+from .. import oracles
 from ..strategies import QTensorCase, qtensors
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 
 
 def reference(case: QTensorCase, profile: NumericsProfile) -> np.ndarray:
@@ -20,7 +21,11 @@ def reference(case: QTensorCase, profile: NumericsProfile) -> np.ndarray:
 
 
 def oracle(case: QTensorCase) -> np.ndarray:
-    return np.array(to_torch(case.q).dequantize().numpy(), copy=True)
+    return oracles.dequantize(case.q)
+
+
+def call(case: QTensorCase) -> TargetCall:
+    return TargetCall("dequantize", dict(**tensor_arguments(case.q), axis=case.q.axis))
 
 
 def label(case: QTensorCase) -> Iterator[str]:
@@ -55,5 +60,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
     )
 )

@@ -10,17 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-import torch
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.ops import hardsigmoid
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
 
@@ -38,8 +37,11 @@ def reference(case: HardsigmoidCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: HardsigmoidCase) -> QTensor:
-    with torch_threads(case.threads):
-        return from_torch(torch.nn.functional.hardsigmoid(to_torch(case.x.q)))
+    return oracles.hardsigmoid(case.x.q, case.threads)
+
+
+def call(case: HardsigmoidCase) -> TargetCall:
+    return TargetCall("hardsigmoid", dict(**tensor_arguments(case.x.q), threads=case.threads))
 
 
 @st.composite
@@ -62,5 +64,6 @@ def label(case: HardsigmoidCase) -> Iterator[str]:
 
 
 CHECK = register(
-    OpCheck(name="hardsigmoid", op="aten::hardsigmoid", cases=cases(), reference=reference, torch=oracle, label=label)
+    OpCheck(name="hardsigmoid", op="aten::hardsigmoid", cases=cases(), reference=reference, torch=oracle, label=label,
+            call=call)
 )

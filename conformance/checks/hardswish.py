@@ -15,19 +15,18 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.numerics import f32
 from quantspec.reference.ops import dequantize, hardswish
 from quantspec.reference.ops._unary_float import dequantize_vector
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase, zero_points
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 from ._elementwise_cases import power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
 
@@ -45,8 +44,12 @@ def reference(case: HardswishCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: HardswishCase) -> QTensor:
-    with torch_threads(case.threads):
-        return from_torch(torch.ops.quantized.hardswish(to_torch(case.x.q), case.scale, case.zero_point))
+    return oracles.hardswish(case.x.q, case.scale, case.zero_point, case.threads)
+
+
+def call(case: HardswishCase) -> TargetCall:
+    return TargetCall("hardswish", dict(**tensor_arguments(case.x.q, "x_"), scale=float(case.scale),
+                                        zero_point=int(case.zero_point), threads=case.threads))
 
 
 @st.composite
@@ -125,5 +128,5 @@ EXAMPLES = (
 
 CHECK = register(
     OpCheck(name="hardswish", op="quantized::hardswish", cases=cases(), reference=reference, torch=oracle,
-            label=label, examples=EXAMPLES, informative=informative)
+            label=label, examples=EXAMPLES, informative=informative, call=call)
 )

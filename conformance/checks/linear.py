@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
 from quantspec.reference import fast
@@ -22,7 +21,7 @@ from quantspec.reference.ops import linear
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..settings import size_scale
 from ..strategies import one_in
 from ..targets import TargetCall
@@ -112,9 +111,7 @@ def explain(case: LinearCase, profile: NumericsProfile) -> dict[str, np.ndarray]
 
 def oracle(case: LinearCase) -> QTensor:
     x, weight, bias, out_scale = case.arrays()
-    packed = torch.ops.quantized.linear_prepack(to_torch(weight), None if bias is None else torch.from_numpy(bias))
-    op = torch.ops.quantized.linear_relu if case.relu else torch.ops.quantized.linear
-    return from_torch(op(to_torch(x), packed, out_scale, case.out_zero_point))
+    return oracles.linear(x, weight, bias, out_scale, case.out_zero_point, case.relu)
 
 
 def label(case: LinearCase) -> Iterator[str]:

@@ -6,18 +6,17 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.ops import max_pool2d
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw
 
 
@@ -27,17 +26,17 @@ def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
 
 def oracle(case: PoolCase) -> QTensor:
     k = case.kwargs
-    with torch_threads(case.threads):
-        if k["stride"][0] % 2:  # both entry points: aten::max_pool2d and quantized::max_pool2d
-            y = torch.nn.functional.max_pool2d(
-                to_torch(case.x), k["kernel_size"], k["stride"], k["padding"], k["dilation"], k["ceil_mode"]
-            )
-        else:
-            y = torch.ops.quantized.max_pool2d(
-                to_torch(case.x), list(k["kernel_size"]), list(k["stride"]), list(k["padding"]), list(k["dilation"]),
-                k["ceil_mode"],
-            )
-    return from_torch(y)
+    # both entry points: aten::max_pool2d (odd first stride) and quantized::max_pool2d
+    return oracles.max_pool2d(case.x, k["kernel_size"], k["stride"], k["padding"], k["dilation"], k["ceil_mode"],
+                              case.threads, quantized_op=not k["stride"][0] % 2)
+
+
+def call(case: PoolCase) -> TargetCall:
+    k = case.kwargs
+    return TargetCall("max_pool2d", dict(
+        **tensor_arguments(case.x), kernel_size=list(k["kernel_size"]), stride=list(k["stride"]),
+        padding=list(k["padding"]), dilation=list(k["dilation"]), ceil_mode=k["ceil_mode"], threads=case.threads,
+    ))
 
 
 @st.composite
@@ -87,6 +86,7 @@ CHECK = register(
         label=label,
         examples=EXAMPLES,
         informative=informative,
+        call=call,
         budget={"smoke": 1, "default": 4.2, "thorough": 1},  # default: >= 10^6 outputs
     )
 )

@@ -10,19 +10,18 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.ops import mean
 from quantspec.reference.ops._tensor_iterator import orders_coincide
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..settings import size_scale
 from ..strategies import QTensorCase, one_in
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 from ._elementwise_cases import qtensor_cases
 from ._pool_cases import EIGHT_BIT, LANE_CHANNELS
 
@@ -79,8 +78,12 @@ def reference(case: MeanCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: MeanCase) -> QTensor:
-    with torch_threads(case.threads):
-        return from_torch(torch.mean(to_torch(case.q), case.dims, case.keepdim))
+    return oracles.mean(case.q, case.dims, case.keepdim, case.threads)
+
+
+def call(case: MeanCase) -> TargetCall:
+    return TargetCall("mean", dict(**tensor_arguments(case.q), dims=list(case.dims), keepdim=case.keepdim,
+                                   threads=case.threads))
 
 
 @st.composite
@@ -135,6 +138,7 @@ CHECK = register(
     OpCheck(
         name="mean", op="aten::mean", cases=cases(), reference=reference, torch=oracle, label=label,
         examples=EXAMPLES,
+        call=call,
         budget={"smoke": 1, "default": 8, "thorough": 1},  # default: >= 10^6 means (outputs)
     )
 )

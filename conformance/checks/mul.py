@@ -8,19 +8,18 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
-from quantspec.production.environment import torch_threads
 from quantspec.reference.ops import mul
 from quantspec.reference.ops._tensor_iterator import GRAIN_SIZE
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase, one_in, zero_points
+from ..targets import TargetCall
 from . import OpCheck, register
-from ._elementwise_cases import BinaryCase, power_of_two_scales, qtensor_cases, shape_format_threads
+from ._elementwise_cases import BinaryCase, binary_call, power_of_two_scales, qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
 
 
@@ -29,9 +28,11 @@ def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: BinaryCase) -> QTensor:
-    op = torch.ops.quantized.mul_relu if case.relu else torch.ops.quantized.mul
-    with torch_threads(case.threads):
-        return from_torch(op(to_torch(case.a.q), to_torch(case.b.q), case.scale, case.zero_point))
+    return oracles.mul(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads)
+
+
+def call(case: BinaryCase) -> TargetCall:
+    return binary_call("mul", case)
 
 
 @st.composite
@@ -110,5 +111,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
     )
 )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from quantspec.reference.ops import quantize_per_channel
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
 
-from ..oracles import float_tensor, from_torch, torch_dtype
+from .. import oracles
 from ..strategies import FloatArrayCase, case_exact_ties, per_channel_float_arrays
+from ..targets import TargetCall
 from . import OpCheck, register
 
 
@@ -21,14 +21,14 @@ def reference(case: FloatArrayCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: FloatArrayCase) -> QTensor:
-    q = torch.quantize_per_channel(
-        float_tensor(case.x),
-        torch.from_numpy(np.asarray(case.scale, np.float64)),
-        torch.from_numpy(np.asarray(case.zero_point, np.int64)),
-        case.axis,
-        torch_dtype(case.dtype),
-    )
-    return from_torch(q)
+    return oracles.quantize_per_channel(case.x, case.scale, case.zero_point, case.axis, case.dtype)
+
+
+def call(case: FloatArrayCase) -> TargetCall:
+    return TargetCall("quantize_per_channel", dict(
+        x=case.x, scale=np.asarray(case.scale, np.float64), zero_point=np.asarray(case.zero_point, np.int64),
+        axis=int(case.axis), dtype=case.dtype.label,
+    ))
 
 
 def label(case: FloatArrayCase) -> Iterator[str]:
@@ -57,5 +57,6 @@ CHECK = register(
         torch=oracle,
         label=label,
         examples=EXAMPLES,
+        call=call,
     )
 )

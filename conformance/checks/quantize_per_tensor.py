@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
 from hypothesis import strategies as st
 
 from quantspec.reference.ops import quantize_per_tensor
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
 
-from ..oracles import float_tensor, from_torch, torch_dtype
+from .. import oracles
 from ..strategies import FloatArrayCase, case_exact_ties, float_arrays, mostly, qparams, shapes
 from ..targets import TargetCall
 from . import OpCheck, explained, register
@@ -23,8 +22,7 @@ def reference(case: FloatArrayCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: FloatArrayCase) -> QTensor:
-    q = torch.quantize_per_tensor(float_tensor(case.x), case.scale, case.zero_point, torch_dtype(case.dtype))
-    return from_torch(q)
+    return oracles.quantize_per_tensor(case.x, case.scale, case.zero_point, case.dtype)
 
 
 def call(case: FloatArrayCase) -> TargetCall:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-import torch
 from hypothesis import strategies as st
 
 from quantspec.reference.ops import relu
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QTensor
 
-from ..oracles import from_torch, to_torch
+from .. import oracles
 from ..strategies import QTensorCase
-from . import OpCheck, register
+from ..targets import TargetCall
+from . import OpCheck, register, tensor_arguments
 from ._elementwise_cases import qtensor_cases, shape_format_threads
 from ._pool_cases import EIGHT_BIT
 
@@ -29,7 +29,11 @@ def reference(case: ReluCase, profile: NumericsProfile) -> QTensor:
 
 
 def oracle(case: ReluCase) -> QTensor:
-    return from_torch(torch.relu(to_torch(case.x.q)))
+    return oracles.relu(case.x.q)
+
+
+def call(case: ReluCase) -> TargetCall:
+    return TargetCall("relu", tensor_arguments(case.x.q))
 
 
 @st.composite
@@ -44,4 +48,5 @@ def label(case: ReluCase) -> Iterator[str]:
     yield case.x.q.memory_format.value
 
 
-CHECK = register(OpCheck(name="relu", op="aten::relu", cases=cases(), reference=reference, torch=oracle, label=label))
+CHECK = register(OpCheck(name="relu", op="aten::relu", cases=cases(), reference=reference, torch=oracle, label=label,
+                         call=call))
