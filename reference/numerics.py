@@ -423,3 +423,177 @@ def requantize_u8acc32_qnnpack_ref(
     with ieee_float_ops():
         r = cvt_rne(f32(f32(acc) * requant))
     return pack_u8(r, output_zero_point, output_zero_point if relu else 0)
+
+
+# --- oneDNN's u8 x s8 -> int32 -> u8 building blocks (x64 AVX2 kernels, no VNNI), plain ---------
+
+# oneDNN's int8 GEMM blocking on AVX2 without VNNI (`gemm_info_t` for s8u8s32: bk_traditional, bk).
+ONEDNN_GEMM_BK_TRADITIONAL = 256
+ONEDNN_GEMM_BK = 384
+
+
+def onednn_gemm_k_blocks(depth: int) -> list[tuple[int, int]]:
+    """The K ranges [start, stop) oneDNN's int8 GEMM (`gemm_driver`, AVX2 without VNNI) sums
+    one after another: `get_k_padd` gives the block size, `uk` = 1 on AVX2 so nothing rounds it:
+      K <= 256:        one block of K
+      256 < K < 768:   blocks of (K + 1) // 2 (an odd size shifts the second block's pairs)
+      K >= 768:        blocks of 384
+    Measured on 1 and 2 threads; the driver may also split K between threads when M and N are
+    small and K >= 6146 (its KBLK 3072), which shifts nothing while every slice is a multiple of 4.
+
+    >>> onednn_gemm_k_blocks(10), onednn_gemm_k_blocks(257), onednn_gemm_k_blocks(800)
+    ([(0, 10)], [(0, 129), (129, 257)], [(0, 384), (384, 768), (768, 800)])
+    """
+    if depth <= ONEDNN_GEMM_BK_TRADITIONAL:
+        size = max(depth, 1)
+    elif depth < 2 * ONEDNN_GEMM_BK:
+        size = (depth + 1) // 2
+    else:
+        size = ONEDNN_GEMM_BK
+    return [(start, min(start + size, depth)) for start in range(0, depth, size)]
+
+
+def dot_u8i8acc32_onednn_gemm_ref(a: np.ndarray, a_zp: int, w: np.ndarray) -> np.ndarray:
+    """The int32 accumulators of oneDNN's int8 matmul on AVX2 (`gemm:jit`: `gemm_x8s8s32x_matmul_t`
+    -> `gemm_s8u8s32`, kernel `jit_avx2_gemm_s8u8s32_kern`): (..., K) x (N, K) -> int32 (..., N).
+
+    The kernel multiplies raw u8 activations by s8 weights with `vpmaddubsw` (each adjacent pair
+    of products saturated to int16), `vpmaddwd` with ones and `vpaddd`, like FBGEMM without VNNI,
+    but pairs restart at every K block (`onednn_gemm_k_blocks`). The source zero point enters
+    as the GEMM's offset: the driver subtracts `a_zp * sum_k w[j, k]` exactly (weights are
+    symmetric, zero point 0):
+      acc[..., j] = wrap_int32(sum_blocks S_block[..., j] - a_zp * sum_k w[j, k])
+      S_block = dot_u8i8acc32_ref(a[..., block], 0, w[:, block], 0, saturate_pairs=True)
+
+    Hand-worked, K = 257, a = 255 at k = 129 and 130 only, w = 127: the blocks are [0, 129) and
+    [129, 257), so k = 129 and 130 form a pair: 255*127*2 = 64770 -> 32767. FBGEMM pairs
+    (128, 129) and (130, 131): no pair saturates, 64770.
+
+    >>> a = np.zeros(257, np.uint8); a[129:131] = 255
+    >>> dot_u8i8acc32_onednn_gemm_ref(a, 0, np.full((1, 257), 127, np.int8)).tolist()
+    [32767]
+    """
+    a64, w64 = np.asarray(a), np.asarray(w)
+    total = np.zeros(a64.shape[:-1] + (w64.shape[0],), np.int64)
+    for start, stop in onednn_gemm_k_blocks(w64.shape[1]):
+        total += dot_u8i8acc32_ref(a64[..., start:stop], 0, w64[:, start:stop], 0, True)
+    return wrap_int32(total - a_zp * w64.astype(np.int64).sum(axis=1))
+
+
+def dot_u8i8acc32_onednn_conv_ref(
+    taps: np.ndarray, a_zp: int, w_taps: np.ndarray, valid: np.ndarray, saturate_pairs: bool
+) -> np.ndarray:
+    """The int32 accumulators of oneDNN's int8 convolution on AVX2, one group:
+    (..., T, C) uint8 taps x (N, T, C) int8 weights -> int32 (..., N), `valid` (..., T) marking
+    the taps inside the image.
+
+    `jit_uni_x8s8s32x_fwd_kernel` (`jit_uni_int8:avx2`) and its 1x1 sibling (`jit_uni_int8_1x1`)
+    multiply with `vpmaddubsw`: the pairs are adjacent INPUT CHANNELS of one tap, (c0, c1),
+    (c2, c3), ... (channels padded with zeros to the block of 4 or 8), saturated to int16, then
+    `vpmaddwd` with ones and `vpaddd`. Taps outside the image are skipped, and the source zero
+    point is compensated per tap inside the image (the reorder's `-sum w` compensation, plus the
+    kernel's padding compensation), so an outside tap adds nothing:
+      acc[..., j] = wrap_int32(sum_{t valid} dot_u8i8acc32_ref(taps[..., t, :], a_zp, w[j, t, :], 0, saturate_pairs))
+    With `saturate_pairs` False this is the exact `sum_{t valid} sum_c (a - a_zp) w`, which the
+    depthwise kernel (`vpmaddwd` of int16 values) and the reference kernel (`ref:any`, int32
+    products) compute. FBGEMM instead pairs along its (kh, kw, c) K order across taps and reads
+    padding taps as a_zp.
+
+    Hand-worked, C = 2, one tap: a = [255, 255], w = [[127, 127]], zp 0: 32767 (exact 64770);
+    the same tap outside the image: 0.
+
+    >>> taps, w = np.full((2, 1, 2), 255, np.uint8), np.full((1, 1, 2), 127, np.int8)
+    >>> dot_u8i8acc32_onednn_conv_ref(taps, 0, w, np.array([[True], [False]]), True).tolist()
+    [[32767], [0]]
+    """
+    total = np.zeros(taps.shape[:-2] + (w_taps.shape[0],), np.int64)
+    for t in range(w_taps.shape[1]):
+        tap = dot_u8i8acc32_ref(taps[..., t, :], a_zp, w_taps[:, t, :], 0, saturate_pairs)
+        total += np.where(valid[..., t, None], tap, 0)
+    return wrap_int32(total)
+
+
+def _onednn_reciprocal_of_torch_reciprocal(scale: np.typing.ArrayLike) -> np.ndarray:
+    """`f32(1 / f32(1.0 / double(scale)))`: torch hands ideep `1.0 / scale` (a double divide
+    narrowed to float), ideep hands oneDNN its reciprocal again. ideep's matmul divides in
+    double and narrows, its conv divides in float: the same float32 (a double divide of
+    float32 operands, narrowed, is the float32 divide)."""
+    with ieee_float_ops():
+        torch_side = f32(1.0 / np.asarray(scale, np.float64))
+        return f32(np.float32(1.0) / torch_side)
+
+
+def requant_scales_onednn_ref(
+    act_scale: float, w_scale: np.typing.ArrayLike, out_scale: float, op: str, per_channel: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 constants of oneDNN's output stage under torch's onednn engine: `(scale, dst_inv)`.
+
+    torch passes ideep `1.0/x_scale` and `1.0/out_scale`; the weight scales come from prepack.
+    Per op (`op` "linear" or "conv2d"):
+      src     = f32(1 / f32(1.0 / double(x_scale)))         both ops (ideep inverts again)
+      wei     linear, per tensor:  f32(1 / double(f32(1.0 / double(w_scale))))
+                      (PackedLinearWeightsOnednn::prepack stores 1.0/q_scale(); ideep matmul inverts)
+              linear, per channel: f32(1 / double(f32(1.0f / float(w_scale[j]))))
+              conv2d:              float(w_scale[j])  (PackedConvWeightsOnednn::prepack stores
+                      q_scale as float; ideep's conv passes it on)
+      scale   = f32(src * wei[j])                           `precompute_scales`
+      dst     = f32(1.0f / f32(1.0 / double(out_scale)))    ideep
+      dst_inv = f32(1.0f / dst)                             DEFINE_ARG_SCALES_BUFFER inverts DST scales
+    The reciprocal round trips move some scales by one ulp from float(x_scale) etc.
+
+    >>> [float(v) for v in requant_scales_onednn_ref(0.5, 0.25, 4.0, "linear", False)]
+    [0.125, 0.25]
+    """
+    with ieee_float_ops():
+        src = _onednn_reciprocal_of_torch_reciprocal(act_scale)
+        if op == "conv2d":
+            wei = f32(w_scale)
+        elif per_channel:
+            stored = f32(np.float32(1.0) / f32(w_scale))
+            wei = f32(1.0 / stored.astype(np.float64))
+        else:
+            wei = _onednn_reciprocal_of_torch_reciprocal(w_scale)
+        dst = _onednn_reciprocal_of_torch_reciprocal(out_scale)
+        return f32(src * wei), f32(np.float32(1.0) / dst)
+
+
+def requantize_u8acc32_onednn_ref(
+    acc: np.ndarray,
+    bias: np.ndarray | None,
+    scales: tuple[np.ndarray, np.ndarray],
+    output_zero_point: int,
+    relu: bool,
+) -> np.ndarray:
+    """oneDNN's int8 output stage (AVX2): int32 accumulators (channel axis last) -> uint8.
+
+    The conv kernels' `store_output` (`jit_uni_x8s8s32x_fwd_kernel`), the matmul's post-processing
+    kernel (`jit_pp_kernel_t`) and the reference conv (`ref_convolution_int8_fwd_t`) all do, per
+    element of output channel j, with `(scale, dst_inv) = requant_scales_onednn_ref(...)`:
+      v = f32(f32(acc) * scale[j])              `cvtdq2ps`, `mulps` (no fma)
+      v = f32(v + bias[j])                      the float32 bias, as given (`addps`)
+      v = max(v, 0)                             relu (the eltwise post-op), before the dst scale
+      v = f32(v * dst_inv)                      `mulps`
+      v = f32(v + float(zp))                    the dst zero point, in float, BEFORE rounding
+      out = cvt_rne(min(max(v, 0), 255))        saturate in float, `cvtps2dq`, pack
+    NaN gives 0 (the jit kernels' `maxps` and packing; the reference conv path is not measured there).
+    FBGEMM instead adds `bias / atws` before its single multiply and the zero point after rounding.
+
+    Hand-worked, scale 0.25, dst_inv 1, zp 11, no bias (FBGEMM's same constants in brackets):
+      acc 6:  1.5 + 11 = 12.5 -> 12 (rne)     [rne(1.5) = 2, + 11 = 13]
+      acc 10: 2.5 + 11 = 13.5 -> 14           [rne(2.5) = 2, + 11 = 13]
+
+    >>> scales = (np.float32(0.25), np.float32(1.0))
+    >>> requantize_u8acc32_onednn_ref(np.int32([[6], [10]]), None, scales, 11, False).ravel().tolist()
+    [12, 14]
+    """
+    scale, dst_inv = scales
+    with ieee_float_ops():
+        v = f32(f32(acc) * scale)
+        if bias is not None:
+            v = f32(v + bias)
+        if relu:
+            v = np.where(v > 0, v, np.float32(0))
+        v = f32(f32(v * dst_inv) + np.float32(output_zero_point))
+        clamped = np.minimum(np.maximum(v, np.float32(0)), np.float32(255))
+        out = np.where(np.isnan(clamped), np.float32(0), clamped)
+    return cvt_rne(out).astype(np.uint8)

@@ -21,8 +21,8 @@ CPU_FEATURE_SETS = ("avx512_vnni", "avx512", "avx2")
 #   qnnpack: pytorch_qnnpack (its x86 SSE2 build) for conv/linear and, for quint8 inputs, for
 #            add/add_relu, avg_pool2d, adaptive_avg_pool2d, mean over (2, 3), max_pool2d,
 #            hardswish and clamp/hardtanh; ATen's kernels otherwise (qint8 inputs among them).
-#   onednn:  oneDNN's conv/linear kernels, which quantspec does not specify (EngineNotSpecifiedError);
-#            every other op as under fbgemm.
+#   onednn:  oneDNN's conv/linear kernels: specified for its AVX2 (no VNNI) kernels (docs/spec.md,
+#            Engines); on AVX512 CPUs not specified (EngineNotSpecifiedError); every other op as under fbgemm.
 #   x86:     torch's default: conv by `NumericsProfile.conv2d_library` (oneDNN or FBGEMM), linear
 #            FBGEMM, every other op as under fbgemm; without AVX512-VNNI exactly fbgemm.
 ENGINES = ("fbgemm", "qnnpack", "onednn", "x86")
@@ -105,7 +105,7 @@ class NumericsProfile:
 
     def conv2d_library(self, weight_zero_point: int | np.ndarray, groups: int) -> str:
         """Whose kernel a quantized conv2d prepacked under this engine runs: "fbgemm",
-        "qnnpack" or "onednn" (`EngineNotSpecifiedError` for the last).
+        "qnnpack" or "onednn" (`specified_library` says whether quantspec specifies it).
 
         The x86 engine decides at prepack (`QConvPackWeightInt8::_run`, qconv_prepack.cpp;
         the same rule unpickles a packed weight, conv_serialization.h): oneDNN iff
@@ -136,7 +136,7 @@ class NumericsProfile:
 
 class EngineNotSpecifiedError(NotImplementedError):
     """The profile runs a kernel whose integer arithmetic quantspec does not specify: oneDNN's
-    quantized conv2d and linear (docs/spec.md, Engines: what was measured of them)."""
+    quantized conv2d and linear on AVX512 CPUs (docs/spec.md, Engines)."""
 
 
 class EngineRefusedError(ValueError):
@@ -144,13 +144,19 @@ class EngineRefusedError(ValueError):
     pytorch_qnnpack's "failed to create ... operator"); the reference refuses them too."""
 
 
-def specified_library(library: str, op: str) -> str:
+def specified_library(library: str, op: str, profile: NumericsProfile | None = None) -> str:
     """`library` (from `conv2d_library` / `linear_library`), unless quantspec does not specify
-    its kernel: then EngineNotSpecifiedError naming `op`."""
-    if library == "onednn":
+    its kernel under `profile`: then EngineNotSpecifiedError naming `op`. oneDNN's kernels are
+    specified on AVX2 CPUs only (`jit_uni_int8:avx2`, `gemm:jit` with the AVX2 s8u8s32 kernel);
+    AVX512 and VNNI CPUs run others (brgemm, `vpdpbusd`, other GEMM blocking).
+
+    >>> specified_library("onednn", "quantized::linear", PROFILES["torch2.13-avx2-onednn"])
+    'onednn'
+    """
+    if library == "onednn" and (profile is None or profile.cpu != "avx2"):
         raise EngineNotSpecifiedError(
-            f"{op} runs oneDNN's kernel under this profile; quantspec does not specify oneDNN's quantized "
-            "conv2d/linear arithmetic (docs/spec.md, Engines)"
+            f"{op} runs oneDNN's kernel under this profile; quantspec specifies oneDNN's quantized "
+            "conv2d/linear arithmetic on AVX2 CPUs only (docs/spec.md, Engines)"
         )
     return library
 

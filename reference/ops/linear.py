@@ -2,7 +2,8 @@
 
 The plain definition. `quantspec.reference.fast.linear` computes the same integers quickly
 (and is checked equal to this one); the interpreter runs that one. The x86 engine packs
-FBGEMM's weight; oneDNN's (engine onednn) is not specified (`NumericsProfile.linear_library`).
+FBGEMM's weight; the onednn engine oneDNN's (`NumericsProfile.linear_library`), specified for
+its AVX2 kernels.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import numpy as np
 
 from .._arguments import flag
 from ..numerics import (
+    dot_u8i8acc32_onednn_gemm_ref,
     dot_u8i8acc32_ref,
     dot_u8u8acc32_qnnpack_ref,
+    requant_scales_onednn_ref,
     requant_scales_qnnpack_ref,
     requant_scales_ref,
+    requantize_u8acc32_onednn_ref,
     requantize_u8acc32_qnnpack_ref,
     requantize_u8acc32_ref,
 )
-from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile, specified_library
+from ..profile import DEFAULT_PROFILE, EngineRefusedError, NumericsProfile, as_profile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import quantize_bias_qnnpack
 from ._registry import register_op
@@ -53,6 +57,13 @@ def linear(
     torch recomputes the int32 bias and the scales only when the input scale differs from
     the previous call's; the reference is stateless (docs/spec.md, Engines).
 
+    onednn, AVX2 (`PackedLinearWeightsOnednn::apply_impl` -> ideep `matmul_forward` -> oneDNN
+    `gemm_x8s8s32x_matmul_t`, `gemm:jit`): symmetric weights only (else EngineRefusedError, as
+    torch's prepack refuses); pairs saturate within the GEMM's K blocks; the float bias is added
+    after the scale multiply and the zero point before rounding:
+      acc[i, j] = dot_u8i8acc32_onednn_gemm_ref(x[i], x_zp, w)[j]
+      out[i, j] = requantize_u8acc32_onednn_ref(acc, bias, requant_scales_onednn_ref(..., "linear", ...), zp, relu)
+
     Hand-worked: x = [[200, 10]] (scale 0.5, zp 10), w = [[3, -2]] (scale 0.25, zp 0),
     bias [1.0], output scale 1.0, zp 5:
       acc = (200-10)*3 + (10-10)*(-2) = 570
@@ -72,17 +83,32 @@ def linear(
     >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
     >>> linear(one, w_one, np.float32([0.5]), 1.0, 0, profile=qnnpack).int_repr.tolist()
     [[1]]
+
+    x = [[6]] (scale 1, zp 0), w = [[1]] (scale 0.25), output scale 1, zp 11: fbgemm
+    rne(6 * 0.25 = 1.5) = 2, + 11 = 13; onednn 1.5 + 11 = 12.5 -> 12 (the zp before rounding).
+
+    >>> six, quarter = QTensor(np.uint8([[6]]), 1.0, 0, "quint8"), QTensor(np.int8([[1]]), 0.25, 0, "qint8")
+    >>> onednn = get_profile("torch2.13-avx2-onednn")
+    >>> linear(six, quarter, None, 1.0, 11).int_repr.tolist()
+    [[13]]
+    >>> linear(six, quarter, None, 1.0, 11, profile=onednn).int_repr.tolist()
+    [[12]]
     """
     check_qtensor(x, "x")
     check_qtensor(weight, "weight")
     flag(relu, "relu")
     profile = as_profile(profile)
     out_features, _ = check_linear_inputs(x, weight)
-    library = specified_library(profile.linear_library, "quantized::linear")
+    library = specified_library(profile.linear_library, "quantized::linear", profile)
     bias32 = checked_bias(bias, out_features)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
     w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_features,))
-    if library == "qnnpack":
+    if library == "onednn":
+        refuse_asymmetric_onednn_weight(w_zp)
+        acc = dot_u8i8acc32_onednn_gemm_ref(x.int_repr, x.zero_point, weight.int_repr)
+        scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "linear", weight.per_channel)
+        ints = requantize_u8acc32_onednn_ref(acc, bias32, scales, out.zero_point, relu)
+    elif library == "qnnpack":
         bias_q = quantize_bias_qnnpack(bias32, x.scale, weight.scale, profile)
         acc = dot_u8u8acc32_qnnpack_ref(x.int_repr, x.zero_point, weight.int_repr, w_zp, bias_q)
         requant = requant_scales_qnnpack_ref(x.scale, weight.scale, out.scale)
@@ -114,6 +140,16 @@ def linear_relu(
     [[5]]
     """
     return linear(x, weight, bias, output_scale, output_zero_point, relu=True, profile=profile)
+
+
+def refuse_asymmetric_onednn_weight(w_zero_points: np.ndarray) -> None:
+    """torch's onednn prepack (linear and conv) refuses a weight zero point other than 0 ("ONEDNN only
+    supports symmetric quantization"); so does the reference, with EngineRefusedError."""
+    if np.any(w_zero_points):
+        raise EngineRefusedError(
+            "the onednn engine supports symmetric weights only (zero point 0), "
+            f"got weight zero points {np.unique(w_zero_points).tolist()}"
+        )
 
 
 def check_linear_inputs(x: QTensor, weight: QTensor) -> tuple[int, int]:
