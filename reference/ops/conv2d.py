@@ -98,6 +98,9 @@ def conv2d(
     >>> qnnpack = get_profile("torch2.13-avx2-qnnpack")
     >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128, profile=qnnpack).int_repr.ravel().tolist()
     [128, 128, 128, 128, 128, 128, 128, 128]
+    >>> onednn = get_profile("torch2.13-avx2-onednn")
+    >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128, profile=onednn).int_repr.ravel().tolist()
+    [128, 128, 128, 128, 128, 128, 128, 128]
     """
     profile = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
     out_channels, kernel = check_conv_inputs(x, weight, groups)
