@@ -2,8 +2,9 @@
 
 The plain definition. `quantspec.reference.fast.conv2d` computes the same integers quickly
 (and is checked equal to this one); the interpreter runs that one. Which library's kernel
-runs is `NumericsProfile.conv2d_library` (the x86 engine picks FBGEMM or oneDNN at prepack;
-oneDNN's is not specified).
+runs is `NumericsProfile.conv2d_library` (the x86 engine picks FBGEMM or oneDNN at prepack).
+oneDNN's AVX2 kernels are specified (`onednn_conv_kernel` names which one runs); its AVX512
+kernels are not.
 
 pytorch_qnnpack sums every conv exactly (`numerics.dot_u8u8acc32_qnnpack_ref`: dense,
 depthwise and grouped alike) and has one output stage. FBGEMM picks one of four kernels for
@@ -30,10 +31,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .._arguments import flag, int_tuple, integer
 from ..numerics import (
+    dot_u8i8acc32_onednn_conv_ref,
     dot_u8i8acc32_ref,
     dot_u8u8acc32_qnnpack_ref,
+    requant_scales_onednn_ref,
     requant_scales_qnnpack_ref,
     requant_scales_ref,
+    requantize_u8acc32_onednn_ref,
     requantize_u8acc32_qnnpack_ref,
     requantize_u8acc32_ref,
 )
@@ -42,6 +46,7 @@ from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import quantize_bias_qnnpack
 from ._registry import register_op
 from ._validate import check_qtensor, checked_bias, output_qparams
+from .linear import refuse_asymmetric_onednn_weight
 
 
 @register_op("quantized::conv2d")
@@ -77,7 +82,14 @@ def conv2d(
       out = requantize_u8acc32_qnnpack_ref(acc, requant_scales_qnnpack_ref(x_scale, w_scale, out_scale), ...)
     torch recomputes the int32 bias and the scales only when the input scale differs from
     the previous call's; the reference is stateless (docs/spec.md, Engines).
-    The output is quint8 in channels_last memory (as ATen allocates it, on both engines);
+    onednn, AVX2 (`PackedConvWeightsOnednn<2>::apply_impl` -> ideep `convolution_forward` -> oneDNN;
+    symmetric weights only): the same windows by tap, taps outside the image skipped, and
+      acc = dot_u8i8acc32_onednn_conv_ref(taps, a_zp, w[j, (r, s), c], valid, pairs saturate)
+      out = requantize_u8acc32_onednn_ref(acc, bias, requant_scales_onednn_ref(..., "conv2d", ...), zp, relu)
+    where pairs (adjacent input channels of one tap) saturate in the "jit" kernel unless it is
+    depthwise, and never in the "ref" kernel (`onednn_conv_kernel`). With the depthwise example
+    below oneDNN sums exactly, as qnnpack: 128.
+    The output is quint8 in channels_last memory (as ATen allocates it, on every engine);
     `int_repr` is in logical NCHW order.
 
     Hand-worked depthwise pair saturation (8 channels, 3x3, pad 1, all a = 255, a_zp 255,
@@ -105,12 +117,17 @@ def conv2d(
     profile = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
-    library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d")
+    library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d", profile)
     bias32 = checked_bias(bias, out_channels)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
     padding = conv_pair("padding", padding, minimum=0)
     windows, w_k, w_zp = conv_gemm_operands(x, weight, stride, padding, dilation, groups)
-    if library == "qnnpack":
+    if library == "onednn":
+        refuse_asymmetric_onednn_weight(w_zp)
+        acc = onednn_conv_acc(x, windows, w_k, kernel, (stride, padding, dilation), groups)
+        scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "conv2d", weight.per_channel)
+        nhwc = requantize_u8acc32_onednn_ref(acc, bias32, scales, out.zero_point, relu)
+    elif library == "qnnpack":
         # PackedConvWeightsQnnp::apply_impl (qconv.cpp): the int32 bias joins the exact sums.
         bias_q = qnnpack_conv_bias(bias32, x.scale, weight, kernel, stride, padding, profile)
         bias_by_group = [None] * groups if bias_q is None else bias_q.reshape(groups, -1)
@@ -185,6 +202,70 @@ def qnnpack_conv_bias(
     if bias_q is None or gemm_path:
         return bias_q
     return np.where(bias_q == np.iinfo(np.int32).max, np.iinfo(np.int32).min, bias_q).astype(np.int32)
+
+
+def onednn_conv_kernel(in_channels: int, out_channels: int, groups: int) -> str:
+    """Which oneDNN kernel torch's onednn conv2d runs on an AVX2 CPU (nhwc u8 source, s8 weights):
+    "jit", "depthwise" or "ref".
+
+    `jit_uni_x8s8s32x_fwd_kernel::init_conf` (and the 1x1 kernel's) takes every conv with one
+    group (channels padded to blocks of 8) and grouped convs whose channels per group, in and
+    out, are both multiples of 4 (blocks of 4 or 8; oneDNN does not pad groups): "jit", whose
+    `vpmaddubsw` pairs input channels. One input and one output channel per group is its
+    depthwise kernel ("depthwise": `vpmaddwd` of widened values, exact). Every other grouped
+    conv falls to oneDNN's reference convolution (`ref:any`, exact int32 sums).
+
+    >>> onednn_conv_kernel(16, 32, 1), onednn_conv_kernel(16, 16, 16), onednn_conv_kernel(16, 16, 4)
+    ('jit', 'depthwise', 'jit')
+    >>> onednn_conv_kernel(10, 20, 5), onednn_conv_kernel(8, 16, 8)
+    ('ref', 'ref')
+    """
+    c_per_g, k_per_g = in_channels // groups, out_channels // groups
+    if groups > 1 and c_per_g == k_per_g == 1:
+        return "depthwise"
+    if groups == 1 or (c_per_g % 4 == 0 and k_per_g % 4 == 0):
+        return "jit"
+    return "ref"
+
+
+def onednn_conv_acc(
+    x: QTensor, windows: np.ndarray, w_k: np.ndarray, kernel: tuple[int, int], geometry: tuple, groups: int
+) -> np.ndarray:
+    """oneDNN's int32 accumulators (N, OH, OW, OC) from `conv_gemm_operands`' windows and weights:
+    each group's K = (kh, kw, c) split into taps of C/G channels, taps outside the image
+    (`onednn_tap_validity`) skipped, pairs saturating where `onednn_conv_kernel` is "jit"."""
+    n, oh, ow = windows.shape[:3]
+    taps, c_per_g = kernel[0] * kernel[1], x.shape[1] // groups
+    saturate = onednn_conv_kernel(x.shape[1], w_k.shape[0] * w_k.shape[1], groups) == "jit"
+    valid = onednn_tap_validity(x.shape[2:], kernel, *geometry, (oh, ow))
+
+    def accumulate(a: np.ndarray, g: int) -> np.ndarray:
+        w_taps = w_k[g].reshape(-1, taps, c_per_g)
+        return dot_u8i8acc32_onednn_conv_ref(a.reshape(n, oh, ow, taps, c_per_g), x.zero_point, w_taps, valid, saturate)
+
+    return _by_group(windows, accumulate)
+
+
+def onednn_tap_validity(
+    hw: Sequence[int],
+    kernel: tuple[int, int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """(OH, OW, KH * KW) bool: whether tap (r, s) of output pixel (oh, ow) reads inside the image,
+    `0 <= oh*sh - ph + r*dh < H` and likewise for the width.
+
+    >>> onednn_tap_validity((1, 1), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)).astype(int).ravel().tolist()
+    [0, 0, 0, 0, 1, 0, 0, 0, 0]
+    """
+    inside = []
+    for d in range(2):
+        position = np.arange(out_hw[d])[:, None] * stride[d] - padding[d] + np.arange(kernel[d])[None, :] * dilation[d]
+        inside.append((position >= 0) & (position < hw[d]))
+    rows, cols = inside
+    return (rows[:, None, :, None] & cols[None, :, None, :]).reshape(out_hw[0], out_hw[1], -1)
 
 
 def conv_path(
