@@ -40,7 +40,7 @@ from quantspec.reference.numerics import (
     requantize_u8acc32_ref,
     wrap_int32,
 )
-from quantspec.reference.ops.conv2d import conv_gemm_operands, conv_pair, conv_path, qnnpack_conv_bias
+from quantspec.reference.ops.conv2d import conv_gemm_operands, conv_path, qnnpack_conv_bias
 from quantspec.reference.profile import ENGINES, EngineNotSpecifiedError, NumericsProfile
 from quantspec.reference.qtensor import QTensor
 from quantspec.reference.quantize_kernels import quantize_bias_qnnpack
@@ -248,7 +248,7 @@ def gemm_operands(kind: str, args: list, engine: NumericsProfile, baseline: Nume
     weight, relu = packed.weight, kind.endswith("_relu")
     out_channels = weight.shape[0]
     if kind.startswith("quantized::conv2d"):
-        kernel, padding = tuple(weight.shape[2:]), conv_pair("padding", packed.padding, minimum=0)
+        kernel, padding = tuple(weight.shape[2:]), tuple(packed.padding)
         windows, weights, w_zp = conv_gemm_operands(x, weight, packed.stride, padding, packed.dilation, packed.groups)
         bias_q = qnnpack_conv_bias(packed.bias, x.scale, weight, kernel, packed.stride, padding, engine)
         path = conv_path(x.shape[1], out_channels, kernel, packed.stride, padding, packed.dilation, packed.groups,

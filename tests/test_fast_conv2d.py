@@ -70,11 +70,12 @@ def test_fast_equals_plain_on_drawn_cases_and_reaches_every_fast_path():
         x, weight, bias, out_scale = case.arrays()
         args = (x, weight, bias, case.stride, case.padding, case.dilation, case.groups, out_scale,
                 case.out_zero_point, case.relu, profile)
-        if profile.conv2d_library(weight.zero_point, case.groups) == "onednn":  # x86 on VNNI: not specified
+        # x86 on VNNI with symmetric weights runs oneDNN, not specified: refused by both (reached
+        # only by chance here; test_qnnpack checks the refusal on a fixed case).
+        if profile.conv2d_library(weight.zero_point, case.groups) == "onednn":
             for implementation in (conv2d, fast.conv2d):
                 with pytest.raises(EngineNotSpecifiedError):
                     implementation(*args)
-            reached["onednn-refused"] += 1
             return
         expected = conv2d(*args)
         winograd, chunks, corrections = [], [], []
@@ -97,7 +98,7 @@ def test_fast_equals_plain_on_drawn_cases_and_reaches_every_fast_path():
 
     fast_equals_plain()
     for path in ("depthwise", "groupwise", "pointwise", "im2col", "winograd", "k-chunks", "saturated-pairs",
-                 "two-workers", "fbgemm", "qnnpack", "x86", "qnnpack-winograd", "onednn-refused"):
+                 "two-workers", "fbgemm", "qnnpack", "x86", "qnnpack-winograd"):
         assert reached[path] > 0, f"no drawn case reached {path}: {dict(reached)}"
 
 
@@ -181,6 +182,30 @@ def test_no_winograd_where_pairs_saturate(monkeypatch):
     assert len(calls) == 1  # the VNNI run only
 
 
+@pytest.mark.parametrize(
+    "pixel, zero_point, channels, winograd",
+    [
+        ((128, 128), 0, 4, True),  # every pixel's channel pair sums to 256 < 257: no pair can saturate
+        ((128, 129), 0, 4, False),  # 257: 257 * -128 = -32,896 saturates
+        ((128, 128), 129, 4, False),  # the padding taps' pair (129, 129) sums to 258
+        ((128, 128), 0, 3, False),  # odd channels: pairs straddle taps (128 + 128 + ...), not judged per pixel
+    ],
+)
+def test_no_pair_reaching_257_opens_winograd_without_vnni(monkeypatch, pixel, zero_point, channels, winograd):
+    # Without VNNI a pair saturates only if a0 + a1 >= 257 (|w| <= 128); with an even channel
+    # count per group every pair is one pixel's channels (2q, 2q + 1) or a padding tap's
+    # (zp, zp), so when none reaches 257 the exact Winograd sums are FBGEMM's too.
+    calls = []
+    spy(monkeypatch, FAST_CONV, "winograd_sums", calls)
+    values = np.empty((1, channels, 16, 16), np.uint8)
+    values[:, 0::2], values[:, 1::2] = pixel
+    x = q_u8(values, 0.1, zero_point)
+    w = q_s8(np.full((2, channels, 3, 3), -128), 0.1)
+    args = (x, w, None, (1, 1), (1, 1), (1, 1), 1, 50.0, 0, False, AVX2_213)
+    assert np.array_equal(fast.conv2d(*args).int_repr, conv2d(*args).int_repr)
+    assert bool(calls) is winograd
+
+
 def test_pair_saturation_is_the_same_in_every_band_cut(monkeypatch):
     # Without VNNI the im2col path saturates vpmaddubsw pairs; the correction is formed per
     # band from the band's raw windows and the band's weight rows. High activations times
@@ -202,7 +227,8 @@ def test_pair_saturation_is_the_same_in_every_band_cut(monkeypatch):
 def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatch):
     calls = []
     original = FAST_CONV.requant_params
-    monkeypatch.setattr(FAST_CONV, "requant_params", lambda *args: calls.append(args[0:3:2]) or original(*args))
+    for module in (FAST_CONV, GEMM):  # unprepared calls use fast.conv2d's; prepared weights gemm's
+        monkeypatch.setattr(module, "requant_params", lambda *args: calls.append(args[0:3:2]) or original(*args))
     rng = np.random.default_rng(2)
     x = QTensor(rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8), 0.05, 3, "quint8")
     w = QTensor(rng.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8), rng.uniform(0.01, 0.02, 6),

@@ -18,7 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from quantspec.reference.fast.gemm import exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
+from quantspec.reference.fast.gemm import (
+    exact_matmul,
+    one_gemm_is_exact,
+    pair_saturation_correction,
+    pairs_can_saturate,
+    prepare_pair_weights,
+    prepare_weights,
+)
 from quantspec.reference.fast.threads import parallel_for
 from quantspec.reference.numerics import dot_u8i8acc32_ref
 
@@ -179,7 +186,7 @@ def test_pair_saturation_correction_is_saturated_minus_exact_pair_sums(operands)
     # accumulators, wrapped again, is the correction itself.
     a, a_zp, w, w_zp = operands
     difference = plain_acc(a, a_zp, w, w_zp, True).astype(np.int64) - plain_acc(a, a_zp, w, w_zp, False)
-    assert np.array_equal(pair_saturation_correction(a, w), wrap_int32_plainly(difference))
+    assert np.array_equal(correction_of(a, w), wrap_int32_plainly(difference))
 
 
 @PROPERTY
@@ -187,7 +194,7 @@ def test_pair_saturation_correction_is_saturated_minus_exact_pair_sums(operands)
 def test_gemm_with_pair_saturation_is_the_plain_saturated_accumulator(operands, norm):
     a, a_zp, w, w_zp = operands
     expected = as_float32(plain_acc(a, a_zp, w, w_zp, True))
-    actual = _run_exact(a, a_zp, w, w_zp, 0, norm, pair_saturation_correction(a, w))
+    actual = _run_exact(a, a_zp, w, w_zp, 0, norm, correction_of(a, w))
     assert np.array_equal(bits(actual), bits(expected))
 
 
@@ -224,20 +231,36 @@ def test_hand_worked_pair_saturation():
     # (correction -32,003); the lone third product 32,385 stays. With w = -128: the pair is
     # -65,280 -> -32,768 (correction +32,512).
     a = np.full((1, 1, 3), 255, np.uint8)
-    assert pair_saturation_correction(a, np.full((1, 1, 3), 127, np.int8)).tolist() == [[-32_003]]
-    assert pair_saturation_correction(a, np.full((1, 1, 3), -128, np.int8)).tolist() == [[32_512]]
+    assert correction_of(a, np.full((1, 1, 3), 127, np.int8)).tolist() == [[-32_003]]
+    assert correction_of(a, np.full((1, 1, 3), -128, np.int8)).tolist() == [[32_512]]
     # At the candidate thresholds, pair sums 257, 258, 259: times -128 they are -32,896,
     # -33,024, -33,152, saturated to -32,768 (+128, +256, +384); times 127 they are 32,639
     # and 32,766 (fit) and 32,893 -> 32,767 (-126).
     pairs = np.array([[[128, 129], [129, 129], [129, 130]]], np.uint8).reshape(1, 3, 2)
     weights = np.array([[[-128, -128], [127, 127]]], np.int8)
-    assert pair_saturation_correction(pairs, weights).tolist() == [[128, 0], [256, 0], [384, -126]]
+    assert correction_of(pairs, weights).tolist() == [[128, 0], [256, 0], [384, -126]]
     # The weight threshold: (255 + 255) * 64 = 32,640 fits; * 65 = 33,150 -> 32,767 (-383).
     full = np.full((1, 1, 2), 255, np.uint8)
-    assert pair_saturation_correction(full, np.array([[[64, 64], [65, 65]]], np.int8)).tolist() == [[0, -383]]
+    assert correction_of(full, np.array([[[64, 64], [65, 65]]], np.int8)).tolist() == [[0, -383]]
     # Activations <= 127 (reduce_range) never saturate: 127 * 127 * 2 = 32,258 <= 32,767.
     low = np.full((1, 1, 4), 127, np.uint8)
-    assert pair_saturation_correction(low, np.full((1, 1, 4), 127, np.int8)).tolist() == [[0]]
+    assert pair_saturation_correction(low, prepare_pair_weights(np.full((1, 1, 4), 127, np.int8))) is None
+
+
+@PROPERTY
+@given(gemm_operands(SHORT_DEPTHS))
+def test_pairs_can_saturate_is_false_only_where_no_pair_saturates(operands):
+    # The shortcut the conv and linear kernels take: where `pairs_can_saturate` says no, the
+    # plain saturated and unsaturated accumulators agree.
+    a, a_zp, w, w_zp = operands
+    if not pairs_can_saturate(int(a.max(initial=0)), prepare_pair_weights(w)):
+        assert np.array_equal(plain_acc(a, a_zp, w, w_zp, True), plain_acc(a, a_zp, w, w_zp, False))
+
+
+def correction_of(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """`pair_saturation_correction` as an array (its None is a zero correction)."""
+    correction = pair_saturation_correction(a, prepare_pair_weights(w))
+    return np.zeros((a.shape[1], w.shape[0] * w.shape[1]), np.int64) if correction is None else correction
 
 
 def test_parallel_for_runs_every_item_once_on_the_caller_and_the_pool():

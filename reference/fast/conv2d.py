@@ -6,9 +6,9 @@ Paths, by what the plain definition computes (FBGEMM's path names, `ops.conv2d.c
   zero-point terms as offsets.
 * im2col, pointwise, groupwise: `gemm.exact_matmul` over im2col rows of the centered input
   (a 1x1 stride-1 input already is that matrix), plus `gemm.pair_saturation_correction`
-  when FBGEMM's pairs saturate. Stride-1 3x3 single-group convs with at least
+  when FBGEMM's pairs can saturate. Stride-1 3x3 single-group convs with at least
   `WINOGRAD_MIN_PIXELS` outputs per image take `winograd` instead, when its exactness bound
-  holds and no pair can saturate (VNNI, or pytorch_qnnpack).
+  holds and no pair can saturate (VNNI, pytorch_qnnpack, or `gemm.pairs_can_saturate` false).
 pytorch_qnnpack's int32 bias (`ops.conv2d.qnnpack_conv_bias`) is added to the exact sums before
 their int32 wrap, on every path; its output stage is `requantize_u8acc32` without a float bias.
 The work is cut into bands of output rows or channels (`_run_in_bands`), on `workers`
@@ -17,28 +17,34 @@ threads; every output element is computed the same way in any band.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._arguments import int_tuple, integer
+from .._arguments import ArgumentError, int_tuple, integer
 from ..numerics import INT16_MAX, INT16_MIN, wrap_int32
 from ..ops._validate import check_qtensor, checked_bias, output_qparams
 from ..ops.conv2d import (
     check_conv_arguments,
     check_conv_inputs,
     conv_output_size,
-    conv_pair,
     conv_path,
     qnnpack_conv_bias,
 )
 from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
-from .gemm import GemmWeights, exact_matmul, one_gemm_is_exact, pair_saturation_correction, prepare_weights
-from .requantize import RequantParams, requant_params, requantize_u8acc32
+from .gemm import (
+    PreparedWeights,
+    exact_matmul,
+    one_gemm_is_exact,
+    pair_saturation_correction,
+    pairs_can_saturate,
+    prepare_weights,
+)
+from .requantize import requant_params, requantize_u8acc32
 from .threads import bands, parallel_for, useful_workers
 from .winograd import (
     WinogradWeights,
@@ -86,15 +92,21 @@ def conv2d(
     >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128).int_repr.ravel().tolist()  # ops.conv2d's case
     [0, 0, 0, 0, 0, 0, 0, 0]
     """
-    profile = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
+    checked = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
+    profile, stride, padding, dilation = checked
     integer(workers, "workers", minimum=1)
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
+    if prepared is not None and prepared.geometry != (kernel, stride, dilation, groups):
+        raise ArgumentError(
+            f"prepared was formed for (kernel, stride, dilation, groups) = {prepared.geometry}, "
+            f"not this call's {(kernel, stride, dilation, groups)}"
+        )
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d")
     bias32 = checked_bias(bias, out_channels)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
 
-    ph, pw = conv_pair("padding", padding, minimum=0)
+    ph, pw = padding
     out_hw = conv_output_size(x.shape[2:], kernel, stride, (ph, pw), dilation)
     if prepared is None:
         params = requant_params(x.scale, weight.scale, out.scale, out_channels, library)
@@ -124,37 +136,28 @@ def conv2d(
             prepared = prepare_conv_weight(weight, groups, stride, dilation)
         geometry = (kernel, stride, (ph, pw), dilation, groups)
         pairs_saturate = not qnnpack and profile.gemm_pairs_saturate
-        ints = _gemm_conv(x, prepared, weight, geometry, out_hw, (pairs_saturate, acc_offset), requantize, workers)
+        ints = _gemm_conv(x, prepared, geometry, out_hw, (pairs_saturate, acc_offset), requantize, workers)
     nchw = ints.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
     return QTensor(nchw, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last)
 
 
 @dataclass(frozen=True)
-class ConvWeights:
+class ConvWeights(PreparedWeights):
     """A conv weight as the reference's GEMM paths use it, formed once per packed weight.
 
-    Attributes:
+    Attributes (besides `gemm.PreparedWeights`'):
         gemm: the im2col GEMM operand: FBGEMM's packed weight (`KRSC`) and
             `PackAWithIm2Col` order K as (kh, kw, c) within a group: (G, OC/G, kh*kw*C/G),
             each row minus its output channel's zero point.
-        winograd_eligible: a 3x3, stride 1, dilation 1, single-group conv (`winograd`).
-        weight_scale: the weight's scale(s), for `requant_params`.
+        geometry: (kernel, stride, dilation, groups) it was formed for.
     """
 
-    gemm: GemmWeights
-    winograd_eligible: bool
-    weight_scale: float | np.ndarray
-    _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
+    geometry: tuple[tuple[int, int], tuple[int, ...], tuple[int, ...], int] = ((1, 1), (1, 1), (1, 1), 1)
 
-    def requant_params(self, act_scale: float, out_scale: float, library: str = "fbgemm") -> RequantParams:
-        """`requant_params` of this weight, formed once per (input scale, output scale,
-        library): a loaded model runs each conv with the same scales every time, and these
-        Python steps would stall the other worker on every call."""
-        key = (act_scale, out_scale, library)
-        if key not in self._requant:
-            channels = self.gemm.out_channels
-            self._requant[key] = requant_params(act_scale, self.weight_scale, out_scale, channels, library)
-        return self._requant[key]
+    @property
+    def winograd_eligible(self) -> bool:
+        """A 3x3, stride 1, dilation 1, single-group conv (`winograd`)."""
+        return self.geometry == ((3, 3), (1, 1), (1, 1), 1)
 
     @cached_property
     def winograd(self) -> WinogradWeights:
@@ -169,18 +172,17 @@ def prepare_conv_weight(
     """`ConvWeights` of `weight` for a conv with this geometry."""
     check_qtensor(weight, "weight")
     integer(groups, "groups", minimum=1)
-    int_tuple(stride, "stride", 2, minimum=1)
-    int_tuple(dilation, "dilation", 2, minimum=1)
+    stride = int_tuple(stride, "stride", 2, minimum=1)
+    dilation = int_tuple(dilation, "dilation", 2, minimum=1)
     out_channels, c_per_g, kh, kw = weight.shape
     krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, kh * kw * c_per_g)
-    eligible = (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
-    return ConvWeights(prepare_weights(krsc, weight.zero_point), eligible, weight.scale)
+    geometry = ((kh, kw), stride, dilation, groups)
+    return ConvWeights(prepare_weights(krsc, weight.zero_point), weight.scale, krsc, geometry=geometry)
 
 
 def _gemm_conv(
     x: QTensor,
     weights: ConvWeights,
-    weight: QTensor,
     geometry: tuple,
     out_hw: tuple[int, int],
     sums: tuple[bool, np.ndarray | None],
@@ -195,7 +197,9 @@ def _gemm_conv(
     The activation side, in K order (kh, kw, c) per group: the zero-point-centered input,
     padded with 0 (padding taps read a_zp), then its windows copied into the im2col matrix
     (none for a 1x1 stride-1 conv, whose NHWC input already is that matrix). The pair
-    saturation is computed on the raw uint8 windows, where padding reads a_zp.
+    saturation is computed on the raw uint8 windows, where padding reads a_zp, unless
+    `gemm.pairs_can_saturate` rules it out for this input's largest value; then Winograd
+    is open to FBGEMM's saturating profiles too.
     The work is cut into bands (`_run_in_bands`) that each form their GEMM and requantization;
     every output element is computed the same way in any band. Stride-1 3x3 convs with at
     least `WINOGRAD_MIN_PIXELS` outputs per image take Winograd F(2x2, 3x3) instead
@@ -209,7 +213,14 @@ def _gemm_conv(
     macs = x.shape[0] * out_hw[0] * out_hw[1] * prepared.out_channels * depth
     workers = useful_workers(macs, workers)
     raw = x.int_repr
-    a_max_abs = max(int(raw.max()) - x.zero_point, x.zero_point - int(raw.min())) if raw.size else 0
+    raw_max, raw_min = (int(raw.max()), int(raw.min())) if raw.size else (x.zero_point, x.zero_point)
+    a_max_abs = max(raw_max - x.zero_point, x.zero_point - raw_min)
+    # Where no pair can leave int16 for these activations, FBGEMM's saturating pairs sum
+    # exactly, as VNNI's do.
+    if pairs_saturate:
+        pairs_saturate = pairs_can_saturate(max(raw_max, x.zero_point), weights.pairs) and _some_pair_reaches_257(
+            x, groups, padding
+        )
     winograd = weights.winograd_eligible and not pairs_saturate and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS
     # Winograd's 4x4 tiles reach up to one row and column past the last output's window.
     extra = (out_hw[0] % 2, out_hw[1] % 2) if winograd else (0, 0)
@@ -234,10 +245,7 @@ def _gemm_conv(
     norms = None
     if not one_gemm_is_exact(depth, a_max_abs, None, prepared):  # the simple bound fails: try Cauchy-Schwarz
         norms = _max_window_square_norm(centered, kernel, stride, dilation, out_hw, groups, a_max_abs)
-    raw_padded, raw_w = None, None
-    if pairs_saturate:  # the raw uint8/int8 operands, in the same K order
-        raw_padded = _padded_nhwc(x, padding)
-        raw_w = weight.int_repr.transpose(0, 2, 3, 1).reshape(prepared.centered.shape)
+    raw_padded = _padded_nhwc(x, padding) if pairs_saturate else None  # the raw uint8 operand, same K order
 
     def im2col(rows: slice) -> tuple[np.ndarray, np.ndarray | None]:  # (G, band pixels, K), centered and raw
         raw_rows = None if raw_padded is None else _im2col_rows(raw_padded, geometry, out_hw, rows)
@@ -245,7 +253,8 @@ def _gemm_conv(
 
     def products(matrices: tuple[np.ndarray, np.ndarray | None], rows: slice, channels: slice) -> None:
         a, raw_rows = matrices
-        correction = None if raw_rows is None else pair_saturation_correction(raw_rows, raw_w[:, channels])
+        band_pairs = None if raw_rows is None else weights.pairs.channel_band(channels)
+        correction = None if raw_rows is None else pair_saturation_correction(raw_rows, band_pairs)
         if acc_offset is not None:  # pytorch_qnnpack's bias; its pairs never saturate
             offset = acc_offset[channels].astype(np.int64)
             correction = np.broadcast_to(offset, (a.shape[1], offset.size))
@@ -256,6 +265,24 @@ def _gemm_conv(
     row_bytes = x.shape[0] * out_hw[1] * 4 * (groups * depth + prepared.out_channels)  # im2col rows and products
     _run_in_bands(im2col, products, out_hw[0], row_bytes, prepared.out_channels, groups, workers)
     return out
+
+
+def _some_pair_reaches_257(x: QTensor, groups: int, padding: tuple[int, int]) -> bool:
+    """Whether some `vpmaddubsw` pair of the im2col rows may have a0 + a1 >= 257, which any
+    saturating pair needs (`gemm.pair_saturation_correction`), judged on the input itself.
+
+    With an even number of channels per group, K = (kh, kw, c) pairs channels (2q, 2q + 1)
+    of one pixel (each group's K starts at an even channel), so every pair of every row is
+    a pixel's channel pair, or (a_zp, a_zp) for a padding tap: checking each pixel once
+    replaces checking kh * kw copies of it. Otherwise (odd C/G) pairs straddle taps: True.
+    """
+    c_per_g = x.shape[1] // groups
+    if c_per_g % 2:
+        return True
+    if any(padding) and 2 * x.zero_point >= 257:
+        return True
+    raw = x.int_repr  # (N, C, H, W)
+    return bool((np.add(raw[:, 0::2], raw[:, 1::2], dtype=np.uint16) >= 257).any())
 
 
 def _run_in_bands(

@@ -9,11 +9,13 @@ evaluated only where a pair can leave int16.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-from ..numerics import saturate_int16, wrap_int32
+from ..numerics import INT16_MAX, saturate_int16, wrap_int32
+from .requantize import RequantParams, requant_params
 from .threads import bands, parallel_for
 
 # float32 represents every integer of magnitude <= 2^24 exactly.
@@ -172,7 +174,88 @@ def _wrapped_f32(total: np.ndarray) -> np.ndarray:
     return wrap_int32(total).astype(np.float32)
 
 
-def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class PairWeights:
+    """The raw int8 weight operand of FBGEMM's `vpmaddubsw` pairs, formed once per weight.
+
+    Attributes:
+        raw: int8 (G, N/G, K), K in the kernel's order.
+        max_pair_abs: max over channels and pairs of `|w[2p]| + |w[2p+1]|` (a lone last
+            product counts alone): `pairs_can_saturate` compares it with the activations.
+        candidate: bool (G, N/G, K // 2): pair p of channel j can leave int16 for some
+            uint8 activations, i.e. `|w[2p]| + |w[2p+1]| >= 129` (255 * 128 = 32,640 fits).
+    """
+
+    raw: np.ndarray
+    max_pair_abs: int
+    candidate: np.ndarray
+
+    def channel_band(self, channels: slice) -> PairWeights:
+        """The output channels `channels` of every group (views)."""
+        return PairWeights(self.raw[:, channels], self.max_pair_abs, self.candidate[:, channels])
+
+
+def prepare_pair_weights(raw: np.ndarray) -> PairWeights:
+    """`PairWeights` of int8 weights (G, N/G, K).
+
+    >>> p = prepare_pair_weights(np.int8([[[100, -29, 5], [64, 64, 0]]]))
+    >>> p.max_pair_abs, p.candidate.tolist()   # |100| + |-29| = 129; 64 + 64 = 128
+    (129, [[[True], [False]]])
+    """
+    magnitudes = np.abs(raw.astype(np.int16))
+    pairs = raw.shape[2] // 2
+    pair_abs = magnitudes[:, :, 0 : 2 * pairs : 2] + magnitudes[:, :, 1 : 2 * pairs : 2]
+    max_pair_abs = max(int(pair_abs.max(initial=0)), int(magnitudes.max(initial=0)))
+    return PairWeights(raw, max_pair_abs, pair_abs >= 129)
+
+
+def pairs_can_saturate(a_max: int, weights: PairWeights) -> bool:
+    """Whether any `vpmaddubsw` pair of uint8 activations <= `a_max` with these weights can
+    leave int16: |P| <= a_max * (|w0| + |w1|), and saturation needs |P| >= 32,768.
+
+    >>> w = prepare_pair_weights(np.int8([[[127, 127]]]))
+    >>> pairs_can_saturate(129, w), pairs_can_saturate(128, w)   # 129 * 254 = 32,766 fits; 128 too
+    (False, False)
+    >>> pairs_can_saturate(130, w)                               # 130 * 254 = 33,020
+    True
+    """
+    return a_max * weights.max_pair_abs > INT16_MAX
+
+
+@dataclass(frozen=True)
+class PreparedWeights:
+    """A conv or linear weight formed once for the GEMM, as FBGEMM's prepack forms its packed
+    weight once: the centered float32 operand, the raw int8 one (for the pair saturation,
+    formed on first use) and the requantization constants per (input scale, output scale,
+    library) a loaded model runs it with (these Python steps would stall the other worker
+    on every call).
+
+    Attributes:
+        gemm: the centered operand (`prepare_weights`), (G, N/G, K).
+        weight_scale: the weight's scale(s), for `requant_params`.
+        raw: the int8 weight in the same layout.
+    """
+
+    gemm: GemmWeights
+    weight_scale: float | np.ndarray
+    raw: np.ndarray
+    _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
+
+    def requant_params(self, act_scale: float, out_scale: float, library: str = "fbgemm") -> RequantParams:
+        """`requantize.requant_params` of this weight, formed once per (act_scale, out_scale, library)."""
+        key = (act_scale, out_scale, library)
+        if key not in self._requant:
+            channels = self.gemm.out_channels
+            self._requant[key] = requant_params(act_scale, self.weight_scale, out_scale, channels, library)
+        return self._requant[key]
+
+    @cached_property
+    def pairs(self) -> PairWeights:
+        """The weight of FBGEMM's `vpmaddubsw` pairs (`prepare_pair_weights`), formed on first use."""
+        return prepare_pair_weights(self.raw)
+
+
+def pair_saturation_correction(a: np.ndarray, weights: PairWeights) -> np.ndarray | None:
     """`sum_p sat16(P_p) - P_p` for the `vpmaddubsw` pairs `P_p = a[2p] w[2p] + a[2p+1] w[2p+1]`.
 
     Without VNNI, FBGEMM's GEMM kernels (`genU8I8S32FMA`: `vpmaddubsw`, then `vpmaddwd`
@@ -183,32 +266,33 @@ def pair_saturation_correction(a: np.ndarray, w: np.ndarray) -> np.ndarray:
 
     Args:
         a: uint8 activations as the kernel reads them (padding taps hold a_zp), (G, M, K).
-        w: int8 weights, (G, N, K), K in the kernel's order.
+        weights: `prepare_pair_weights` of the int8 weights (G, N, K), K in the kernel's order.
 
     Returns the int64 correction to add to the exact sum, (M, G * N), groups side by side
-    (the layout of `exact_matmul`).
+    (the layout of `exact_matmul`), or None where no pair saturates (a zero correction).
 
     Only candidate pairs are evaluated: |P| <= 128 (a0 + a1), so P > 32767 needs
-    a0 + a1 >= 259 and P < -32768 needs a0 + a1 >= 257; and |P| <= 510 max(|w0|, |w1|)
-    needs max(|w0|, |w1|) >= 65. Activations <= 127 (reduce_range) never saturate.
+    a0 + a1 >= 259 and P < -32768 needs a0 + a1 >= 257; and |P| <= 255 (|w0| + |w1|)
+    needs |w0| + |w1| >= 129 (`PairWeights.candidate`). Activations <= 127 (reduce_range)
+    never saturate.
     """
-    groups, rows, depth = a.shape
-    cols = w.shape[1]
-    correction = np.zeros((groups, rows, cols), dtype=np.int64)
-    pairs = depth // 2
-    if pairs == 0:
-        return correction.transpose(1, 0, 2).reshape(rows, groups * cols)
-    a0 = a[:, :, 0 : 2 * pairs : 2].astype(np.int32)
-    a1 = a[:, :, 1 : 2 * pairs : 2].astype(np.int32)
-    w0 = w[:, :, 0 : 2 * pairs : 2].astype(np.int32)
-    w1 = w[:, :, 1 : 2 * pairs : 2].astype(np.int32)
-    row_candidate = (a0 + a1) >= 257  # (G, M, pairs)
-    col_candidate = np.maximum(np.abs(w0), np.abs(w1)) >= 65  # (G, N, pairs)
-    for g, p in zip(*np.nonzero(row_candidate.any(axis=1) & col_candidate.any(axis=1))):
-        r = np.flatnonzero(row_candidate[g, :, p])
-        c = np.flatnonzero(col_candidate[g, :, p])
-        pair = a0[g, r, p, None] * w0[g, c, p] + a1[g, r, p, None] * w1[g, c, p]
-        excess = saturate_int16(pair) - pair
-        if excess.any():
-            correction[g][np.ix_(r, c)] += excess
-    return correction.transpose(1, 0, 2).reshape(rows, groups * cols)
+    groups, rows, _ = a.shape
+    cols = weights.raw.shape[1]
+    correction = None
+    live_pairs = weights.candidate.any(axis=1)  # (G, pairs)
+    for g in range(groups):
+        live = np.flatnonzero(live_pairs[g])
+        # a0 + a1 in uint16 (<= 510), for the live pairs only: (M, live) row candidates.
+        rows_g = a[g]  # (M, K); a[g, :, idx] would put the indexed axis first
+        hot = np.add(rows_g[:, 2 * live], rows_g[:, 2 * live + 1], dtype=np.uint16) >= 257
+        for index in np.flatnonzero(hot.any(axis=0)):
+            p, r = live[index], np.flatnonzero(hot[:, index])
+            c = np.flatnonzero(weights.candidate[g, :, p])
+            a0, a1 = (rows_g[r, k, None].astype(np.int32) for k in (2 * p, 2 * p + 1))
+            pair = a0 * weights.raw[g, c, 2 * p].astype(np.int32) + a1 * weights.raw[g, c, 2 * p + 1].astype(np.int32)
+            excess = saturate_int16(pair) - pair
+            if excess.any():
+                if correction is None:
+                    correction = np.zeros((groups, rows, cols), dtype=np.int64)
+                correction[g][np.ix_(r, c)] += excess
+    return None if correction is None else correction.transpose(1, 0, 2).reshape(rows, groups * cols)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._arguments import flag, integer
+from .._arguments import ArgumentError, flag, integer
 from ..ops._validate import check_qtensor, checked_bias, output_qparams
 from ..ops.linear import check_linear_inputs
 from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import quantize_bias_qnnpack
-from .gemm import GemmWeights, centered_f32, exact_matmul, pair_saturation_correction, prepare_weights
-from .requantize import requant_params, requantize_u8acc32
+from .gemm import (
+    PreparedWeights,
+    centered_f32,
+    exact_matmul,
+    pair_saturation_correction,
+    pairs_can_saturate,
+    prepare_weights,
+)
+from .requantize import requantize_u8acc32
 from .threads import useful_workers
 
 
@@ -25,7 +32,7 @@ def linear(
     relu: bool = False,
     profile: NumericsProfile = DEFAULT_PROFILE,
     *,
-    prepared: GemmWeights | None = None,
+    prepared: PreparedWeights | None = None,
     workers: int = 1,
 ) -> QTensor:
     """`quantspec.reference.ops.linear` (same arguments and result), fast.
@@ -51,6 +58,8 @@ def linear(
 
     if prepared is None:
         prepared = prepare_linear_weight(weight)
+    elif prepared.raw.shape != (1, out_features, in_features):
+        raise ArgumentError(f"prepared was formed for a weight of shape {prepared.raw.shape[1:]}, not {weight.shape}")
     rows = x.int_repr.reshape(1, -1, in_features)  # (G=1, M, K)
     centered = centered_f32(rows, x.zero_point)
     a_max_abs = int(np.abs(centered).max(initial=0))
@@ -60,18 +69,19 @@ def linear(
         bias_q = quantize_bias_qnnpack(bias32, x.scale, weight.scale, profile)
         correction = None if bias_q is None else np.broadcast_to(bias_q.astype(np.int64), (rows.shape[1], out_features))
         float_bias = None
-    elif profile.gemm_pairs_saturate:  # vpaddd/vpsubd wrap: wrap(wrap(S) + c) = wrap(S + c)
-        correction = pair_saturation_correction(rows, weight.int_repr[None])
+    elif profile.gemm_pairs_saturate and pairs_can_saturate(int(rows.max(initial=0)), prepared.pairs):
+        correction = pair_saturation_correction(rows, prepared.pairs)  # vpaddd wraps: wrap(wrap(S) + c) = wrap(S + c)
     workers = useful_workers(rows.shape[1] * in_features * out_features, workers)
-    acc = exact_matmul(centered, prepared, a_max_abs, square_norm, correction, workers)  # (M, N) float32
+    acc = exact_matmul(centered, prepared.gemm, a_max_abs, square_norm, correction, workers)  # (M, N) float32
 
-    params = requant_params(x.scale, weight.scale, out.scale, out_features, library)
+    params = prepared.requant_params(x.scale, out.scale, library)
     ints = requantize_u8acc32(acc, float_bias, params, out.zero_point, relu, per_tensor_bias_fma=True)
     shape = x.shape[:-1] + (out_features,)
     return QTensor(ints.reshape(shape), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
 
 
-def prepare_linear_weight(weight: QTensor) -> GemmWeights:
+def prepare_linear_weight(weight: QTensor) -> PreparedWeights:
     """The (N, K) weight as the GEMM operand: one group, rows minus their zero points."""
     check_qtensor(weight, "weight")
-    return prepare_weights(weight.int_repr[None], weight.zero_point)
+    raw = weight.int_repr[None]
+    return PreparedWeights(prepare_weights(raw, weight.zero_point), weight.scale, raw)

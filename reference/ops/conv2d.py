@@ -24,7 +24,7 @@ on torch 2.13 and not on 2.14 (`profile.depthwise_per_tensor_bias_fma`); the oth
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -114,13 +114,13 @@ def conv2d(
     >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128, profile=onednn).int_repr.ravel().tolist()
     [128, 128, 128, 128, 128, 128, 128, 128]
     """
-    profile = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
+    checked = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
+    profile, stride, padding, dilation = checked
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d", profile)
     bias32 = checked_bias(bias, out_channels)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
-    padding = conv_pair("padding", padding, minimum=0)
     windows, w_k, w_zp = conv_gemm_operands(x, weight, stride, padding, dilation, groups)
     if library == "onednn":
         refuse_asymmetric_onednn_weight(w_zp)
@@ -300,16 +300,12 @@ def conv_path(
     """
     integer(in_channels, "in_channels", minimum=1)
     integer(out_channels, "out_channels", minimum=1)
-    int_tuple(kernel_size, "kernel_size", 2, minimum=1)
-    int_tuple(stride, "stride", 2, minimum=1)
-    int_tuple(padding, "padding", 2, minimum=0)
-    int_tuple(dilation, "dilation", 2, minimum=1)
+    kh, kw = int_tuple(kernel_size, "kernel_size", 2, minimum=1)
+    sh, sw = int_tuple(stride, "stride", 2, minimum=1)
+    ph, pw = int_tuple(padding, "padding", 2, minimum=0)
+    dh, dw = int_tuple(dilation, "dilation", 2, minimum=1)
     integer(groups, "groups", minimum=1)
     profile = as_profile(profile)
-    kh, kw = conv_pair("kernel_size", kernel_size, minimum=1)
-    sh, sw = conv_pair("stride", stride, minimum=1)
-    ph, pw = conv_pair("padding", padding, minimum=0)
-    dh, dw = conv_pair("dilation", dilation, minimum=1)
     if groups < 1 or in_channels % groups or out_channels % groups:
         raise ValueError(
             f"groups={groups} must be >= 1 and divide in_channels={in_channels} and out_channels={out_channels}"
@@ -426,17 +422,26 @@ def check_conv_arguments(
     groups: int,
     relu: bool,
     profile: NumericsProfile | str,
-) -> NumericsProfile:
+) -> ConvArguments:
     """The argument checks of `conv2d` and `fast.conv2d` (ArgumentError naming the argument);
-    return the profile (`as_profile`)."""
+    return the profile (`as_profile`) and the geometry as int pairs."""
     check_qtensor(x, "x")
     check_qtensor(weight, "weight")
-    int_tuple(stride, "stride", 2, minimum=1)
-    int_tuple(padding, "padding", 2, minimum=0)
-    int_tuple(dilation, "dilation", 2, minimum=1)
+    stride = int_tuple(stride, "stride", 2, minimum=1)
+    padding = int_tuple(padding, "padding", 2, minimum=0)
+    dilation = int_tuple(dilation, "dilation", 2, minimum=1)
     integer(groups, "groups", minimum=1)
     flag(relu, "relu")
-    return as_profile(profile)
+    return ConvArguments(as_profile(profile), stride, padding, dilation)
+
+
+class ConvArguments(NamedTuple):
+    """What `check_conv_arguments` returns."""
+
+    profile: NumericsProfile
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
 
 
 def check_conv_inputs(x: QTensor, weight: QTensor, groups: int) -> tuple[int, tuple[int, int]]:
@@ -455,10 +460,3 @@ def check_conv_inputs(x: QTensor, weight: QTensor, groups: int) -> tuple[int, tu
         )
     return out_channels, (weight.shape[2], weight.shape[3])
 
-
-def conv_pair(name: str, value: Sequence[int], minimum: int) -> tuple[int, int]:
-    """A 2-d conv parameter as two ints >= minimum."""
-    items = tuple(value)
-    if len(items) != 2 or any(int(v) != v or v < minimum for v in items):
-        raise ValueError(f"{name} must be two integers >= {minimum}, got {value!r}")
-    return int(items[0]), int(items[1])
