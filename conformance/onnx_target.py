@@ -36,6 +36,7 @@ except ImportError as error:  # an optional extra: say how to get it
 OPSET = 21  # QuantizeLinear / QLinearConv as of ONNX 1.15+
 MICROSOFT = "com.microsoft"
 EIGHT_BIT = {"quint8": np.uint8, "qint8": np.int8}
+STORAGE = {**EIGHT_BIT, "qint32": np.int32}
 INT32_MIN, INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
 
 
@@ -44,6 +45,7 @@ def _session_options() -> onnxruntime.SessionOptions:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3  # errors only
     return options
 
 
@@ -54,7 +56,8 @@ def run_node(node: onnx.NodeProto, x: dict[str, np.ndarray], constants: dict[str
               for name, a in x.items()]
     output_type = helper.np_dtype_to_tensor_dtype(np.dtype(output_dtype))
     output = helper.make_tensor_value_info(node.output[0], output_type, None)
-    initializers = [numpy_helper.from_array(np.asarray(a), name) for name, a in constants.items()]
+    used = set(node.input)  # an unused initializer makes ORT warn on every call
+    initializers = [numpy_helper.from_array(np.asarray(a), name) for name, a in constants.items() if name in used]
     graph = helper.make_graph([node], node.op_type, inputs, [output], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MICROSOFT, 1)])
     session = onnxruntime.InferenceSession(model.SerializeToString(), _session_options(),
@@ -98,10 +101,49 @@ def _gemm_constants(x_scale: float, x_zero_point: int, weight: np.ndarray, weigh
             "y_scale": _scale(scale), "y_zero_point": np.uint8(zero_point)}
 
 
+def _qparams(prefix: str, scale: float, zero_point: int, storage: type) -> dict[str, np.ndarray]:
+    """`{prefix}_scale` (float32) and `{prefix}_zero_point` (the tensor's storage type)."""
+    return {f"{prefix}_scale": _scale(scale), f"{prefix}_zero_point": np.asarray(zero_point, storage)}
+
+
+def _unary_qlinear(op: str, x: np.ndarray, scale: float, zero_point: int, dtype: str, out_scale: float,
+                   out_zero_point: int, **attributes: object) -> np.ndarray:
+    """A com.microsoft QLinear* node with inputs (x, x_scale, x_zero_point, y_scale, y_zero_point)."""
+    storage = _eight_bit(dtype)
+    node = helper.make_node(op, ["x", "x_scale", "x_zero_point", "y_scale", "y_zero_point"], ["y"],
+                            domain=MICROSOFT, **attributes)
+    constants = {**_qparams("x", scale, zero_point, storage), **_qparams("y", out_scale, out_zero_point, storage)}
+    return run_node(node, {"x": np.ascontiguousarray(x)}, constants, storage)
+
+
+def _nhwc_pool(op: str, x: np.ndarray, scale: float, zero_point: int, dtype: str, channels_last: bool,
+               **attributes: object) -> np.ndarray:
+    """A quantized pool on NCHW, or on NHWC (the node's `channels_last` attribute, ORT's NHWC
+    kernel) when torch held x channels last; the output keeps x's qparams."""
+    if not channels_last:
+        return _unary_qlinear(op, x, scale, zero_point, dtype, scale, zero_point, channels_last=0, **attributes)
+    nhwc = _unary_qlinear(op, x.transpose(0, 2, 3, 1), scale, zero_point, dtype, scale, zero_point,
+                          channels_last=1, **attributes)
+    return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
+
+
+def _binary_qlinear(op: str, a: np.ndarray, a_scale: float, a_zero_point: int, b: np.ndarray, b_scale: float,
+                    b_zero_point: int, scale: float, zero_point: int, dtype: str, relu: bool) -> np.ndarray:
+    """com.microsoft QLinearAdd / QLinearMul (numpy broadcasting), torch's fused relu after it."""
+    storage = _eight_bit(dtype)
+    names = ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"]
+    node = helper.make_node(op, names, ["y"], domain=MICROSOFT)
+    constants = {**_qparams("a", a_scale, a_zero_point, storage), **_qparams("b", b_scale, b_zero_point, storage),
+                 **_qparams("y", scale, zero_point, storage)}
+    out = run_node(node, {"a": np.ascontiguousarray(a), "b": np.ascontiguousarray(b)}, constants, storage)
+    return _relu(out, zero_point, relu)
+
+
 class OnnxRuntimeTarget:
     """ONNX Runtime's CPU kernels, one single-node model per call (see the module docstring)."""
 
-    ops = frozenset({"quantize_per_tensor", "add", "linear", "conv2d"})
+    ops = frozenset({"quantize_per_tensor", "quantize_per_channel", "dequantize", "add", "mul", "linear", "conv2d",
+                     "avg_pool2d", "adaptive_avg_pool2d", "max_pool2d", "cat", "relu", "mean"})
 
     def __init__(self) -> None:
         self.name = f"onnxruntime[{onnxruntime.__version__}]"
@@ -112,17 +154,79 @@ class OnnxRuntimeTarget:
         constants = {"scale": _scale(scale), "zero_point": np.asarray(zero_point, storage)}
         return run_node(node, {"x": np.ascontiguousarray(x, np.float32)}, constants, storage)
 
+    def quantize_per_channel(self, x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int,
+                             dtype: str) -> np.ndarray:
+        storage = _eight_bit(dtype)
+        node = helper.make_node("QuantizeLinear", ["x", "scale", "zero_point"], ["y"], axis=axis)
+        constants = {"scale": _scale(scale), "zero_point": np.asarray(zero_point, storage)}
+        return run_node(node, {"x": np.ascontiguousarray(x, np.float32)}, constants, storage)
+
+    def dequantize(self, x: np.ndarray, scale: Scale, zero_point: ZeroPoint, axis: Optional[int], dtype: str,
+                   channels_last: bool) -> np.ndarray:
+        storage = STORAGE[dtype]
+        attributes = {} if axis is None else {"axis": axis}
+        node = helper.make_node("DequantizeLinear", ["x", "scale", "zero_point"], ["y"], **attributes)
+        constants = {"scale": _scale(scale), "zero_point": np.asarray(zero_point, storage)}
+        return run_node(node, {"x": np.ascontiguousarray(x)}, constants, np.float32)
+
     def add(self, a: np.ndarray, a_scale: float, a_zero_point: int, b: np.ndarray, b_scale: float,
             b_zero_point: int, scale: float, zero_point: int, dtype: str, relu: bool,
             a_channels_last: bool, b_channels_last: bool, threads: int) -> np.ndarray:
+        return _binary_qlinear("QLinearAdd", a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point,
+                               dtype, relu)
+
+    def mul(self, a: np.ndarray, a_scale: float, a_zero_point: int, b: np.ndarray, b_scale: float,
+            b_zero_point: int, scale: float, zero_point: int, dtype: str, relu: bool,
+            a_channels_last: bool, b_channels_last: bool, threads: int) -> np.ndarray:
+        return _binary_qlinear("QLinearMul", a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point,
+                               dtype, relu)
+
+    def avg_pool2d(self, x: np.ndarray, scale: float, zero_point: int, dtype: str, channels_last: bool,
+                   kernel_size: list[int], stride: list[int], padding: list[int], ceil_mode: bool,
+                   count_include_pad: bool, divisor_override: Optional[int], threads: int) -> np.ndarray:
+        if divisor_override is not None:
+            raise UnsupportedCase("QLinearAveragePool has no divisor_override")
+        return _nhwc_pool("QLinearAveragePool", x, scale, zero_point, dtype, channels_last,
+                          kernel_shape=list(kernel_size), strides=list(stride), pads=list(padding) * 2,
+                          ceil_mode=int(ceil_mode), count_include_pad=int(count_include_pad))
+
+    def adaptive_avg_pool2d(self, x: np.ndarray, scale: float, zero_point: int, dtype: str, channels_last: bool,
+                            output_size: list[int], threads: int) -> np.ndarray:
+        if list(output_size) != [1, 1]:
+            raise UnsupportedCase("ONNX has only the global (1x1) adaptive average pool")
+        return _nhwc_pool("QLinearGlobalAveragePool", x, scale, zero_point, dtype, channels_last)
+
+    def max_pool2d(self, x: np.ndarray, scale: float, zero_point: int, dtype: str, channels_last: bool,
+                   kernel_size: list[int], stride: list[int], padding: list[int], dilation: list[int],
+                   ceil_mode: bool, threads: int) -> np.ndarray:
         storage = _eight_bit(dtype)
-        names = ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"]
-        node = helper.make_node("QLinearAdd", names, ["y"], domain=MICROSOFT)
-        constants = {"a_scale": _scale(a_scale), "a_zero_point": storage(a_zero_point),
-                     "b_scale": _scale(b_scale), "b_zero_point": storage(b_zero_point),
-                     "y_scale": _scale(scale), "y_zero_point": storage(zero_point)}
-        out = run_node(node, {"a": np.ascontiguousarray(a), "b": np.ascontiguousarray(b)}, constants, storage)
-        return _relu(out, zero_point, relu)
+        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(kernel_size), strides=list(stride),
+                                pads=list(padding) * 2, dilations=list(dilation), ceil_mode=int(ceil_mode))
+        return run_node(node, {"x": np.ascontiguousarray(x, storage)}, {}, storage)
+
+    def cat(self, tensors: list[np.ndarray], scales: list[float], zero_points: list[int], dtype: str,
+            channels_last: list[bool], dim: int, scale: Optional[float], zero_point: Optional[int],
+            threads: int) -> np.ndarray:
+        storage = _eight_bit(dtype)
+        if scale is None:  # torch.cat: the first input's qparams
+            scale, zero_point = scales[0], zero_points[0]
+        names, inputs, constants = ["y_scale", "y_zero_point"], {}, _qparams("y", scale, zero_point, storage)
+        for i, (t, s, zp) in enumerate(zip(tensors, scales, zero_points, strict=True)):
+            names += [f"t{i}", f"t{i}_scale", f"t{i}_zero_point"]
+            inputs[f"t{i}"] = np.ascontiguousarray(t)
+            constants.update(_qparams(f"t{i}", s, zp, storage))
+        node = helper.make_node("QLinearConcat", names, ["y"], domain=MICROSOFT, axis=dim)
+        return run_node(node, inputs, constants, storage)
+
+    def relu(self, x: np.ndarray, scale: float, zero_point: int, dtype: str, channels_last: bool) -> np.ndarray:
+        return _unary_qlinear("QLinearLeakyRelu", x, scale, zero_point, dtype, scale, zero_point, alpha=0.0)
+
+    def mean(self, x: np.ndarray, scale: float, zero_point: int, dtype: str, channels_last: bool,
+             dims: list[int], keepdim: bool, threads: int) -> np.ndarray:
+        if x.ndim != 4 or sorted(d % 4 for d in dims) != [2, 3]:
+            raise UnsupportedCase("ORT has no quantized ReduceMean; only the mean over H and W (a global pool)")
+        out = _nhwc_pool("QLinearGlobalAveragePool", x, scale, zero_point, dtype, channels_last)
+        return out if keepdim else out.reshape(out.shape[:2])
 
     def linear(self, x: np.ndarray, x_scale: float, x_zero_point: int, weight: np.ndarray, weight_scale: Scale,
                weight_zero_point: ZeroPoint, bias: Optional[np.ndarray], scale: float, zero_point: int,
@@ -147,5 +251,28 @@ class OnnxRuntimeTarget:
             names.append("bias")
         node = helper.make_node("QLinearConv", names, ["y"], strides=list(stride), pads=list(padding) * 2,
                                 dilations=list(dilation), group=groups, kernel_shape=list(weight.shape[2:]))
+        out = run_node(node, {"x": np.ascontiguousarray(x)}, constants, np.uint8)
+        return _relu(out, zero_point, relu)
+
+
+class OnnxRuntimeQLinearMatMulTarget(OnnxRuntimeTarget):
+    """The same target with linear as ONNX `QLinearMatMul` (x @ weight.T, per-column weight
+    qparams): it has no bias input, so cases with a bias raise UnsupportedCase (a bias would
+    need a second requantizing node). `quantspec conform --target
+    quantspec.conformance.onnx_target:OnnxRuntimeQLinearMatMulTarget --ops linear`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = f"onnxruntime[{onnxruntime.__version__}, QLinearMatMul]"
+
+    def linear(self, x: np.ndarray, x_scale: float, x_zero_point: int, weight: np.ndarray, weight_scale: Scale,
+               weight_zero_point: ZeroPoint, bias: Optional[np.ndarray], scale: float, zero_point: int,
+               relu: bool) -> np.ndarray:
+        if bias is not None:
+            raise UnsupportedCase("QLinearMatMul has no bias input")
+        constants = _gemm_constants(x_scale, x_zero_point, np.ascontiguousarray(weight.T), weight_scale,
+                                    weight_zero_point, scale, zero_point)
+        names = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point"]
+        node = helper.make_node("QLinearMatMul", names, ["y"])
         out = run_node(node, {"x": np.ascontiguousarray(x)}, constants, np.uint8)
         return _relu(out, zero_point, relu)

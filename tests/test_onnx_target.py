@@ -66,3 +66,128 @@ def test_depthwise_conv_accumulates_exactly(onnx_target):
     arguments = conv_arguments(channels=2, groups=2, kernel=3)
     assert onnx_target.conv2d(**arguments).ravel().tolist() == [142, 142]
     assert reference("conv2d", **arguments).ravel().tolist() == [80, 80]
+
+
+# --- the ops wired since: one minimal input per measured cause (docs/targets.md) -------------
+
+
+def both(onnx_target, op: str, **arguments) -> tuple[list, list]:
+    """(ORT's output, the reference's) as flat lists."""
+    return (getattr(onnx_target, op)(**arguments).ravel().tolist(),
+            reference(op, **arguments).ravel().tolist())
+
+
+def pooled(x: list, scale: float, zero_point: int, **arguments) -> dict:
+    """A (1, 1, 1, W) quint8 input held NCHW, pooled with the given arguments."""
+    return dict(x=np.array(x, np.uint8).reshape(1, 1, 1, -1), scale=scale, zero_point=zero_point, dtype="quint8",
+                channels_last=False, threads=1, **arguments)
+
+
+def test_dequantize_per_tensor_agrees(onnx_target):
+    x = np.array([0, 3, 7, 200, 255], np.uint8)
+    arguments = dict(x=x, scale=0.3, zero_point=7, axis=None, dtype="quint8", channels_last=False)
+    ort, ours = both(onnx_target, "dequantize", **arguments)
+    assert ort == ours  # f32(0.3) * (q - 7) in both
+
+
+def test_dequantize_per_channel_rounds_the_scale_to_float32_first(onnx_target):
+    # torch: f32(3 * 0.3 in double) = f32(0.8999999999999999) = 0.9f;
+    # ORT: 3 * f32(0.3) = 3 * 0.30000001192 = 0.90000003576 -> float32 0.90000004.
+    arguments = dict(x=np.array([[3]], np.uint8), scale=np.array([0.3]), zero_point=np.array([0]), axis=0,
+                     dtype="quint8", channels_last=False)
+    ort, ours = both(onnx_target, "dequantize", **arguments)
+    assert ours == [float(np.float32(0.9))] and ort == [float(np.float32(0.90000004))]
+
+
+def test_dequantize_per_channel_qint32_wraps_in_ort(onnx_target):
+    # torch per-channel: f32(2^31 - 1) - f32(-5) = 2^31 (float, no wrap) * 0.5 = 2^30;
+    # ORT: int32 (2^31 - 1) - (-5) wraps to -2^31 + 4, * 0.5 -> -2^30 (float32).
+    arguments = dict(x=np.array([[2**31 - 1]], np.int32), scale=np.array([0.5]), zero_point=np.array([-5]), axis=0,
+                     dtype="qint32", channels_last=False)
+    assert both(onnx_target, "dequantize", **arguments) == ([-(2.0**30)], [2.0**30])
+
+
+def test_quantize_per_channel_adds_the_zero_point_after_rounding(onnx_target):
+    # channel 1: 3.0 / 2.0 = 1.5; ORT rne(1.5) + 1 = 3, torch 2.13 rne(1.5 + 1) = 2.
+    arguments = dict(x=np.array([[0.25], [3.0]], np.float32), scale=np.array([0.5, 2.0]), zero_point=np.array([0, 1]),
+                     axis=0, dtype="qint8")
+    assert both(onnx_target, "quantize_per_channel", **arguments) == ([0, 3], [0, 2])
+
+
+def test_average_pool_divides_an_overhanging_ceil_window_by_the_whole_kernel(onnx_target):
+    # ceil_mode: the second window [2, 4) of W = 3 overhangs; torch divides 8 by the 1 element
+    # inside, QLinearAveragePool (count_include_pad) by kernel_shape's 2.
+    arguments = pooled([0, 0, 8], 1.0, 0, kernel_size=[1, 2], stride=[1, 2], padding=[0, 0], ceil_mode=True,
+                       count_include_pad=True, divisor_override=None)
+    assert both(onnx_target, "avg_pool2d", **arguments) == ([0, 4], [0, 8])
+
+
+def test_average_pool_sums_dequantized_floats(onnx_target):
+    # window [2, 7], scale 0.3: torch's integer sum 9 / 2 = 4.5 -> rne 4; ORT sums float32
+    # 0.6 + 2.1000001 = 2.7000003, / 2 = 1.3500001, / 0.3 = 4.5000005 -> 5.
+    arguments = pooled([2, 7, 4], 0.3, 0, kernel_size=[1, 2], stride=[1, 2], padding=[0, 0], ceil_mode=False,
+                       count_include_pad=True, divisor_override=None)
+    assert both(onnx_target, "avg_pool2d", **arguments) == ([5], [4])
+
+
+def test_divisor_override_is_unsupported(onnx_target):
+    arguments = pooled([1, 2], 1.0, 0, kernel_size=[1, 2], stride=[1, 2], padding=[0, 0], ceil_mode=False,
+                       count_include_pad=True, divisor_override=3)
+    with pytest.raises(UnsupportedCase):
+        onnx_target.avg_pool2d(**arguments)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_global_average_pool_adds_the_zero_point_after_rounding(onnx_target, channels_last):
+    # (4 - 1) + (1 - 1) = 3, * (0.1 / (0.1 * 2)) = 1.5: ORT (MLAS) rne(1.5) + 1 = 3, torch rne(1.5 + 1) = 2.
+    arguments = dict(pooled([4, 1], 0.1, 1, output_size=[1, 1]), channels_last=channels_last)
+    assert both(onnx_target, "adaptive_avg_pool2d", **arguments) == ([3], [2])
+    mean = dict(pooled([4, 1], 0.1, 1, dims=[2, 3], keepdim=True), channels_last=channels_last)
+    assert both(onnx_target, "mean", **mean) == ([3], [2])
+
+
+def test_concat_requantizes_with_the_zero_point_after_rounding(onnx_target):
+    # 6 * 0.25 = 1.5 into scale 1, zp 1: ORT's lookup table rne(1.5) + 1 = 3, torch 2.13 rne(1.5 + 1) = 2;
+    # an input already in the output's qparams is copied by both.
+    arguments = dict(tensors=[np.array([6], np.uint8).reshape(1, 1, 1, 1), np.array([9], np.uint8).reshape(1, 1, 1, 1)],
+                     scales=[0.25, 1.0], zero_points=[0, 1], dtype="quint8", channels_last=[False, False], dim=1,
+                     scale=1.0, zero_point=1, threads=1)
+    assert both(onnx_target, "cat", **arguments) == ([3, 9], [2, 9])
+
+
+def test_mul_overflows_where_torch_s_scalar_tail_saturates(onnx_target):
+    # 255 * 255 * 2^20 = 6.8e10 > 2^31: both vector paths convert to INT32_MIN (-> 0); torch's
+    # scalar tail (the 65th element) saturates to 255, ORT's does not.
+    full = np.full(65, 255, np.uint8)
+    arguments = dict(a=full, a_scale=1.0, a_zero_point=0, b=full, b_scale=1.0, b_zero_point=0, scale=2.0**-20,
+                     zero_point=0, dtype="quint8", relu=False, a_channels_last=False, b_channels_last=False, threads=1)
+    ort, ours = both(onnx_target, "mul", **arguments)
+    assert ort == [0] * 65 and ours == [0] * 64 + [255]
+
+
+def test_max_pool_is_exact_where_torch_scrambles_hw1(onnx_target):
+    # C = 3, H = W = 1, padding 1: torch writes its NHWC result into an NCHW tensor.
+    arguments = dict(x=np.array([10, 20, 30], np.uint8).reshape(1, 3, 1, 1), scale=0.5, zero_point=3,
+                     dtype="quint8", channels_last=False, kernel_size=[2, 2], stride=[1, 1], padding=[1, 1],
+                     dilation=[1, 1], ceil_mode=False, threads=1)
+    ort, ours = both(onnx_target, "max_pool2d", **arguments)
+    assert ort == [10] * 4 + [20] * 4 + [30] * 4 and ours == [10, 20, 30] * 4
+
+
+def test_relu_as_qlinear_leaky_relu_agrees(onnx_target):
+    arguments = dict(x=np.array([0, 1, 2, 3, 200], np.uint8), scale=0.5, zero_point=2, dtype="quint8",
+                     channels_last=False)
+    assert both(onnx_target, "relu", **arguments) == ([2, 2, 2, 3, 200],) * 2  # max(q, zp)
+
+
+def test_qlinear_matmul_linear_agrees_without_bias_and_refuses_a_bias():
+    from quantspec.conformance.onnx_target import OnnxRuntimeQLinearMatMulTarget
+
+    target = OnnxRuntimeQLinearMatMulTarget()
+    # x - 1 = [1, 2], rows of w: [1, 1] -> 3, [2, -1] -> 0; * 0.5 * 0.5 / 0.25 = 1: [3, 0] + zp 5 = [8, 5]
+    arguments = dict(x=np.array([[2, 3]], np.uint8), x_scale=0.5, x_zero_point=1,
+                     weight=np.array([[1, 1], [2, -1]], np.int8), weight_scale=0.5, weight_zero_point=0, bias=None,
+                     scale=0.25, zero_point=5, relu=False)
+    assert target.linear(**arguments).tolist() == [[8, 5]] == reference("linear", **arguments).tolist()
+    with pytest.raises(UnsupportedCase):
+        target.linear(**{**arguments, "bias": np.zeros(2, np.float32)})

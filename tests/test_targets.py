@@ -52,6 +52,37 @@ class OffByOneTarget(ReferenceTarget):
         return out
 
 
+class HalfAwayMeanTarget:
+    """mean as a pool that averages the integers exactly and rounds half away from zero
+    (torch rounds the float32 mean half to even)."""
+
+    name = "half-away-mean"
+    ops = frozenset({"mean", "quantize_per_tensor"})
+
+    def mean(self, x: np.ndarray, scale: float, zero_point: int, dtype: str, channels_last: bool,
+             dims: list[int], keepdim: bool, threads: int) -> np.ndarray:
+        low, high, storage = QRANGE[dtype]
+        centered = x.astype(np.int64) - zero_point
+        count = np.prod([x.shape[d] for d in dims])
+        average = centered.sum(axis=tuple(dims), keepdims=keepdim) / count
+        rounded = np.sign(average) * np.floor(np.abs(average) + 0.5)
+        return np.clip(rounded + zero_point, low, high).astype(storage)
+
+    def quantize_per_tensor(self, x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+        return ReferenceTarget(PROFILE).quantize_per_tensor(x, scale, zero_point, dtype)
+
+
+def test_a_wrong_pool_rounding_is_caught_on_mean_only() -> None:
+    run = judge(f"{__name__}:HalfAwayMeanTarget", ["mean", "quantize_per_tensor"], "smoke", PROFILE, out=None)
+    status = {c.name: c.status for c in run.checks}
+    assert status == {"mean": "MISMATCH", "quantize_per_tensor": "ok"}
+    result = run.checks[0]
+    assert result.max_abs_diff == 1 and result.counterexample["case"].startswith("MeanCase(")
+    namespace: dict = {}
+    exec(result.counterexample["snippet"], namespace)
+    assert not np.array_equal(namespace["out"], namespace["expected"])
+
+
 def test_a_wrong_rounding_is_caught_with_a_shrunk_runnable_counterexample() -> None:
     run = judge(f"{__name__}:HalfAwayTarget", None, "smoke", PROFILE, out=None)
     assert [c.name for c in run.checks] == ["quantize_per_tensor"] and not run.ok
@@ -75,9 +106,10 @@ def test_torch_as_a_target_reproduces_the_bit_exact_verdict() -> None:
     assert all(c.cases >= 20 and c.elements > 0 and c.mismatched_elements == 0 for c in run.checks)
 
 
-def test_the_reference_judges_itself_bit_exact() -> None:
-    run = judge("reference", ["linear", "conv2d"], "smoke", PROFILE, out=None)
-    assert run.ok and [c.status for c in run.checks] == ["ok", "ok"]
+def test_the_reference_judges_itself_bit_exact_through_every_adapter() -> None:
+    # every op's call -> protocol arguments -> QTensors again: the adapters lose nothing
+    run = judge("reference", None, "smoke", PROFILE, out=None)
+    assert {c.name for c in run.checks} == set(OPS) and run.ok, [(c.name, c.status) for c in run.checks]
 
 
 def test_an_accepted_envelope_is_stated_in_the_report_and_json(tmp_path, capsys) -> None:
