@@ -36,6 +36,7 @@ from ..ops.conv2d import (
 )
 from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
+from . import onednn
 from .gemm import (
     PreparedWeights,
     exact_matmul,
@@ -102,9 +103,11 @@ def conv2d(
             f"prepared was formed for (kernel, stride, dilation, groups) = {prepared.geometry}, "
             f"not this call's {(kernel, stride, dilation, groups)}"
         )
-    library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d")
+    library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d", profile)
     bias32 = checked_bias(bias, out_channels)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
+    if library == "onednn":
+        return onednn.conv2d(x, weight, bias32, (stride, padding, dilation), groups, out, relu)
 
     ph, pw = padding
     out_hw = conv_output_size(x.shape[2:], kernel, stride, (ph, pw), dilation)

@@ -11,6 +11,7 @@ from ..ops.linear import check_linear_inputs
 from ..profile import DEFAULT_PROFILE, NumericsProfile, as_profile, specified_library
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from ..quantize_kernels import quantize_bias_qnnpack
+from . import onednn
 from .gemm import (
     PreparedWeights,
     centered_f32,
@@ -52,9 +53,11 @@ def linear(
     profile = as_profile(profile)
     integer(workers, "workers", minimum=1)
     out_features, in_features = check_linear_inputs(x, weight)
-    library = specified_library(profile.linear_library, "quantized::linear")
+    library = specified_library(profile.linear_library, "quantized::linear", profile)
     bias32 = checked_bias(bias, out_features)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
+    if library == "onednn":
+        return onednn.linear(x, weight, bias32, out, relu)
 
     if prepared is None:
         prepared = prepare_linear_weight(weight)

@@ -1,0 +1,118 @@
+"""oneDNN's conv2d and linear (AVX2 kernels), fast: the exact sum as one float64 GEMM per group,
+then the int16 pair saturation as a sparse correction, then oneDNN's output stage.
+
+Equal to `ops.conv2d` / `ops.linear` under an onednn profile (tests/test_onednn.py checks it):
+- the exact part `sum (a - a_zp) w` over the taps inside the image is a float64 GEMM of the
+  centered windows (padding taps hold a_zp, so they add 0): every partial sum is an integer
+  below K * 255 * 128 < 2^53, so no BLAS order rounds;
+- `vpmaddubsw` saturates a pair only if `|a0 w0 + a1 w1| > 32767`, which needs
+  `a0 + a1 >= 257` and `|w0| + |w1| >= 129`; only such candidate pairs are evaluated and
+  `sat16(P) - P` is added (raw activations, taps outside the image read as 0: never a candidate);
+- int32 adds wrap (`vpaddd`), so wrapping the int64 total once is the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..numerics import (
+    onednn_gemm_k_blocks,
+    requant_scales_onednn_ref,
+    requantize_u8acc32_onednn_ref,
+    saturate_int16,
+    wrap_int32,
+)
+from ..ops.conv2d import conv_gemm_operands, onednn_conv_kernel, onednn_tap_validity
+from ..ops.linear import refuse_asymmetric_onednn_weight
+from ..qtensor import MemoryFormat, QDtype, QTensor
+
+# Rows of the im2col matrix formed at once (bounds the float64 windows to ~ROW_BAND * K * 8 bytes).
+ROW_BAND = 16384
+
+
+def linear(x: QTensor, weight: QTensor, bias: np.ndarray | None, out: QTensor, relu: bool) -> QTensor:
+    """`ops.linear` under an onednn profile, for validated arguments (`out` carries the output
+    scale and zero point, as `ops._validate.output_qparams` returns them)."""
+    refuse_asymmetric_onednn_weight(np.asarray(weight.zero_point))
+    rows = x.int_repr.reshape(-1, weight.shape[1])
+    w = weight.int_repr
+    starts = np.concatenate([np.arange(s, e - 1, 2) for s, e in onednn_gemm_k_blocks(w.shape[1])] + [np.zeros(0, int)])
+    acc = _saturating_dot(rows, rows, x.zero_point, w, starts.astype(np.int64))
+    scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "linear", weight.per_channel)
+    ints = requantize_u8acc32_onednn_ref(acc, bias, scales, out.zero_point, relu)
+    shape = x.shape[:-1] + (weight.shape[0],)
+    return QTensor(ints.reshape(shape), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
+
+
+def conv2d(
+    x: QTensor,
+    weight: QTensor,
+    bias: np.ndarray | None,
+    geometry: tuple,
+    groups: int,
+    out: QTensor,
+    relu: bool,
+) -> QTensor:
+    """`ops.conv2d` under an onednn profile, for validated arguments; `geometry` is
+    (stride, padding, dilation) as int pairs."""
+    refuse_asymmetric_onednn_weight(np.asarray(weight.zero_point))
+    stride, padding, dilation = geometry
+    out_channels, kernel = weight.shape[0], (weight.shape[2], weight.shape[3])
+    windows, w_k, _ = conv_gemm_operands(x, weight, stride, padding, dilation, groups)
+    n, oh, ow = windows.shape[:3]
+    taps, c_per_g = kernel[0] * kernel[1], x.shape[1] // groups
+    inside = onednn_tap_validity(x.shape[2:], kernel, stride, padding, dilation, (oh, ow))
+    valid = np.broadcast_to(inside, (n, oh, ow, taps))
+    valid = np.repeat(valid.reshape(-1, taps), c_per_g, axis=1)  # (M, K), K = (tap, c)
+    if onednn_conv_kernel(x.shape[1], out_channels, groups) == "jit":
+        starts = (np.arange(taps)[:, None] * c_per_g + np.arange(0, c_per_g - 1, 2)[None, :]).ravel()
+    else:
+        starts = np.zeros(0, np.int64)  # depthwise and ref:any sum exactly
+    flat = windows.reshape(n * oh * ow, groups, -1)
+    acc = np.concatenate(
+        [
+            _saturating_dot(flat[:, g], np.where(valid, flat[:, g], 0), x.zero_point, w_k[g], starts)
+            for g in range(groups)
+        ],
+        axis=-1,
+    )
+    scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "conv2d", weight.per_channel)
+    nhwc = requantize_u8acc32_onednn_ref(acc, bias, scales, out.zero_point, relu).reshape(n, oh, ow, out_channels)
+    return QTensor(
+        nhwc.transpose(0, 3, 1, 2), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last
+    )
+
+
+def _saturating_dot(
+    a: np.ndarray, a_pairs: np.ndarray, a_zp: int, w: np.ndarray, pair_starts: np.ndarray
+) -> np.ndarray:
+    """int32 `wrap(sum_k (a - a_zp) w[j, k] + sum_p (sat16(P_p) - P_p))`, (M, K) x (N, K) -> (M, N),
+    where `P_p = a_pairs[k] w[j, k] + a_pairs[k+1] w[j, k+1]` for k in `pair_starts` (`a_pairs`:
+    the raw activations the kernel multiplies, 0 where it skips a tap)."""
+    w64 = w.astype(np.float64)
+    total = np.empty((a.shape[0], w.shape[0]), np.int64)
+    for start in range(0, a.shape[0], ROW_BAND):
+        band = slice(start, start + ROW_BAND)
+        centered = a[band].astype(np.float64) - a_zp
+        total[band] = (centered @ w64.T).astype(np.int64)  # exact: integers below 2^53
+    total += _pair_correction(a_pairs, w, pair_starts)
+    return wrap_int32(total)
+
+
+def _pair_correction(a: np.ndarray, w: np.ndarray, pair_starts: np.ndarray) -> np.ndarray:
+    """`sum_p sat16(P_p) - P_p` over the candidate pairs only (module docstring), int64 (M, N)."""
+    correction = np.zeros((a.shape[0], w.shape[0]), np.int64)
+    if pair_starts.size == 0:
+        return correction
+    w_abs = np.abs(w.astype(np.int16))
+    live = pair_starts[(w_abs[:, pair_starts] + w_abs[:, pair_starts + 1] >= 129).any(axis=0)]
+    for k in live:
+        rows = np.flatnonzero(a[:, k].astype(np.uint16) + a[:, k + 1] >= 257)
+        if rows.size == 0:
+            continue
+        cols = np.flatnonzero(w_abs[:, k] + w_abs[:, k + 1] >= 129)
+        pair = a[rows, k, None].astype(np.int32) * w[cols, k].astype(np.int32) + a[rows, k + 1, None].astype(
+            np.int32
+        ) * w[cols, k + 1].astype(np.int32)
+        correction[np.ix_(rows, cols)] += saturate_int16(pair) - pair
+    return correction
