@@ -4,18 +4,26 @@
 Needs the `onnx` extra (`pip install 'quantspec[onnx]'`): onnx builds the model, onnxruntime runs
 it with one thread and graph optimizations disabled, so the node runs as written.
 
-How each op maps (docs/targets.md has the measured differences and their causes):
+How each op maps (docs/targets.md has the table, the measured differences and their causes):
 
-* quantize_per_tensor: `QuantizeLinear` (quint8, qint8).
+* quantize_per_tensor, quantize_per_channel: `QuantizeLinear` (per axis with 1-d qparams);
+  dequantize: `DequantizeLinear` (int32 input for qint32).
 * conv2d: `QLinearConv`; linear: `com.microsoft.QGemm` (transB=1), ORT's quantized Gemm, the node
   its quantizer makes of a Linear with bias. Both take the bias as int32 with scale
   x_scale * w_scale, so the target quantizes torch's float bias the way onnxruntime's quantizer does
   (`quantize_bias`); torch adds it in float after the int32 accumulation.
-* add: `com.microsoft.QLinearAdd` (quint8, qint8).
-* relu (conv2d, linear, add): these nodes have none; the fused torch ops clamp the output at its
-  zero point, and so does this target (in NumPy, after ORT).
+  `OnnxRuntimeQLinearMatMulTarget` judges linear as `QLinearMatMul` instead (no bias input).
+* add, mul: `com.microsoft.QLinearAdd`, `QLinearMul`.
+* avg_pool2d: `com.microsoft.QLinearAveragePool`; adaptive_avg_pool2d (1x1 output) and mean over
+  (H, W): `com.microsoft.QLinearGlobalAveragePool` (both on NHWC when torch held x channels last);
+  max_pool2d: `MaxPool` on the integers; cat: `com.microsoft.QLinearConcat`; relu:
+  `com.microsoft.QLinearLeakyRelu` with alpha 0 and the input's qparams.
+* relu (conv2d, linear, add, mul): these nodes have none; the fused torch ops clamp the output at
+  its zero point, and so does this target (in NumPy, after ORT).
 
-qint32 (quantize_per_tensor, add) has no ONNX quantized node: such cases raise `UnsupportedCase`.
+Not provided (no quantized ORT node): clamp, hardswish, hardsigmoid. Cases a node cannot express
+(qint32 8-bit nodes, divisor_override, other adaptive output sizes or mean dims, a bias for
+QLinearMatMul, a non-finite bias) raise `UnsupportedCase`.
 """
 
 from __future__ import annotations

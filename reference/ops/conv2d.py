@@ -86,8 +86,9 @@ def conv2d(
     symmetric weights only): the same windows by tap, taps outside the image skipped, and
       acc = dot_u8i8acc32_onednn_conv_ref(taps, a_zp, w[j, (r, s), c], valid, pairs saturate)
       out = requantize_u8acc32_onednn_ref(acc, bias, requant_scales_onednn_ref(..., "conv2d", ...), zp, relu)
-    where pairs (adjacent input channels of one tap) saturate in the "jit" kernel unless it is
-    depthwise, and never in the "ref" kernel (`onednn_conv_kernel`). With the depthwise example
+    where pairs (adjacent input channels of one tap) saturate in the "jit" kernel, never in the
+    "depthwise" and "ref" kernels (`onednn_conv_kernel`), and the "ref" kernel multiplies by the
+    source and weight scales in turn (`requant_scales_onednn_ref`). With the depthwise example
     below oneDNN sums exactly, as qnnpack: 128.
     The output is quint8 in channels_last memory (as ATen allocates it, on every engine);
     `int_repr` is in logical NCHW order.
@@ -125,8 +126,9 @@ def conv2d(
     if library == "onednn":
         refuse_asymmetric_onednn_weight(w_zp)
         acc = onednn_conv_acc(x, windows, w_k, kernel, (stride, padding, dilation), groups)
-        scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "conv2d", weight.per_channel)
-        nhwc = requantize_u8acc32_onednn_ref(acc, bias32, scales, out.zero_point, relu)
+        kernel_name = onednn_conv_kernel(x.shape[1], out_channels, groups)
+        scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "conv2d", weight.per_channel, kernel_name)
+        nhwc = requantize_u8acc32_onednn_ref(acc, bias32, scales, out.zero_point, relu, kernel_name)
     elif library == "qnnpack":
         # PackedConvWeightsQnnp::apply_impl (qconv.cpp): the int32 bias joins the exact sums.
         bias_q = qnnpack_conv_bias(bias32, x.scale, weight, kernel, stride, padding, profile)
