@@ -524,9 +524,10 @@ def _onednn_reciprocal_of_torch_reciprocal(scale: np.typing.ArrayLike) -> np.nda
 
 
 def requant_scales_onednn_ref(
-    act_scale: float, w_scale: np.typing.ArrayLike, out_scale: float, op: str, per_channel: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """The float32 constants of oneDNN's output stage under torch's onednn engine: `(scale, dst_inv)`.
+    act_scale: float, w_scale: np.typing.ArrayLike, out_scale: float, op: str, per_channel: bool, kernel: str = "jit"
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The float32 constants of oneDNN's output stage under torch's onednn engine:
+    `(factors, dst_inv)`, the accumulator multiplied by each factor in turn, then by `dst_inv`.
 
     torch passes ideep `1.0/x_scale` and `1.0/out_scale`; the weight scales come from prepack.
     Per op (`op` "linear" or "conv2d"):
@@ -536,13 +537,17 @@ def requant_scales_onednn_ref(
               linear, per channel: f32(1 / double(f32(1.0f / float(w_scale[j]))))
               conv2d:              float(w_scale[j])  (PackedConvWeightsOnednn::prepack stores
                       q_scale as float; ideep's conv passes it on)
-      scale   = f32(src * wei[j])                           `precompute_scales`
+      factors = (f32(src * wei[j]),)   the jit kernels and the matmul (`precompute_scales`)
+                (src, wei[j])          `kernel` "ref": oneDNN 3.12's `ref_convolution_int8_fwd_t`
+                                       multiplies by each in turn (measured: 17 of 17
+                                       discriminating cases; the product disagreed in 11)
       dst     = f32(1.0f / f32(1.0 / double(out_scale)))    ideep
       dst_inv = f32(1.0f / dst)                             DEFINE_ARG_SCALES_BUFFER inverts DST scales
     The reciprocal round trips move some scales by one ulp from float(x_scale) etc.
 
-    >>> [float(v) for v in requant_scales_onednn_ref(0.5, 0.25, 4.0, "linear", False)]
-    [0.125, 0.25]
+    >>> factors, dst_inv = requant_scales_onednn_ref(0.5, 0.25, 4.0, "linear", False)
+    >>> [float(f) for f in factors], float(dst_inv)
+    ([0.125], 0.25)
     """
     with ieee_float_ops():
         src = _onednn_reciprocal_of_torch_reciprocal(act_scale)
@@ -554,45 +559,50 @@ def requant_scales_onednn_ref(
         else:
             wei = _onednn_reciprocal_of_torch_reciprocal(w_scale)
         dst = _onednn_reciprocal_of_torch_reciprocal(out_scale)
-        return f32(src * wei), f32(np.float32(1.0) / dst)
+        factors = (src, wei) if kernel == "ref" else (f32(src * wei),)
+        return factors, f32(np.float32(1.0) / dst)
 
 
 def requantize_u8acc32_onednn_ref(
     acc: np.ndarray,
     bias: np.ndarray | None,
-    scales: tuple[np.ndarray, np.ndarray],
+    scales: tuple[tuple[np.ndarray, ...], np.ndarray],
     output_zero_point: int,
     relu: bool,
+    kernel: str = "jit",
 ) -> np.ndarray:
     """oneDNN's int8 output stage (AVX2): int32 accumulators (channel axis last) -> uint8.
 
     The conv kernels' `store_output` (`jit_uni_x8s8s32x_fwd_kernel`), the matmul's post-processing
-    kernel (`jit_pp_kernel_t`) and the reference conv (`ref_convolution_int8_fwd_t`) all do, per
-    element of output channel j, with `(scale, dst_inv) = requant_scales_onednn_ref(...)`:
-      v = f32(f32(acc) * scale[j])              `cvtdq2ps`, `mulps` (no fma)
+    kernel (`jit_pp_kernel_t`) and the reference conv (`ref_convolution_int8_fwd_t`, `kernel`
+    "ref") all do, per element of output channel j, with `(factors, dst_inv) =
+    requant_scales_onednn_ref(...)`:
+      v = f32(acc); v = f32(v * f[j]) for f in factors    `cvtdq2ps`, `mulps` (no fma)
       v = f32(v + bias[j])                      the float32 bias, as given (`addps`)
-      v = max(v, 0)                             relu (the eltwise post-op), before the dst scale
+      relu, before the dst scale: jit `max(v, 0)` (`maxps`: NaN and -inf give 0);
+            ref `v if v > 0 else 0 * v` (the eltwise post-op: -inf and NaN give NaN)
       v = f32(v * dst_inv)                      `mulps`
       v = f32(v + float(zp))                    the dst zero point, in float, BEFORE rounding
-      out = cvt_rne(min(max(v, 0), 255))        saturate in float, `cvtps2dq`, pack
-    NaN gives 0 (the jit kernels' `maxps` and packing; the reference conv path is not measured there).
+      out = cvt_rne(min(max(v, 0), 255))        saturate in float, `cvtps2dq`, pack; NaN gives 0
     FBGEMM instead adds `bias / atws` before its single multiply and the zero point after rounding.
 
     Hand-worked, scale 0.25, dst_inv 1, zp 11, no bias (FBGEMM's same constants in brackets):
       acc 6:  1.5 + 11 = 12.5 -> 12 (rne)     [rne(1.5) = 2, + 11 = 13]
       acc 10: 2.5 + 11 = 13.5 -> 14           [rne(2.5) = 2, + 11 = 13]
 
-    >>> scales = (np.float32(0.25), np.float32(1.0))
+    >>> scales = ((np.float32(0.25),), np.float32(1.0))
     >>> requantize_u8acc32_onednn_ref(np.int32([[6], [10]]), None, scales, 11, False).ravel().tolist()
     [12, 14]
     """
-    scale, dst_inv = scales
+    factors, dst_inv = scales
     with ieee_float_ops():
-        v = f32(f32(acc) * scale)
+        v = f32(acc)
+        for factor in factors:
+            v = f32(v * factor)
         if bias is not None:
             v = f32(v + bias)
         if relu:
-            v = np.where(v > 0, v, np.float32(0))
+            v = np.where(v > 0, v, np.float32(0) if kernel != "ref" else f32(np.float32(0) * v))
         v = f32(f32(v * dst_inv) + np.float32(output_zero_point))
         clamped = np.minimum(np.maximum(v, np.float32(0)), np.float32(255))
         out = np.where(np.isnan(clamped), np.float32(0), clamped)

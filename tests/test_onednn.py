@@ -98,6 +98,35 @@ def test_only_exact_sums_where_the_kernel_is_not_jit():
         assert out.int_repr[0, 0, 0, 0] == expected
 
 
+def _ref_and_jit_pair(c_per_g: int):
+    """x = 50 on channel 0 (else 0), w[0, 0] = 1 (else 0), two groups of c_per_g channels each:
+    c_per_g 2 runs `ref:any`, 4 runs the jit kernel; acc = 50 at output channel 0."""
+    x = np.zeros((1, 2 * c_per_g, 1, 1), np.uint8)
+    x[0, 0] = 50
+    w = np.zeros((2 * c_per_g, c_per_g, 1, 1), np.int8)
+    w[0, 0] = 1
+    return q_u8(x, 0.1), q_s8(w, 0.1)
+
+
+def test_ref_kernel_multiplies_by_the_source_and_weight_scales_in_turn():
+    # acc 50, scales 0.1 * 0.1, output scale 1, zp 0 (0.1 is float32 0.100000001):
+    # jit: f32(0.1 * 0.1) = 0.010000001; 50 * 0.010000001 = 0.50000006 -> 1 (FBGEMM: the same product, 1)
+    # ref: 50 * 0.1 = f32(5.0000000745) = 5.0; 5.0 * 0.1 = f32(0.50000000373) = 0.5 -> rne 0
+    for c_per_g, expected in ((2, 0), (4, 1)):
+        x, w = _ref_and_jit_pair(c_per_g)
+        out = conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 2, 1.0, 0, profile=ONEDNN)
+        assert out.int_repr[0, 0, 0, 0] == expected
+
+
+def test_relu_of_minus_infinity_per_kernel():
+    # bias -inf, relu, zp 7: jit max(-inf, 0) = 0 -> 0 + 7 = 7; ref (eltwise relu: 0 * -inf) NaN -> 0.
+    for c_per_g, expected in ((2, 0), (4, 7)):
+        x, w = _ref_and_jit_pair(c_per_g)
+        bias = np.full(2 * c_per_g, -np.inf, np.float32)
+        out = conv2d(x, w, bias, (1, 1), (0, 0), (1, 1), 2, 1.0, 7, relu=True, profile=ONEDNN)
+        assert out.int_repr[0, 0, 0, 0] == expected
+
+
 def test_refusals():
     # torch's onednn prepack refuses asymmetric weights; AVX512 profiles run kernels not specified.
     with pytest.raises(EngineRefusedError, match="symmetric"):
@@ -230,3 +259,15 @@ def test_minimal_inputs_differ_in_torch_as_in_the_reference(onednn_torch):
         packed = torch.ops.quantized.linear_prepack(_torch_q(torch, w), None)
         outputs.append(int(torch.ops.quantized.linear(_torch_q(torch, x), packed, 1000.0, 0).int_repr()[0, 0]))
     assert outputs == [65, 33]
+
+
+@pytest.mark.parametrize("c_per_g, relu, expected", [(2, False, 0), (4, False, 1), (2, True, 0), (4, True, 7)])
+def test_ref_and_jit_kernels_in_torch(onednn_torch, c_per_g, relu, expected):
+    # The examples of test_ref_kernel_multiplies_by_the_source_and_weight_scales_in_turn (no bias,
+    # zp 0) and test_relu_of_minus_infinity_per_kernel (bias -inf, relu, zp 7), run by torch.
+    torch = onednn_torch
+    x, w = _ref_and_jit_pair(c_per_g)
+    bias = torch.full((2 * c_per_g,), -float("inf")) if relu else None
+    packed = torch.ops.quantized.conv2d_prepack(_torch_q(torch, w), bias, [1, 1], [0, 0], [1, 1], 2)
+    op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
+    assert int(op(_torch_q(torch, x), packed, 1.0, 7 if relu else 0).int_repr()[0, 0, 0, 0]) == expected

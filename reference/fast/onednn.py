@@ -64,7 +64,8 @@ def conv2d(
     inside = onednn_tap_validity(x.shape[2:], kernel, stride, padding, dilation, (oh, ow))
     valid = np.broadcast_to(inside, (n, oh, ow, taps))
     valid = np.repeat(valid.reshape(-1, taps), c_per_g, axis=1)  # (M, K), K = (tap, c)
-    if onednn_conv_kernel(x.shape[1], out_channels, groups) == "jit":
+    kernel_name = onednn_conv_kernel(x.shape[1], out_channels, groups)
+    if kernel_name == "jit":
         starts = (np.arange(taps)[:, None] * c_per_g + np.arange(0, c_per_g - 1, 2)[None, :]).ravel()
     else:
         starts = np.zeros(0, np.int64)  # depthwise and ref:any sum exactly
@@ -76,8 +77,9 @@ def conv2d(
         ],
         axis=-1,
     )
-    scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "conv2d", weight.per_channel)
-    nhwc = requantize_u8acc32_onednn_ref(acc, bias, scales, out.zero_point, relu).reshape(n, oh, ow, out_channels)
+    scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "conv2d", weight.per_channel, kernel_name)
+    nhwc = requantize_u8acc32_onednn_ref(acc, bias, scales, out.zero_point, relu, kernel_name)
+    nhwc = nhwc.reshape(n, oh, ow, out_channels)
     return QTensor(
         nhwc.transpose(0, 3, 1, 2), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last
     )
