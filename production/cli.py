@@ -333,50 +333,61 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 # --- quantize / export / verify ----------------------------------------------------------------
 
-QCONFIG_PRESETS = ("fbgemm", "x86", "qnnpack", "default")
+QCONFIG_PRESETS = ("fbgemm", "x86", "qnnpack", "onednn", "default")
 # verify --random draws images of this (C, H, W) when neither --input-shape nor the file says.
 DEFAULT_IMAGE_SHAPE = (3, 224, 224)
+# engines --data compares this many images at a time: every intermediate value of a batch is
+# held once per engine, so memory is that of one batch whatever the folder's size.
+ENGINES_BATCH = 50
 
 
 def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "quantize",
-        help="graph-mode post-training static quantization (fbgemm) of a float model, calibrated on images",
+        help="graph-mode post-training static quantization of a float model, calibrated on images",
         description="Script (or load) the float model, calibrate it on an ImageFolder tree and convert it with "
-        "production.quantize_jit (fbgemm pinned); write the int8 TorchScript model to --out.",
+        "production.quantize_jit, the quantized engine pinned (--engine, default fbgemm); write the int8 "
+        "TorchScript model to --out.",
         epilog=TORCHSCRIPT_TRUST,
     )
     parser.add_argument("model", metavar="MODEL", help="float TorchScript file, or a checkpoint with --arch")
     parser.add_argument("--calib", required=True, metavar="DIR", help="calibration images (ImageFolder layout)")
     parser.add_argument("--out", required=True, metavar="OUT.pt", help="where the int8 TorchScript model goes")
     parser.add_argument("--qconfig", metavar="FILE.json", help='submodule name ("" = global) -> preset name or null '
-                        f"(leave float); presets: {', '.join(QCONFIG_PRESETS)} (default: {{\"\": \"fbgemm\"}})")
+                        f"(leave float); presets: {', '.join(QCONFIG_PRESETS)} (default: {{\"\": E}}, the --engine's "
+                        "preset, as torch's tutorial pairs them)")
     parser.add_argument("--input-shape", nargs=4, type=int, metavar=("N", "C", "H", "W"),
                         help="calibration batches of N images resized and center-cropped to HxW (C must be 3; at "
                         "most 2^26 elements per batch; default: batches of 32, the --arch's transform or "
                         "ImageNet's 256/224)")
     parser.add_argument("--calib-count", type=int, default=100, metavar="N", help="calibration images (default 100)")
     parser.add_argument("--arch", metavar="NAME", help="production.zoo architecture of a checkpoint MODEL")
+    _add_engine(parser, "the quantized engine to prepare, calibrate and convert under: its weights are prepacked "
+                "for E, so load, verify and export OUT.pt with the same --engine")
     parser.set_defaults(handler=_cmd_quantize)
 
 
 @_reports(OSError, ValueError, TypeError, KeyError, torch_errors=(RuntimeError,))
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from quantspec.production.compare import calibration_batches
+    from quantspec.production.compare import image_batches
+    from quantspec.production.environment import check_engine
     from quantspec.production.io import save
     from quantspec.production.quantize import quantize_jit
 
     check_output_file(args.out, "--out", inputs=[args.model])
     _check_positive(args.calib_count, "--calib-count")
+    engine = check_engine(args.engine or "fbgemm")  # before the long work: this torch build may not offer it
     batch_size, transform = _calibration_transform(args.input_shape, args.arch)
-    qconfig_dict = _qconfig_file(args.qconfig) if args.qconfig else None
+    qconfig_dict = _qconfig_file(args.qconfig) if args.qconfig else None  # None: the engine's preset
     model = _float_model(args.model, args.arch)
-    batches = calibration_batches(args.calib, transform, args.calib_count, batch_size, progress=_progress_bars())
-    converted = quantize_jit(model, qconfig_dict, lambda prepared, data: [prepared(b) for b in data], [batches])
+    batches = image_batches(args.calib, transform, args.calib_count, batch_size, progress=_progress_bars())
+    converted = quantize_jit(model, qconfig_dict, lambda prepared, data: [prepared(b) for b in data], [batches],
+                             engine=engine)
     shape = tuple(batches[0].shape[1:])
-    save(converted, args.out, input_shape=shape)
-    print(f"wrote {args.out}: calibrated on {sum(len(b) for b in batches)} images of shape {shape}")
-    print(f"verify it: quantspec verify {args.out} --random 2")
+    save(converted, args.out, input_shape=shape, engine=engine)
+    print(f"wrote {args.out}: calibrated on {sum(len(b) for b in batches)} images of shape {shape}, engine {engine}")
+    engine_flag = "" if engine == "fbgemm" else f" --engine {engine}"
+    print(f"verify it: quantspec verify {args.out} --random 2{engine_flag}")
     return EXIT_OK
 
 
@@ -447,17 +458,32 @@ def _json_kind(value: Any) -> str:
 
 
 def _calibration_transform(shape: Optional[Sequence[int]], arch: Optional[str]) -> tuple[int, Any]:
-    """(batch size, image transform) for --input-shape N C H W, or the defaults."""
-    from quantspec.production.compare import transform_for
-    from quantspec.production.data import EvalTransform, imagenet_transform
-
+    """(batch size, image transform) for --input-shape N C H W (the shape wins over `arch`), or the defaults."""
     if shape is None:
-        return 32, transform_for(arch) if arch else imagenet_transform()
+        return 32, _data_transform(None, arch)
     batch, channels, height, width = _check_input_shape(shape, "--input-shape")
     if channels != 3 or height != width:
         raise ValueError(f"--input-shape {' '.join(map(str, shape))}: expected N 3 S S "
                          "(positive batch, RGB images, a square center crop)")
-    return batch, EvalTransform(height, height)
+    return batch, _data_transform((channels, height, width), None)
+
+
+def _data_transform(shape: Optional[Sequence[int]], arch: Optional[str]) -> Any:
+    """The preprocessing of an ImageFolder tree's images, the same for every verb that reads
+    one (quantize, verify --data, engines --data): `arch`'s (as compare), else a resize of the
+    shorter side and a center crop to the image `shape` (3, S, S), else ImageNet's 256/224."""
+    from quantspec.production.compare import transform_for
+    from quantspec.production.data import EvalTransform, imagenet_transform
+
+    if arch:
+        return transform_for(arch)
+    if shape is None:
+        return imagenet_transform()
+    channels, height, width = shape
+    if channels != 3 or height != width:
+        raise ValueError(f"image shape {' '.join(map(str, shape))}: expected 3 S S to preprocess images "
+                         "(RGB, a square center crop)")
+    return EvalTransform(height, height)
 
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
@@ -580,8 +606,7 @@ def _verify_data(args: argparse.Namespace) -> int:
     _check_positive(args.jobs, "--jobs")
     if args.resume:
         check_output_file(args.resume, "--resume", inputs=[args.model])
-    shape = _image_shape(args.input_shape, args.model)
-    _, transform = _calibration_transform((1, *shape) if shape else None, args.arch)
+    transform = _data_transform(_image_shape(args.input_shape, args.model), args.arch)
     report, seconds = verify_data(args.model, args.data, transform, args.limit, args.resume, bool(args.resume),
                                   args.jobs, args.scheduler, args.threads, args.engine or "fbgemm",
                                   progress=_progress_bars())
@@ -621,9 +646,11 @@ def _add_engines(subparsers: argparse._SubParsersAction) -> None:
     _add_model_and_images(
         parser,
         random_help="N seeded random images (default 2)",
-        data_help="images of an ImageFolder tree, center-cropped to the recorded input shape (no resize), "
-        "ImageNet-normalized",
+        data_help=f"images of an ImageFolder tree, compared {ENGINES_BATCH} at a time; preprocessed as verify "
+        "--data does: --arch's, else a resize and center crop to the recorded image shape, else ImageNet's 256/224",
     )
+    parser.add_argument("--arch", metavar="NAME", help="with --data: the preprocessing of this production.zoo "
+                        "architecture (as compare and verify)")
     parser.add_argument("--limit", type=int, metavar="N", help="with --data: N images spread over the classes "
                         "(default: all)")
     parser.set_defaults(handler=_cmd_engines)
@@ -634,18 +661,22 @@ def _cmd_engines(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from quantspec.production.engines import engines_command, image_batch
+    from quantspec.production.compare import image_batches
+    from quantspec.production.engines import engines_command
 
     _check_positive(args.random, "--random")
     _check_positive(args.limit, "--limit")
-    if args.limit is not None and not args.data:
-        raise BadInput("--limit goes with --data")
-    shape = _image_shape(None, args.model) or DEFAULT_IMAGE_SHAPE
+    given = [flag for flag in ("arch", "limit") if getattr(args, flag) is not None]
+    if given and not args.data:
+        raise BadInput(f"--{' --'.join(given)} goes with --data")
+    recorded = _image_shape(None, args.model)
+    shape = recorded or DEFAULT_IMAGE_SHAPE
     if args.inputs is not None:
         _check_inputs_file(args.inputs, None)
         inputs = torch.from_numpy(np.load(args.inputs, allow_pickle=False))
     elif args.data is not None:
-        inputs = image_batch(args.data, shape, args.limit)
+        inputs = image_batches(args.data, _data_transform(recorded, args.arch), args.limit, ENGINES_BATCH,
+                               _progress_bars(), desc="images")
     else:
         count = args.random or 2
         _check_input_shape((count, *shape), "--random N and the image shape")

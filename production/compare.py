@@ -210,12 +210,14 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
-def calibration_batches(
-    calib_dir: PathLike, transform: EvalTransform, count: int, batch_size: int, progress: bool
+def image_batches(
+    data_dir: PathLike, transform: EvalTransform, count: Optional[int], batch_size: int, progress: bool,
+    desc: str = "calibration",
 ) -> list[torch.Tensor]:
-    """The first-`count` (evenly spread over classes) calibration images, as float batches."""
-    data = ImageFolder(calib_dir, transform, limit=count)
-    return [torch.from_numpy(x) for x, _ in data.batches(batch_size, progress, desc="calibration")]
+    """`count` images of an ImageFolder tree (evenly spread over the classes; all if None),
+    preprocessed by `transform`, as float batches; `desc` labels the progress bar."""
+    data = ImageFolder(data_dir, transform, limit=count)
+    return [torch.from_numpy(x) for x, _ in data.batches(batch_size, progress, desc=desc)]
 
 
 def _calibrate(model: nn.Module, batches: Sequence[torch.Tensor]) -> None:
@@ -391,7 +393,7 @@ def compare(
     transform = transform_for(arch)
     test = ImageFolder(data_dir, transform, limit=limit)
     float_module = load_float(model, arch)
-    calib = calibration_batches(calib_dir, transform, calib_count, batch_size, progress)
+    calib = image_batches(calib_dir, transform, calib_count, batch_size, progress)
     variants = build_variants(float_module, arch, calib, out)
     verify_batch = torch.from_numpy(np.stack([test[i][0] for i in range(min(verify_inputs, len(test)))]))
     checks = {v.name: ("n/a", "float model") if v.name == "float" else bit_exact(v, verify_batch, out)

@@ -20,11 +20,10 @@ engine difference is one step (docs/spec.md, Engines), the op under fbgemm's pro
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -41,13 +40,13 @@ from quantspec.reference.numerics import (
     wrap_int32,
 )
 from quantspec.reference.ops.conv2d import conv_gemm_operands, conv_path, qnnpack_conv_bias
-from quantspec.reference.profile import ENGINES, EngineNotSpecifiedError, NumericsProfile
+from quantspec.reference.profile import EngineNotSpecifiedError, NumericsProfile
 from quantspec.reference.qtensor import QTensor
 from quantspec.reference.quantize_kernels import quantize_bias_qnnpack
 
 from .bridge import from_torch
-from .environment import detect_profile
-from .export import export
+from .environment import detect_profile, offered_engines
+from .export import exported_model
 from .io import load
 from .verify import capture_intermediates
 
@@ -114,53 +113,55 @@ class EnginesReport:
         return "\n".join(lines)
 
 
-def available_engines() -> list[str]:
-    """The quantized engines of `reference.profile.ENGINES` this torch build offers, fbgemm first."""
-    offered = set(torch.backends.quantized.supported_engines)
-    return [engine for engine in ENGINES if engine in offered]
-
-
-def compare_engines(model_path: Union[str, Path], inputs: torch.Tensor) -> EnginesReport:
-    """Run the converted TorchScript model at `model_path` on `inputs` under every available
-    engine and compare each quantized node output with fbgemm's (see the module docstring)."""
-    engines = available_engines()
+def compare_engines(model_path: Union[str, Path], inputs: Union[torch.Tensor, Iterable[torch.Tensor]]) -> EnginesReport:
+    """Run the converted TorchScript model at `model_path` on `inputs` (one batch, or batches
+    compared one at a time so that memory stays that of one batch) under every engine
+    `environment.offered_engines` names and compare each quantized node output with fbgemm's
+    (see the module docstring)."""
+    engines = offered_engines()
     if BASELINE not in engines:
         raise RuntimeError(f"this torch build offers no {BASELINE} engine to compare with")
     loaded = {engine: load(model_path, engine) for engine in engines}  # each load prepacks for its engine
-    captured = {engine: capture_intermediates(loaded[engine], [inputs], engine=engine) for engine in engines}
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "model.qsm"
-        export(loaded[BASELINE], path, engine=BASELINE)
-        model = interpreter.load(path)
+    model = exported_model(loaded[BASELINE], BASELINE)
+    report = EnginesReport(engines=engines, images=0)
+    for batch in [inputs] if isinstance(inputs, torch.Tensor) else inputs:
+        _compare_batch(report, model, loaded, batch)
+    return report
+
+
+def _compare_batch(report: EnginesReport, model: interpreter.Model, loaded: dict[str, torch.jit.ScriptModule],
+                   batch: torch.Tensor) -> None:
+    """Add one batch's comparisons to `report`'s rows."""
+    captured = {engine: capture_intermediates(loaded[engine], [batch], engine=engine) for engine in report.engines}
     trace: dict[str, Any] = {}  # every value of the fbgemm run, also the non-tensor ones torch does not capture
-    interpreter.run(model, [inputs.numpy()], trace=trace)
-    report = EnginesReport(engines=engines, images=len(inputs))
+    interpreter.run(model, [batch.numpy()], trace=trace)
+    report.images += len(batch)
     for node in model.nodes:
         for name in node.outputs:
             baseline = captured[BASELINE].get(name)
             if baseline is None or not baseline.is_quantized:
                 continue
-            for engine in engines[1:]:
+            expected = baseline.int_repr().numpy()  # once: int_repr copies the tensor
+            for engine in report.engines[1:]:
                 row = report.rows.setdefault((node.kind, engine), EngineRow(node.kind, engine))
-                _compare_node(row, node, name, model, trace, captured[BASELINE], captured[engine])
-    return report
+                _compare_node(row, node, name, expected, model, trace, captured[BASELINE], captured[engine])
 
 
-def _compare_node(row: EngineRow, node: interpreter.Node, name: str, model: interpreter.Model,
+def _compare_node(row: EngineRow, node: interpreter.Node, name: str, expected: np.ndarray, model: interpreter.Model,
                   trace: dict[str, Any], baseline: dict[str, Any], other: dict[str, Any]) -> None:
-    """Add one output's comparison (and its differing elements' causes) to `row`."""
-    expected, actual = baseline[name].int_repr().numpy(), other[name].int_repr().numpy()
-    diff = np.abs(actual.astype(np.int64) - expected.astype(np.int64))
-    differs = diff > 0
-    row.elements += diff.size
+    """Add one output's comparison with fbgemm's integers `expected` (and its differing elements'
+    causes) to `row`."""
+    actual = other[name].int_repr().numpy()
+    row.elements += expected.size
+    differs = actual != expected
     if not differs.any():
         return
     row.differing += int(differs.sum())
-    row.max_abs_diff = max(row.max_abs_diff, int(diff.max()))
+    row.max_abs_diff = max(row.max_abs_diff, int(np.abs(actual[differs].astype(np.int64) - expected[differs]).max()))
     args = _node_inputs(node, model, trace, baseline)
     engine_args = _node_inputs(node, model, trace, other)
-    causes = attribute(node, args, engine_args, actual, detect_profile(row.engine), detect_profile(BASELINE))
-    row.causes.update(Counter(causes[differs].tolist()))
+    row.causes.update(attribute(node, args, engine_args, actual, differs, detect_profile(row.engine),
+                                detect_profile(BASELINE)))
 
 
 def _node_inputs(node: interpreter.Node, model: interpreter.Model, trace: dict[str, Any],
@@ -176,24 +177,26 @@ def _node_inputs(node: interpreter.Node, model: interpreter.Model, trace: dict[s
     return values
 
 
-def attribute(node: interpreter.Node, args: list, engine_args: list, engine_out: np.ndarray,
-              engine: NumericsProfile, baseline: NumericsProfile) -> np.ndarray:
-    """Per output element, the cause of an engine/fbgemm difference (a string array; only the
-    differing elements are read): `args` are fbgemm's inputs to `node`, `engine_args` and
+def attribute(node: interpreter.Node, args: list, engine_args: list, engine_out: np.ndarray, differs: np.ndarray,
+              engine: NumericsProfile, baseline: NumericsProfile) -> Counter:
+    """How many of the `differs` elements (the engine's output integers that are not fbgemm's)
+    each cause accounts for: `args` are fbgemm's inputs to `node`, `engine_args` and
     `engine_out` the engine's inputs and torch's output under it."""
-    unexplained = np.full(engine_out.shape, UNEXPLAINED, dtype=object)
     try:
         reproduced = _ints(_run_node(node, engine_args, engine))
     except EngineNotSpecifiedError:
-        return unexplained
+        return Counter({UNEXPLAINED: int(differs.sum())})
     if not np.array_equal(reproduced, engine_out):  # the reference does not model torch here: name nothing
-        return unexplained
+        return Counter({UNEXPLAINED: int(differs.sum())})
     on_baseline, own = _ints(_run_node(node, args, baseline)), _ints(_run_node(node, args, engine))
-    causes = np.where(own == on_baseline, INHERITED, UNEXPLAINED).astype(object)
-    for cause, swapped in _swaps(node, args, engine, baseline, own):
-        fixed = (causes == UNEXPLAINED) & (swapped == on_baseline)
-        causes[fixed] = cause
-    return causes
+    pending = differs & (own != on_baseline)  # the node's own arithmetic differs there
+    counts = Counter({INHERITED: int(differs.sum() - pending.sum()), UNEXPLAINED: 0})
+    for cause, swapped in _swaps(node, args, engine, baseline, own, on_baseline, pending):
+        fixed = pending & (swapped == on_baseline)
+        counts[cause] += int(fixed.sum())
+        pending &= ~fixed
+    counts[UNEXPLAINED] += int(pending.sum())
+    return +counts  # without the causes that account for nothing
 
 
 def _run_node(node: interpreter.Node, args: list, profile: NumericsProfile) -> Any:
@@ -209,18 +212,33 @@ Swap = tuple[str, np.ndarray]
 
 
 def _swaps(node: interpreter.Node, args: list, engine: NumericsProfile, baseline: NumericsProfile,
-           own: np.ndarray) -> list[Swap]:
-    """(cause, the node's integers under `engine` with that one step switched to fbgemm's)."""
-    if engine.engine != "qnnpack":
+           own: np.ndarray, on_baseline: np.ndarray, pending: np.ndarray) -> list[Swap]:
+    """(cause, the node's integers under `engine` with that one step switched to fbgemm's),
+    correct at least where `pending` (elsewhere they may be `own`'s)."""
+    if engine.engine != "qnnpack" or not pending.any():
         return []
     if node.kind in ONE_STEP_CAUSES and isinstance(args[0], QTensor):
-        return [(ONE_STEP_CAUSES[node.kind], _ints(_run_node(node, args, baseline)))]
+        return [(ONE_STEP_CAUSES[node.kind], on_baseline)]  # the swapped step is the whole op's difference
     if node.kind in GEMM_KINDS:
-        operands = gemm_operands(node.kind, args, engine, baseline)
-        if not np.array_equal(qnnpack_gemm(operands), own):  # the decomposition must be the op itself
-            return []
-        return [(cause, qnnpack_gemm(operands, cause)) for cause in (QNNPACK_BIAS, QNNPACK_EXACT, QNNPACK_MULTIPLY)]
+        return _gemm_swaps(gemm_operands(node.kind, args, engine, baseline), own, pending)
     return []
+
+
+def _gemm_swaps(operands: GemmOperands, own: np.ndarray, pending: np.ndarray) -> list[Swap]:
+    """`_swaps` of a conv/linear: each qnnpack step swapped, computed only for the output rows
+    (pixels or batch rows) holding a pending element, since the plain GEMM is slow."""
+    to_gemm = (lambda a: a.transpose(0, 2, 3, 1)) if operands.channels_first else (lambda a: a)
+    own_rows = to_gemm(own)
+    rows = to_gemm(pending).any(axis=-1)
+    subset = replace(operands, windows=operands.windows[rows])
+    if not np.array_equal(qnnpack_gemm(subset), own_rows[rows]):  # the decomposition must be the op itself
+        return []
+    swaps = []
+    for cause in (QNNPACK_BIAS, QNNPACK_EXACT, QNNPACK_MULTIPLY):
+        swapped = own_rows.copy()
+        swapped[rows] = qnnpack_gemm(subset, cause)
+        swaps.append((cause, swapped.transpose(0, 3, 1, 2) if operands.channels_first else swapped))
+    return swaps
 
 
 @dataclass(frozen=True)
@@ -239,7 +257,7 @@ class GemmOperands:
     relu: bool
     per_channel: bool
     pairs_saturate: bool  # fbgemm's pairs, on this CPU and kernel path
-    channels_first: bool  # a conv: the (N, OH, OW, OC) result goes back to NCHW
+    channels_first: bool  # a conv: its NCHW output is the GEMM's (N, OH, OW, OC) transposed
 
 
 def gemm_operands(kind: str, args: list, engine: NumericsProfile, baseline: NumericsProfile) -> GemmOperands:
@@ -265,8 +283,9 @@ def gemm_operands(kind: str, args: list, engine: NumericsProfile, baseline: Nume
 
 
 def qnnpack_gemm(op: GemmOperands, swap: Optional[str] = None) -> np.ndarray:
-    """pytorch_qnnpack's conv/linear integers (`reference.numerics`), with the step `swap`
-    (QNNPACK_BIAS, QNNPACK_EXACT or QNNPACK_MULTIPLY) done FBGEMM's way instead."""
+    """pytorch_qnnpack's conv/linear integers (`reference.numerics`), (..., OC) in GEMM layout
+    (a conv's NHWC), with the step `swap` (QNNPACK_BIAS, QNNPACK_EXACT or QNNPACK_MULTIPLY)
+    done FBGEMM's way instead."""
     groups = op.weights.shape[0]
     bias_q = None if op.bias_q is None or swap == QNNPACK_BIAS else op.bias_q.reshape(groups, -1)
     dot: Callable[[int], np.ndarray]
@@ -288,20 +307,10 @@ def qnnpack_gemm(op: GemmOperands, swap: Optional[str] = None) -> np.ndarray:
                                       op.relu, True)
     else:
         ints = requantize_u8acc32_qnnpack_ref(acc, requant, op.output_zero_point, op.relu)
-    return ints.transpose(0, 3, 1, 2) if op.channels_first else ints
+    return ints
 
 
-def engines_command(model_path: Union[str, Path], inputs: torch.Tensor) -> int:
-    """`quantspec engines OUT.pt ...`: print the table for `inputs`; exit status 0."""
+def engines_command(model_path: Union[str, Path], inputs: Union[torch.Tensor, Iterable[torch.Tensor]]) -> int:
+    """`quantspec engines OUT.pt ...`: print the table for `inputs` (a batch or batches); exit status 0."""
     print(compare_engines(model_path, inputs).format())
     return 0
-
-
-def image_batch(data_dir: Union[str, Path], shape: Sequence[int], limit: Optional[int]) -> torch.Tensor:
-    """`limit` images (all if None) of an ImageFolder tree, center-cropped to `shape` (C, H, W)
-    without resizing and normalized with the ImageNet statistics, as one float32 batch."""
-    from .data import EvalTransform, ImageFolder
-
-    data = ImageFolder(data_dir, EvalTransform(None, shape[-1]), limit=limit)
-    return torch.from_numpy(np.concatenate([x for x, _ in data.batches(64, progress=False)]))
-

@@ -119,10 +119,16 @@ def detect_engine() -> str:
     return check_engine(torch.backends.quantized.engine)
 
 
+def offered_engines() -> list[str]:
+    """The quantized engines quantspec models (`ENGINES`, fbgemm first) that this torch build offers."""
+    supported = set(torch.backends.quantized.supported_engines)
+    return [engine for engine in ENGINES if engine in supported]
+
+
 def check_engine(name: str) -> str:
     """`name` if it is a quantized engine quantspec models (`ENGINES`) and this torch build
     offers; else ValueError naming the choices."""
-    offered = [engine for engine in ENGINES if engine in torch.backends.quantized.supported_engines]
+    offered = offered_engines()
     if name not in offered:
         raise ValueError(f"quantized engine {name!r} is not one quantspec models on this torch build; "
                          f"expected one of {offered}")

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+import quantspec.reference.interpreter as interpreter
 from quantspec.reference.interpreter.file_format import (
     FORMAT_VERSION,
     ArrayStore,
@@ -80,6 +82,18 @@ def export(
     with atomic_output(path) as temporary:
         write_model_file(temporary, document, store)
     return Path(path)
+
+
+def exported_model(
+    converted: torch.jit.ScriptModule, engine: str = ENGINE, path: Optional[Union[str, Path]] = None
+) -> interpreter.Model:
+    """`converted` as the reference interpreter runs it: exported under `engine` (to `path`, or
+    a temporary file deleted afterwards) and read back by `interpreter.load`, so that every
+    check the loader makes on a file applies to it too."""
+    if path is not None:
+        return interpreter.load(export(converted, path, engine=engine))
+    with tempfile.TemporaryDirectory() as scratch:
+        return interpreter.load(export(converted, Path(scratch) / "model.qsm", engine=engine))
 
 
 def _check_inlined(graph: Any) -> None:

@@ -39,7 +39,7 @@ from quantspec.reference.quantize_kernels import inverse_scale_f32
 
 from .bridge import compare_with_torch, from_torch
 from .environment import ENGINE, quantized_engine, torch_threads
-from .export import export
+from .export import exported_model
 from .outputs import atomic_output
 
 # The float ops whose float32 summation order `NumericsProfile.float_gemm` names
@@ -210,19 +210,16 @@ def verify(
     count during the run, passed to the interpreter too.
     """
     inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(model_path) if model_path else Path(scratch) / "model.qsm"
-        export(converted, path, engine=engine)
-        model = interpreter.load(path)
-        report, trace, captured = verify_loaded(converted, model, inputs, num_threads, engine)
-        if report.first_mismatch is not None:
-            if repro_path:
-                target = Path(repro_path)
-            elif model_path:
-                target = path.with_suffix(".repro.qsm")
-            else:
-                target = Path(tempfile.gettempdir()) / "quantspec-mismatch.repro.qsm"
-            report.repro_path = write_repro(model, report.first_mismatch.name, trace, captured, target)
+    model = exported_model(converted, engine, model_path)
+    report, trace, captured = verify_loaded(converted, model, inputs, num_threads, engine)
+    if report.first_mismatch is not None:
+        if repro_path:
+            target = Path(repro_path)
+        elif model_path:
+            target = Path(model_path).with_suffix(".repro.qsm")
+        else:
+            target = Path(tempfile.gettempdir()) / "quantspec-mismatch.repro.qsm"
+        report.repro_path = write_repro(model, report.first_mismatch.name, trace, captured, target)
     return report
 
 

@@ -16,7 +16,6 @@ import functools
 import json
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import quantspec.reference.interpreter as interpreter
 
 from .data import EvalTransform, ImageFolder
 from .environment import ENGINE
-from .export import export
+from .export import exported_model
 from .outputs import write_text_atomically
 from .parallel import ordered_map
 from .verify import BIT_EXACT, FLOAT_ORDER_UNSPECIFIED, MISMATCH, beside_model, verify_loaded, write_repro
@@ -102,9 +101,7 @@ def _loaded(model_path: str, engine: str) -> tuple[torch.jit.ScriptModule, inter
     from .io import load as load_scripted
 
     converted = load_scripted(model_path, engine)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = export(converted, Path(scratch) / "model.qsm", engine=engine)
-        return converted, interpreter.load(path)
+    return converted, exported_model(converted, engine)
 
 
 @functools.lru_cache(maxsize=1)

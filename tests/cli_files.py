@@ -1,5 +1,6 @@
-"""The tiny float model and ImageFolder tree the CLI tests run on (test_cli.py,
-test_cli_bad_input.py), and a PNG whose header declares a huge image."""
+"""The tiny float model and ImageFolder tree the CLI tests run on (test_cli_bad_input.py, and
+through tests/conftest.py's quantized copy test_cli.py, test_engines*.py, test_verify_data.py),
+and a PNG whose header declares a huge image."""
 
 from __future__ import annotations
 

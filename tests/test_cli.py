@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("PIL.Image")
 
-from cli_files import SHAPE, write_tiny_files
+from cli_files import SHAPE
 
 import quantspec.reference.interpreter as interpreter
 from quantspec.production import cli, zoo
@@ -22,17 +22,15 @@ from quantspec.production.cli import main
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny.pt (float TorchScript) and imgs/<class>/<n>.png: 2 classes x 3 random 20x24 images."""
-    return write_tiny_files(tmp_path_factory.mktemp("cli"))
+def files(tiny_quantized: Path) -> Path:
+    """tiny.pt (float TorchScript), imgs/<class>/<n>.png (2 classes x 3 random 20x24 images) and
+    tiny_int8.pt, `quantspec quantize` of tiny.pt (tests/conftest.py)."""
+    return tiny_quantized
 
 
 @pytest.fixture(scope="module")
 def quantized(files: Path) -> Path:
-    out = files / "tiny_int8.pt"
-    assert main(["quantize", str(files / "tiny.pt"), "--calib", str(files / "imgs"), "--out", str(out),
-                 "--input-shape", *SHAPE]) == 0
-    return out
+    return files / "tiny_int8.pt"
 
 
 def test_quantize_export_verify_end_to_end(files: Path, quantized: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,13 +5,16 @@ its profile, and conform's torch oracle follows --engine (refusals agree only if
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from cli_files import SHAPE
 from hypothesis import strategies as st
+from quantize_helpers import run_once
 
 import quantspec.reference.interpreter as interpreter
 from quantspec.conformance import runner
@@ -19,6 +22,8 @@ from quantspec.conformance.checks import OpCheck
 from quantspec.production import export, quantize_jit, save
 from quantspec.production.cli import main
 from quantspec.production.environment import detect_profile, hardware_cpu_features, quantized_engine
+from quantspec.production.export import exported_model
+from quantspec.production.io import load
 from quantspec.production.quantize import convert_jit, prepare_jit
 from quantspec.production.verify import verify
 from quantspec.production.zoo import build
@@ -31,10 +36,6 @@ def small(name: str) -> torch.nn.Module:
 
 def images(count: int = 2, seed: int = 5) -> torch.Tensor:
     return torch.randn(count, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-
-
-def run_once(model: torch.jit.ScriptModule, x: torch.Tensor) -> None:
-    model(x)
 
 
 def test_quantize_jit_pins_the_given_engine_and_restores_the_callers() -> None:
@@ -94,6 +95,28 @@ def test_verify_cli_loads_and_runs_under_the_engine(tmp_path, capsys) -> None:
     converted = quantize_jit(small("cifar_resnet20"), None, run_once, (images(),), engine="qnnpack")
     out = tmp_path / "int8.pt"
     save(converted, out, input_shape=(3, 32, 32), engine="qnnpack")
+    assert main(["verify", str(out), "--random", "2", "--engine", "qnnpack"]) == 0
+    printed = capsys.readouterr().out
+    assert "-qnnpack" in printed and "bit-exact" in printed
+
+
+def first_input_scale(path: Path, engine: str) -> float:
+    """The scale of the model's first aten::quantize_per_tensor (its input's), as exported."""
+    model = exported_model(load(path, engine), engine)
+    node = next(node for node in model.nodes if node.kind == "aten::quantize_per_tensor")
+    return float(model.constants[node.inputs[1]])
+
+
+def test_quantize_verb_pins_the_engine_and_follows_its_qconfig_preset(tiny_quantized: Path, capsys) -> None:
+    out = tiny_quantized / "tiny_qnnpack.pt"
+    assert main(["quantize", str(tiny_quantized / "tiny.pt"), "--calib", str(tiny_quantized / "imgs"), "--out",
+                 str(out), "--input-shape", *SHAPE, "--engine", "qnnpack"]) == 0
+    assert "engine qnnpack" in capsys.readouterr().out
+    # Same images, same observer type: fbgemm's preset observes activations with reduce_range
+    # (quant range 0..127), qnnpack's without (0..255), so qnnpack's input scale is about
+    # 127/255 ~ 0.5 of fbgemm's (the histogram search picks a slightly different range).
+    ratio = first_input_scale(out, "qnnpack") / first_input_scale(tiny_quantized / "tiny_int8.pt", "fbgemm")
+    assert 0.4 < ratio < 0.6, ratio
     assert main(["verify", str(out), "--random", "2", "--engine", "qnnpack"]) == 0
     printed = capsys.readouterr().out
     assert "-qnnpack" in printed and "bit-exact" in printed

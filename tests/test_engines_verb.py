@@ -11,24 +11,19 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("PIL.Image")
 
-from cli_files import SHAPE, write_tiny_files
-
 from quantspec.production.cli import main
-from quantspec.production.engines import INHERITED, QNNPACK_BIAS, UNEXPLAINED, available_engines, compare_engines
+from quantspec.production.engines import INHERITED, QNNPACK_BIAS, UNEXPLAINED, compare_engines
+from quantspec.production.environment import offered_engines
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 CHECKPOINT = SHARED / "models" / "resnet20-12fca82f.th"
 needs_data = pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"shared data not found at {SHARED}")
-needs_qnnpack = pytest.mark.skipif("qnnpack" not in available_engines(), reason="torch offers no qnnpack here")
+needs_qnnpack = pytest.mark.skipif("qnnpack" not in offered_engines(), reason="torch offers no qnnpack here")
 
 
 @pytest.fixture(scope="module")
-def quantized(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    files = write_tiny_files(tmp_path_factory.mktemp("engines"))
-    out = files / "tiny_int8.pt"
-    assert main(["quantize", str(files / "tiny.pt"), "--calib", str(files / "imgs"), "--out", str(out),
-                 "--input-shape", *SHAPE]) == 0
-    return out
+def quantized(tiny_quantized: Path) -> Path:
+    return tiny_quantized / "tiny_int8.pt"  # tests/conftest.py
 
 
 @needs_qnnpack
@@ -47,8 +42,24 @@ def test_verb_reads_inputs_file(quantized: Path, tmp_path: Path, capsys: pytest.
     assert "2 images; engines fbgemm" in capsys.readouterr().out
 
 
+def test_engines_and_verify_see_the_same_pixels(quantized: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # imgs/ holds 20x24 images and the model records 3x16x16: both verbs resize the shorter side
+    # to 16 and crop the centre 16x16 (a crop alone would see other pixels).
+    from quantspec.production.data import EvalTransform
+
+    seen: dict[str, list[np.ndarray]] = {"verify": [], "engines": []}
+    transform = EvalTransform.__call__
+    for verb in seen:
+        monkeypatch.setattr(EvalTransform, "__call__", lambda self, image, verb=verb: seen[verb].append(
+            transform(self, image)) or seen[verb][-1])
+        main([verb, str(quantized), "--data", str(quantized.parent / "imgs"), "--limit", "2"])
+    assert len(seen["engines"]) == 2 and seen["engines"][0].shape == (3, 16, 16)
+    assert all(np.array_equal(a, b) for a, b in zip(seen["verify"][:2], seen["engines"]))
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--limit", "3"], "--limit goes with --data"),
+    (["--arch", "cifar_resnet20"], "--arch goes with --data"),
     (["--random", "0"], "--random 0: expected a positive count"),
     (["--data", "no-such-dir"], "no-such-dir"),
 ])

@@ -321,22 +321,12 @@ def test_zoo_models_with_float_islands_verify_bit_exact(torch_mkl_amd, name, wid
 def _convert(torch, name: str, width: float, calib):
     """quantize_jit of zoo model `name` with the zoo's qconfig_dict, but a MinMax activation
     observer (same dtypes and schemes as the fbgemm default, calibrated much faster)."""
-    from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer
+    from quantize_helpers import fast_qconfig_dict, run_once
 
     from quantspec import production
     from quantspec.production import zoo
 
-    fast = QConfig(
-        activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True),
-        weight=default_per_channel_weight_observer,
-    )
-    qconfig_dict = {key: (None if value is None else fast) for key, value in zoo.qconfig_dict(name).items()}
-
-    def run_once(model, x) -> None:
-        with torch.jit.optimized_execution(False):  # one call: the JIT's optimizing runs would cost more
-            model(x)
-
-    return production.quantize_jit(zoo.build(name, width=width, seed=0), qconfig_dict, run_once, (calib,))
+    return production.quantize_jit(zoo.build(name, width=width, seed=0), fast_qconfig_dict(name), run_once, (calib,))
 
 
 def test_export_writes_float_gemm_and_load_reads_it(torch_mkl_amd, tmp_path):

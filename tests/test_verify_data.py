@@ -12,7 +12,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("PIL.Image")
-from cli_files import SHAPE, write_tiny_files
 from PIL import Image
 
 from quantspec.production.cli import main
@@ -22,11 +21,10 @@ IMAGES_PER_CLASS = 9  # 18 images: chunks of 8, 8 and 2
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny_int8.pt (recording input shape 3x16x16) and data/<class>/<n>.png, 2 x 9 16x16 images."""
-    root = write_tiny_files(tmp_path_factory.mktemp("verify_data"))
-    assert main(["quantize", str(root / "tiny.pt"), "--calib", str(root / "imgs"), "--out",
-                 str(root / "tiny_int8.pt"), "--input-shape", *SHAPE]) == 0
+def files(tiny_quantized: Path) -> Path:
+    """tiny_int8.pt (recording input shape 3x16x16, tests/conftest.py) and data/<class>/<n>.png,
+    2 x 9 16x16 images."""
+    root = tiny_quantized
     rng = np.random.default_rng(1)
     for name in ("a", "b"):
         (root / "data" / name).mkdir(parents=True)

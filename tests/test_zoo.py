@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch.ao.quantization import MinMaxObserver, QConfig, default_per_channel_weight_observer
+from quantize_helpers import fast_qconfig_dict, run_once
 
 from quantspec.production import quantize_jit
 from quantspec.production.quantize import node_kinds
@@ -19,25 +19,6 @@ from quantspec.production.zoo.node_kinds import input_size
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESNET20 = DATA / "models" / "resnet20-12fca82f.th"
-
-# Same dtypes and schemes as get_default_qconfig("fbgemm") (quint8 0..127 activations,
-# per-channel symmetric qint8 weights) but a min/max activation observer: the same graph,
-# calibrated in a fraction of the HistogramObserver's time.
-FAST_QCONFIG = QConfig(
-    activation=MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True),
-    weight=default_per_channel_weight_observer,
-)
-
-
-def fast_qconfig_dict(name: str) -> dict:
-    return {key: (None if value is None else FAST_QCONFIG) for key, value in qconfig_dict(name).items()}
-
-
-def run_once(model: torch.jit.ScriptModule, x: torch.Tensor) -> None:
-    # One call: the JIT's profiling/optimizing runs would cost more than the calibration.
-    with torch.jit.optimized_execution(False):
-        model(x)
-
 
 def tiny_input(name: str, batch: int = 1) -> torch.Tensor:
     size = input_size(name)
