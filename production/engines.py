@@ -10,12 +10,14 @@ fbgemm's. Each differing element gets a cause the reference can name:
 - a formula step (`CAUSES`): the node's own arithmetic differs, and the reference under the
   engine's profile with that single step switched to fbgemm's gives fbgemm's integer.
 - "unexplained": the reference does not reproduce torch's output under the engine (on the
-  engine's own inputs), cannot run the node there (oneDNN's conv/linear are not specified),
-  or no single swap accounts for the element.
+  engine's own inputs), cannot run the node there (oneDNN's conv/linear on AVX512 CPUs are
+  not specified), or no swap accounts for the element.
 
 Swaps are done with the reference's building blocks (`reference.numerics`): for
-pytorch_qnnpack's conv/linear, three steps of its u8 x u8 kernel; for the other ops whose
-engine difference is one step (docs/spec.md, Engines), the op under fbgemm's profile.
+pytorch_qnnpack's conv/linear, three steps of its u8 x u8 kernel; for oneDNN's (AVX2), its
+accumulation and its output stage, each alone and then both (`ONEDNN_BOTH`: only the two
+together account for the element); for the other ops whose engine difference is one step
+(docs/spec.md, Engines), the op under fbgemm's profile.
 """
 
 from __future__ import annotations
@@ -31,15 +33,25 @@ import torch
 import quantspec.reference.interpreter as interpreter
 from quantspec.reference.interpreter.kernels import KERNELS, RunContext
 from quantspec.reference.numerics import (
+    dot_u8i8acc32_onednn_conv_ref,
+    dot_u8i8acc32_onednn_gemm_ref,
     dot_u8i8acc32_ref,
     dot_u8u8acc32_qnnpack_ref,
+    requant_scales_onednn_ref,
     requant_scales_qnnpack_ref,
     requant_scales_ref,
+    requantize_u8acc32_onednn_ref,
     requantize_u8acc32_qnnpack_ref,
     requantize_u8acc32_ref,
     wrap_int32,
 )
-from quantspec.reference.ops.conv2d import conv_gemm_operands, conv_path, qnnpack_conv_bias
+from quantspec.reference.ops.conv2d import (
+    conv_gemm_operands,
+    conv_path,
+    onednn_conv_kernel,
+    onednn_tap_validity,
+    qnnpack_conv_bias,
+)
 from quantspec.reference.profile import EngineNotSpecifiedError, NumericsProfile
 from quantspec.reference.qtensor import QTensor
 from quantspec.reference.quantize_kernels import quantize_bias_qnnpack
@@ -56,6 +68,10 @@ INHERITED, UNEXPLAINED = "inherited", "unexplained"
 QNNPACK_BIAS = "int32-quantized bias"
 QNNPACK_EXACT = "exact accumulation (no int16 pair saturation)"
 QNNPACK_MULTIPLY = "requantization multiply"
+# oneDNN's conv/linear steps (AVX2) that differ from FBGEMM's (docs/spec.md, Engines: oneDNN, AVX2).
+ONEDNN_ACCUMULATION = "oneDNN accumulation (int16 pairs within a tap or K block, exact depthwise, padding skipped)"
+ONEDNN_OUTPUT_STAGE = "oneDNN output stage (float bias after the scale, zero point before rounding)"
+ONEDNN_BOTH = "oneDNN accumulation and output stage together"
 # Ops whose qnnpack kernel differs from ATen's in one step: the op under fbgemm's profile swaps it.
 ONE_STEP_CAUSES = {
     "quantized::add": "fixed-point add, ties away from zero",
@@ -215,8 +231,10 @@ def _swaps(node: interpreter.Node, args: list, engine: NumericsProfile, baseline
            own: np.ndarray, on_baseline: np.ndarray, pending: np.ndarray) -> list[Swap]:
     """(cause, the node's integers under `engine` with that one step switched to fbgemm's),
     correct at least where `pending` (elsewhere they may be `own`'s)."""
-    if engine.engine != "qnnpack" or not pending.any():
+    if engine.engine not in ("qnnpack", "onednn") or not pending.any():
         return []
+    if engine.engine == "onednn":  # its ATen-level ops are fbgemm's: only conv/linear differ
+        return _onednn_swaps(node.kind, args, baseline, own, pending) if node.kind in GEMM_KINDS else []
     if node.kind in ONE_STEP_CAUSES and isinstance(args[0], QTensor):
         return [(ONE_STEP_CAUSES[node.kind], on_baseline)]  # the swapped step is the whole op's difference
     if node.kind in GEMM_KINDS:
@@ -239,6 +257,66 @@ def _gemm_swaps(operands: GemmOperands, own: np.ndarray, pending: np.ndarray) ->
         swapped[rows] = qnnpack_gemm(subset, cause)
         swaps.append((cause, swapped.transpose(0, 3, 1, 2) if operands.channels_first else swapped))
     return swaps
+
+
+def _onednn_swaps(kind: str, args: list, baseline: NumericsProfile, own: np.ndarray, pending: np.ndarray) -> list[Swap]:
+    """`_swaps` of a conv/linear under onednn (AVX2): FBGEMM's accumulator through oneDNN's output
+    stage, oneDNN's accumulator through FBGEMM's, and both FBGEMM's; only for the output rows
+    (pixels or batch rows) holding a pending element. Weights are symmetric (onednn refuses others)."""
+    x, packed, scale, zero_point = args
+    weight, relu, conv = packed.weight, kind.endswith("_relu"), kind.startswith("quantized::conv2d")
+    bias = None if packed.bias is None else np.asarray(packed.bias, np.float32)
+    to_rows = (lambda a: a.transpose(0, 2, 3, 1)) if conv else (lambda a: a.reshape(-1, a.shape[-1]))
+    own_rows, rows = to_rows(own), to_rows(pending).any(axis=-1)
+    if conv:
+        acc_fbgemm, acc_onednn, fused, kernel_name = _onednn_conv_accumulators(x, packed, baseline, rows)
+    else:
+        a = x.int_repr.reshape(-1, weight.shape[1])[rows]
+        acc_fbgemm = dot_u8i8acc32_ref(a, x.zero_point, weight.int_repr, 0, baseline.gemm_pairs_saturate)
+        acc_onednn, fused, kernel_name = dot_u8i8acc32_onednn_gemm_ref(a, x.zero_point, weight.int_repr), True, "gemm"
+    op = "conv2d" if conv else "linear"
+    onednn_scales = requant_scales_onednn_ref(x.scale, weight.scale, scale, op, weight.per_channel, kernel_name)
+    fbgemm_scales = requant_scales_ref(x.scale, weight.scale, scale)
+
+    def onednn_stage(acc: np.ndarray) -> np.ndarray:
+        return requantize_u8acc32_onednn_ref(acc, bias, onednn_scales, zero_point, relu, kernel_name)
+
+    def fbgemm_stage(acc: np.ndarray) -> np.ndarray:
+        return requantize_u8acc32_ref(acc, bias, fbgemm_scales, weight.per_channel, zero_point, relu, fused)
+
+    if not np.array_equal(onednn_stage(acc_onednn), own_rows[rows]):  # the decomposition must be the op itself
+        return []
+    swaps = []
+    steps = ((ONEDNN_ACCUMULATION, onednn_stage(acc_fbgemm)), (ONEDNN_OUTPUT_STAGE, fbgemm_stage(acc_onednn)),
+             (ONEDNN_BOTH, fbgemm_stage(acc_fbgemm)))
+    for cause, ints in steps:
+        swapped = own_rows.copy()
+        swapped[rows] = ints
+        swaps.append((cause, swapped.transpose(0, 3, 1, 2) if conv else swapped.reshape(own.shape)))
+    return swaps
+
+
+def _onednn_conv_accumulators(x: QTensor, packed: Any, baseline: NumericsProfile,
+                              rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, str]:
+    """FBGEMM's and oneDNN's int32 accumulators of a conv node for the output pixels `rows`
+    (N, OH, OW) bool, (pixels, OC) each; FBGEMM's per-tensor bias fma flag; oneDNN's kernel."""
+    weight, groups, stride, dilation = packed.weight, packed.groups, packed.stride, packed.dilation
+    kernel, padding, out_channels = tuple(weight.shape[2:]), tuple(packed.padding), weight.shape[0]
+    windows, w_k, _ = conv_gemm_operands(x, weight, stride, padding, dilation, groups)
+    taps, c_per_g = kernel[0] * kernel[1], x.shape[1] // groups
+    inside = onednn_tap_validity(x.shape[2:], kernel, stride, padding, dilation, windows.shape[1:3])
+    selected, valid = windows[rows], np.broadcast_to(inside, rows.shape + (taps,))[rows]  # (P, G, K), (P, T)
+    path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, baseline)
+    kernel_name = onednn_conv_kernel(x.shape[1], out_channels, groups)
+    saturate = path == "depthwise" or baseline.gemm_pairs_saturate
+    acc_fbgemm = np.concatenate([dot_u8i8acc32_ref(selected[:, g], x.zero_point, w_k[g], 0, saturate)
+                                 for g in range(groups)], axis=-1)
+    acc_onednn = np.concatenate([
+        dot_u8i8acc32_onednn_conv_ref(selected[:, g].reshape(-1, taps, c_per_g), x.zero_point,
+                                      w_k[g].reshape(-1, taps, c_per_g), valid, kernel_name == "jit")
+        for g in range(groups)], axis=-1)
+    fused = path != "depthwise" or baseline.depthwise_per_tensor_bias_fma
+    return acc_fbgemm, acc_onednn, fused, kernel_name
 
 
 @dataclass(frozen=True)

@@ -271,3 +271,42 @@ def test_ref_and_jit_kernels_in_torch(onednn_torch, c_per_g, relu, expected):
     packed = torch.ops.quantized.conv2d_prepack(_torch_q(torch, w), bias, [1, 1], [0, 0], [1, 1], 2)
     op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
     assert int(op(_torch_q(torch, x), packed, 1.0, 7 if relu else 0).int_repr()[0, 0, 0, 0]) == expected
+
+
+# --- `quantspec engines` names oneDNN's steps (production; needs torch) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, args, cause",
+    [
+        # test_linear_adds_the_zero_point_before_rounding: the output stage alone differs.
+        ("quantized::linear", (q_u8([[6]]), q_s8([[1]], 0.25), None, 1.0, 11), "ONEDNN_OUTPUT_STAGE"),
+        # test_linear_pairs_restart_at_each_k_block: the accumulation alone differs.
+        ("quantized::linear", "k-block", "ONEDNN_ACCUMULATION"),
+        # test_conv_skips_taps_outside_the_image: FBGEMM's saturated padding pairs.
+        ("quantized::conv2d", "padding", "ONEDNN_ACCUMULATION"),
+    ],
+)
+def test_engines_attributes_each_difference_to_a_onednn_step(kind, args, cause):
+    pytest.importorskip("torch")
+    from quantspec.production import engines
+    from quantspec.reference.interpreter.file_format import PackedConv, PackedLinear
+    from quantspec.reference.interpreter.model import Node
+
+    if args == "k-block":
+        a = np.zeros((1, 257), np.uint8)
+        a[0, 129:131] = 255
+        args = (q_u8(a), q_s8(np.full((1, 257), 127)), None, 1000.0, 0)
+    if args == "padding":
+        x, w = q_u8(np.full((1, 8, 1, 1), 255), 1.0, 255), q_s8(np.full((8, 1, 3, 3), 127))
+        node_args = [x, PackedConv(w, None, (1, 1), (1, 1), (1, 1), 8), 1000.0, 128]
+    else:
+        x, w, bias, scale, zp = args
+        node_args = [x, PackedLinear(w, bias), scale, zp]
+    node = Node(kind, ("x", "packed", "scale", "zp"), ("y",))
+    on_fbgemm = engines._ints(engines._run_node(node, node_args, FBGEMM))
+    on_onednn = engines._ints(engines._run_node(node, node_args, ONEDNN))
+    differs = on_fbgemm != on_onednn
+    assert differs.any()
+    counts = engines.attribute(node, node_args, node_args, on_onednn, differs, ONEDNN, FBGEMM)
+    assert counts == {getattr(engines, cause): int(differs.sum())}
