@@ -30,6 +30,7 @@ import numpy as np
 from hypothesis import example, given, reporting, seed
 
 from quantspec.production.bridge import compare_bits
+from quantspec.production.environment import native_notices_filtered
 from quantspec.production.outputs import write_text_atomically
 from quantspec.reference.profile import EngineNotSpecifiedError, EngineRefusedError, NumericsProfile
 from quantspec.reference.qtensor import QTensor
@@ -167,7 +168,7 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
             result.cases += 1
             labels["refused by both"] += 1
             return
-        with oracle():
+        with oracle(), native_notices_filtered():  # QNNPACK's refusal lines and observer notices on fd 2
             actual = check.torch(case)
         result.cases += 1
         size = int(np.asarray(expected.int_repr if isinstance(expected, QTensor) else expected).size)
@@ -213,7 +214,7 @@ def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) 
 def torch_refuses(check: OpCheck, case: Any) -> bool:
     """Whether torch (under the oracle engine) raises a RuntimeError on `case`."""
     try:
-        with oracle():
+        with oracle(), native_notices_filtered():
             check.torch(case)
     except RuntimeError:
         return True

@@ -11,8 +11,10 @@ import functools
 import os
 import platform
 import re
+import sys
+import tempfile
 import warnings
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -166,6 +168,45 @@ def fbgemm_engine() -> contextlib.AbstractContextManager[None]:
     `torch.jit.load`), with different numerics; every production step pins fbgemm.
     """
     return quantized_engine(ENGINE)
+
+
+# Lines torch's C and C++ code writes straight to file descriptor 2 (past Python's warnings)
+# that say nothing the call's result does not: pytorch_qnnpack's log line for an operator it
+# refuses to create (pytorch_qnnp_log_error; torch then raises the RuntimeError the caller
+# handles, e.g. an add whose scale ratio is outside [2^-14, 2^8)), and the TORCH_WARN of an
+# observer that saw no data when convert_jit asks its qparams from TorchScript (it returns the
+# default qparams, as the reference's observers do).
+NATIVE_NOTICES = (
+    rb"^Error in QNNPACK: failed to create ",
+    rb"^\[W\d{4} [0-9:.]+ \w+\.py:\d+\] Warning: must run observer before calling calculate_qparams\.",
+)
+
+
+@contextlib.contextmanager
+def native_notices_filtered(patterns: Sequence[bytes] = NATIVE_NOTICES) -> Iterator[None]:
+    """Run the block with file descriptor 2 captured, then write back to it every captured line
+    that matches none of `patterns` (regular expressions, `re.search` on the line's bytes), in
+    order. Catches what C and C++ code prints (which bypasses `sys.stderr`) as well as Python's
+    own stderr output in the block; lines are written back even if the block raises."""
+    compiled = [re.compile(pattern) for pattern in patterns]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                capture.seek(0)
+                kept = [line for line in capture.read().splitlines(keepends=True)
+                        if not any(pattern.search(line) for pattern in compiled)]
+                unwritten = b"".join(kept)
+                while unwritten:
+                    unwritten = unwritten[os.write(2, unwritten):]
+    finally:
+        os.close(saved)
 
 
 # torch's own notices about the APIs quantspec calls on purpose (pyproject.toml filters the

@@ -12,7 +12,7 @@ import difflib
 from typing import Mapping, Optional
 
 from torch import nn
-from torch.ao.quantization import QConfig
+from torch.ao.quantization import QConfig, get_default_qconfig
 
 QConfigDict = Mapping[str, Optional[QConfig]]
 
@@ -61,3 +61,11 @@ def float_modules(model: nn.Module, qconfig_dict: QConfigDict) -> list[str]:
     """Dotted names of the modules torch leaves float (resolved qconfig None), in tree order."""
     resolved = resolve_qconfig(model, qconfig_dict)
     return [name for name, _ in model.named_modules() if resolved[name] is None]
+
+
+def with_engine_preset(qconfig_dict: QConfigDict, engine: str) -> dict[str, Optional[QConfig]]:
+    """`qconfig_dict` with every quantized entry replaced by torch's `get_default_qconfig(engine)`
+    and every float entry (None) kept: a model's exclusions under another engine's preset, as
+    torch's tutorial pairs an engine with its preset."""
+    preset = get_default_qconfig(engine)
+    return {key: None if value is None else preset for key, value in qconfig_dict.items()}

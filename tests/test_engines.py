@@ -4,7 +4,9 @@ its profile, and conform's torch oracle follows --engine (refusals agree only if
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,16 @@ from quantize_helpers import run_once
 
 import quantspec.reference.interpreter as interpreter
 from quantspec.conformance import runner
-from quantspec.conformance.checks import OpCheck
+from quantspec.conformance.checks import OpCheck, select
+from quantspec.conformance.oracles import oracle, oracle_engine
 from quantspec.production import export, quantize_jit, save
 from quantspec.production.cli import main
-from quantspec.production.environment import detect_profile, hardware_cpu_features, quantized_engine
+from quantspec.production.environment import (
+    detect_profile,
+    hardware_cpu_features,
+    native_notices_filtered,
+    quantized_engine,
+)
 from quantspec.production.export import exported_model
 from quantspec.production.io import load
 from quantspec.production.quantize import convert_jit, prepare_jit
@@ -149,6 +157,48 @@ def torch_raises(case: int) -> np.ndarray:
     raise RuntimeError("failed to create operator")
 
 
+QNNPACK_LINE = b"Error in QNNPACK: failed to create add operator with 1e+09 A-to-output scale ratio: ...\n"
+# As torch 2.13's convert_jit prints it for an observer that saw no data:
+OBSERVER_LINE = (b"[W1207 03:15:53.067522526 utils.py:428] Warning: must run observer before calling "
+                 b"calculate_qparams. Returning default values. (function )\n")
+
+
+def test_native_notices_are_dropped_and_every_other_line_kept(capfd) -> None:
+    with native_notices_filtered():
+        os.write(2, QNNPACK_LINE)  # fd-level writes, as C code makes them
+        os.write(2, b"Error in QNNPACK: something else\n")
+        os.write(2, OBSERVER_LINE)
+        print("a Python line", file=sys.stderr)
+    # (pytest's capfd keeps sys.stderr apart from fd 2, so the two may come in either order here)
+    assert sorted(capfd.readouterr().err.splitlines()) == ["Error in QNNPACK: something else", "a Python line"]
+
+
+def refused_qnnpack_add() -> None:
+    a = torch.quantize_per_tensor(torch.ones(4), 1.0, 0, torch.quint8)
+    with quantized_engine("qnnpack"):
+        torch.ops.quantized.add(a, a, 1e-9, 0)  # scale ratio 1e9, outside [2^-14, 2^8): refused
+
+
+def test_qnnpack_refusal_line_is_dropped_around_the_oracle(capfd) -> None:
+    with pytest.raises(RuntimeError):
+        refused_qnnpack_add()
+    assert QNNPACK_LINE[:45].decode() in capfd.readouterr().err  # what torch prints unfiltered
+    with native_notices_filtered(), pytest.raises(RuntimeError):
+        refused_qnnpack_add()
+    assert "Error in QNNPACK" not in capfd.readouterr().err
+
+
+def test_the_runner_drops_native_notices_while_torch_computes(capfd) -> None:
+    def torch_prints_and_raises(case: int) -> np.ndarray:
+        os.write(2, QNNPACK_LINE + b"kept\n")
+        raise RuntimeError("failed to create operator")
+
+    result = runner.run_check(fixed_check(refuse, torch_prints_and_raises), "smoke", detect_profile("qnnpack"))
+    assert result.labels.get("refused by both")
+    err = capfd.readouterr().err
+    assert "Error in QNNPACK" not in err and "kept" in err
+
+
 def test_a_refusal_agrees_only_when_torch_also_raises() -> None:
     profile = detect_profile("qnnpack")
     agreed = runner.run_check(fixed_check(refuse, torch_raises), "smoke", profile)
@@ -163,3 +213,18 @@ def test_an_unspecified_kernel_reports_not_specified() -> None:
 
     result = runner.run_check(fixed_check(unspecified, torch_raises), "smoke", detect_profile("onednn"))
     assert result.status == runner.NOT_SPECIFIED and result.cases == 0
+
+
+@pytest.mark.parametrize("name, example", [("calibration", 0), ("convert", 1)])  # convert: island_net, the smaller
+def test_calibration_and_convert_checks_follow_the_engine(name: str, example: int) -> None:
+    # qnnpack's preset observes activations without reduce_range and weights per tensor: the
+    # decisions differ from fbgemm's, and each engine's agree with the reference in its profile.
+    check = select([name])[0]
+    case = check.examples[example]
+    decisions = {}
+    for engine in ("fbgemm", "qnnpack"):
+        expected = check.reference(case, detect_profile(engine))
+        with oracle_engine(engine), oracle():
+            decisions[engine] = check.torch(case)
+        assert runner.compare_outputs(expected, decisions[engine], case) is None, engine
+    assert decisions["fbgemm"].shape != decisions["qnnpack"].shape or not np.array_equal(*decisions.values())

@@ -5,14 +5,18 @@ tensors it saw, in torch and in the reference. Models: the zoo (small widths) an
 One `prepare_jit` of the model, with torch's RecordingObserver in every observer slot its
 qconfig_dict gives (quint8 for activations, qint8 for weights, so the two stay apart),
 runs the calibration batches; each recorder keeps the float tensors that observer saw (the
-activations; the folded weights). torch side: the qconfig's own observers
-(get_default_qconfig('fbgemm'): HistogramObserver(reduce_range=True), per-channel
-symmetric qint8 weights) fed those tensors, `calculate_qparams()` as `convert_jit` reads
-it (eager and TorchScript observers compute alike: tests/test_observers.py). Reference
-side: `reference.qconfig.get_default_qconfig('fbgemm')`'s observers fed the same tensors.
-One recording serves both sides (two prepare_jit runs number their observers differently).
-Calibration runs on one torch thread: at several threads, two runs can see different float
-activations. Output: `[scale..., zero_point...]` over all observers, in execution order.
+activations; the folded weights). torch side: the preset of the engine the oracle runs
+under (`get_default_qconfig(E)`, E from `--engine`: fbgemm and x86 HistogramObserver(
+reduce_range=True) and per-channel symmetric qint8 weights; qnnpack HistogramObserver without
+reduce_range and a per-tensor symmetric MinMaxObserver on weights; onednn without reduce_range,
+per-channel weights), fed those tensors, `calculate_qparams()` as `convert_jit` reads it (eager
+and TorchScript observers compute alike: tests/test_observers.py). Reference side:
+`reference.qconfig.get_default_qconfig(profile.engine)`'s observers fed the same tensors.
+One recording serves both sides and every engine (two prepare_jit runs number their
+observers differently; prepare_jit and a calibration run only float ops, which the quantized
+engine does not touch). Calibration runs on one torch thread: at several threads, two runs can
+see different float activations. Output: `[scale..., zero_point...]` over all observers, in
+execution order.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from torch.ao.quantization import get_default_qconfig as torch_default_qconfig
 from torch.ao.quantization.observer import RecordingObserver
 
 from quantspec.production import zoo
-from quantspec.production.environment import fbgemm_engine, known_deprecations_silenced, torch_threads
+from quantspec.production.environment import detect_engine, fbgemm_engine, known_deprecations_silenced, torch_threads
 from quantspec.production.quantize import graph_nodes
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qconfig import get_default_qconfig
@@ -87,7 +91,8 @@ def calibration_cases(draw: st.DrawFn, model_strategy: st.SearchStrategy | None 
 
 
 def _prepared(case: CalibrationCase, qconfigs: dict[str, Any]) -> torch.jit.ScriptModule:
-    """The calibrated prepare_jit model (one torch thread)."""
+    """The calibrated prepare_jit model (one torch thread; float ops only, so the pinned engine
+    is any engine's)."""
     with torch_threads(1), fbgemm_engine(), known_deprecations_silenced(), torch.no_grad():
         prepared = prepare_jit(torch.jit.script(case.float_model()), qconfigs)
         for batch in case.inputs():
@@ -159,8 +164,7 @@ def ordered_recordings(case: CalibrationCase) -> tuple[Recording, ...]:
 
 
 def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
-    del profile  # observers do not depend on the numerics profile
-    preset = get_default_qconfig("fbgemm")
+    preset = get_default_qconfig(profile.engine)  # the profile names the engine; the observers' math is engine-free
     pairs = []
     with observer_notices_silenced():
         for recording in ordered_recordings(case):
@@ -172,7 +176,7 @@ def reference(case: CalibrationCase, profile: NumericsProfile) -> np.ndarray:
 
 
 def oracle(case: CalibrationCase) -> np.ndarray:
-    qconfig = torch_default_qconfig("fbgemm")
+    qconfig = torch_default_qconfig(detect_engine())  # the engine the runner's oracle() pinned
     pairs = []
     with observer_notices_silenced():
         for recording in ordered_recordings(case):

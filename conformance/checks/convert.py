@@ -1,14 +1,17 @@
 """The converter's decisions on whole models: BatchNorm folding, int8 weights, activation qparams.
 
 Cases are the calibration check's (a zoo model at small width or a random CNN of
-`conformance.models`, 1-3 calibration batches). torch: `production.quantize_jit` with the
-model's qconfig_dict (get_default_qconfig('fbgemm')), calibrated on one torch thread, read
-back through `production.export`; plus the folded float weights its weight observers saw
-(`calibration.ordered_recordings`: a second prepare_jit at one thread, same float tensors).
-Reference: from the float model's parameters alone, `reference.fold_conv_bn` for every conv
-that torch's fold pass pairs with a BatchNorm, the preset's weight observer and
-`reference.ops.quantize_per_channel` on the folded weight, and the preset's activation
-observers fed the recorded activations.
+`conformance.models`, 1-3 calibration batches). torch: `production.quantize_jit` under the
+engine E the oracle runs under (`--engine`), with the model's qconfig_dict on E's preset
+(`qconfig_dict.with_engine_preset`: get_default_qconfig(E) where the model quantizes),
+calibrated on one torch thread, read back through `production.export` under E; plus the folded
+float weights its weight observers saw (`calibration.ordered_recordings`: a second prepare_jit
+at one thread, same float tensors). Reference: from the float model's parameters alone,
+`reference.fold_conv_bn` for every conv that torch's fold pass pairs with a BatchNorm, the
+preset of the profile's engine: its weight observer and `reference.ops.quantize_per_channel`
+(per-channel presets: fbgemm, x86, onednn) or `quantize_per_tensor` (qnnpack's per-tensor
+symmetric weights) on the folded weight, and its activation observers fed the recorded
+activations.
 
 Compared, in graph order: per quantized conv/linear, the folded float32 weight (bits),
 the float bias (bits), the int8 weight and its per-channel scales and zero points; then
@@ -24,9 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -34,12 +35,20 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from quantspec import reference
-from quantspec.production import export, quantize_jit, zoo
-from quantspec.production.environment import detect_profile, fbgemm_engine, known_deprecations_silenced, torch_threads
+from quantspec.production import quantize_jit, zoo
+from quantspec.production.environment import (
+    detect_engine,
+    detect_profile,
+    known_deprecations_silenced,
+    quantized_engine,
+    torch_threads,
+)
+from quantspec.production.export import exported_model
+from quantspec.production.qconfig_dict import with_engine_preset
 from quantspec.reference.fold import fold_conv_bn
 from quantspec.reference.interpreter import PackedConv, PackedLinear
 from quantspec.reference.interpreter.model import walk
-from quantspec.reference.ops import quantize_per_channel
+from quantspec.reference.ops import quantize_per_channel, quantize_per_tensor
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qconfig import get_default_qconfig
 
@@ -115,7 +124,7 @@ def reference_decisions(case: CalibrationCase, profile: NumericsProfile) -> np.n
     """The reference's folded weights, int8 weights and activation qparams, in graph order."""
     scripted = torch.jit.script(case.float_model())
     pairs = conv_bn_pairs(scripted)
-    preset = get_default_qconfig("fbgemm")
+    preset = get_default_qconfig(profile.engine)
     weights, activations = [], []
     with observer_notices_silenced():
         for recording in ordered_recordings(case):
@@ -124,9 +133,7 @@ def reference_decisions(case: CalibrationCase, profile: NumericsProfile) -> np.n
                 weight, bias = _folded(submodule(scripted, owner_path), pairs.get(owner_path))
                 observer = preset.weight.create()
                 observer.observe(weight)
-                scales, zero_points = observer.calculate_qparams()
-                quantized = quantize_per_channel(weight, scales, zero_points, 0, "qint8", profile)
-                weights.append(_weight_values(weight, bias, quantized))
+                weights.append(_weight_values(weight, bias, _quantized_weight(weight, observer, profile)))
             else:
                 observer = preset.activation.create()
                 for tensor in recording.tensors:
@@ -135,28 +142,38 @@ def reference_decisions(case: CalibrationCase, profile: NumericsProfile) -> np.n
     return _flat(weights, activations)
 
 
+def _quantized_weight(weight: np.ndarray, observer: Any, profile: NumericsProfile) -> Any:
+    """The folded weight as convert_jit quantizes it with its observer's qparams: per channel
+    (axis 0) for a per-channel observer, else per tensor (qnnpack's preset)."""
+    scales, zero_points = observer.calculate_qparams()
+    if "PerChannel" in type(observer).__name__:
+        return quantize_per_channel(weight, scales, zero_points, 0, "qint8", profile)
+    return quantize_per_tensor(weight, float(scales[0]), int(zero_points[0]), "qint8", profile)
+
+
 # --- torch side ----------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=1)
-def converted_file(case: CalibrationCase) -> reference.interpreter.Model:
-    """`production.quantize_jit` of the case (calibrated on one torch thread), exported and
-    read back."""
+def converted_file(case: CalibrationCase, engine: str) -> reference.interpreter.Model:
+    """`production.quantize_jit` of the case under `engine` with its preset (calibrated on one
+    torch thread), exported and read back."""
     def calibrate(model: torch.jit.ScriptModule, batches: list[torch.Tensor]) -> None:
         for batch in batches:
             model(batch)
 
+    qconfigs = with_engine_preset(case.qconfig_dict(), engine)
     with torch_threads(1), observer_notices_silenced():
-        converted = quantize_jit(case.float_model(), case.qconfig_dict(), calibrate, [case.inputs()])
-    with tempfile.TemporaryDirectory() as directory, fbgemm_engine(), known_deprecations_silenced():
-        path = export(converted, Path(directory) / "model.qspec")
-        return reference.load(path)
+        converted = quantize_jit(case.float_model(), qconfigs, calibrate, [case.inputs()], engine=engine)
+    with quantized_engine(engine), known_deprecations_silenced():
+        return exported_model(converted, engine)
 
 
 def torch_decisions(case: CalibrationCase) -> np.ndarray:
     """torch's folded weights (as its weight observers saw them), then the converted
-    model's int8 weights, biases and activation qparams, in graph order."""
-    model = converted_file(case)
+    model's int8 weights, biases and activation qparams, in graph order, under the engine the
+    runner's oracle() pinned."""
+    model = converted_file(case, detect_engine())
     recordings = ordered_recordings(case)
     folded = iter(r.tensors[0] for r in recordings if r.is_weight)
     weights, activations = [], []
@@ -201,7 +218,7 @@ def _weight_values(weight: np.ndarray, bias: Optional[np.ndarray], quantized: An
         quantized.int_repr.ravel(),
         np.asarray(quantized.scale, np.float64).ravel(),
         np.asarray(quantized.zero_point).ravel(),
-        np.array([quantized.axis]),
+        np.array([-1 if quantized.axis is None else quantized.axis]),  # -1: per tensor
     ]
 
 
@@ -231,10 +248,10 @@ CHECK = register(
 # --- long runs outside the runner ----------------------------------------------------
 
 
-def _agrees(case: CalibrationCase) -> bool:
-    profile = detect_profile()
+def _agrees(case: CalibrationCase, engine: str) -> bool:
+    profile = detect_profile(engine)
     expected = reference_decisions(case, profile)
-    with fbgemm_engine():
+    with quantized_engine(engine):
         actual = torch_decisions(case)
     difference = compare_outputs(expected, actual, case)
     if difference is not None:
@@ -242,26 +259,26 @@ def _agrees(case: CalibrationCase) -> bool:
     return difference is None
 
 
-def zoo_sweep(width: float, seed: int) -> tuple[int, int]:
-    """Every zoo model at `width`: (agreeing, total)."""
+def zoo_sweep(width: float, seed: int, engine: str = "fbgemm") -> tuple[int, int]:
+    """Every zoo model at `width`, converted under `engine`: (agreeing, total)."""
     agree = 0
     for name in sorted(zoo.ZOO):
         start = time.perf_counter()
-        ok = _agrees(CalibrationCase(name, width, seed, 2, seed))
+        ok = _agrees(CalibrationCase(name, width, seed, 2, seed), engine)
         agree += ok
         print(f"  {name}: {'ok' if ok else 'MISMATCH'} ({time.perf_counter() - start:.0f} s)", flush=True)
     return agree, len(zoo.ZOO)
 
 
-def random_sweep(cases: int, progress: int = 0) -> tuple[int, int]:
-    """`cases` Hypothesis-drawn random CNNs (`conformance.models`): (agreeing, total)."""
+def random_sweep(cases: int, progress: int = 0, engine: str = "fbgemm") -> tuple[int, int]:
+    """`cases` Hypothesis-drawn random CNNs (`conformance.models`) under `engine`: (agreeing, total)."""
     counts = {"agree": 0, "total": 0}
 
     @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(calibration_cases(models.model_specs()))
     def run(case: CalibrationCase) -> None:
         counts["total"] += 1
-        counts["agree"] += _agrees(case)
+        counts["agree"] += _agrees(case, engine)
         if progress and counts["total"] % progress == 0:
             print(f"  random models: {counts['agree']} of {counts['total']} agree so far", flush=True)
 
@@ -276,18 +293,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--random", type=int, default=0, metavar="N", help="N random models")
     parser.add_argument("--progress", type=int, default=0, help="print the counts every N random models")
+    parser.add_argument("--engine", default="fbgemm", help="quantized engine to convert under (its preset)")
     args = parser.parse_args()
     failed = False
     if args.zoo:
-        agree, total = zoo_sweep(args.width, args.seed)
-        print(f"zoo: {agree} of {total} models agree, torch {torch.__version__}")
+        agree, total = zoo_sweep(args.width, args.seed, args.engine)
+        print(f"zoo: {agree} of {total} models agree, torch {torch.__version__}, engine {args.engine}")
         failed |= agree != total
     if args.random:
         start = time.perf_counter()
-        agree, total = random_sweep(args.random, args.progress)
+        agree, total = random_sweep(args.random, args.progress, args.engine)
         print(
             f"random models: {agree} of {total} agree ({time.perf_counter() - start:.0f} s), "
-            f"torch {torch.__version__}"
+            f"torch {torch.__version__}, engine {args.engine}"
         )
         failed |= agree != total
     sys.exit(1 if failed else 0)
