@@ -1,10 +1,12 @@
-"""The NumPy interpreter's latency against torch's fbgemm int8 model: ResNet-18, 224x224, batch 1.
+"""The NumPy interpreter's latency against torch's fbgemm int8 model: ResNet-18, ResNet-50 and
+MobileNetV2 from `production.zoo`, 224x224, batch 1 and 8.
 
-    python benchmarks/interpreter.py [--repeat N] [--threads 1 2]
+    python benchmarks/interpreter.py [--models resnet18 resnet50 mobilenet_v2] [--batch 1 8]
+                                     [--threads 1 2] [--repeat N] [--no-verify]
 
-ResNet-18 from `production.zoo` (seeded random weights, 1000 classes), converted by
-`production.quantize_jit` (calibrated on 4 random images), exported to the portable file.
-For each thread count T, in a child process: torch runs with `torch.set_num_threads(T)`,
+Each model (seeded random weights, 1000 classes) is converted by `production.quantize_jit`
+(calibrated on 4 random images) and exported to the portable file. For each model, batch
+size B and thread count T, in a child process: torch runs with `torch.set_num_threads(T)`,
 the interpreter with `num_threads=T` (torch's count, for its tails) and `workers=T` (its
 own threads: each conv cut into at least T bands of output rows, or of output channels when
 the image is small). NumPy's BLAS stays single-threaded
@@ -12,16 +14,18 @@ the image is small). NumPy's BLAS stays single-threaded
 inside every GEMM and, on a shared machine where another process holds a core, stall for
 whole scheduler slices (2 BLAS threads took ~900 ms instead of ~150 ms here), while the
 interpreter's bands are independent. Torch and the interpreter alternate on the same
-image, `--repeat` rounds after a warm-up, and the medians are reported. The children get
-OMP_WAIT_POLICY=PASSIVE unless it is set: on a shared, oversubscribed machine OpenMP's
-spinning barriers made torch's 2-thread ResNet-18 take ~500 ms instead of ~18 ms.
+images, `--repeat` rounds after a warm-up, and the medians are reported (the ratio is the
+median of the per-round ratios, so a round slowed by another process counts once). The
+children get OMP_WAIT_POLICY=PASSIVE unless it is set: on a shared, oversubscribed machine
+OpenMP's spinning barriers made torch's 2-thread ResNet-18 take ~500 ms instead of ~18 ms.
+The CPU model and flags are printed first: the ratios depend on them.
 
-Also printed, per thread count: the floor, i.e. the same float32 GEMMs the interpreter runs
-(every conv's im2col product, or Winograd's 16 tile-position products, and the fc) with
+Also printed, per model at batch 1: the floor, i.e. the same float32 GEMMs the interpreter
+runs (every conv's im2col product, or Winograd's 16 tile-position products, and the fc) with
 nothing else, and where the interpreter's time goes, by node kind (the time between
 consecutive trace calls, so Python overhead is included).
-Last: one whole `production.verify.verify` of ResNet-18 on one image (export, torch
-capture, interpreter trace, node-by-node comparison) at one thread.
+Last (unless --no-verify): one whole `production.verify.verify` of ResNet-18 on one image
+(export, torch capture, interpreter trace, node-by-node comparison) at one thread.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ from typing import Any
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def convert_resnet18() -> Any:
-    """ResNet-18 from the zoo, quantized with random calibration (4 images, seeded)."""
+MODELS = ("resnet18", "resnet50", "mobilenet_v2")
+
+
+def convert(name: str) -> Any:
+    """`name` from the zoo, quantized with random calibration (4 images, seeded)."""
     import torch
 
     from quantspec.production import zoo
@@ -50,13 +57,14 @@ def convert_resnet18() -> Any:
 
     generator = torch.Generator().manual_seed(0)
     calibration = [torch.randn(1, 3, 224, 224, generator=generator) for _ in range(4)]
-    model = zoo.build("resnet18", num_classes=1000)
+    model = zoo.build(name, num_classes=1000)
     return quantize_jit(model, None, lambda prepared, data: [prepared(b) for b in data], [calibration])
 
 
-def measure(threads: int, repeat: int) -> dict[str, Any]:
-    """Median latencies (seconds) of torch, the interpreter and its GEMM floor at `threads`
-    threads, interleaved, and the interpreter's median seconds per node kind."""
+def measure(name: str, threads: int, batch: int, repeat: int) -> dict[str, Any]:
+    """Median latencies (seconds) of torch, the interpreter and (batch 1) its GEMM floor for
+    model `name` at `threads` threads, interleaved; the median per-round ratio; and the
+    interpreter's median seconds per node kind."""
     import numpy as np
     import torch
 
@@ -64,34 +72,36 @@ def measure(threads: int, repeat: int) -> dict[str, Any]:
     from quantspec.production.environment import fbgemm_engine
     from quantspec.production.export import export
 
-    converted = convert_resnet18()
-    image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    converted = convert(name)
+    images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with tempfile.TemporaryDirectory() as scratch:
-        model = interpreter.load(export(converted, Path(scratch) / "resnet18.qsm"))
-    array = image.numpy()
+        model = interpreter.load(export(converted, Path(scratch) / f"{name}.qsm"))
+    array = images.numpy()
     torch.set_num_threads(threads)
-    times: dict[str, list[float]] = {"torch": [], "interpreter": [], "floor": []}
+    times: dict[str, list[float]] = {"torch": [], "interpreter": [], "floor": [], "ratio": []}
     kinds: dict[str, list[float]] = {}
     gemms: list[tuple[Any, Any]] = []
     with fbgemm_engine(), torch.no_grad():
         for round_index in range(repeat + 1):  # round 0 warms up both and finds the GEMM shapes
             start = time.perf_counter()
-            expected = converted(image)
+            expected = converted(images)
             middle = time.perf_counter()
             timer = _KindTimer()
             actual = interpreter.run(model, array, trace=timer, num_threads=threads, workers=threads)
             end = time.perf_counter()
             if not round_index:
-                gemms = _gemm_operands(model, timer.shapes)
+                gemms = _gemm_operands(model, timer.shapes) if batch == 1 else []
                 continue
             times["torch"].append(middle - start)
             times["interpreter"].append(end - middle)
-            times["floor"].append(_time_gemms(gemms, threads))
+            times["ratio"].append((end - middle) / (middle - start))
+            if gemms:
+                times["floor"].append(_time_gemms(gemms, threads))
             for kind, seconds in timer.seconds.items():
                 kinds.setdefault(kind, []).append(seconds)
     if not np.array_equal(expected.numpy(), np.asarray(actual)):
-        raise AssertionError("the interpreter's ResNet-18 output differs from torch's")
-    result: dict[str, Any] = {name: statistics.median(values) for name, values in times.items()}
+        raise AssertionError(f"the interpreter's {name} output differs from torch's")
+    result: dict[str, Any] = {key: statistics.median(values) for key, values in times.items() if values}
     result["kinds"] = {kind: statistics.median(values) for kind, values in kinds.items()}
     return result
 
@@ -113,8 +123,8 @@ class _KindTimer:
 
 def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple[Any, Any]]:
     """Random float32 operands (G, M, K) and (G, N, K) of the GEMMs the interpreter runs: per
-    conv its im2col product, or for a Winograd conv its 16 tile-position products (the
-    exactness bound held for all of them on this model), and the fc's."""
+    single-group conv its im2col product, or for a Winograd-eligible conv its 16 tile-position
+    products, and the fc's (depthwise and grouped convs are left out)."""
     import importlib
 
     import numpy as np
@@ -128,6 +138,8 @@ def _gemm_operands(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple
         if not node.kind.startswith(("quantized::conv2d", "quantized::linear")):
             continue
         packed = model.constants[node.inputs[1]]
+        if getattr(packed, "groups", 1) > 1:  # depthwise and grouped convs: no single GEMM
+            continue
         weight, out_shape = packed.weight.int_repr, shapes[node.outputs[0]]
         rows = int(np.prod(out_shape)) // weight.shape[0]
         winograd = node.kind.startswith("quantized::conv2d") and packed.prepared.winograd_eligible
@@ -157,50 +169,74 @@ def time_verify() -> tuple[float, bool]:
 
     from quantspec.production.verify import verify
 
-    converted = convert_resnet18()
+    converted = convert("resnet18")
     image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     start = time.perf_counter()
     report = verify(converted, image)
     return time.perf_counter() - start, report.ok
 
 
-def _child(threads: int, repeat: int) -> dict[str, Any]:
+def cpu_description() -> str:
+    """The CPU model and the SIMD features the kernels depend on (Linux /proc/cpuinfo)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    features = [name for name in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if name in flags]
+    return f"{model}, {os.cpu_count()} CPUs, {' '.join(features) or 'no AVX2'}"
+
+
+def _child(name: str, threads: int, batch: int, repeat: int) -> dict[str, Any]:
     environment = dict(os.environ, OMP_NUM_THREADS=str(threads), **{name: "1" for name in BLAS_THREAD_VARIABLES})
     environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    command = [sys.executable, __file__, "--child", str(threads), "--repeat", str(repeat)]
+    command = [sys.executable, __file__, "--child", name, str(threads), str(batch), "--repeat", str(repeat)]
     output = subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7, help="timed rounds per thread count (default 7)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # one thread count, JSON on stdout
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="zoo models (default all)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts (default 1)")
+    parser.add_argument("--repeat", type=int, default=7, help="timed rounds per measurement (default 7)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the whole-verify timing")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # model, threads, batch: JSON on stdout
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(measure(args.child, args.repeat)))
+        name, threads, batch = args.child
+        print(json.dumps(measure(name, int(threads), int(batch), args.repeat)))
         return
     os.environ.update({name: "1" for name in BLAS_THREAD_VARIABLES})  # before NumPy loads: the verify below
     import torch
 
-    print(f"ResNet-18 int8, 224x224, batch 1, torch {torch.__version__}, median of {args.repeat} interleaved rounds, "
+    print(f"{cpu_description()}; torch {torch.__version__}; 224x224; median of {args.repeat} interleaved rounds; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}")
-    print(f"{'threads':>7} {'torch ms':>9} {'interp. ms':>10} {'ratio':>6} {'GEMM floor ms':>13} {'floor ratio':>11}")
+    print(f"{'model':<13} {'batch':>5} {'threads':>7} {'torch ms':>9} {'interp. ms':>10} {'ratio':>6} "
+          f"{'GEMM floor ms':>13} {'floor ratio':>11}")
     breakdowns = []
-    for threads in args.threads:
-        result = _child(threads, args.repeat)
-        ratio, floor_ratio = result["interpreter"] / result["torch"], result["floor"] / result["torch"]
-        print(f"{threads:>7} {result['torch'] * 1e3:>9.1f} {result['interpreter'] * 1e3:>10.1f} {ratio:>5.1f}x "
-              f"{result['floor'] * 1e3:>13.1f} {floor_ratio:>10.1f}x", flush=True)
-        breakdowns.append((threads, result))
-    for threads, result in breakdowns:
+    for name in args.models:
+        for batch in args.batch:
+            for threads in args.threads:
+                result = _child(name, threads, batch, args.repeat)
+                floor = (f"{result['floor'] * 1e3:>13.1f} {result['floor'] / result['torch']:>10.1f}x"
+                         if "floor" in result else "")
+                print(f"{name:<13} {batch:>5} {threads:>7} {result['torch'] * 1e3:>9.1f} "
+                      f"{result['interpreter'] * 1e3:>10.1f} {result['ratio']:>5.1f}x {floor}", flush=True)
+                breakdowns.append((name, batch, threads, result))
+    for name, batch, threads, result in breakdowns:
+        if batch != 1:
+            continue
         total = sum(result["kinds"].values())  # medians per kind: their sum is close to, not equal to, the run's
         top = sorted(result["kinds"].items(), key=lambda item: -item[1])[:6]
         shares = ", ".join(f"{kind} {seconds * 1e3:.1f} ({seconds / total:.0%})" for kind, seconds in top)
-        print(f"interpreter ms by node kind at {threads} thread(s): {shares}")
-    seconds, ok = time_verify()
-    print(f"whole verify of ResNet-18 (1 image, 1 thread): {seconds:.2f} s, {'bit-exact' if ok else 'NOT bit-exact'}")
+        print(f"{name} interpreter ms by node kind, batch 1, {threads} thread(s): {shares}")
+    if not args.no_verify:
+        seconds, ok = time_verify()
+        print(f"whole verify of ResNet-18 (1 image, 1 thread): {seconds:.2f} s, "
+              f"{'bit-exact' if ok else 'NOT bit-exact'}")
 
 
 if __name__ == "__main__":

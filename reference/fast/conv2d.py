@@ -128,12 +128,23 @@ def conv2d(
 
     if path == "depthwise":
         w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
-        acc = _depthwise_acc(
-            _padded_nhwc(x, (ph, pw)), x.zero_point, weight.int_repr, w_zp, stride, out_hw, saturate_pairs=not qnnpack
-        )
-        if acc_offset is not None:
-            acc = wrap_int32(acc + acc_offset.astype(np.int64))
-        ints = requantize(acc, slice(None), fused=profile.depthwise_per_tensor_bias_fma)
+        padded = _padded_f32(x, (ph, pw), subtract=0)  # raw values: padding taps read a_zp
+        if out_channels != x.shape[1]:  # OC = 2C: output channel j reads input channel j // 2
+            padded = np.repeat(padded, out_channels // x.shape[1], axis=3)
+        # The columns of each stride phase, contiguous: every tap then reads whole (OW * OC) rows.
+        phases = [np.ascontiguousarray(padded[:, :, p :: stride[1]]) for p in range(stride[1])]
+        ints = np.empty((x.shape[0],) + out_hw + (out_channels,), np.uint8)
+        a_max = max(int(x.int_repr.max(initial=0)), x.zero_point)
+
+        def depthwise_band(rows: slice, _: Any, channels: slice) -> None:
+            acc = _depthwise_acc(phases, x.zero_point, weight.int_repr, w_zp, stride, out_hw, rows, not qnnpack, a_max)
+            if acc_offset is not None:
+                acc = wrap_int32(acc.astype(np.int64) + acc_offset.astype(np.int64))
+            ints[:, rows] = requantize(acc, channels, fused=profile.depthwise_per_tensor_bias_fma)
+
+        # Bands of output rows keep the accumulator and its three temporaries in cache.
+        row_bytes = 4 * 4 * x.shape[0] * out_hw[1] * out_channels
+        _run_in_bands(lambda rows: rows, depthwise_band, out_hw[0], row_bytes, out_channels, groups, workers)
     else:
         if prepared is None:
             prepared = prepare_conv_weight(weight, groups, stride, dilation)
@@ -227,7 +238,7 @@ def _gemm_conv(
     winograd = weights.winograd_eligible and not pairs_saturate and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS
     # Winograd's 4x4 tiles reach up to one row and column past the last output's window.
     extra = (out_hw[0] % 2, out_hw[1] % 2) if winograd else (0, 0)
-    centered = _centered_padded_nhwc(x, padding, extra)
+    centered = _padded_f32(x, padding, extra)
     out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
     if winograd and winograd_is_exact(centered, weights.winograd, out_hw, a_max_abs):
 
@@ -349,55 +360,65 @@ def _max_window_square_norm(
 
 
 def _depthwise_acc(
-    padded: np.ndarray,
+    phases: list[np.ndarray],
     a_zp: int,
     weight: np.ndarray,
     w_zp: np.ndarray,
     stride: Sequence[int],
     out_hw: tuple[int, int],
+    rows: slice,
     saturate_pairs: bool,
+    a_max: int,
 ) -> np.ndarray:
-    """int32 accumulators (N, OH, OW, OC) of FBGEMM's depthwise kernel (`saturate_pairs`), or
-    the exact sums of the same windows (pytorch_qnnpack's `q8dwconv`).
+    """FBGEMM's depthwise int32 accumulators (N, len(rows), OW, OC) of the output rows `rows`
+    (`saturate_pairs`), or the exact sums of the same windows (pytorch_qnnpack's `q8dwconv`),
+    as exact float32 integers.
+
+    `phases[p]`: the padded float32 NHWC input's columns p, p + SW, p + 2 SW, ... (one channel
+    per output channel), so column `ow * SW + s` of tap (r, s) is column `ow + s // SW` of
+    phase `s % SW`: each tap's row is a contiguous run of OW * OC values. `a_max`: the
+    largest input value.
 
     `S = sum over tap pairs sat16(a_t0 w_t0 + a_t1 w_t1)` on raw values (padding reads
-    a_zp), then `acc = S - a_zp * sum_t w - w_zp * sum_t a + taps * a_zp * w_zp`, all
-    int32 (`requantize_` subtracts `a_zp * col_offsets` and `row_offsets * w_zp`).
-    At most 25 pair terms (7x7), each within 2 * 255 * 128, so S fits int32 without
-    wrapping. A pair is clipped only where pairs saturate and it can leave int16:
-    max(a) * max_c(|w_t0| + |w_t1|) > 32767.
+    a_zp), then `acc = S - a_zp * sum_t w - w_zp * sum_t a + taps * a_zp * w_zp`
+    (`requantize_` subtracts `a_zp * col_offsets` and `row_offsets * w_zp`).
+    Exact in float32 in any order: each of the four terms is an integer of magnitude at
+    most taps * 255 * 128 = taps * 32,640, so every partial sum stays within 4 * 32,640 *
+    taps <= 2^24 for taps <= 128 (FBGEMM's depthwise kernels have at most 49); more taps
+    take float64. So no int32 wrap can occur either. A pair is clipped (`saturate_int16`)
+    only where pairs saturate and it can leave int16: a_max * max_c(|w_t0| + |w_t1|) > 32767.
     """
     out_channels, _, kh, kw = weight.shape
-    if out_channels != padded.shape[3]:  # OC = 2C: output channel j reads input channel j // 2
-        padded = np.repeat(padded, out_channels // padded.shape[3], axis=3)
+    (sh, sw), (n, ow) = stride, (phases[0].shape[0], out_hw[1])
+    band = (n, rows.stop - rows.start, ow * out_channels)
     taps = [
-        padded[:, r : r + stride[0] * out_hw[0] : stride[0], s : s + stride[1] * out_hw[1] : stride[1]]
+        phases[s % sw][:, r + sh * rows.start : r + sh * rows.stop : sh, s // sw : s // sw + ow].reshape(band)
         for r in range(kh)
         for s in range(kw)
     ]
-    w_taps = weight.reshape(out_channels, kh * kw).T.astype(np.int32)  # (taps, OC), row-major taps
-    a_max = int(padded.max(initial=0))
-    total = np.zeros(taps[0].shape, dtype=np.int32)
+    dtype = np.float32 if kh * kw <= 128 else np.float64
+    w_taps = weight.reshape(out_channels, kh * kw).T.astype(dtype)  # (taps, OC), row-major taps
+    w_rows = np.tile(w_taps, (1, ow))  # (taps, OW * OC): each tap's weights along a row
+    pair_bound = a_max * (np.abs(w_taps[:-1]) + np.abs(w_taps[1:])).max(axis=1, initial=0)  # tap t: pair (t, t+1)
+    total = np.zeros(band, dtype=dtype)
     pair = np.empty_like(total)
     second = np.empty_like(total)
     for t in range(0, len(taps), 2):
-        np.multiply(taps[t], w_taps[t], out=pair)  # u8 x s8 products (vpmaddubsw lanes)
+        np.multiply(taps[t], w_rows[t], out=pair)  # u8 x s8 products (vpmaddubsw lanes), exact
         if t + 1 < len(taps):
-            np.multiply(taps[t + 1], w_taps[t + 1], out=second)
+            np.multiply(taps[t + 1], w_rows[t + 1], out=second)
             pair += second
-            if saturate_pairs and a_max * int((np.abs(w_taps[t]) + np.abs(w_taps[t + 1])).max()) > INT16_MAX:
+            if saturate_pairs and pair_bound[t] > INT16_MAX:
                 np.clip(pair, INT16_MIN, INT16_MAX, out=pair)  # saturate_int16, in place
         total += pair
-    # Per-channel constant terms, wrapped once; the int32 array arithmetic below wraps
-    # like vpaddd/vpsubd/vpmulld.
-    col_sum = w_taps.sum(axis=0, dtype=np.int64)
-    total += wrap_int32(len(taps) * a_zp * w_zp - a_zp * col_sum)
+    w_zp = w_zp.astype(dtype)
+    total += np.tile(len(taps) * a_zp * w_zp - a_zp * w_taps.sum(axis=0), ow)  # the column offsets
     if np.any(w_zp):  # row offsets (sum of the window's activations) only matter then
-        row_sum = np.zeros(taps[0].shape, dtype=np.int32)
+        row_sum = np.zeros_like(total)
         for tap in taps:
             row_sum += tap
-        total -= wrap_int32(w_zp) * row_sum
-    return total
+        total -= np.tile(w_zp, ow) * row_sum
+    return total.reshape(n, band[1], ow, out_channels)
 
 
 def _im2col(
@@ -418,12 +439,16 @@ def _padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
     return np.pad(nhwc, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=x.zero_point)
 
 
-def _centered_padded_nhwc(x: QTensor, padding: tuple[int, int], extra: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """`a - a_zp` as float32 NHWC (exact), padded with 0: the padding taps read a_zp;
-    `extra` more zero rows / columns at the bottom / right."""
+def _padded_f32(
+    x: QTensor, padding: tuple[int, int], extra: tuple[int, int] = (0, 0), subtract: int | None = None
+) -> np.ndarray:
+    """`a - subtract` as float32 NHWC (exact), `subtract` the zero point unless given, padded
+    with `a_zp - subtract`: the padding taps read a_zp; `extra` more such rows / columns at
+    the bottom / right."""
     (ph, pw), (n, c, h, w) = padding, x.shape
+    offset = x.zero_point if subtract is None else subtract
     out = np.empty((n, h + 2 * ph + extra[0], w + 2 * pw + extra[1], c), np.float32)
     for border in (out[:, :ph], out[:, ph + h :], out[:, :, :pw], out[:, :, pw + w :]):
-        border.fill(0)
-    np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(x.zero_point), out=out[:, ph : ph + h, pw : pw + w])
+        border.fill(x.zero_point - offset)
+    np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(offset), out=out[:, ph : ph + h, pw : pw + w])
     return out

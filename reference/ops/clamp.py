@@ -43,6 +43,12 @@ def clamp(
     >>> clamp(q, 0.0, 1.25, get_profile("torch2.14-avx2-fbgemm")).int_repr.tolist()
     [3, 4, 5]
 
+    min above max: min_q = 3 + rne(2.0 * 2) = 7, max_q = 3 + rne(1.0 * 2) = 5, and
+    min(max(q, 7), 5) = 5 everywhere.
+
+    >>> clamp(q, 2.0, 1.0).int_repr.tolist()
+    [5, 5, 5]
+
     Under the qnnpack engine both bounds are required (any dtype; EngineRefusedError), and
     a quint8 input takes pytorch_qnnpack's clamp (`_qnnpack_clamp`): the same integers, but
     a channels_last input comes back permuted. Hand-worked, 0..11 as a (1, 3, 2, 2)
@@ -68,12 +74,12 @@ def clamp(
         raise ValueError("clamp needs at least one of min_value and max_value")
     if profile.engine == "qnnpack" and q.dtype is QDtype.quint8:
         return _qnnpack_clamp(q, min_value, max_value, profile)
-    ints = q.int_repr.astype(np.int64)
-    if min_value is not None:
-        ints = np.maximum(ints, _quantized_bound(min_value, q, profile))
-    if max_value is not None:
-        ints = np.minimum(ints, _quantized_bound(max_value, q, profile))
-    return QTensor(ints.astype(q.dtype.storage), q.scale, q.zero_point, q.dtype, memory_format=q.memory_format)
+    # The bounds are integers of q's dtype (quantize_val saturates), so the clamp runs on the
+    # stored integers, bounds of the same dtype (np.clip keeps the dtype and memory layout,
+    # and where low > high it gives high everywhere, as min(max(q, low), high) does).
+    low = None if min_value is None else q.dtype.storage.type(_quantized_bound(min_value, q, profile))
+    high = None if max_value is None else q.dtype.storage.type(_quantized_bound(max_value, q, profile))
+    return QTensor(np.clip(q.int_repr, low, high), q.scale, q.zero_point, q.dtype, memory_format=q.memory_format)
 
 
 def _qnnpack_clamp(q: QTensor, min_value: float, max_value: float, profile: NumericsProfile) -> QTensor:
