@@ -9,13 +9,16 @@ All functions are element-wise over NumPy arrays (scalars work too) and return
 arrays of the dtype the hardware produces: float32 for float steps, int32 for
 conversions, int64 for integer intermediates that the caller clamps.
 
-The last two sections compose them into the building blocks every conv and linear kernel
+The last three sections compose them into the building blocks every conv and linear kernel
 of an engine shares, in their plain form: FBGEMM's (its `RefImplementations` names) u8 x s8
 dot product with int32 accumulation (`dot_u8i8acc32_ref`) and float32 output stage
 (`requant_scales_ref`, `requantize_u8acc32_ref`); pytorch_qnnpack's exact u8 x u8
 accumulation (`dot_u8u8acc32_qnnpack_ref`) and one-multiply output stage
 (`requant_scales_qnnpack_ref`, `requantize_u8acc32_qnnpack_ref`). Both end in the same
-x86 integer tail, `pack_u8`.
+x86 integer tail, `pack_u8`. oneDNN's AVX2 kernels: its GEMM's and its conv's u8 x s8 sums
+(`dot_u8i8acc32_onednn_gemm_ref`, `dot_u8i8acc32_onednn_conv_ref`) and its float output stage,
+which rounds after adding the zero point (`requant_scales_onednn_ref`,
+`requantize_u8acc32_onednn_ref`).
 """
 
 from __future__ import annotations
