@@ -41,24 +41,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zoo_models import BENCHMARK_MODELS, convert, cpu_description
+
 # NumPy's BLAS stays single-threaded; torch takes its count from torch.set_num_threads.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-MODELS = ("resnet18", "resnet50", "mobilenet_v2")
-
-
-def convert(name: str) -> Any:
-    """`name` from the zoo, quantized with random calibration (4 images, seeded)."""
-    import torch
-
-    from quantspec.production import zoo
-    from quantspec.production.quantize import quantize_jit
-
-    generator = torch.Generator().manual_seed(0)
-    calibration = [torch.randn(1, 3, 224, 224, generator=generator) for _ in range(4)]
-    model = zoo.build(name, num_classes=1000)
-    return quantize_jit(model, None, lambda prepared, data: [prepared(b) for b in data], [calibration])
 
 
 def measure(name: str, threads: int, batch: int, repeat: int) -> dict[str, Any]:
@@ -176,18 +162,6 @@ def time_verify() -> tuple[float, bool]:
     return time.perf_counter() - start, report.ok
 
 
-def cpu_description() -> str:
-    """The CPU model and the SIMD features the kernels depend on (Linux /proc/cpuinfo)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    features = [name for name in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if name in flags]
-    return f"{model}, {os.cpu_count()} CPUs, {' '.join(features) or 'no AVX2'}"
-
-
 def _child(name: str, threads: int, batch: int, repeat: int) -> dict[str, Any]:
     environment = dict(os.environ, OMP_NUM_THREADS=str(threads), **{name: "1" for name in BLAS_THREAD_VARIABLES})
     environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -198,7 +172,8 @@ def _child(name: str, threads: int, batch: int, repeat: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="zoo models (default all)")
+    parser.add_argument("--models", nargs="+", choices=BENCHMARK_MODELS, default=list(BENCHMARK_MODELS),
+                        help="zoo models (default all)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts (default 1)")
     parser.add_argument("--repeat", type=int, default=7, help="timed rounds per measurement (default 7)")

@@ -1,13 +1,15 @@
 """Reference op speed against torch's fbgemm kernels, one thread each, measured in one run.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/ops.py [--repeat N] [--only NAME ...]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/ops.py [--repeat N] [--only NAME ...] [--zoo MODEL ...]
 
 Each benchmark case builds its inputs once, then times the reference op and the torch op
 (fbgemm engine, `torch.set_num_threads(1)`; NumPy's BLAS is pinned to one thread below,
 before NumPy loads) as the best of `--repeat` runs, and checks that both give the same
 integers. conv2d and linear run the fast kernels (`reference.fast`) with their weights
-prepared once, as torch's are prepacked once. To add an op, append `BenchCase`s to `CASES`
-(a `make` function returning the two callables).
+prepared once, as torch's are prepacked once. The conv cases are every distinct conv of the
+`--zoo` models (default ResNet-18 and MobileNetV2: `zoo_conv_cases`), with the model's own
+weights and the activations a random image gives them. To add an op, append `BenchCase`s to
+`CASES` (a `make` function returning the two callables).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
+import functools
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from zoo_models import convert, cpu_description
 
 from quantspec.production.bridge import from_torch, to_torch
 from quantspec.production.environment import detect_profile, fbgemm_engine
@@ -60,32 +64,55 @@ def _weight(rng: np.random.Generator, shape: tuple[int, ...]) -> QTensor:
     )
 
 
-def conv_case(name: str, batch: int, cin: int, hw: int, cout: int, k: int, stride: int, groups: int = 1) -> BenchCase:
-    """A conv2d (+bias) benchmark; padding k // 2 as in ResNet/MobileNet."""
+def zoo_conv_cases(model_name: str) -> list[BenchCase]:
+    """One case per distinct conv of zoo model `model_name` (input shape, weight shape,
+    stride, padding, groups), converted as benchmarks/interpreter.py does: the model's own
+    packed weight, bias and output qparams, and the activation the conv receives from a
+    random 224x224 image (reduce_range activations, 0..127, as fbgemm's qconfig makes them)."""
+    import tempfile
+    from pathlib import Path
 
-    def make(rng: np.random.Generator) -> Pair:
-        x = _activation(rng, (batch, cin, hw, hw))
-        w = _weight(rng, (cout, cin // groups, k, k))
-        bias = rng.normal(0, 1, cout).astype(np.float32)
-        args = ((stride, stride), (k // 2, k // 2), (1, 1), groups)
-        with fbgemm_engine():
-            packed = torch.ops.quantized.conv2d_prepack(
-                to_torch(w), torch.from_numpy(bias), *map(list, args[:3]), groups
-            )
-        tx = to_torch(x)
+    import quantspec.reference.interpreter as interpreter
+    from quantspec.production.export import export
 
-        def run_torch() -> torch.Tensor:
-            return torch.ops.quantized.conv2d(tx, packed, 0.1, 64)
+    with tempfile.TemporaryDirectory() as scratch:
+        model = interpreter.load(export(convert(model_name), Path(scratch) / "model.qsm"))
+    values: dict[str, object] = {}
+    image = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    interpreter.run(model, image, trace=lambda node, name, value: values.__setitem__(name, value))
+    cases, seen = [], set()
+    for node in model.nodes:
+        if not node.kind.startswith("quantized::conv2d"):
+            continue
+        x, packed, out = values[node.inputs[0]], model.constants[node.inputs[1]], values[node.outputs[0]]
+        geometry = (tuple(packed.stride), tuple(packed.padding), tuple(packed.dilation), packed.groups)
+        relu = node.kind == "quantized::conv2d_relu"
+        key = (x.shape, packed.weight.shape, geometry, relu)
+        if key in seen:
+            continue
+        seen.add(key)
+        path = conv_path(x.shape[1], packed.weight.shape[0], packed.weight.shape[2:], *geometry, PROFILE)
+        name = f"{model_name} conv2d [{path}] {'x'.join(map(str, x.shape))} {packed.weight.shape[2]}x" \
+               f"{packed.weight.shape[3]}/{geometry[0][0]} ->{packed.weight.shape[0]}"
+        cases.append(BenchCase(name, functools.partial(_conv_pair, x, packed, geometry, out, relu)))
+    return cases
 
-        prepared = fast.prepare_conv_weight(w, groups, args[0], args[2])  # once, as torch's prepack
 
-        def run_reference() -> QTensor:
-            return fast.conv2d(x, w, bias, *args, 0.1, 64, profile=PROFILE, prepared=prepared)
+def _conv_pair(x: QTensor, packed: Any, geometry: tuple, out: QTensor, relu: bool, rng: np.random.Generator) -> Pair:
+    """The reference and torch calls of one zoo conv, its weight prepared / prepacked once."""
+    with fbgemm_engine():
+        bias = None if packed.bias is None else torch.from_numpy(packed.bias)
+        packed_torch = torch.ops.quantized.conv2d_prepack(to_torch(packed.weight), bias, *map(list, geometry[:3]),
+                                                          geometry[3])
+    tx = to_torch(x)
+    op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
+    prepared = fast.prepare_conv_weight(packed.weight, geometry[3], geometry[0], geometry[2])
 
-        return run_reference, run_torch
+    def run_reference() -> QTensor:
+        return fast.conv2d(x, packed.weight, packed.bias, *geometry, out.scale, out.zero_point, relu, PROFILE,
+                           prepared=prepared)
 
-    path = conv_path(cin, cout, (k, k), (stride, stride), (k // 2, k // 2), (1, 1), groups, PROFILE)
-    return BenchCase(f"conv2d [{path}] {name}", make)
+    return run_reference, (lambda: op(tx, packed_torch, out.scale, out.zero_point))
 
 
 def linear_case(name: str, batch: int, k: int, n: int) -> BenchCase:
@@ -146,15 +173,6 @@ def pool_case(name: str, shape: tuple[int, ...], channels_last: bool, op: str) -
 PROFILE = detect_profile()
 
 CASES: list[BenchCase] = [
-    conv_case("stem 1x3x224x224 7x7/2 ->64", 1, 3, 224, 64, 7, 2),
-    conv_case("1x64x56x56 3x3 ->64", 1, 64, 56, 64, 3, 1),
-    conv_case("1x128x28x28 3x3 ->128", 1, 128, 28, 128, 3, 1),
-    conv_case("1x256x14x14 3x3 ->256", 1, 256, 14, 256, 3, 1),
-    conv_case("1x512x7x7 3x3 ->512", 1, 512, 7, 512, 3, 1),
-    conv_case("downsample 1x64x56x56 1x1/2 ->128", 1, 64, 56, 128, 1, 2),
-    conv_case("pointwise 1x128x28x28 1x1 ->256", 1, 128, 28, 256, 1, 1),
-    conv_case("depthwise 1x32x112x112 3x3 (MobileNet)", 1, 32, 112, 32, 3, 1, groups=32),
-    conv_case("depthwise 1x144x56x56 3x3/2 (MobileNet)", 1, 144, 56, 144, 3, 2, groups=144),
     linear_case("1x512 -> 1000", 1, 512, 1000),
     add_case("1x64x56x56", (1, 64, 56, 56)),
     add_case("1x64x56x56", (1, 64, 56, 56), channels_last=True),
@@ -182,13 +200,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=None, help="substrings of case names to run")
+    parser.add_argument("--zoo", nargs="*", default=["resnet18", "mobilenet_v2"],
+                        help="zoo models whose every distinct conv is a case (default resnet18 mobilenet_v2)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel")
     rng = np.random.default_rng(0)
-    print(f"profile {PROFILE.name}, torch {torch.__version__}, 1 thread")
+    print(f"profile {PROFILE.name}, torch {torch.__version__}, 1 thread, {cpu_description()}")
     print(f"{'case':58s} {'reference ms':>12s} {'torch ms':>9s} {'ratio':>6s}  same")
-    for case in CASES:
+    for case in CASES + [case for name in args.zoo for case in zoo_conv_cases(name)]:
         if args.only and not any(s in case.name for s in args.only):
             continue
         run_reference, run_torch = case.make(rng)

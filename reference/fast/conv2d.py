@@ -128,11 +128,12 @@ def conv2d(
 
     if path == "depthwise":
         w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
-        padded = _padded_f32(x, (ph, pw), subtract=0)  # raw values: padding taps read a_zp
+        padded = _padded_nhwc(x, (ph, pw))  # raw uint8 values: padding taps read a_zp
         if out_channels != x.shape[1]:  # OC = 2C: output channel j reads input channel j // 2
             padded = np.repeat(padded, out_channels // x.shape[1], axis=3)
-        # The columns of each stride phase, contiguous: every tap then reads whole (OW * OC) rows.
-        phases = [np.ascontiguousarray(padded[:, :, p :: stride[1]]) for p in range(stride[1])]
+        # The columns of each stride phase as contiguous float32 (exact): every tap then reads
+        # whole rows of OW * OC values.
+        phases = [padded[:, :, p :: stride[1]].astype(np.float32) for p in range(stride[1])]
         ints = np.empty((x.shape[0],) + out_hw + (out_channels,), np.uint8)
         a_max = max(int(x.int_repr.max(initial=0)), x.zero_point)
 
@@ -238,7 +239,7 @@ def _gemm_conv(
     winograd = weights.winograd_eligible and not pairs_saturate and out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS
     # Winograd's 4x4 tiles reach up to one row and column past the last output's window.
     extra = (out_hw[0] % 2, out_hw[1] % 2) if winograd else (0, 0)
-    centered = _padded_f32(x, padding, extra)
+    centered = _centered_padded_nhwc(x, padding, extra)
     out = np.empty((x.shape[0],) + out_hw + (prepared.out_channels,), np.uint8)
     if winograd and winograd_is_exact(centered, weights.winograd, out_hw, a_max_abs):
 
@@ -439,16 +440,12 @@ def _padded_nhwc(x: QTensor, padding: tuple[int, int]) -> np.ndarray:
     return np.pad(nhwc, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=x.zero_point)
 
 
-def _padded_f32(
-    x: QTensor, padding: tuple[int, int], extra: tuple[int, int] = (0, 0), subtract: int | None = None
-) -> np.ndarray:
-    """`a - subtract` as float32 NHWC (exact), `subtract` the zero point unless given, padded
-    with `a_zp - subtract`: the padding taps read a_zp; `extra` more such rows / columns at
-    the bottom / right."""
+def _centered_padded_nhwc(x: QTensor, padding: tuple[int, int], extra: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """`a - a_zp` as float32 NHWC (exact), padded with 0: the padding taps read a_zp;
+    `extra` more zero rows / columns at the bottom / right."""
     (ph, pw), (n, c, h, w) = padding, x.shape
-    offset = x.zero_point if subtract is None else subtract
     out = np.empty((n, h + 2 * ph + extra[0], w + 2 * pw + extra[1], c), np.float32)
     for border in (out[:, :ph], out[:, ph + h :], out[:, :, :pw], out[:, :, pw + w :]):
-        border.fill(x.zero_point - offset)
-    np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(offset), out=out[:, ph : ph + h, pw : pw + w])
+        border.fill(0)
+    np.subtract(x.int_repr.transpose(0, 2, 3, 1), np.float32(x.zero_point), out=out[:, ph : ph + h, pw : pw + w])
     return out
