@@ -39,6 +39,8 @@ def _scalar(value: Any) -> Any:
 
 def real_number(value: Any, name: str) -> float:
     """A real number (Python, NumPy scalar or 0-d array; never a bool or string) as a float."""
+    if type(value) is float or type(value) is int:  # the common case, without ABC checks (bool is not int)
+        return float(value)
     number = _scalar(value)
     if isinstance(number, bool) or not isinstance(number, numbers.Real):
         raise ArgumentError(f"{name} must be a real number, got {describe(value)}")
@@ -55,9 +57,11 @@ def positive_scale(value: Any, name: str) -> float:
 
 def integer(value: Any, name: str, minimum: int | None = None) -> int:
     """An integer (Python, NumPy scalar or 0-d array; never a bool, float or string), >= `minimum`."""
-    number = _scalar(value)
-    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
-        raise ArgumentError(f"{name} must be an integer, got {describe(value)}")
+    number = value
+    if type(number) is not int:  # the common case skips the ABC checks (type(True) is bool, not int)
+        number = _scalar(value)
+        if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+            raise ArgumentError(f"{name} must be an integer, got {describe(value)}")
     if minimum is not None and number < minimum:
         raise ArgumentError(f"{name} must be >= {minimum}, got {number}")
     return int(number)
@@ -95,6 +99,8 @@ def int_sequence(
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
         raise ArgumentError(f"{name} must be {expected}, got {describe(value)}")
+    if all(type(item) is int for item in value) and (minimum is None or min(value, default=minimum) >= minimum):
+        return tuple(value)  # the common case, without naming each item
     return tuple(integer(item, f"{name}[{i}]", minimum) for i, item in enumerate(value))
 
 
