@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zoo_models import BENCHMARK_MODELS, convert, cpu_description
+from zoo_models import BENCHMARK_MODELS, convert
 
 # NumPy's BLAS stays single-threaded; torch takes its count from torch.set_num_threads.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -187,7 +187,9 @@ def main() -> None:
     os.environ.update({name: "1" for name in BLAS_THREAD_VARIABLES})  # before NumPy loads: the verify below
     import torch
 
-    print(f"{cpu_description()}; torch {torch.__version__}; 224x224; median of {args.repeat} interleaved rounds; "
+    from quantspec.production.environment import describe_cpu
+
+    print(f"{describe_cpu()}; torch {torch.__version__}; 224x224; median of {args.repeat} interleaved rounds; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}")
     print(f"{'model':<13} {'batch':>5} {'threads':>7} {'torch ms':>9} {'interp. ms':>10} {'ratio':>6} "
           f"{'GEMM floor ms':>13} {'floor ratio':>11}")

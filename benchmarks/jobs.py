@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import io
 import json
-import platform
 import re
 import tempfile
 import time
@@ -28,17 +27,9 @@ from PIL import Image
 
 from quantspec.production import zoo
 from quantspec.production.cli import main
+from quantspec.production.environment import describe_cpu
 
 SHARED_TEST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10" / "test"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what platform says."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def quiet_main(argv: list[str]) -> tuple[int, str]:
@@ -91,7 +82,7 @@ def main_benchmark() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="images for verify --data (default 64)")
     args = parser.parse_args()
-    print(f"CPU: {cpu_model()}, torch {torch.__version__}")
+    print(f"CPU: {describe_cpu()}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as name:
         scratch = Path(name)
         data = SHARED_TEST if SHARED_TEST.is_dir() else synthetic_folder(scratch / "images", args.images)

@@ -29,10 +29,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from zoo_models import convert, cpu_description
+from zoo_models import convert
 
 from quantspec.production.bridge import from_torch, to_torch
-from quantspec.production.environment import detect_profile, fbgemm_engine
+from quantspec.production.environment import describe_cpu, detect_profile, fbgemm_engine
 from quantspec.reference import fast
 from quantspec.reference.ops import adaptive_avg_pool2d, add, avg_pool2d, cat, conv_path, max_pool2d
 from quantspec.reference.qtensor import (
@@ -206,7 +206,7 @@ def main() -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel")
     rng = np.random.default_rng(0)
-    print(f"profile {PROFILE.name}, torch {torch.__version__}, 1 thread, {cpu_description()}")
+    print(f"profile {PROFILE.name}, torch {torch.__version__}, 1 thread, {describe_cpu()}")
     print(f"{'case':58s} {'reference ms':>12s} {'torch ms':>9s} {'ratio':>6s}  same")
     for case in CASES + [case for name in args.zoo for case in zoo_conv_cases(name)]:
         if args.only and not any(s in case.name for s in args.only):

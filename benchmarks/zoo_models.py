@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 BENCHMARK_MODELS = ("resnet18", "resnet50", "mobilenet_v2")
@@ -21,15 +19,3 @@ def convert(name: str) -> Any:
     calibration = [torch.randn(1, 3, 224, 224, generator=generator) for _ in range(4)]
     model = zoo.build(name, num_classes=1000)
     return quantize_jit(model, None, lambda prepared, data: [prepared(b) for b in data], [calibration])
-
-
-def cpu_description() -> str:
-    """The CPU model and the SIMD features the kernels depend on (Linux /proc/cpuinfo)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    features = [name for name in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if name in flags]
-    return f"{model}, {os.cpu_count()} CPUs, {' '.join(features) or 'no AVX2'}"

@@ -76,6 +76,13 @@ def detect_cpu_features() -> str:
     return "avx512"
 
 
+def describe_cpu() -> str:
+    """The CPU a measurement ran on, for its record: the model name, the CPU count and the
+    instruction set FBGEMM and ATen dispatch to here (`detect_cpu_features`)."""
+    model = _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} CPUs, {detect_cpu_features()}"
+
+
 def cpu_vendor() -> str:
     """The CPU vendor Linux reports (`vendor_id` of /proc/cpuinfo, e.g. "AuthenticAMD"), or ""."""
     return _cpuinfo_field("vendor_id")
