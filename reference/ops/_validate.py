@@ -17,16 +17,17 @@ def as_float32_array(x: np.typing.ArrayLike, name: str) -> np.ndarray:
     Lists and Python scalars are converted; an ndarray of another dtype is refused,
     because narrowing float64 to float32 is a rounding step torch would not do for you.
     """
-    if isinstance(x, np.ndarray) and x.dtype != np.float32:
-        raise ArgumentError(f"{name} must be a float32 array, got dtype {x.dtype}; convert it explicitly first")
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.float32:
+            raise ArgumentError(f"{name} must be a float32 array, got dtype {x.dtype}; convert it explicitly first")
+        return x
     try:
         kind = np.asarray(x).dtype.kind
     except ValueError:  # ragged nested sequences
         kind = "O"
     if kind not in "iuf":  # strings, None, bools, objects and ragged lists are not numbers
         raise ArgumentError(f"{name} must be a float32 array or real numbers, got {describe(x)}")
-    array = np.asarray(x, dtype=np.float32)
-    return array
+    return np.asarray(x, dtype=np.float32)
 
 
 def checked_bias(bias: np.typing.ArrayLike | None, out_channels: int) -> np.ndarray | None:
