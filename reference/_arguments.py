@@ -47,10 +47,15 @@ def real_number(value: Any, name: str) -> float:
     return float(number)
 
 
+def is_scale(value: float) -> bool:
+    """Whether a real number can be a quantization scale: finite and positive (NaN is not)."""
+    return bool(np.isfinite(value) and value > 0)
+
+
 def positive_scale(value: Any, name: str) -> float:
     """A quantization scale: a finite, positive real number."""
     scale = real_number(value, name)
-    if not (np.isfinite(scale) and scale > 0):
+    if not is_scale(scale):
         raise ArgumentError(f"{name} must be finite and positive, got {scale!r}")
     return scale
 

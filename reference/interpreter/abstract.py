@@ -6,11 +6,12 @@ dtype and shape (`TensorInfo`), a scalar or list known only at run time (`Unknow
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import isfinite, prod
+from math import prod
 from typing import Any, NoReturn, Optional, Sequence
 
 import numpy as np
 
+from .._arguments import is_scale
 from ..qtensor import QDtype, QTensor
 from .archive import ModelFileError
 from .fields import INT64_MAX, INT64_MIN, short
@@ -290,7 +291,7 @@ class Call:
     def scale(self, index: int) -> Any:
         """A positive finite scale."""
         value = self.number(index)
-        if type(value) in (int, float) and not (isfinite(value) and value > 0):
+        if type(value) in (int, float) and not is_scale(value):
             self.fail(self.field(index), value, "a positive finite scale")
         return value
 

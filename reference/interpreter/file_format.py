@@ -34,8 +34,9 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from .._arguments import is_scale
 from ..fast.conv2d import ConvWeights, prepare_conv_weight
-from ..fast.gemm import GemmWeights
+from ..fast.gemm import PreparedWeights
 from ..fast.linear import prepare_linear_weight
 from ..qtensor import MemoryFormat, QDtype, QTensor, in_memory_format, memory_format_of
 from .archive import ModelFileError, ReadLimits, check_file_size, file_sha256, parse_json, read_members, read_npz
@@ -78,7 +79,7 @@ class PackedLinear:
     bias: np.ndarray | None
 
     @cached_property
-    def prepared(self) -> GemmWeights:
+    def prepared(self) -> PreparedWeights:
         """The weight as the reference's GEMM operand, formed once (see `PackedConv.prepared`)."""
         return prepare_linear_weight(self.weight)
 
@@ -201,7 +202,7 @@ def _decode_qtensor(encoded: Any, arrays: dict[str, np.ndarray], where: str) -> 
 
 def _positive_scale(value: Any, where: str) -> float:
     scale = _hex_float(value, where)
-    if not (np.isfinite(scale) and scale > 0):
+    if not is_scale(scale):
         refuse(where, value, "a positive finite scale")
     return scale
 
