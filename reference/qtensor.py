@@ -27,6 +27,8 @@ class QDtype(enum.Enum):
     @classmethod
     def parse(cls, value: Union["QDtype", str]) -> "QDtype":
         """Accept a QDtype or its name ("quint8", "qint8", "qint32")."""
+        if isinstance(value, cls):  # before building the message: every QTensor parses its dtype
+            return value
         labels = {member.label: member for member in cls}
         message = f"unknown quantized dtype {describe(value)}: dtype must be a QDtype or one of {list(labels)}"
         return _member(cls, value, labels, message)
@@ -42,6 +44,8 @@ class MemoryFormat(enum.Enum):
     @classmethod
     def parse(cls, value: Union["MemoryFormat", str]) -> "MemoryFormat":
         """Accept a MemoryFormat or its name ("contiguous", "channels_last")."""
+        if isinstance(value, cls):
+            return value
         names = {member.value: member for member in cls}
         message = f"memory_format must be a MemoryFormat or one of {list(names)}, got {describe(value)}"
         return _member(cls, value, names, message)

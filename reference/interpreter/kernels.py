@@ -9,8 +9,9 @@ go to `reference.ops.float_ops`; TorchScript's scalar and list plumbing (`aten::
 Every kernel calls its op one way: the node's inputs positionally, in schema order, then
 by keyword what the context decides: `relu=`, `num_threads=context.num_threads` and
 `profile=context.profile` wherever the op takes them. Quantized conv2d and linear run the
-fast kernels (`reference.fast`, which add `prepared=` weights and `workers=`), every other
-quantized op its function in `reference.ops`.
+fast kernels (`reference.fast`, which add `prepared=` weights and `workers=`), and so do
+max/avg/adaptive-average pooling and cat (same arguments as their ops); every other quantized
+op its function in `reference.ops`.
 """
 
 from __future__ import annotations
@@ -189,15 +190,15 @@ for _kind in ("aten::dropout", "aten::dropout_", "aten::feature_dropout"):
 
 # TorchScript's default stride is [], which the pooling ops read as "the kernel size".
 def _max_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
-    return ops.max_pool2d(q, *rest, profile=context.profile)
+    return fast.max_pool2d(q, *rest, profile=context.profile)
 
 
 def _avg_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
-    return ops.avg_pool2d(q, *rest, profile=context.profile)
+    return fast.avg_pool2d(q, *rest, profile=context.profile)
 
 
 def _adaptive_avg_pool2d(q: QTensor, rest: list, context: RunContext) -> QTensor:
-    return ops.adaptive_avg_pool2d(q, *rest, profile=context.profile)
+    return fast.adaptive_avg_pool2d(q, *rest, profile=context.profile)
 
 
 kernel("aten::max_pool2d", "quantized::max_pool2d")(_float_or_quantized("aten::max_pool2d", _max_pool2d))
@@ -219,7 +220,7 @@ def _mean(args: list, context: RunContext) -> QTensor:
 @kernel("quantized::cat")
 def _quantized_cat(args: list, context: RunContext) -> QTensor:
     tensors, dim, scale, zero_point = args
-    return ops.cat(list(tensors), dim, scale, zero_point, profile=context.profile)
+    return fast.cat(list(tensors), dim, scale, zero_point, profile=context.profile)
 
 
 @kernel("aten::cat")
@@ -227,7 +228,7 @@ def _cat(args: list, context: RunContext) -> Any:
     tensors, dim = args
     if all(isinstance(t, np.ndarray) for t in tensors):
         return np.concatenate(tensors, axis=dim)
-    return ops.cat(list(tensors), dim, profile=context.profile)
+    return fast.cat(list(tensors), dim, profile=context.profile)
 
 
 # --- shape ops ---------------------------------------------------------------------

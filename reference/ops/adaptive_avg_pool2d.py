@@ -69,6 +69,25 @@ def adaptive_avg_pool2d(
     >>> adaptive_avg_pool2d(q, 1, get_profile("torch2.13-avx2-qnnpack")).int_repr.ravel().tolist()
     [1, 3]
     """
+    (out_h, out_w), profile = checked_arguments(x, output_size, profile)
+    _, _, height, width = x.shape
+    if takes_qnnpack_kernel(x, (out_h, out_w), profile):
+        window = (height // out_h, width // out_w)
+        return qnnpack_avg_pool2d(x, window, window, (0, 0))
+    rows, cols = axis_windows(height, out_h), axis_windows(width, out_w)
+    sums, size = window_sums(x.int_repr.astype(np.int64), rows, cols)
+    if takes_nhwc_kernel(x):
+        ints, memory_format = nhwc_kernel_result(_requantize_nhwc(sums, size, x, profile), x)
+    else:
+        k_h, k_w = (rows[1] - rows[0])[:, None], (cols[1] - cols[0])[None, :]
+        ints, memory_format = average_nchw(sums, k_h, k_w, x), x.memory_format
+    return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
+
+
+def checked_arguments(
+    x: QTensor, output_size: Union[int, Sequence[int]], profile: NumericsProfile
+) -> tuple[tuple[int, int], NumericsProfile]:
+    """`adaptive_avg_pool2d`'s arguments checked: the output size as a pair, and the profile."""
     check_qtensor(x, "x")
     profile = as_profile(profile)
     check_per_tensor_8bit(x, "adaptive_avg_pool2d", "x")
@@ -77,20 +96,17 @@ def adaptive_avg_pool2d(
     _, _, height, width = x.shape
     if min(out_h, out_w) <= 0 or min(height, width) <= 0:
         raise ValueError(f"adaptive_avg_pool2d: output_size ({out_h}, {out_w}) and input {x.shape} must be non-empty")
+    return (out_h, out_w), profile
+
+
+def takes_qnnpack_kernel(x: QTensor, output_size: tuple[int, int], profile: NumericsProfile) -> bool:
+    """Whether the qnnpack engine average-pools `x` (`enable_qnnpack_for_ada_avgpool`)."""
+    (_, _, height, width), (out_h, out_w) = x.shape, output_size
     divisible = height % out_h == 0 and width % out_w == 0 and (height, width) != (out_h, out_w)
-    if profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and divisible:
-        window = (height // out_h, width // out_w)
-        return qnnpack_avg_pool2d(x, window, window, (0, 0))
-    rows, cols = _axis_windows(height, out_h), _axis_windows(width, out_w)
-    sums, size = window_sums(x.int_repr.astype(np.int64), rows, cols)
-    if takes_nhwc_kernel(x):
-        ints, memory_format = nhwc_kernel_result(_requantize_nhwc(sums, size, x, profile), x)
-    else:
-        ints, memory_format = _average_nchw(sums, rows, cols, x), x.memory_format
-    return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
+    return profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and divisible
 
 
-def _axis_windows(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+def axis_windows(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
     """`start_index` / `end_index`: float32 divides of int products, then floor / ceil."""
     o = np.arange(out_len, dtype=np.int64)
     start = np.floor(f32(f32(o * in_len) / np.float32(out_len))).astype(np.int64)
@@ -98,25 +114,38 @@ def _axis_windows(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
     return start, end
 
 
-def _average_nchw(
-    sums: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray], x: QTensor
-) -> np.ndarray:
+def average_nchw(sums: np.ndarray, k_h: np.ndarray, k_w: np.ndarray, x: QTensor) -> np.ndarray:
+    """The NCHW kernel's average of window sums `sums` over windows of k_h x k_w (broadcasting)."""
     # kDr = float(1.0 / kD) = 1 for 2-d; kDHr = kDr / kH and kDHWr = kDHr / kW: float32 divides.
-    k_h = (rows[1] - rows[0])[:, None]
-    k_w = (cols[1] - cols[0])[None, :]
     kr = f32(f32(np.float32(1) / f32(k_h)) / f32(k_w))
     # `std::nearbyint(sum * kDHWr)`: int64 sum -> float, one float32 product, rne.
     return rne(f32(f32(sums) * kr)).astype(x.dtype.storage)
 
 
 def _requantize_nhwc(sums: np.ndarray, size: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
-    acc_f = f32(sums - size * x.zero_point)  # int32 accumulator, converted exactly
-    mult = f32(f32(np.float32(x.scale) / np.float32(x.scale)) / f32(size))
-    scale = np.broadcast_to(f32(np.float32(1) / mult), acc_f.shape)  # `1.0f / multiplier`
-    # `quantize_vec` -> FBGEMM `Quantize` with the window's own scale: element-wise, so one
-    # call covers every window size at once.
-    vector = fbgemm_quantize_u8s8(acc_f, scale, x.zero_point, x.dtype, profile)
-    scalar = quantize_val(acc_f, scale, x.zero_point, x.dtype, profile)
+    vector = nhwc_vector_lanes(sums, size, x, profile)
+    scalar = nhwc_scalar_tail(sums, size, x, profile)
     channels = x.shape[1]
     in_vector = (np.arange(channels) < channels // NHWC_VECTOR_CHANNELS * NHWC_VECTOR_CHANNELS)[None, :, None, None]
     return np.where(in_vector, vector, scalar)
+
+
+def _nhwc_accumulator_and_scale(sums: np.ndarray, size: np.ndarray, x: QTensor) -> tuple[np.ndarray, np.ndarray]:
+    acc_f = f32(sums - size * x.zero_point)  # int32 accumulator, converted exactly
+    mult = f32(f32(np.float32(x.scale) / np.float32(x.scale)) / f32(size))
+    scale = np.broadcast_to(f32(np.float32(1) / mult), acc_f.shape)  # `1.0f / multiplier`
+    return acc_f, scale
+
+
+def nhwc_vector_lanes(sums: np.ndarray, size: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
+    """The NHWC kernel's vector channels for window sums `sums` of `size` taps (broadcasting)."""
+    # `quantize_vec` -> FBGEMM `Quantize` with the window's own scale: element-wise, so one
+    # call covers every window size at once.
+    acc_f, scale = _nhwc_accumulator_and_scale(sums, size, x)
+    return fbgemm_quantize_u8s8(acc_f, scale, x.zero_point, x.dtype, profile)
+
+
+def nhwc_scalar_tail(sums: np.ndarray, size: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
+    """The NHWC kernel's last `C % 8` channels (`quantize_val`) for window sums `sums` of `size` taps."""
+    acc_f, scale = _nhwc_accumulator_and_scale(sums, size, x)
+    return quantize_val(acc_f, scale, x.zero_point, x.dtype, profile)

@@ -90,6 +90,30 @@ def avg_pool2d(
     >>> avg_pool2d(hundreds, 2, 1, 1, count_include_pad=False, profile=qnnpack).int_repr.ravel().tolist()
     [25, 50, 25, 50, 100, 50, 25, 50, 25]
     """
+    kernel, strides, pad, profile = checked_arguments(
+        x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, profile
+    )
+    if profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and not ceil_mode:
+        return qnnpack_avg_pool2d(x, kernel, strides, pad)
+    acc, divisor = _window_sums(x, kernel, strides, pad, ceil_mode, count_include_pad, divisor_override)
+    if takes_nhwc_kernel(x):
+        ints, memory_format = nhwc_kernel_result(requantize_nhwc(acc, divisor, x, profile), x)
+    else:
+        ints, memory_format = requantize_nchw(acc, divisor, x), x.memory_format
+    return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
+
+
+def checked_arguments(
+    x: QTensor,
+    kernel_size: IntOrPair,
+    stride: Optional[IntOrPair],
+    padding: IntOrPair,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: Optional[int],
+    profile: NumericsProfile,
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], NumericsProfile]:
+    """`avg_pool2d`'s arguments checked: kernel, stride and padding as pairs, and the profile."""
     check_qtensor(x, "x")
     kernel = pair(kernel_size, "kernel_size", "avg_pool2d", minimum=1)
     strides = pool_stride(stride, kernel, "avg_pool2d")
@@ -102,14 +126,7 @@ def avg_pool2d(
     check_per_tensor_8bit(x, "avg_pool2d", "x")
     check_4d(x, "avg_pool2d", "x")
     _check_window(kernel, strides, pad, divisor_override)
-    if profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and not ceil_mode:
-        return qnnpack_avg_pool2d(x, kernel, strides, pad)
-    acc, divisor = _window_sums(x, kernel, strides, pad, ceil_mode, count_include_pad, divisor_override)
-    if takes_nhwc_kernel(x):
-        ints, memory_format = nhwc_kernel_result(_requantize_nhwc(acc, divisor, x, profile), x)
-    else:
-        ints, memory_format = _requantize_nchw(acc, divisor, x), x.memory_format
-    return QTensor(ints, x.scale, x.zero_point, x.dtype, memory_format=memory_format)
+    return kernel, strides, pad, profile
 
 
 def qnnpack_avg_pool2d(
@@ -148,18 +165,32 @@ def _window_sums(
     divisor_override: Optional[int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """`acc = sum q - size*zp` per output (N, C, OH, OW) and the divisor per output pixel (OH, OW)."""
-    _, _, height, width = x.shape
+    rows, cols, divisor = window_geometry(x.shape, kernel, stride, pad, ceil_mode, count_include_pad, divisor_override)
+    sums, size = window_sums(x.int_repr.astype(np.int64), rows, cols)
+    return sums - size * x.zero_point, divisor
+
+
+def window_geometry(
+    shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: Optional[int],
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Each window's clipped rows [r0, r1) and columns [c0, c1) (per output row / column), and
+    the divisor per output pixel (OH, OW)."""
+    _, _, height, width = shape
     r0, r1, r_pool = _axis_windows(height, kernel[0], stride[0], pad[0], ceil_mode)
     c0, c1, c_pool = _axis_windows(width, kernel[1], stride[1], pad[1], ceil_mode)
-    sums, size = window_sums(x.int_repr.astype(np.int64), (r0, r1), (c0, c1))
-    acc = sums - size * x.zero_point
     if divisor_override is not None:
-        divisor = np.full(size.shape, int(divisor_override), dtype=np.int64)
+        divisor = np.full((r0.size, c0.size), int(divisor_override), dtype=np.int64)
     elif count_include_pad:
         divisor = r_pool[:, None] * c_pool[None, :]
     else:
-        divisor = size
-    return acc, divisor
+        divisor = (r1 - r0)[:, None] * (c1 - c0)[None, :]
+    return (r0, r1), (c0, c1), divisor
 
 
 def _axis_windows(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool) -> tuple[np.ndarray, ...]:
@@ -173,7 +204,8 @@ def _axis_windows(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool
     return np.maximum(start, 0), np.minimum(end, size), pool
 
 
-def _requantize_nchw(acc: np.ndarray, divisor: np.ndarray, x: QTensor) -> np.ndarray:
+def requantize_nchw(acc: np.ndarray, divisor: np.ndarray, x: QTensor) -> np.ndarray:
+    """The NCHW kernel's output stage for window sums `acc` (broadcasting with `divisor`)."""
     # scale_factor = in_scale / out_scale in double (1.0: the output keeps the input's
     # scale); `float multiplier = scale_factor / divide_factor` narrows a double divide.
     mult = f32(np.float64(x.scale) / np.float64(x.scale) / divisor.astype(np.float64))
@@ -183,18 +215,35 @@ def _requantize_nchw(acc: np.ndarray, divisor: np.ndarray, x: QTensor) -> np.nda
     return np.clip(value, x.dtype.qmin, x.dtype.qmax).astype(x.dtype.storage)
 
 
-def _requantize_nhwc(acc: np.ndarray, divisor: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
-    # `float multiplier = input_scale / output_scale / divide_factor`, all float32.
-    mult = f32(f32(np.float32(x.scale) / np.float32(x.scale)) / f32(divisor))
-    mult = np.broadcast_to(mult, acc.shape)
-    acc_f = f32(acc)
-    vector = aten_vec_quantize_round_then_add_zp(acc_f, mult, x.zero_point, x.dtype)
-    # scalar tail: quantize_val(1.0f / multiplier, zp, acc), i.e. scale = f32(1/mult).
-    scalar = quantize_val(acc_f, f32(np.float32(1) / mult), x.zero_point, x.dtype, profile)
-    lanes = profile.aten_avx512_float_lanes
+def requantize_nhwc(acc: np.ndarray, divisor: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
+    """The NHWC kernel's output stage for window sums `acc` (N, C, OH, OW): vector lanes, scalar tail."""
+    vector = nhwc_vector_lanes(acc, divisor, x)
+    scalar = nhwc_scalar_tail(acc, divisor, x, profile)
     channels = x.shape[1]
-    in_vector = (np.arange(channels) < channels // lanes * lanes)[None, :, None, None]
+    in_vector = (np.arange(channels) < nhwc_vector_channels(channels, profile))[None, :, None, None]
     return np.where(in_vector, vector, scalar)
+
+
+def nhwc_vector_channels(channels: int, profile: NumericsProfile) -> int:
+    """How many leading channels the NHWC kernel's vector loop quantizes: `C // L * L`."""
+    lanes = profile.aten_avx512_float_lanes
+    return channels // lanes * lanes
+
+
+def _nhwc_multiplier(divisor: np.ndarray, x: QTensor) -> np.ndarray:
+    # `float multiplier = input_scale / output_scale / divide_factor`, all float32.
+    return f32(f32(np.float32(x.scale) / np.float32(x.scale)) / f32(divisor))
+
+
+def nhwc_vector_lanes(acc: np.ndarray, divisor: np.ndarray, x: QTensor) -> np.ndarray:
+    """The NHWC kernel's vector quantize of window sums `acc` (broadcasting with `divisor`)."""
+    return aten_vec_quantize_round_then_add_zp(f32(acc), _nhwc_multiplier(divisor, x), x.zero_point, x.dtype)
+
+
+def nhwc_scalar_tail(acc: np.ndarray, divisor: np.ndarray, x: QTensor, profile: NumericsProfile) -> np.ndarray:
+    """The NHWC kernel's scalar tail: quantize_val(1.0f / multiplier, zp, acc), i.e. scale = f32(1/mult)."""
+    mult = _nhwc_multiplier(divisor, x)
+    return quantize_val(f32(acc), f32(np.float32(1) / mult), x.zero_point, x.dtype, profile)
 
 
 def _check_window(

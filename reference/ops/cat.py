@@ -65,13 +65,8 @@ def cat(
     >>> cat([a, b], 1, 1.0, 1, get_profile("torch2.14-avx2-fbgemm")).int_repr.ravel().tolist()
     [1, 7]
     """
-    profile = as_profile(profile)
-    tensors, axis = _check_inputs(tensors, dim)
-    first = tensors[0]
-    scale = first.scale if output_scale is None else output_scale
-    zero_point = first.zero_point if output_zero_point is None else output_zero_point
-    out = output_qparams(scale, zero_point, first.dtype)
-    if axis == 1 and all(t.int_repr.ndim == 4 and takes_nhwc_kernel(t) for t in tensors):
+    tensors, axis, out, profile = checked_arguments(tensors, dim, output_scale, output_zero_point, profile)
+    if takes_nhwc_kernel_path(tensors, axis):
         ints = np.concatenate([_nhwc_requantize(t, out, profile) for t in tensors], axis=1)
         return QTensor(ints, out.scale, out.zero_point, out.dtype, memory_format=MemoryFormat.channels_last)
     floats = np.concatenate([dequantize(t) for t in tensors], axis=axis)
@@ -83,16 +78,52 @@ def cat(
 
 def _nhwc_requantize(t: QTensor, out: QTensor, profile: NumericsProfile) -> np.ndarray:
     """One input's channels in the NHWC kernel: copy, vector blocks, scalar tail."""
-    if float(t.scale) == float(out.scale) and t.zero_point == out.zero_point:
+    if copied_unchanged(t, out):
         return t.int_repr  # std::memcpy
-    # `float curr_scale = scales[tidx]`; Vectorized<q>::dequantize (an fma) in the blocks,
-    # dequantize_val (`f32(s * float(q - z))`, `dequantize`'s formula) in the tail.
-    inv = f32(1.0 / np.float64(out.scale))  # `static_cast<float>(1.0 / scale)`
-    vector = aten_vec_quantize_round_then_add_zp(dequantize_vector(t), inv, out.zero_point, out.dtype)
-    scalar = quantize_val(dequantize(t), out.scale, out.zero_point, out.dtype, profile)
+    vector, scalar = nhwc_vector_blocks(t, out), nhwc_scalar_tail(t, out, profile)
     channels = t.shape[1]
     in_vector = (np.arange(channels) < channels // NHWC_VECTOR_CHANNELS * NHWC_VECTOR_CHANNELS)[None, :, None, None]
     return np.where(in_vector, vector, scalar)
+
+
+def copied_unchanged(t: QTensor, out: QTensor) -> bool:
+    """Whether the NHWC kernel copies input `t`: its qparams are the output's (double scale compared exactly)."""
+    return float(t.scale) == float(out.scale) and t.zero_point == out.zero_point
+
+
+# `float curr_scale = scales[tidx]`; Vectorized<q>::dequantize (an fma) in the blocks,
+# dequantize_val (`f32(s * float(q - z))`, `dequantize`'s formula) in the tail.
+def nhwc_vector_blocks(t: QTensor, out: QTensor) -> np.ndarray:
+    """The NHWC kernel's vector blocks: `t`'s integers requantized to `out`'s qparams."""
+    inv = f32(1.0 / np.float64(out.scale))  # `static_cast<float>(1.0 / scale)`
+    return aten_vec_quantize_round_then_add_zp(dequantize_vector(t), inv, out.zero_point, out.dtype)
+
+
+def nhwc_scalar_tail(t: QTensor, out: QTensor, profile: NumericsProfile) -> np.ndarray:
+    """The NHWC kernel's last `C_i % 8` channels: `t`'s integers requantized to `out`'s qparams."""
+    return quantize_val(dequantize(t), out.scale, out.zero_point, out.dtype, profile)
+
+
+def checked_arguments(
+    tensors: Sequence[QTensor],
+    dim: int,
+    output_scale: Optional[float],
+    output_zero_point: Optional[int],
+    profile: NumericsProfile,
+) -> tuple[list[QTensor], int, QTensor, NumericsProfile]:
+    """`cat`'s arguments checked: the tensors as a list, `dim` in [0, ndim), the output qparams
+    (as an empty QTensor) and the profile."""
+    profile = as_profile(profile)
+    tensors, axis = _check_inputs(tensors, dim)
+    first = tensors[0]
+    scale = first.scale if output_scale is None else output_scale
+    zero_point = first.zero_point if output_zero_point is None else output_zero_point
+    return tensors, axis, output_qparams(scale, zero_point, first.dtype), profile
+
+
+def takes_nhwc_kernel_path(tensors: list[QTensor], axis: int) -> bool:
+    """`qcat_nhwc_kernel`'s condition: dim 1, every input 4-d and `is_contiguous(ChannelsLast)`."""
+    return axis == 1 and all(t.int_repr.ndim == 4 and takes_nhwc_kernel(t) for t in tensors)
 
 
 def _check_inputs(tensors: Sequence[QTensor], dim: int) -> tuple[list[QTensor], int]:

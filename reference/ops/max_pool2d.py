@@ -22,6 +22,9 @@ from ._registry import register_op
 from ._validate import check_qtensor
 
 IntOrPair = Union[int, Sequence[int]]
+Pair = tuple[int, int]
+# kernel, stride, padding, dilation, output size
+Window = tuple[Pair, Pair, Pair, Pair, Pair]
 
 
 @register_op("quantized::max_pool2d", "aten::max_pool2d")
@@ -81,6 +84,21 @@ def max_pool2d(
     >>> max_pool2d(column, (2, 1), 1, (1, 0), (2, 1), profile=qnnpack).int_repr.ravel().tolist()
     [5, 5, 2]
     """
+    window, qnnpack = checked_arguments(x, kernel_size, stride, padding, dilation, ceil_mode, profile)
+    return pooled_qtensor(_window_max(x.int_repr, *window, edge_padding=qnnpack), x, qnnpack)
+
+
+def checked_arguments(
+    x: QTensor,
+    kernel_size: IntOrPair,
+    stride: Optional[IntOrPair],
+    padding: IntOrPair,
+    dilation: IntOrPair,
+    ceil_mode: bool,
+    profile: NumericsProfile,
+) -> tuple[Window, bool]:
+    """`max_pool2d`'s arguments checked: the window (kernel, stride, padding, dilation, output
+    size, each a pair) and whether pytorch_qnnpack's kernel (edge padding) computes it."""
     check_qtensor(x, "x")
     kh, kw = pair(kernel_size, "kernel_size", "max_pool2d", minimum=1)
     sh, sw = pool_stride(stride, (kh, kw), "max_pool2d")
@@ -99,7 +117,12 @@ def max_pool2d(
     qnnpack = profile.engine == "qnnpack" and x.dtype is QDtype.quint8 and not ceil_mode
     if qnnpack and kh * kw == 1:
         raise EngineRefusedError("pytorch_qnnpack refuses max pooling with a 1x1 window")
-    ints = _window_max(x.int_repr, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow), edge_padding=qnnpack)
+    return ((kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow)), qnnpack
+
+
+def pooled_qtensor(ints: np.ndarray, x: QTensor, qnnpack: bool) -> QTensor:
+    """The window maxima `ints` (NCHW-indexed) as the QTensor torch returns for input `x`."""
+    _, _, height, width = x.shape
     memory_format = x.memory_format
     if qnnpack:
         memory_format = MemoryFormat.contiguous if height * width == 1 else x.memory_format
@@ -122,8 +145,31 @@ def _window_max(
     with `edge_padding` repeats the nearest edge pixel (pytorch_qnnpack's clamped taps).
     Works in the input's memory order (an NHWC buffer stays NHWC: each tap is then a run
     of whole pixels) and returns the result in the same order, as an NCHW-indexed view."""
+    (kh, kw), (sh, sw), _, (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    padded, (h_axis, w_axis) = padded_in_memory_order(values, kernel, stride, padding, dilation, out_size, edge_padding)
+    result = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = [slice(None)] * 4
+            tap[h_axis] = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+            tap[w_axis] = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            result = padded[tuple(tap)].copy() if result is None else np.maximum(result, padded[tuple(tap)], out=result)
+    return result.transpose(0, 3, 1, 2) if h_axis == 1 else result
+
+
+def padded_in_memory_order(
+    values: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    out_size: tuple[int, int],
+    edge_padding: bool,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """`values` (NCHW-indexed) padded for the windows, in its memory order (NHWC axes for an
+    NHWC buffer), and the (H, W) axes of the result: the dtype's lowest value around it, or
+    with `edge_padding` the nearest edge pixel."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
-    lowest = np.iinfo(values.dtype).min
     channels_last = memory_format_of(values) is MemoryFormat.channels_last
     work = values.transpose(0, 2, 3, 1) if channels_last else values
     h_axis, w_axis = (1, 2) if channels_last else (2, 3)
@@ -132,15 +178,9 @@ def _window_max(
     extra_w = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - values.shape[3] - pw)
     pad_width = [(0, 0)] * 4
     pad_width[h_axis], pad_width[w_axis] = (ph, extra_h), (pw, extra_w)
-    padded = np.pad(work, pad_width, mode="edge") if edge_padding else np.pad(work, pad_width, constant_values=lowest)
-    result = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = [slice(None)] * 4
-            tap[h_axis] = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
-            tap[w_axis] = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
-            result = padded[tuple(tap)].copy() if result is None else np.maximum(result, padded[tuple(tap)], out=result)
-    return result.transpose(0, 3, 1, 2) if channels_last else result
+    if edge_padding:
+        return np.pad(work, pad_width, mode="edge"), (h_axis, w_axis)
+    return np.pad(work, pad_width, constant_values=np.iinfo(values.dtype).min), (h_axis, w_axis)
 
 
 def _check_window(kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> None:
