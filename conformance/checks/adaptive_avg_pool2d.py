@@ -1,6 +1,7 @@
 """torch.nn.functional.adaptive_avg_pool2d on quantized tensors against
 reference.ops.adaptive_avg_pool2d: NCHW kernel (raw integers averaged), NHWC kernel (8-lane
-FBGEMM Quantize + quantize_val tail), float32 window bounds, C == 1 / H*W == 1 routing."""
+FBGEMM Quantize + quantize_val tail), float32 window bounds, C == 1 / H*W == 1 routing; and
+the reference's fast kernel (`reference.fast.adaptive_avg_pool2d`) against the same plain definition."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Iterator
 import numpy as np
 from hypothesis import strategies as st
 
+from quantspec.reference import fast
 from quantspec.reference.ops import adaptive_avg_pool2d
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
@@ -22,6 +24,10 @@ from ._pool_cases import PoolCase, pool_inputs, pool_labels
 
 def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
     return adaptive_avg_pool2d(case.x, case.kwargs["output_size"], profile)
+
+
+def fast_kernel(case: PoolCase, profile: NumericsProfile) -> QTensor:
+    return fast.adaptive_avg_pool2d(case.x, case.kwargs["output_size"], profile)
 
 
 def oracle(case: PoolCase) -> QTensor:
@@ -76,6 +82,7 @@ CHECK = register(
         cases=cases(),
         reference=reference,
         torch=oracle,
+        fast=fast_kernel,
         label=label,
         examples=EXAMPLES,
         call=call,

@@ -1,6 +1,7 @@
 """torch.nn.functional.avg_pool2d on quantized tensors against reference.ops.avg_pool2d:
 NCHW kernel, NHWC kernel (vector lanes 16 on AVX512 / 8 on AVX2, scalar tail through
-quantize_val), ceil_mode, count_include_pad, divisor_override, C == 1 / H*W == 1 routing."""
+quantize_val), ceil_mode, count_include_pad, divisor_override, C == 1 / H*W == 1 routing;
+and the reference's fast kernel (`reference.fast.avg_pool2d`) against the same plain definition."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from quantspec.reference import fast
 from quantspec.reference.ops import avg_pool2d
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor
@@ -23,6 +25,10 @@ from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw
 
 def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
     return avg_pool2d(case.x, **case.kwargs, profile=profile)
+
+
+def fast_kernel(case: PoolCase, profile: NumericsProfile) -> QTensor:
+    return fast.avg_pool2d(case.x, **case.kwargs, profile=profile)
 
 
 def oracle(case: PoolCase) -> QTensor:
@@ -95,6 +101,7 @@ CHECK = register(
         cases=cases(),
         reference=reference,
         torch=oracle,
+        fast=fast_kernel,
         label=label,
         examples=EXAMPLES,
         call=call,

@@ -1,6 +1,7 @@
 """quantized::cat and torch.cat on quantized tensors against reference.ops.cat: the NHWC
 fast path (copy for equal qparams, 32/8-channel vector blocks, scalar tail; also reached by
-NCHW inputs with C == 1 or H*W == 1), the generic dequantize-cat-quantize path, other dims."""
+NCHW inputs with C == 1 or H*W == 1), the generic dequantize-cat-quantize path, other dims;
+and the reference's fast kernel (`reference.fast.cat`) against the same plain definition."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Iterator, Optional
 import numpy as np
 from hypothesis import strategies as st
 
+from quantspec.reference import fast
 from quantspec.reference.ops import cat
 from quantspec.reference.ops._pool_common import takes_nhwc_kernel
 from quantspec.reference.profile import NumericsProfile
@@ -40,6 +42,10 @@ class CatCase:
 
 def reference(case: CatCase, profile: NumericsProfile) -> QTensor:
     return cat(case.tensors, case.dim, case.scale, case.zero_point, profile)
+
+
+def fast_kernel(case: CatCase, profile: NumericsProfile) -> QTensor:
+    return fast.cat(case.tensors, case.dim, case.scale, case.zero_point, profile)
 
 
 def oracle(case: CatCase) -> QTensor:
@@ -145,6 +151,7 @@ CHECK = register(
         cases=cases(),
         reference=reference,
         torch=oracle,
+        fast=fast_kernel,
         label=label,
         examples=EXAMPLES,
         call=call,

@@ -1,5 +1,6 @@
 """torch.nn.functional.max_pool2d / quantized::max_pool2d on quantized tensors against
-reference.ops.max_pool2d (exact integer max; NHWC routing incl. the H*W == 1 output)."""
+reference.ops.max_pool2d (exact integer max; NHWC routing incl. the H*W == 1 output), and the
+reference's fast kernel (`reference.fast.max_pool2d`) against the same plain definition."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from quantspec.reference import fast
 from quantspec.reference.ops import max_pool2d
 from quantspec.reference.profile import NumericsProfile
 from quantspec.reference.qtensor import QDtype, QTensor
@@ -22,6 +24,10 @@ from ._pool_cases import PoolCase, pool_inputs, pool_labels, pool_output_hw
 
 def reference(case: PoolCase, profile: NumericsProfile) -> QTensor:
     return max_pool2d(case.x, **case.kwargs, profile=profile)
+
+
+def fast_kernel(case: PoolCase, profile: NumericsProfile) -> QTensor:
+    return fast.max_pool2d(case.x, **case.kwargs, profile=profile)
 
 
 def oracle(case: PoolCase) -> QTensor:
@@ -83,6 +89,7 @@ CHECK = register(
         cases=cases(),
         reference=reference,
         torch=oracle,
+        fast=fast_kernel,
         label=label,
         examples=EXAMPLES,
         informative=informative,
