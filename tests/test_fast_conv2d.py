@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quantspec.reference import fast
-from quantspec.reference.ops import conv2d
+from quantspec.reference.ops import conv2d, conv_path
 from quantspec.reference.profile import PROFILES, EngineNotSpecifiedError, get_profile
 from quantspec.reference.qtensor import QTensor
 
@@ -242,3 +242,29 @@ def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatc
         assert np.array_equal(with_prepared.int_repr, expected.int_repr)
     # Unprepared calls form them every time (3); the prepared weight once per output scale (2).
     assert calls.count((0.05, 0.5)) == 3 and calls.count((0.05, 0.25)) == 2
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_bands_phases_and_offsets_give_the_plain_outputs(monkeypatch, kernel, stride, multiplier):
+    # The fast depthwise kernel reads each stride phase's columns as contiguous float32 rows
+    # and cuts the output rows into bands; this walks every kernel size FBGEMM's depthwise
+    # path takes, both strides, both channel multipliers, an odd width (a last phase one
+    # column shorter), a nonzero weight zero point (the row-offset term), values up to 255
+    # with weights up to 127 (pairs that saturate: 255 * 127 * 2 > 32,767), one-row bands
+    # and whole-image bands, on one and two workers.
+    monkeypatch.setattr(THREADS, "MIN_MACS_PER_WORKER", 1)
+    rng = np.random.default_rng(kernel * 10 + stride + multiplier)
+    channels = 8
+    x = QTensor(rng.integers(0, 256, (2, channels, 11, 13)).astype(np.uint8), 0.05, 7, "quint8")
+    w = QTensor(rng.integers(-128, 128, (channels * multiplier, 1, kernel, kernel)).astype(np.int8), 0.01, 3, "qint8")
+    bias = rng.normal(0, 1, channels * multiplier).astype(np.float32)
+    pad = (kernel - 1) // 2
+    args = (x, w, bias, (stride, stride), (pad, pad), (1, 1), channels, 30.0, 9, False, AVX2_213)
+    assert conv_path(channels, channels * multiplier, (kernel, kernel), *args[3:7], AVX2_213) == "depthwise"
+    expected = conv2d(*args).int_repr
+    for band_bytes in (1, 2**21):
+        monkeypatch.setattr(FAST_CONV, "BAND_BYTES", band_bytes)
+        for workers in (1, 2):
+            assert np.array_equal(fast.conv2d(*args, workers=workers).int_repr, expected)
