@@ -1,12 +1,14 @@
-"""reference.fast's max_pool2d, avg_pool2d, adaptive_avg_pool2d and cat against their plain
-definitions in reference.ops.
+"""reference.fast's add, max_pool2d, avg_pool2d, adaptive_avg_pool2d and cat against their
+plain definitions in reference.ops.
 
 The property tests draw the conformance suite's cases for each op (vector-lane and scalar-tail
 channel counts, C == 1 and H*W == 1 routing, ceil mode, padding, dilation, odd zero points,
-qint8, torch.cat's generic path) under every numerics profile, with the integers laid out in
+qint8, torch.cat's generic path; add's qint32, mixed layouts and 2-thread ranges) under every
+numerics profile, with the integers laid out in
 memory as their memory format says (NHWC strides for channels_last, as conv outputs are) or
-not, and with the fast kernels' cut-offs forced low half the time (the plain formula instead
-of a table, band sums instead of a matrix product), and require identical QTensors. They then
+not, and with the fast kernels' cut-offs forced the other way half the time (the plain formula
+instead of a table, band sums instead of a matrix product; add: every 8-bit case tabulated),
+and require identical QTensors. They then
 check that the drawn cases reached each path, so they cannot pass vacuously. Hand-worked cases
 pin the tables and the window sums.
 """
@@ -23,15 +25,18 @@ from hypothesis import strategies as st
 
 from quantspec.reference import fast, ops
 from quantspec.reference.ops._pool_common import takes_nhwc_kernel
+from quantspec.reference.ops._tensor_iterator import scalar_tail_spans
 from quantspec.reference.profile import PROFILES
-from quantspec.reference.qtensor import MemoryFormat, QTensor, in_memory_format, memory_format_of
+from quantspec.reference.qtensor import MemoryFormat, QDtype, QTensor, in_memory_format, memory_format_of
 
 pytest.importorskip("torch")  # the conformance strategies build torch oracles beside the cases
 from quantspec.conformance.checks import adaptive_avg_pool2d as adaptive_check  # noqa: E402
+from quantspec.conformance.checks import add as add_check  # noqa: E402
 from quantspec.conformance.checks import avg_pool2d as avg_check  # noqa: E402
 from quantspec.conformance.checks import cat as cat_check  # noqa: E402
 from quantspec.conformance.checks import max_pool2d as max_check  # noqa: E402
 
+FAST_ADD = sys.modules["quantspec.reference.fast.add"]
 FAST_AVG = sys.modules["quantspec.reference.fast.avg_pool2d"]
 FAST_ADAPTIVE = sys.modules["quantspec.reference.fast.adaptive_avg_pool2d"]
 PROPERTY = settings(max_examples=150, deadline=None, database=None, derandomize=True,
@@ -66,6 +71,38 @@ def same_result_or_same_refusal(plain, fast_kernel, *args) -> bool:
 
 
 PROFILE_NAMES = st.sampled_from(sorted(PROFILES))
+
+
+def test_fast_add_equals_plain():
+    reached: collections.Counter[str] = collections.Counter()
+
+    @settings(PROPERTY, max_examples=80)  # adds run the plain formula (slow) and build tables
+    @given(add_check.cases(), st.sampled_from(sorted(PROFILES)), st.booleans(), st.booleans())
+    def fast_equals_plain(case, profile_name, as_labelled, tabulate_all):
+        a, b = laid_out(case.a.q, as_labelled), laid_out(case.b.q, as_labelled)
+        args = (a, b, case.scale, case.zero_point, case.relu, case.threads, PROFILES[profile_name])
+        with pytest.MonkeyPatch.context() as patch:
+            if tabulate_all:
+                patch.setattr(FAST_ADD, "TABLE_MIN_SIZE", 0)
+            computed = same_result_or_same_refusal(ops.add, fast.add, *args)
+        tabulated = a.dtype is not QDtype.qint32 and (tabulate_all or a.int_repr.size >= FAST_ADD.TABLE_MIN_SIZE)
+        if computed and tabulated and PROFILES[profile_name].engine != "qnnpack":
+            reached["table"] += 1
+            reached["table+tail"] += bool(scalar_tail_spans(a.int_repr.size, 64, case.threads))
+            reached["table+2-threads"] += case.threads == 2 and a.int_repr.size > 32768
+
+    fast_equals_plain()
+    for path in ("table", "table+tail", "table+2-threads"):
+        assert reached[path] > 0, f"no drawn case reached {path}: {dict(reached)}"
+
+
+def test_tabulated_add_keeps_the_scalar_tail():
+    # 4097 quint8 ones (scale 1, zp 0) + themselves into scale 4, zp 1: the 64 blocks take the
+    # vector lambda, cvt(2 / 4 = 0.5) = 0, + 1 = 1; the last element is a scalar tail:
+    # 2.13 rne(1 + 0.5) = rne(1.5) = 2.
+    ones = QTensor(np.ones((4097,), np.uint8), 1.0, 0, "quint8")
+    out = fast.add(ones, ones, 4.0, 1, profile=PROFILES["torch2.13-avx2-fbgemm"]).int_repr
+    assert out[:4096].tolist() == [1] * 4096 and out[4096] == 2
 
 
 def test_fast_max_pool2d_equals_plain():

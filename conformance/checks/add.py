@@ -1,6 +1,7 @@
 """quantized::add / add_relu against reference.ops.add: 64-element vector blocks (16 for
 qint32) and scalar tails in memory order, at::parallel_for ranges with 1 and 2 threads, NCHW and channels_last,
-exact ties with odd zero points, and tiny output scales (int32 clamp and wrap)."""
+exact ties with odd zero points, and tiny output scales (int32 clamp and wrap); and the
+reference's fast kernel (`reference.fast.add`) against the same plain definition."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Iterator
 import numpy as np
 from hypothesis import strategies as st
 
+from quantspec.reference import fast
 from quantspec.reference.numerics import f32
 from quantspec.reference.ops import add, dequantize
 from quantspec.reference.ops._tensor_iterator import GRAIN_SIZE
@@ -26,6 +28,10 @@ from ._pool_cases import EIGHT_BIT, scale_values
 
 def reference(case: BinaryCase, profile: NumericsProfile) -> QTensor:
     return add(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads, profile)
+
+
+def fast_kernel(case: BinaryCase, profile: NumericsProfile) -> QTensor:
+    return fast.add(case.a.q, case.b.q, case.scale, case.zero_point, case.relu, case.threads, profile)
 
 
 def oracle(case: BinaryCase) -> QTensor:
@@ -109,6 +115,7 @@ CHECK = register(
         cases=cases(),
         reference=reference,
         torch=oracle,
+        fast=fast_kernel,
         label=label,
         examples=EXAMPLES,
         call=call,

@@ -7,6 +7,7 @@ its plain definition on every drawn case.
 """
 
 from .adaptive_avg_pool2d import adaptive_avg_pool2d
+from .add import add
 from .avg_pool2d import avg_pool2d
 from .cat import cat
 from .conv2d import ConvWeights, conv2d, prepare_conv_weight
@@ -15,6 +16,6 @@ from .linear import linear, prepare_linear_weight
 from .max_pool2d import max_pool2d
 
 __all__ = [
-    "ConvWeights", "GemmWeights", "adaptive_avg_pool2d", "avg_pool2d", "cat", "conv2d", "linear", "max_pool2d",
+    "ConvWeights", "GemmWeights", "adaptive_avg_pool2d", "add", "avg_pool2d", "cat", "conv2d", "linear", "max_pool2d",
     "prepare_conv_weight", "prepare_linear_weight",
 ]

@@ -9,7 +9,7 @@ go to `reference.ops.float_ops`; TorchScript's scalar and list plumbing (`aten::
 Every kernel calls its op one way: the node's inputs positionally, in schema order, then
 by keyword what the context decides: `relu=`, `num_threads=context.num_threads` and
 `profile=context.profile` wherever the op takes them. Quantized conv2d and linear run the
-fast kernels (`reference.fast`, which add `prepared=` weights and `workers=`), and so do
+fast kernels (`reference.fast`, which add `prepared=` weights and `workers=`), and so do add,
 max/avg/adaptive-average pooling and cat (same arguments as their ops); every other quantized
 op its function in `reference.ops`.
 """
@@ -141,7 +141,7 @@ def _unpack(args: list, context: RunContext) -> tuple:
 def _quantized_add(relu: bool) -> Kernel:
     def run(args: list, context: RunContext) -> QTensor:
         a, b, scale, zero_point = args
-        return ops.add(a, b, scale, zero_point, relu=relu, num_threads=context.num_threads, profile=context.profile)
+        return fast.add(a, b, scale, zero_point, relu=relu, num_threads=context.num_threads, profile=context.profile)
 
     return run
 

@@ -98,28 +98,41 @@ def add(
     >>> add(one, zero, 2.0, 0).int_repr.tolist(), add(one, zero, 2.0, 0, profile=qnnpack).int_repr.tolist()
     ([0], [1])
     """
-    check_qtensor(a, "a")
-    check_qtensor(b, "b")
-    flag(relu, "relu")
-    integer(num_threads, "num_threads", minimum=1)
-    profile = as_profile(profile)
-    _check_operands(a, b)
-    out = output_qparams(output_scale, output_zero_point, a.dtype)
+    out, profile = checked_arguments(a, b, output_scale, output_zero_point, relu, num_threads, profile)
     if profile.engine == "qnnpack" and a.dtype is QDtype.quint8:
         return _qnnpack_add(a, b, out, relu)
     flat_a, flat_b = _in_memory_order(a, a.memory_format), _in_memory_order(b, a.memory_format)
     if layouts_differ(a, b):
         # TensorIterator cannot give b unit stride along the output's innermost dim, so
         # `VectorizedLoop2d` falls back to `basic_loop`: every element takes the scalar lambda.
-        ints = _scalar_path(flat_a, flat_b, out, relu, profile)
+        ints = scalar_path(flat_a, flat_b, out, relu, profile)
     else:
         ints = _vector_path(flat_a, flat_b, out, relu, profile)
         block = VECTOR_BLOCK_32BIT if a.dtype is QDtype.qint32 else VECTOR_BLOCK_8BIT
         # The scalar lambda only where it runs: the last len % block elements of each range.
         for begin, end in scalar_tail_spans(ints.size, block, num_threads):
-            ints[begin:end] = _scalar_path(_span(flat_a, begin, end), _span(flat_b, begin, end), out, relu, profile)
+            ints[begin:end] = scalar_path(_span(flat_a, begin, end), _span(flat_b, begin, end), out, relu, profile)
     logical = from_memory_order(ints, a.shape, a.memory_format)
     return QTensor(logical, out.scale, out.zero_point, a.dtype, memory_format=a.memory_format)
+
+
+def checked_arguments(
+    a: QTensor,
+    b: QTensor,
+    output_scale: float,
+    output_zero_point: int,
+    relu: bool,
+    num_threads: int,
+    profile: NumericsProfile,
+) -> tuple[QTensor, NumericsProfile]:
+    """`add`'s arguments checked: the output qparams (an empty QTensor) and the profile."""
+    check_qtensor(a, "a")
+    check_qtensor(b, "b")
+    flag(relu, "relu")
+    integer(num_threads, "num_threads", minimum=1)
+    profile = as_profile(profile)
+    _check_operands(a, b)
+    return output_qparams(output_scale, output_zero_point, a.dtype), profile
 
 
 @register_op("quantized::add_relu")
@@ -152,7 +165,7 @@ def _vector_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: Nume
         return _vector_formula(a, b, out, relu, profile)
     # An 8-bit result depends only on the pair (qa, qb): look it up in the table of all
     # pairs, indexed by the bytes of qa and qb.
-    table = _pair_table(
+    table = pair_table(
         a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile
     )
     pair = a.int_repr.view(np.uint8).astype(np.uint16)
@@ -162,7 +175,7 @@ def _vector_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: Nume
 
 
 @functools.lru_cache(maxsize=256)
-def _pair_table(
+def pair_table(
     dtype: QDtype,
     a_qparams: tuple[float, int],
     b_qparams: tuple[float, int],
@@ -193,7 +206,8 @@ def _vector_formula(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: N
     return aten_vec_quantize_round_then_add_zp(c, inverse_scale_f32(out.scale), out.zero_point, out.dtype)
 
 
-def _scalar_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile) -> np.ndarray:
+def scalar_path(a: QTensor, b: QTensor, out: QTensor, relu: bool, profile: NumericsProfile) -> np.ndarray:
+    """The scalar lambda's results for every element of `a` and `b` (same shape)."""
     # dequantize_val: float(scale) * float(int32 q - zp) (the int32 difference wraps), one
     # float32 rounding of the product (and of the int -> float conversion beyond 2^24):
     # the per-tensor formula of `dequantize`.
