@@ -1,14 +1,17 @@
-"""`quantspec.reference.ops.add`, fast: 8-bit vector results looked up in the plain op's cached
-table of all 256 x 256 `(qa, qb)` pairs from `TABLE_MIN_SIZE` elements on (the plain op tabulates
-from `PAIR_TABLE_MIN_SIZE`), the pair indices formed straight from the integers in memory order.
+"""`quantspec.reference.ops.add`, fast: 8-bit results looked up in cached tables of all 256 x 256
+`(qa, qb)` pairs (the plain op's vector table, and one of the scalar formula for the tails) from
+`TABLE_MIN_SIZE` elements on (the plain op tabulates from `PAIR_TABLE_MIN_SIZE`, and computes
+its tails), the pair indices formed straight from the integers in memory order.
 
-Exact: the table is the plain vector formula evaluated once on every pair, and an 8-bit
-vector result depends on nothing but its pair; the scalar tails take the plain scalar formula
-on the same spans; everything else (qint32, qnnpack, mixed layouts, small tensors) is the
+Exact: the tables are the plain vector and scalar formulas evaluated once on every pair, and
+an 8-bit result of either depends on nothing but its pair (the scalar tails look their pairs
+up in the scalar table); everything else (qint32, qnnpack, mixed layouts, small tensors) is the
 plain op itself.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -52,13 +55,36 @@ def add(
         a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile
     )
     flat_a, flat_b = (to_memory_order(q.int_repr, a.memory_format).view(np.uint8) for q in (a, b))
-    index = flat_a.astype(np.intp)
+    index = flat_a.astype(np.uint16)  # the pair's bytes, as the table is laid out
     index <<= 8
     index |= flat_b
     ints = table.take(index)
-    for begin, end in scalar_tail_spans(ints.size, VECTOR_BLOCK_8BIT, num_threads):
-        spans = (QTensor(flat.view(a.dtype.storage)[begin:end], q.scale, q.zero_point, q.dtype)
-                 for flat, q in ((flat_a, a), (flat_b, b)))
-        ints[begin:end] = scalar_path(*spans, out, relu, profile)
+    tails = scalar_tail_spans(ints.size, VECTOR_BLOCK_8BIT, num_threads)
+    if tails:
+        scalar = _scalar_pair_table(
+            a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile
+        )
+        for begin, end in tails:
+            ints[begin:end] = scalar.take(index[begin:end])
     logical = from_memory_order(ints, a.shape, a.memory_format)
     return QTensor(logical, out.scale, out.zero_point, a.dtype, memory_format=a.memory_format)
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_pair_table(
+    dtype: QDtype,
+    a_qparams: tuple[float, int],
+    b_qparams: tuple[float, int],
+    out_qparams: tuple[float, int],
+    relu: bool,
+    profile: NumericsProfile,
+) -> np.ndarray:
+    """The plain scalar formula on all 256 x 256 byte pairs, flat (read-only), laid out as the
+    plain op's vector table (`ops.add.pair_table`): the scalar tails are looked up too."""
+    levels = np.arange(256, dtype=np.uint8).view(dtype.storage)
+    rows = QTensor(levels[:, None], *a_qparams, dtype)
+    columns = QTensor(levels[None, :], *b_qparams, dtype)
+    out = QTensor(np.zeros((0,), dtype.storage), *out_qparams, dtype)
+    table = scalar_path(rows, columns, out, relu, profile).ravel()
+    table.setflags(write=False)
+    return table
