@@ -5,9 +5,9 @@
 Each benchmark case builds its inputs once, then times the reference op and the torch op
 (fbgemm engine, `torch.set_num_threads(1)`; NumPy's BLAS is pinned to one thread below,
 before NumPy loads) as the best of `--repeat` runs, and checks that both give the same
-integers. conv2d and linear run the fast kernels (`reference.fast`) with their weights
-prepared once, as torch's are prepacked once. The conv cases are every distinct conv of the
-`--zoo` models (default ResNet-18 and MobileNetV2: `zoo_conv_cases`), with the model's own
+integers. Every op runs its fast kernel (`reference.fast`), conv2d and linear with their
+weights prepared once, as torch's are prepacked once. The conv cases are every distinct conv
+of the `--zoo` models (default ResNet-18 and MobileNetV2: `zoo_conv_cases`), with the model's own
 weights and the activations a random image gives them. To add an op, append `BenchCase`s to
 `CASES` (a `make` function returning the two callables).
 """
@@ -34,10 +34,11 @@ from zoo_models import convert
 from quantspec.production.bridge import from_torch, to_torch
 from quantspec.production.environment import describe_cpu, detect_profile, fbgemm_engine
 from quantspec.reference import fast
-from quantspec.reference.ops import adaptive_avg_pool2d, add, avg_pool2d, cat, conv_path, max_pool2d
+from quantspec.reference.ops import conv_path
 from quantspec.reference.qtensor import (
     MemoryFormat,
     QTensor,
+    in_memory_format,
 )
 
 Pair = tuple[Callable[[], QTensor], Callable[[], torch.Tensor]]
@@ -135,35 +136,43 @@ def linear_case(name: str, batch: int, k: int, n: int) -> BenchCase:
     return BenchCase(f"linear {name}", make)
 
 
+def _in_memory(rng: np.random.Generator, shape: tuple[int, ...], memory_format: MemoryFormat) -> np.ndarray:
+    """Activation integers (0..127) laid out in `memory_format`, as the producing kernel writes them."""
+    return in_memory_format(rng.integers(0, 128, shape).astype(np.uint8), memory_format)
+
+
 def add_case(name: str, shape: tuple[int, ...], channels_last: bool = False) -> BenchCase:
-    """quantized::add of two activations (the ResNet shortcut), one thread."""
+    """quantized::add of two activations (the ResNet / MobileNetV2 shortcut) by the fast kernel, one thread."""
 
     def make(rng: np.random.Generator) -> Pair:
         fmt = MemoryFormat.channels_last if channels_last else MemoryFormat.contiguous
-        a = QTensor(rng.integers(0, 128, shape).astype(np.uint8), 0.05, 3, "quint8", memory_format=fmt)
-        b = QTensor(rng.integers(0, 128, shape).astype(np.uint8), 0.04, 1, "quint8", memory_format=fmt)
+        a = QTensor(_in_memory(rng, shape, fmt), 0.05, 3, "quint8", memory_format=fmt)
+        b = QTensor(_in_memory(rng, shape, fmt), 0.04, 1, "quint8", memory_format=fmt)
         ta, tb = to_torch(a), to_torch(b)
-        return (lambda: add(a, b, 0.1, 5, profile=PROFILE)), (lambda: torch.ops.quantized.add(ta, tb, 0.1, 5))
+        return (lambda: fast.add(a, b, 0.1, 5, profile=PROFILE)), (lambda: torch.ops.quantized.add(ta, tb, 0.1, 5))
 
     return BenchCase(f"add {name}{' NHWC' if channels_last else ''}", make)
 
 
 def pool_case(name: str, shape: tuple[int, ...], channels_last: bool, op: str) -> BenchCase:
-    """A pooling or cat benchmark on one activation (ResNet/MobileNet shapes)."""
+    """A pooling or cat benchmark on one activation (ResNet/MobileNet shapes), by the fast kernel."""
     calls = {
-        "max_pool2d": (lambda x: max_pool2d(x, 3, 2, 1), lambda t: torch.nn.functional.max_pool2d(t, 3, 2, 1)),
-        "avg_pool2d": (lambda x: avg_pool2d(x, 2, profile=PROFILE), lambda t: torch.nn.functional.avg_pool2d(t, 2)),
+        "max_pool2d": (lambda x: fast.max_pool2d(x, 3, 2, 1), lambda t: torch.nn.functional.max_pool2d(t, 3, 2, 1)),
+        "avg_pool2d": (
+            lambda x: fast.avg_pool2d(x, 2, profile=PROFILE),
+            lambda t: torch.nn.functional.avg_pool2d(t, 2),
+        ),
         "adaptive_avg_pool2d": (
-            lambda x: adaptive_avg_pool2d(x, 1, PROFILE),
+            lambda x: fast.adaptive_avg_pool2d(x, 1, PROFILE),
             lambda t: torch.nn.functional.adaptive_avg_pool2d(t, 1),
         ),
-        "cat": (lambda x: cat([x, x], 1, 0.1, 5, PROFILE), lambda t: torch.ops.quantized.cat([t, t], 1, 0.1, 5)),
+        "cat": (lambda x: fast.cat([x, x], 1, 0.1, 5, PROFILE), lambda t: torch.ops.quantized.cat([t, t], 1, 0.1, 5)),
     }
     reference_call, torch_call = calls[op]
 
     def make(rng: np.random.Generator) -> Pair:
         fmt = MemoryFormat.channels_last if channels_last else MemoryFormat.contiguous
-        x = QTensor(rng.integers(0, 128, shape).astype(np.uint8), 0.05, 3, "quint8", memory_format=fmt)
+        x = QTensor(_in_memory(rng, shape, fmt), 0.05, 3, "quint8", memory_format=fmt)
         t = to_torch(x)
         return (lambda: reference_call(x)), (lambda: torch_call(t))
 
@@ -176,12 +185,22 @@ CASES: list[BenchCase] = [
     linear_case("1x512 -> 1000", 1, 512, 1000),
     add_case("1x64x56x56", (1, 64, 56, 56)),
     add_case("1x64x56x56", (1, 64, 56, 56), channels_last=True),
+    add_case("1x128x28x28", (1, 128, 28, 28), channels_last=True),
+    add_case("1x256x14x14", (1, 256, 14, 14), channels_last=True),
+    add_case("1x512x7x7", (1, 512, 7, 7), channels_last=True),
+    add_case("1x24x56x56 (MobileNetV2)", (1, 24, 56, 56), channels_last=True),
+    add_case("1x32x28x28 (MobileNetV2)", (1, 32, 28, 28), channels_last=True),
+    add_case("1x64x14x14 (MobileNetV2)", (1, 64, 14, 14), channels_last=True),
+    add_case("1x96x14x14 (MobileNetV2)", (1, 96, 14, 14), channels_last=True),
+    add_case("1x160x7x7 (MobileNetV2)", (1, 160, 7, 7), channels_last=True),
     pool_case("1x64x112x112 3x3/2 pad 1", (1, 64, 112, 112), False, "max_pool2d"),
     pool_case("1x64x112x112 3x3/2 pad 1", (1, 64, 112, 112), True, "max_pool2d"),
     pool_case("1x64x56x56 2x2", (1, 64, 56, 56), False, "avg_pool2d"),
     pool_case("1x64x56x56 2x2", (1, 64, 56, 56), True, "avg_pool2d"),
     pool_case("1x512x7x7 -> 1x1", (1, 512, 7, 7), False, "adaptive_avg_pool2d"),
     pool_case("1x512x7x7 -> 1x1", (1, 512, 7, 7), True, "adaptive_avg_pool2d"),
+    pool_case("1x1280x7x7 -> 1x1 (MobileNetV2)", (1, 1280, 7, 7), True, "adaptive_avg_pool2d"),
+    pool_case("2 x 1x64x28x28", (1, 64, 28, 28), False, "cat"),
     pool_case("2 x 1x64x28x28", (1, 64, 28, 28), True, "cat"),
 ]
 
