@@ -171,11 +171,13 @@ def test_fast_adaptive_avg_pool2d_equals_plain():
             reached["nhwc-memory"] += memory_format_of(x.int_repr) is MemoryFormat.channels_last
             reached["untabulated" if untabulated else "tabulated"] += 1
             reached["band-sums" if band_sums else "matrix-sums"] += 1
+            global_pool = tuple(np.broadcast_to(case.kwargs["output_size"], 2)) == (1, 1)
+            reached["global-nhwc-memory"] += global_pool and memory_format_of(x.int_repr) is MemoryFormat.channels_last
             reached["tail"] += takes_nhwc_kernel(x) and x.shape[1] % 8 != 0
 
     fast_equals_plain()
     for path in ("nhwc-kernel", "nchw-kernel", "nhwc-memory", "untabulated", "tabulated", "band-sums",
-                 "matrix-sums", "tail"):
+                 "matrix-sums", "global-nhwc-memory", "tail"):
         assert reached[path] > 0, f"no drawn case reached {path}: {dict(reached)}"
 
 

@@ -1,5 +1,6 @@
-"""`quantspec.reference.ops.adaptive_avg_pool2d`, fast: window sums in the input's memory order,
-rows first (one sum per output row band) then columns (one per output column band), and the
+"""`quantspec.reference.ops.adaptive_avg_pool2d`, fast: window sums in the input's memory order
+(a global pool of NHWC memory: one reduction over the pixels; small images: one float32 product
+with a 0/1 window matrix; else rows first, one sum per output row band, then columns), and the
 output stage looked up in a table of the plain formula (`pool_tables`).
 
 Exact: integer sums in any order are the plain op's prefix-sum window sums (in a type that
@@ -30,7 +31,7 @@ from ..qtensor import MemoryFormat, QTensor, memory_format_of
 from .avg_pool2d import look_up
 from .pool_tables import (
     TABLE_MAX_ENTRIES,
-    formula_table,
+    formula_tables,
     read_only,
     sum_dtype,
     sum_range,
@@ -55,7 +56,11 @@ def adaptive_avg_pool2d(
         return qnnpack_avg_pool2d(x, window, window, (0, 0))
     rows, cols, (k_h, k_w), classes, class_index, band_matrix = _windows(height, width, out_h, out_w)
     taps = tuple(h * w for h, w in classes)
-    if band_matrix is not None and max(taps) * 256 <= 2**24:
+    channels_last_memory = memory_format_of(x.int_repr) is MemoryFormat.channels_last
+    if (out_h, out_w) == (1, 1) and channels_last_memory:  # global pooling of NHWC memory: one reduction
+        pixels = x.int_repr.transpose(0, 2, 3, 1).reshape(x.shape[0], height * width, channels)
+        sums, (h_axis, w_axis) = pixels.sum(axis=1, dtype=sum_dtype(x.dtype, max(taps)))[:, None, None, :], (1, 2)
+    elif band_matrix is not None and max(taps) * 256 <= 2**24:
         sums, (h_axis, w_axis) = matmul_sums(x.int_repr, band_matrix, (out_h, out_w))
     else:
         sums, (h_axis, w_axis) = band_sums(x.int_repr, rows, cols, sum_dtype(x.dtype, max(taps)))
@@ -75,8 +80,8 @@ def adaptive_avg_pool2d(
             ints = average_nchw(logical, k_h, k_w, x)
     else:
         index = table_index(sums, class_index, lowest, span, (h_axis, w_axis))
-        formulas = (_nhwc_vector, _nhwc_scalar) if nhwc else (_nchw, _nchw)
-        vector, scalar = (formula_table(f, classes, taps, qparams, profile) for f in formulas)
+        tables = formula_tables((_nhwc_vector, _nhwc_scalar) if nhwc else (_nchw,), classes, taps, qparams, profile)
+        vector, scalar = tables[0], tables[-1]
         ints = look_up(vector, scalar, index, vector_channels, h_axis == 1)
         ints = ints.transpose(0, 3, 1, 2) if h_axis == 1 else ints
     if nhwc:
@@ -98,7 +103,7 @@ def _windows(height: int, width: int, out_h: int, out_w: int) -> tuple:
     rows, cols = axis_windows(height, out_h), axis_windows(width, out_w)
     k_h, k_w = (rows[1] - rows[0])[:, None], (cols[1] - cols[0])[None, :]
     classes, class_index = window_classes(k_h, k_w)
-    read_only(*rows, *cols, k_h, k_w, class_index)
+    read_only(*rows, *cols, k_h, k_w)
     band_matrix = None
     if out_h * out_w * height * width <= BAND_MATRIX_MAX_ENTRIES:
         row_bands, col_bands = (

@@ -31,7 +31,7 @@ from ..profile import DEFAULT_PROFILE, NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor, memory_format_of
 from .pool_tables import (
     TABLE_MAX_ENTRIES,
-    formula_table,
+    formula_tables,
     read_only,
     sum_dtype,
     sum_range,
@@ -76,10 +76,10 @@ def avg_pool2d(
     else:
         index = table_index(sums, class_index, lowest, span, (h_axis, w_axis))
         if nhwc:
-            vector, scalar = (formula_table(f, classes, taps, qparams, profile) for f in (_nhwc_vector, _nhwc_scalar))
+            vector, scalar = formula_tables((_nhwc_vector, _nhwc_scalar), classes, taps, qparams, profile)
             ints = look_up(vector, scalar, index, nhwc_vector_channels(x.shape[1], profile), h_axis == 1)
         else:
-            ints = formula_table(_nchw, classes, taps, qparams, profile).take(index)
+            ints = formula_tables((_nchw,), classes, taps, qparams, profile)[0].take(index)
         ints = ints.transpose(0, 3, 1, 2) if h_axis == 1 else ints
     if nhwc:
         ints, memory_format = nhwc_kernel_result(ints, x)
@@ -105,7 +105,7 @@ def _windows(
     )
     size = (rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]
     classes, class_index = window_classes(size, divisor)
-    read_only(size, divisor, class_index)
+    read_only(size, divisor)
     return size, divisor, classes, class_index
 
 

@@ -14,7 +14,7 @@ a model's pooling node builds its tables once.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -29,18 +29,20 @@ TABLE_MAX_ENTRIES = 1 << 16
 Formula = Callable[..., np.ndarray]
 
 
-def window_classes(*parameters: np.ndarray) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
+def window_classes(*parameters: np.ndarray) -> tuple[tuple[tuple[int, ...], ...], Optional[np.ndarray]]:
     """The distinct tuples of per-window `parameters` (arrays broadcasting to one shape, e.g.
-    (OH, OW)), and each window's index into them (that shape, intp)."""
+    (OH, OW)), and each window's index into them (that shape, intp; None for one class)."""
     broadcast = np.broadcast_arrays(*parameters)
-    shape = broadcast[0].shape
     stacked = np.stack([p.ravel() for p in broadcast], axis=1)
     if (stacked == stacked[:1]).all():  # every window alike (no padding): one class
-        return (tuple(int(v) for v in stacked[0]),), np.zeros(shape, np.intp)
+        return (tuple(int(v) for v in stacked[0]),), None
     classes, index = np.unique(stacked, axis=0, return_inverse=True)
-    return tuple(tuple(int(v) for v in row) for row in classes), index.reshape(shape).astype(np.intp)
+    class_index = index.reshape(broadcast[0].shape).astype(np.intp)
+    class_index.setflags(write=False)
+    return tuple(tuple(int(v) for v in row) for row in classes), class_index
 
 
+@functools.lru_cache(maxsize=256)
 def sum_dtype(dtype: QDtype, taps: int) -> np.dtype:
     """The narrowest integer type holding every sum of `taps` integers of `dtype` (NumPy sums
     narrow types faster)."""
@@ -65,33 +67,31 @@ def sum_range(dtype: QDtype, taps: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=256)
-def formula_table(
-    formula: Formula,
+def formula_tables(
+    formulas: tuple[Formula, ...],
     classes: tuple[tuple[int, ...], ...],
     taps_per_class: tuple[int, ...],
     qparams: tuple[float, int, QDtype],
     profile: NumericsProfile,
-) -> np.ndarray:
-    """`formula` on every sum of every class, flat (read-only): entry `c * span + (s - lowest)`
+) -> tuple[np.ndarray, ...]:
+    """Each formula on every sum of every class, flat (read-only): entry `c * span + (s - lowest)`
     holds the result for sum `s` in class `c` (`sum_range(dtype, max(taps_per_class))`)."""
     scale, zero_point, dtype = qparams
     lowest, span = sum_range(dtype, max(taps_per_class))
     sums = np.arange(lowest, lowest + span, dtype=np.int64)[None, :]
     columns = [np.array(column, dtype=np.int64)[:, None] for column in zip(*classes)]
     x = QTensor(np.zeros((0,), dtype.storage), scale, zero_point, dtype)
-    table = np.ascontiguousarray(formula(sums, *columns, x, profile)).ravel()
-    table.setflags(write=False)
-    return table
+    return read_only(*(np.ascontiguousarray(formula(sums, *columns, x, profile)).ravel() for formula in formulas))
 
 
 def table_index(
-    sums: np.ndarray, class_index: np.ndarray, lowest: int, span: int, class_axes: tuple[int, int]
+    sums: np.ndarray, class_index: Optional[np.ndarray], lowest: int, span: int, class_axes: tuple[int, int]
 ) -> np.ndarray:
     """Each output's table entry (intp): `class * span + (sum - lowest)`; `sums` in memory order,
     `class_index` (OH, OW) placed on its `class_axes`."""
     index = sums.astype(np.intp)
     index -= lowest
-    if class_index.any():
+    if class_index is not None:
         shape = [1] * sums.ndim
         shape[class_axes[0]], shape[class_axes[1]] = class_index.shape
         index += class_index.reshape(shape) * span
