@@ -59,8 +59,9 @@ def cat(
             vector_channels = t.shape[1] // NHWC_VECTOR_CHANNELS * NHWC_VECTOR_CHANNELS
             vector, scalar = _nhwc_tables((t.scale, t.zero_point), qparams, t.dtype, profile)
             levels = nhwc.view(np.uint8)
-            block[..., :vector_channels] = vector.take(levels[..., :vector_channels])
-            block[..., vector_channels:] = scalar.take(levels[..., vector_channels:])
+            for table, channels in ((vector, slice(None, vector_channels)), (scalar, slice(vector_channels, None))):
+                if block[..., channels].size:
+                    block[..., channels] = table.take(levels[..., channels])
         return QTensor(memory.transpose(0, 3, 1, 2), *qparams, out.dtype, memory_format=MemoryFormat.channels_last)
     parts = [_generic_table((t.scale, t.zero_point), qparams, t.dtype, profile).take(t.int_repr.view(np.uint8))
              for t in tensors]

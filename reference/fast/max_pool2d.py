@@ -43,10 +43,14 @@ def max_pool2d(
 
 def _max_of_taps(values: np.ndarray, axis: int, kernel: int, dilation: int, stride: int, count: int) -> np.ndarray:
     """Along `axis`: output i is the maximum of `values` at i*stride + t*dilation, t < kernel."""
-    tap = [slice(None)] * values.ndim
-    result = None
+    taps = []
     for t in range(kernel):
+        tap = [slice(None)] * values.ndim
         tap[axis] = slice(t * dilation, t * dilation + (count - 1) * stride + 1, stride)
-        view = values[tuple(tap)]
-        result = view.copy() if result is None else np.maximum(result, view, out=result)
+        taps.append(values[tuple(tap)])
+    if kernel == 1:
+        return taps[0].copy()
+    result = np.maximum(taps[0], taps[1])
+    for view in taps[2:]:
+        np.maximum(result, view, out=result)
     return result

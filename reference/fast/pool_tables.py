@@ -87,8 +87,10 @@ def formula_tables(
 def table_index(
     sums: np.ndarray, class_index: Optional[np.ndarray], lowest: int, span: int, class_axes: tuple[int, int]
 ) -> np.ndarray:
-    """Each output's table entry (intp): `class * span + (sum - lowest)`; `sums` in memory order,
+    """Each output's table entry: `class * span + (sum - lowest)`; `sums` in memory order,
     `class_index` (OH, OW) placed on its `class_axes`."""
+    if class_index is None and lowest == 0 and sums.dtype.kind == "u":  # take converts them to intp
+        return sums
     index = sums.astype(np.intp)
     index -= lowest
     if class_index is not None:

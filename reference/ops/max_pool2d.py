@@ -180,7 +180,11 @@ def padded_in_memory_order(
     pad_width[h_axis], pad_width[w_axis] = (ph, extra_h), (pw, extra_w)
     if edge_padding:
         return np.pad(work, pad_width, mode="edge"), (h_axis, w_axis)
-    return np.pad(work, pad_width, constant_values=np.iinfo(values.dtype).min), (h_axis, w_axis)
+    # np.pad(work, pad_width, constant_values=lowest), without its ~30 us of Python
+    padded = np.full([n + before + after for n, (before, after) in zip(work.shape, pad_width)],
+                     np.iinfo(values.dtype).min, values.dtype)
+    padded[tuple(slice(before, before + n) for n, (before, _) in zip(work.shape, pad_width))] = work
+    return padded, (h_axis, w_axis)
 
 
 def _check_window(kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> None:
