@@ -7,14 +7,16 @@ fbgemm's. Each differing element gets a cause the reference can name:
 
 - "inherited": given fbgemm's inputs to the node, the reference computes the same integers
   under the engine's profile as under fbgemm's: the difference came in with the inputs.
-- a formula step (`CAUSES`): the node's own arithmetic differs, and the reference under the
-  engine's profile with that single step switched to fbgemm's gives fbgemm's integer.
+- a formula step: the node's own arithmetic differs, and the reference under the engine's
+  profile with that single step switched to fbgemm's gives fbgemm's integer; else the fewest
+  steps switched together that do (`together`): two differences in one element.
 - "unexplained": the reference does not reproduce torch's output under the engine (on the
   engine's own inputs), cannot run the node there (oneDNN's conv/linear on AVX512 CPUs are
   not specified), or no swap accounts for the element.
 
 Swaps are done with the reference's building blocks (`reference.numerics`): for
-pytorch_qnnpack's conv/linear, three steps of its u8 x u8 kernel; for oneDNN's (AVX2), its
+pytorch_qnnpack's conv/linear, three steps of its u8 x u8 kernel, each alone, then each pair,
+then all three; for oneDNN's (AVX2), its
 accumulation and its output stage, each alone and then both (`ONEDNN_BOTH`: only the two
 together account for the element); for the other ops whose engine difference is one step
 (docs/spec.md, Engines), the op under fbgemm's profile.
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -68,6 +71,7 @@ INHERITED, UNEXPLAINED = "inherited", "unexplained"
 QNNPACK_BIAS = "int32-quantized bias"
 QNNPACK_EXACT = "exact accumulation (no int16 pair saturation)"
 QNNPACK_MULTIPLY = "requantization multiply"
+QNNPACK_STEPS = (QNNPACK_BIAS, QNNPACK_EXACT, QNNPACK_MULTIPLY)
 # oneDNN's conv/linear steps (AVX2) that differ from FBGEMM's (docs/spec.md, Engines: oneDNN, AVX2).
 ONEDNN_ACCUMULATION = "oneDNN accumulation (int16 pairs within a tap or K block, exact depthwise, padding skipped)"
 ONEDNN_OUTPUT_STAGE = "oneDNN output stage (float bias after the scale, zero point before rounding)"
@@ -211,6 +215,8 @@ def attribute(node: interpreter.Node, args: list, engine_args: list, engine_out:
         fixed = pending & (swapped == on_baseline)
         counts[cause] += int(fixed.sum())
         pending &= ~fixed
+        if not pending.any():  # the swaps are computed one by one: spare the step combinations
+            break
     counts[UNEXPLAINED] += int(pending.sum())
     return +counts  # without the causes that account for nothing
 
@@ -227,8 +233,13 @@ def _ints(value: Any) -> np.ndarray:
 Swap = tuple[str, np.ndarray]
 
 
+def together(steps: Collection[str]) -> str:
+    """The cause of an element that only the `steps` switched together account for."""
+    return " and ".join(steps) + " together"
+
+
 def _swaps(node: interpreter.Node, args: list, engine: NumericsProfile, baseline: NumericsProfile,
-           own: np.ndarray, on_baseline: np.ndarray, pending: np.ndarray) -> list[Swap]:
+           own: np.ndarray, on_baseline: np.ndarray, pending: np.ndarray) -> Iterable[Swap]:
     """(cause, the node's integers under `engine` with that one step switched to fbgemm's),
     correct at least where `pending` (elsewhere they may be `own`'s)."""
     if engine.engine not in ("qnnpack", "onednn") or not pending.any():
@@ -242,21 +253,23 @@ def _swaps(node: interpreter.Node, args: list, engine: NumericsProfile, baseline
     return []
 
 
-def _gemm_swaps(operands: GemmOperands, own: np.ndarray, pending: np.ndarray) -> list[Swap]:
-    """`_swaps` of a conv/linear: each qnnpack step swapped, computed only for the output rows
-    (pixels or batch rows) holding a pending element, since the plain GEMM is slow."""
+def _gemm_swaps(operands: GemmOperands, own: np.ndarray, pending: np.ndarray) -> Iterator[Swap]:
+    """`_swaps` of a conv/linear: each qnnpack step swapped, then each pair of steps, then all
+    three (an element can hold two differences: a saturated pair and a bias rounding, say),
+    computed one by one and only for the output rows (pixels or batch rows) holding a pending
+    element, since the plain GEMM is slow."""
     to_gemm = (lambda a: a.transpose(0, 2, 3, 1)) if operands.channels_first else (lambda a: a)
     own_rows = to_gemm(own)
     rows = to_gemm(pending).any(axis=-1)
     subset = replace(operands, windows=operands.windows[rows])
     if not np.array_equal(qnnpack_gemm(subset), own_rows[rows]):  # the decomposition must be the op itself
-        return []
-    swaps = []
-    for cause in (QNNPACK_BIAS, QNNPACK_EXACT, QNNPACK_MULTIPLY):
-        swapped = own_rows.copy()
-        swapped[rows] = qnnpack_gemm(subset, cause)
-        swaps.append((cause, swapped.transpose(0, 3, 1, 2) if operands.channels_first else swapped))
-    return swaps
+        return
+    for size in range(1, len(QNNPACK_STEPS) + 1):
+        for steps in combinations(QNNPACK_STEPS, size):
+            swapped = own_rows.copy()
+            swapped[rows] = qnnpack_gemm(subset, steps)
+            yield (steps[0] if size == 1 else together(steps),
+                   swapped.transpose(0, 3, 1, 2) if operands.channels_first else swapped)
 
 
 def _onednn_swaps(kind: str, args: list, baseline: NumericsProfile, own: np.ndarray, pending: np.ndarray) -> list[Swap]:
@@ -360,14 +373,13 @@ def gemm_operands(kind: str, args: list, engine: NumericsProfile, baseline: Nume
                         zero_point, relu, weight.per_channel, saturate, kind.startswith("quantized::conv2d"))
 
 
-def qnnpack_gemm(op: GemmOperands, swap: Optional[str] = None) -> np.ndarray:
+def qnnpack_gemm(op: GemmOperands, swaps: Collection[str] = ()) -> np.ndarray:
     """pytorch_qnnpack's conv/linear integers (`reference.numerics`), (..., OC) in GEMM layout
-    (a conv's NHWC), with the step `swap` (QNNPACK_BIAS, QNNPACK_EXACT or QNNPACK_MULTIPLY)
-    done FBGEMM's way instead."""
+    (a conv's NHWC), with the steps `swaps` (of QNNPACK_STEPS) done FBGEMM's way instead."""
     groups = op.weights.shape[0]
-    bias_q = None if op.bias_q is None or swap == QNNPACK_BIAS else op.bias_q.reshape(groups, -1)
+    bias_q = None if op.bias_q is None or QNNPACK_BIAS in swaps else op.bias_q.reshape(groups, -1)
     dot: Callable[[int], np.ndarray]
-    if swap == QNNPACK_EXACT:  # FBGEMM's u8 x s8 sum (saturating pairs), then the int32 bias
+    if QNNPACK_EXACT in swaps:  # FBGEMM's u8 x s8 sum (saturating pairs), then the int32 bias
         def dot(g: int) -> np.ndarray:
             acc = dot_u8i8acc32_ref(op.windows[..., g, :], op.a_zero_point, op.weights[g], op.w_zero_points[g],
                                     op.pairs_saturate)
@@ -379,8 +391,8 @@ def qnnpack_gemm(op: GemmOperands, swap: Optional[str] = None) -> np.ndarray:
                                              op.w_zero_points[g], bias_g)
     acc = np.concatenate([dot(g) for g in range(groups)], axis=-1)
     atws, fbgemm_mult = requant_scales_ref(*op.scales)
-    requant = fbgemm_mult if swap == QNNPACK_MULTIPLY else requant_scales_qnnpack_ref(*op.scales)
-    if swap == QNNPACK_BIAS and op.bias is not None:  # the float bias added before the multiply, as FBGEMM
+    requant = fbgemm_mult if QNNPACK_MULTIPLY in swaps else requant_scales_qnnpack_ref(*op.scales)
+    if QNNPACK_BIAS in swaps and op.bias is not None:  # the float bias added before the multiply, as FBGEMM
         ints = requantize_u8acc32_ref(acc, op.bias, (atws, requant), op.per_channel, op.output_zero_point,
                                       op.relu, True)
     else:

@@ -11,9 +11,21 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("PIL.Image")
 
+import quantspec.reference.interpreter as interpreter
 from quantspec.production.cli import main
-from quantspec.production.engines import INHERITED, QNNPACK_BIAS, UNEXPLAINED, compare_engines
+from quantspec.production.engines import (
+    INHERITED,
+    QNNPACK_BIAS,
+    QNNPACK_EXACT,
+    UNEXPLAINED,
+    attribute,
+    compare_engines,
+    together,
+)
 from quantspec.production.environment import hardware_cpu_features, offered_engines
+from quantspec.reference.interpreter.file_format import PackedLinear
+from quantspec.reference.profile import NumericsProfile
+from quantspec.reference.qtensor import QTensor
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 CHECKPOINT = SHARED / "models" / "resnet20-12fca82f.th"
@@ -83,3 +95,23 @@ def test_resnet20_differences_are_explained(tmp_path: Path) -> None:
             continue  # not specified: unexplained by design
         assert row.causes[UNEXPLAINED] == 0, (kind, engine, row.causes)
     assert report.rows[("quantized::add_relu", "qnnpack")].causes[INHERITED] > 0
+
+
+def test_two_differences_in_one_element_are_named_together() -> None:
+    # A linear with x = [255, 255] (scale 1, zp 0), w = [127, 127] (scale 2^-10, zp 0),
+    # bias 513.25 * 2^-10, output scale 1, zp 0; every scale product is exact (2^-10).
+    #   qnnpack: exact sum 2 * 255 * 127 = 64770; bias_q = rne(513.25) = 513;
+    #            (64770 + 513) * 2^-10 = 63.75 -> 64
+    #   fbgemm (AVX2): the pair saturates to 32767; float bias: 32767 + 513.25 = 33280.25;
+    #            * 2^-10 = 32.50024 -> 33
+    #   bias swapped alone:        64770 + 513.25 = 65283.25 -> 63.75 -> 64
+    #   accumulation swapped alone: 32767 + 513 = 33280 -> 32.5, a tie -> 32 (even)
+    #   multiply swapped alone:     the same multiply -> 64
+    #   bias and accumulation together: fbgemm's 33
+    x = QTensor(np.uint8([[255, 255]]), 1.0, 0, "quint8")
+    packed = PackedLinear(QTensor(np.int8([[127, 127]]), 2.0**-10, 0, "qint8"), np.float32([513.25 * 2.0**-10]))
+    node = interpreter.Node("quantized::linear", ("x", "w", "s", "z"), ("y",))
+    args = [x, packed, 1.0, 0]
+    counts = attribute(node, args, args, np.uint8([[64]]), np.array([[True]]),
+                       NumericsProfile("2.13", "avx2", "qnnpack"), NumericsProfile("2.13", "avx2", "fbgemm"))
+    assert counts == {together((QNNPACK_BIAS, QNNPACK_EXACT)): 1}
