@@ -6,6 +6,7 @@ use the same checks; array- and QTensor-level checks of the ops live in `ops/_va
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -49,7 +50,7 @@ def real_number(value: Any, name: str) -> float:
 
 def is_scale(value: float) -> bool:
     """Whether a real number can be a quantization scale: finite and positive (NaN is not)."""
-    return bool(np.isfinite(value) and value > 0)
+    return math.isfinite(value) and value > 0  # math, not np.isfinite: ~20x faster on a float
 
 
 def positive_scale(value: Any, name: str) -> float:
