@@ -51,40 +51,36 @@ def add(
     tabulated = a.dtype is not QDtype.qint32 and a.int_repr.size >= TABLE_MIN_SIZE and not layouts_differ(a, b)
     if not tabulated or (profile.engine == "qnnpack" and a.dtype is QDtype.quint8):
         return plain_add(a, b, output_scale, output_zero_point, relu, num_threads, profile)
-    table = pair_table(
+    vector, scalar = _pair_tables(
         a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile
     )
     flat_a, flat_b = (to_memory_order(q.int_repr, a.memory_format).view(np.uint8) for q in (a, b))
     index = flat_a.astype(np.uint16)  # the pair's bytes, as the table is laid out
     index <<= 8
     index |= flat_b
-    ints = table.take(index)
-    tails = scalar_tail_spans(ints.size, VECTOR_BLOCK_8BIT, num_threads)
-    if tails:
-        scalar = _scalar_pair_table(
-            a.dtype, (a.scale, a.zero_point), (b.scale, b.zero_point), (out.scale, out.zero_point), relu, profile
-        )
-        for begin, end in tails:
-            ints[begin:end] = scalar.take(index[begin:end])
+    ints = vector.take(index)
+    for begin, end in scalar_tail_spans(ints.size, VECTOR_BLOCK_8BIT, num_threads):
+        ints[begin:end] = scalar.take(index[begin:end])
     logical = from_memory_order(ints, a.shape, a.memory_format)
     return QTensor(logical, out.scale, out.zero_point, a.dtype, memory_format=a.memory_format)
 
 
 @functools.lru_cache(maxsize=256)
-def _scalar_pair_table(
+def _pair_tables(
     dtype: QDtype,
     a_qparams: tuple[float, int],
     b_qparams: tuple[float, int],
     out_qparams: tuple[float, int],
     relu: bool,
     profile: NumericsProfile,
-) -> np.ndarray:
-    """The plain scalar formula on all 256 x 256 byte pairs, flat (read-only), laid out as the
-    plain op's vector table (`ops.add.pair_table`): the scalar tails are looked up too."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The plain op's vector table (`ops.add.pair_table`) and the plain scalar formula on all
+    256 x 256 byte pairs laid out alike, flat (read-only): the scalar tails are looked up too."""
+    vector = pair_table(dtype, a_qparams, b_qparams, out_qparams, relu, profile)
     levels = np.arange(256, dtype=np.uint8).view(dtype.storage)
     rows = QTensor(levels[:, None], *a_qparams, dtype)
     columns = QTensor(levels[None, :], *b_qparams, dtype)
     out = QTensor(np.zeros((0,), dtype.storage), *out_qparams, dtype)
-    table = scalar_path(rows, columns, out, relu, profile).ravel()
-    table.setflags(write=False)
-    return table
+    scalar = scalar_path(rows, columns, out, relu, profile).ravel()
+    scalar.setflags(write=False)
+    return vector, scalar
