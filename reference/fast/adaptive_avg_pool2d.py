@@ -120,8 +120,8 @@ def matmul_sums(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Every window's sum of `values` (NCHW-indexed) as one float32 product with the 0/1 matrix
     of window (row) x pixel (column) in its memory order, and the result's (H, W) axes.
-    Exact when every window holds fewer than 2^16 taps: each partial sum is then an integer
-    below 2^24 in magnitude, which float32 holds exactly, in whatever order BLAS adds."""
+    Exact when every window holds at most 2^16 taps: each partial sum is then an integer of
+    magnitude at most 2^16 * 255 < 2^24, which float32 holds exactly, in whatever order BLAS adds."""
     n, c, h, w = values.shape
     if memory_format_of(values) is MemoryFormat.channels_last:
         pixels = values.transpose(0, 2, 3, 1).reshape(n, h * w, c).astype(np.float32)
