@@ -95,7 +95,7 @@ def adaptive_avg_pool2d(
 BAND_MATRIX_MAX_ENTRIES = 1 << 16
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # band matrices up to 256 KB each
 def _windows(height: int, width: int, out_h: int, out_w: int) -> tuple:
     """The plain op's windows (rows, columns), their heights (OH, 1) and widths (1, OW), their
     classes (`window_classes`), and for small images the 0/1 band matrix `matmul_sums` takes
