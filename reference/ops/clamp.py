@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -100,5 +101,12 @@ def _qnnpack_clamp(q: QTensor, min_value: float, max_value: float, profile: Nume
 
 def _quantized_bound(bound: float, q: QTensor, profile: NumericsProfile) -> int:
     """`quantize_val<T>(q_scale, q_zero_point, Scalar.to<float>())`."""
+    return _scalar_quantized(float(bound), float(q.scale), int(q.zero_point), q.dtype, profile)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scalar_quantized(bound: float, scale: float, zero_point: int, dtype: QDtype, profile: NumericsProfile) -> int:
+    """`_quantized_bound`'s value, kept per arguments: a model's ReLU6 asks for the same two
+    bounds of the same qparams on every run."""
     value = np.float32(bound)  # Scalar::to<float>(): one float32 rounding
-    return int(quantize_val(np.array([value]), q.scale, q.zero_point, q.dtype, profile)[0])
+    return int(quantize_val(np.array([value]), scale, zero_point, dtype, profile)[0])
