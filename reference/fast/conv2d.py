@@ -401,17 +401,18 @@ def _depthwise_acc(
     w_taps = weight.reshape(out_channels, kh * kw).T.astype(dtype)  # (taps, OC), row-major taps
     w_rows = np.tile(w_taps, (1, ow))  # (taps, OW * OC): each tap's weights along a row
     pair_bound = a_max * (np.abs(w_taps[:-1]) + np.abs(w_taps[1:])).max(axis=1, initial=0)  # tap t: pair (t, t+1)
-    total = np.zeros(band, dtype=dtype)
-    pair = np.empty_like(total)
-    second = np.empty_like(total)
+    total = np.empty(band, dtype=dtype)
+    pair, second = np.empty_like(total), np.empty_like(total)
     for t in range(0, len(taps), 2):
-        np.multiply(taps[t], w_rows[t], out=pair)  # u8 x s8 products (vpmaddubsw lanes), exact
+        formed = total if t == 0 else pair  # the first pair is formed in the total itself
+        np.multiply(taps[t], w_rows[t], out=formed)  # u8 x s8 products (vpmaddubsw lanes), exact
         if t + 1 < len(taps):
             np.multiply(taps[t + 1], w_rows[t + 1], out=second)
-            pair += second
+            formed += second
             if saturate_pairs and pair_bound[t] > INT16_MAX:
-                np.clip(pair, INT16_MIN, INT16_MAX, out=pair)  # saturate_int16, in place
-        total += pair
+                np.clip(formed, INT16_MIN, INT16_MAX, out=formed)  # saturate_int16, in place
+        if t:
+            total += pair
     w_zp = w_zp.astype(dtype)
     total += np.tile(len(taps) * a_zp * w_zp - a_zp * w_taps.sum(axis=0), ow)  # the column offsets
     if np.any(w_zp):  # row offsets (sum of the window's activations) only matter then
