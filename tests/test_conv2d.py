@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from qtensors import q_s8, q_u8
 
 from quantspec.reference import fast
 from quantspec.reference.ops import OPS, conv2d, conv2d_relu, conv_path
@@ -21,14 +22,6 @@ from quantspec.reference.qtensor import MemoryFormat, QTensor
 VNNI_213 = get_profile("torch2.13-avx512_vnni-fbgemm")
 VNNI_214 = get_profile("torch2.14-avx512_vnni-fbgemm")
 AVX2_213 = get_profile("torch2.13-avx2-fbgemm")
-
-
-def q_u8(values, scale=1.0, zero_point=0) -> QTensor:
-    return QTensor(np.array(values, np.uint8), scale, zero_point, "quint8")
-
-
-def q_s8(values, scale=1.0, zero_point=0) -> QTensor:
-    return QTensor(np.array(values, np.int8), scale, zero_point, "qint8")
 
 
 # The plain definition and the fast kernel, same arguments.

@@ -25,6 +25,8 @@ from quantspec.reference.profile import PROFILES, EngineNotSpecifiedError, get_p
 from quantspec.reference.qtensor import QTensor
 
 pytest.importorskip("torch")  # the conformance strategies build torch oracles beside the cases
+from qtensors import q_s8, q_u8
+
 from quantspec.conformance.checks.conv2d import conv_cases  # noqa: E402
 
 VNNI_213 = get_profile("torch2.13-avx512_vnni-fbgemm")
@@ -32,14 +34,6 @@ AVX2_213 = get_profile("torch2.13-avx2-fbgemm")
 FAST_CONV = sys.modules["quantspec.reference.fast.conv2d"]
 THREADS = sys.modules["quantspec.reference.fast.threads"]
 GEMM = sys.modules["quantspec.reference.fast.gemm"]
-
-
-def q_u8(values, scale=1.0, zero_point=0) -> QTensor:
-    return QTensor(np.array(values, np.uint8), scale, zero_point, "quint8")
-
-
-def q_s8(values, scale=1.0, zero_point=0) -> QTensor:
-    return QTensor(np.array(values, np.int8), scale, zero_point, "qint8")
 
 
 def spy(monkeypatch, module, name: str, calls: list) -> None:

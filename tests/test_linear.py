@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from qtensors import q_s8, q_u8
 
 from quantspec.reference import fast
 from quantspec.reference.ops import OPS, linear, linear_relu
@@ -23,14 +24,6 @@ from quantspec.reference.qtensor import MemoryFormat, QTensor
 
 VNNI = get_profile("torch2.13-avx512_vnni-fbgemm")
 AVX2 = get_profile("torch2.13-avx2-fbgemm")
-
-
-def q_u8(values, scale=1.0, zero_point=0) -> QTensor:
-    return QTensor(np.array(values, np.uint8), scale, zero_point, "quint8")
-
-
-def q_s8(values, scale=1.0, zero_point=0, axis=None) -> QTensor:
-    return QTensor(np.array(values, np.int8), scale, zero_point, "qint8", axis=axis)
 
 
 IMPLEMENTATIONS = pytest.mark.parametrize(

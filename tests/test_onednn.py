@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from qtensors import q_s8, q_u8
 
 from quantspec.reference import fast
 from quantspec.reference.numerics import onednn_gemm_k_blocks
@@ -18,14 +19,6 @@ from quantspec.reference.qtensor import QTensor
 
 ONEDNN = get_profile("torch2.13-avx2-onednn")
 FBGEMM = get_profile("torch2.13-avx2-fbgemm")
-
-
-def q_u8(values, scale=1.0, zero_point=0) -> QTensor:
-    return QTensor(np.array(values, np.uint8), scale, zero_point, "quint8")
-
-
-def q_s8(values, scale=1.0, zero_point=0) -> QTensor:
-    return QTensor(np.array(values, np.int8), scale, zero_point, "qint8")
 
 
 def _both(op, *args):
