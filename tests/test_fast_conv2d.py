@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quantspec.reference import fast
+from quantspec.reference._arguments import ArgumentError
 from quantspec.reference.ops import conv2d, conv_path
 from quantspec.reference.profile import PROFILES, EngineNotSpecifiedError, get_profile
 from quantspec.reference.qtensor import QTensor
@@ -262,3 +263,16 @@ def test_depthwise_bands_phases_and_offsets_give_the_plain_outputs(monkeypatch, 
         monkeypatch.setattr(FAST_CONV, "BAND_BYTES", band_bytes)
         for workers in (1, 2):
             assert np.array_equal(fast.conv2d(*args, workers=workers).int_repr, expected)
+
+
+def test_a_conv_plan_runs_only_inputs_like_the_one_it_was_formed_for():
+    # plan_conv2d checks the arguments once; run_conv_plan still refuses an input whose channel
+    # count, dtype or qscheme the checks never saw, rather than computing something else.
+    x = q_u8(np.arange(8).reshape(1, 2, 2, 2))
+    w = q_s8(np.ones((3, 2, 1, 1)))
+    plan = fast.plan_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1, 1.0, 0)
+    # out[c] = x[0] + x[1] at each pixel: 0 + 4, 1 + 5, 2 + 6, 3 + 7
+    assert fast.run_conv_plan(x, plan).int_repr[0, 0].ravel().tolist() == [4, 6, 8, 10]
+    for other in (q_u8(np.zeros((1, 3, 2, 2))), q_s8(np.zeros((1, 2, 2, 2))), np.zeros((1, 2, 2, 2), np.uint8)):
+        with pytest.raises(ArgumentError):
+            fast.run_conv_plan(other, plan)

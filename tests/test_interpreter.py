@@ -204,12 +204,12 @@ def test_converted_torch_model_runs_bit_exactly(tmp_path, monkeypatch):
     assert np.array_equal(reference.run(model, x.numpy(), workers=2), expected)
 
 
-def test_conv_and_linear_weights_are_prepared_once_per_model(tmp_path, monkeypatch):
+def test_conv_and_linear_weights_and_conv_plans_are_formed_once_per_model(tmp_path, monkeypatch):
     from quantspec.reference.interpreter import file_format
     from quantspec.reference.interpreter.file_format import PackedConv, PackedLinear
 
     calls = []
-    for name in ("prepare_conv_weight", "prepare_linear_weight"):
+    for name in ("prepare_conv_weight", "prepare_linear_weight", "plan_conv2d"):
         original = getattr(file_format, name)
         monkeypatch.setattr(file_format, name, lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args))
     # quantize (scale 1, zp 0) -> 1x1 conv (w = 2) -> flatten -> linear (w = 3) -> dequantize:
@@ -231,7 +231,8 @@ def test_conv_and_linear_weights_are_prepared_once_per_model(tmp_path, monkeypat
     model = reference.load(write(tmp_path / "m.qsm", nodes, constants, inputs=(("x", [1, 1, 1, 1]),)))
     for _ in range(3):
         assert reference.run(model, np.full((1, 1, 1, 1), 5, np.float32)).tolist() == [[30.0]]
-    assert sorted(calls) == ["prepare_conv_weight", "prepare_linear_weight"]  # once each, not per run
+    # Once each, not per run: the weights, and the conv's checks and decisions (its plan).
+    assert sorted(calls) == ["plan_conv2d", "prepare_conv_weight", "prepare_linear_weight"]
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         reference.run(model, np.full((1, 1, 1, 1), 5, np.float32), workers=0)
 

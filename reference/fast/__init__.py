@@ -2,6 +2,8 @@
 
 Each kernel takes its plain op's arguments (plus `prepared` weights and `workers`), returns
 the same `QTensor`, and states beside it the bound that makes its float32 arithmetic exact.
+conv2d also splits into `plan_conv2d` (every check and decision, once per weight and kind of
+input) and `run_conv_plan` (the arithmetic), as the interpreter runs it.
 The model interpreter runs these; the tests and the conformance suite check each against
 its plain definition on every drawn case.
 """
@@ -10,12 +12,12 @@ from .adaptive_avg_pool2d import adaptive_avg_pool2d
 from .add import add
 from .avg_pool2d import avg_pool2d
 from .cat import cat
-from .conv2d import ConvWeights, conv2d, prepare_conv_weight
-from .gemm import GemmWeights
+from .conv2d import ConvPlan, ConvWeights, conv2d, plan_conv2d, prepare_conv_weight, run_conv_plan
+from .gemm import GemmWeights, PreparedWeights
 from .linear import linear, prepare_linear_weight
 from .max_pool2d import max_pool2d
 
 __all__ = [
-    "ConvWeights", "GemmWeights", "adaptive_avg_pool2d", "add", "avg_pool2d", "cat", "conv2d", "linear", "max_pool2d",
-    "prepare_conv_weight", "prepare_linear_weight",
+    "ConvPlan", "ConvWeights", "GemmWeights", "PreparedWeights", "adaptive_avg_pool2d", "add", "avg_pool2d", "cat",
+    "conv2d", "linear", "max_pool2d", "plan_conv2d", "prepare_conv_weight", "prepare_linear_weight", "run_conv_plan",
 ]

@@ -87,15 +87,62 @@ def conv2d(
     `prepared`: `prepare_conv_weight(weight, groups, stride, dilation)`, for callers that run
     one weight many times (the model interpreter; torch's `conv2d_prepack`); formed here when
     None. `workers`: threads for the bands (module docstring); the result does not depend on it.
+    The same as `run_conv_plan(x, plan_conv2d(...), workers)`.
 
     >>> x = QTensor(np.full((1, 8, 1, 1), 255, np.uint8), 1.0, 255, "quint8")
     >>> w = QTensor(np.full((8, 1, 3, 3), 127, np.int8), 1.0, 0, "qint8")
     >>> conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 8, 1000.0, 128).int_repr.ravel().tolist()  # ops.conv2d's case
     [0, 0, 0, 0, 0, 0, 0, 0]
     """
+    integer(workers, "workers", minimum=1)
+    plan = plan_conv2d(
+        x, weight, bias, stride, padding, dilation, groups, output_scale, output_zero_point, relu, profile, prepared
+    )
+    return run_conv_plan(x, plan, workers)
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """Everything `conv2d` checks and decides before it computes, for one weight and one kind
+    of input (its channel count, dtype, qscheme): a caller that runs the same conv many times
+    (the model interpreter) forms it once (`plan_conv2d`) and calls `run_conv_plan` per input."""
+
+    weight: QTensor
+    prepared: ConvWeights | None  # None: formed per call on the GEMM paths
+    bias: np.ndarray | None  # float32 (OC,)
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    out: QTensor  # the output qparams
+    relu: bool
+    profile: NumericsProfile
+    path: str
+    library: str
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1] * self.groups
+
+
+def plan_conv2d(
+    x: QTensor,
+    weight: QTensor,
+    bias: np.ndarray | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    output_scale: float,
+    output_zero_point: int,
+    relu: bool = False,
+    profile: NumericsProfile = DEFAULT_PROFILE,
+    prepared: ConvWeights | None = None,
+) -> ConvPlan:
+    """The checks of `conv2d` (ArgumentError / ValueError naming the argument) and its
+    decisions (FBGEMM path, kernel library) for inputs like `x`."""
     checked = check_conv_arguments(x, weight, stride, padding, dilation, groups, relu, profile)
     profile, stride, padding, dilation = checked
-    integer(workers, "workers", minimum=1)
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
     if prepared is not None and prepared.geometry != (kernel, stride, dilation, groups):
@@ -106,11 +153,25 @@ def conv2d(
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d", profile)
     bias32 = checked_bias(bias, out_channels)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
-    if library == "onednn":
-        return onednn.conv2d(x, weight, bias32, (stride, padding, dilation), groups, out, relu)
+    return ConvPlan(weight, prepared, bias32, stride, padding, dilation, groups, out, relu, profile, path, library)
 
-    ph, pw = padding
+
+def run_conv_plan(x: QTensor, plan: ConvPlan, workers: int = 1) -> QTensor:
+    """`conv2d` of `x` by a plan formed for inputs like it (same channel count, quint8 per
+    tensor; refused otherwise); `workers` as in `conv2d` (not checked here)."""
+    if not isinstance(x, QTensor) or x.int_repr.ndim != 4 or x.shape[1] != plan.in_channels or x.per_channel:
+        raise ArgumentError(f"the plan was formed for a per-tensor 4-d input of {plan.in_channels} channels, got {x!r}")
+    if x.dtype is not QDtype.quint8:
+        raise ArgumentError(f"conv2d expects a quint8 input, got {x!r}")
+    weight, profile, out, relu = plan.weight, plan.profile, plan.out, plan.relu
+    stride, (ph, pw), dilation, groups = plan.stride, plan.padding, plan.dilation, plan.groups
+    library, out_channels, kernel = plan.library, weight.shape[0], weight.shape[2:]
+    bias32 = plan.bias
+    if library == "onednn":
+        return onednn.conv2d(x, weight, bias32, (stride, plan.padding, dilation), groups, out, relu)
+
     out_hw = conv_output_size(x.shape[2:], kernel, stride, (ph, pw), dilation)
+    prepared = plan.prepared
     if prepared is None:
         params = requant_params(x.scale, weight.scale, out.scale, out_channels, library)
     else:
@@ -126,7 +187,7 @@ def conv2d(
         band_params = params.channel_band(channels)
         return requantize_u8acc32(acc, band_bias, band_params, out.zero_point, relu, per_tensor_bias_fma=fused)
 
-    if path == "depthwise":
+    if plan.path == "depthwise":
         w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
         padded = _padded_nhwc(x, (ph, pw))  # raw uint8 values: padding taps read a_zp
         if out_channels != x.shape[1]:  # OC = 2C: output channel j reads input channel j // 2

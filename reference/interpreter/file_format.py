@@ -27,7 +27,7 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -35,9 +35,10 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from .._arguments import is_scale
-from ..fast.conv2d import ConvWeights, prepare_conv_weight
+from ..fast.conv2d import ConvPlan, ConvWeights, plan_conv2d, prepare_conv_weight
 from ..fast.gemm import PreparedWeights
 from ..fast.linear import prepare_linear_weight
+from ..profile import NumericsProfile
 from ..qtensor import MemoryFormat, QDtype, QTensor, in_memory_format, memory_format_of
 from .archive import ModelFileError, ReadLimits, check_file_size, file_sha256, parse_json, read_members, read_npz
 from .fields import as_bool, as_int, as_list, as_object, as_str, refuse, required
@@ -63,12 +64,30 @@ class PackedConv:
     groups: int
     transposed: bool = False
     output_padding: tuple[int, ...] = (0, 0)
+    _plans: dict[tuple, ConvPlan] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def prepared(self) -> ConvWeights:
         """The weight as the reference's GEMM paths use it, formed on first use and kept with
         the loaded model (as torch keeps its prepacked weight), not formed again per run."""
         return prepare_conv_weight(self.weight, self.groups, self.stride, self.dilation)
+
+    def plan(self, x: Any, scale: Any, zero_point: Any, relu: bool, profile: NumericsProfile) -> ConvPlan:
+        """`fast.conv2d.plan_conv2d` of this conv for inputs like `x` and these output qparams,
+        formed (every argument checked) once per input channel count, dtype and qscheme, output
+        qparams, relu and profile: a loaded model runs each conv with the same ones every time."""
+        if not isinstance(x, QTensor):
+            return self._new_plan(x, scale, zero_point, relu, profile)  # refuses it, naming x
+        key = (x.shape[1:2], x.dtype, x.per_channel, scale, zero_point, relu, profile)
+        if key not in self._plans:
+            self._plans[key] = self._new_plan(x, scale, zero_point, relu, profile)
+        return self._plans[key]
+
+    def _new_plan(self, x: Any, scale: Any, zero_point: Any, relu: bool, profile: NumericsProfile) -> ConvPlan:
+        return plan_conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, scale, zero_point, relu,
+            profile, self.prepared,
+        )
 
 
 @dataclass(frozen=True)

@@ -99,11 +99,7 @@ def _conv(relu: bool) -> Kernel:
         x, packed, scale, zero_point = args
         if not isinstance(packed, PackedConv) or packed.transposed:
             raise UnknownNodeKind(f"conv2d needs non-transposed conv packed params, got {packed!r}")
-        return fast.conv2d(
-            x, packed.weight, packed.bias, packed.stride, packed.padding, packed.dilation, packed.groups,
-            scale, zero_point, relu=relu, profile=context.profile, prepared=packed.prepared,
-            workers=context.workers,
-        )
+        return fast.run_conv_plan(x, packed.plan(x, scale, zero_point, relu, context.profile), context.workers)
 
     return run
 
