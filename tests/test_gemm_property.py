@@ -27,7 +27,7 @@ from quantspec.reference.fast.gemm import (
     prepare_weights,
 )
 from quantspec.reference.fast.threads import parallel_for
-from quantspec.reference.numerics import dot_u8i8acc32_ref
+from quantspec.reference.numerics import INT16_MAX, dot_u8i8acc32_ref
 
 U8_EDGES = (0, 1, 127, 128, 129, 254, 255)
 S8_EDGES = (-128, -127, -1, 0, 1, 64, 65, 126, 127)
@@ -248,12 +248,18 @@ def test_hand_worked_pair_saturation():
 
 
 @PROPERTY
-@given(gemm_operands(SHORT_DEPTHS))
-def test_pairs_can_saturate_is_false_only_where_no_pair_saturates(operands):
+@given(gemm_operands(SHORT_DEPTHS), st.booleans())
+def test_pairs_can_saturate_is_false_only_where_no_pair_saturates(operands, at_the_bound):
     # The shortcut the conv and linear kernels take: where `pairs_can_saturate` says no, the
-    # plain saturated and unsaturated accumulators agree.
+    # plain saturated and unsaturated accumulators agree. Drawn operands mostly can saturate,
+    # so half the cases clip the activations to the largest value the bound allows
+    # (32767 // max(|w0| + |w1|)): those must take the shortcut, right at its edge.
     a, a_zp, w, w_zp = operands
-    if not pairs_can_saturate(int(a.max(initial=0)), prepare_pair_weights(w)):
+    pairs = prepare_pair_weights(w)
+    if at_the_bound:
+        a = np.minimum(a, min(255, INT16_MAX // max(pairs.max_pair_abs, 1))).astype(np.uint8)
+        assert not pairs_can_saturate(int(a.max(initial=0)), pairs)
+    if not pairs_can_saturate(int(a.max(initial=0)), pairs):
         assert np.array_equal(plain_acc(a, a_zp, w, w_zp, True), plain_acc(a, a_zp, w, w_zp, False))
 
 

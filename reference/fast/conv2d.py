@@ -17,7 +17,7 @@ threads; every output element is computed the same way in any band.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Sequence
 
@@ -228,7 +228,7 @@ class ConvWeights(PreparedWeights):
         geometry: (kernel, stride, dilation, groups) it was formed for.
     """
 
-    geometry: tuple[tuple[int, int], tuple[int, ...], tuple[int, ...], int] = ((1, 1), (1, 1), (1, 1), 1)
+    geometry: tuple[tuple[int, int], tuple[int, ...], tuple[int, ...], int] = field(kw_only=True)
 
     @property
     def winograd_eligible(self) -> bool:
