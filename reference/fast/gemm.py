@@ -176,37 +176,43 @@ def _wrapped_f32(total: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PairWeights:
-    """The raw int8 weight operand of FBGEMM's `vpmaddubsw` pairs, formed once per weight.
+    """The raw int8 weight operand of `vpmaddubsw` pairs, formed once per weight.
 
     Attributes:
         raw: int8 (G, N/G, K), K in the kernel's order.
-        max_pair_abs: max over channels and pairs of `|w[2p]| + |w[2p+1]|` (a lone last
-            product counts alone): `pairs_can_saturate` compares it with the activations.
-        candidate: bool (G, N/G, K // 2): pair p of channel j can leave int16 for some
-            uint8 activations, i.e. `|w[2p]| + |w[2p+1]| >= 129` (255 * 128 = 32,640 fits).
+        starts: int64 (P,): the first k of each pair (FBGEMM: 0, 2, 4, ...; oneDNN's K
+            blocks and taps start pairs elsewhere); every other product stands alone.
+        max_pair_abs: max over channels and pairs of `|w[k]| + |w[k+1]|` (a lone product
+            counts alone): `pairs_can_saturate` compares it with the activations.
+        candidate: bool (G, N/G, P): pair p of channel j can leave int16 for some uint8
+            activations, i.e. `|w[k]| + |w[k+1]| >= 129` (255 * 128 = 32,640 fits).
     """
 
     raw: np.ndarray
+    starts: np.ndarray
     max_pair_abs: int
     candidate: np.ndarray
 
     def channel_band(self, channels: slice) -> PairWeights:
         """The output channels `channels` of every group (views)."""
-        return PairWeights(self.raw[:, channels], self.max_pair_abs, self.candidate[:, channels])
+        return PairWeights(self.raw[:, channels], self.starts, self.max_pair_abs, self.candidate[:, channels])
 
 
-def prepare_pair_weights(raw: np.ndarray) -> PairWeights:
-    """`PairWeights` of int8 weights (G, N/G, K).
+def prepare_pair_weights(raw: np.ndarray, starts: np.ndarray | None = None) -> PairWeights:
+    """`PairWeights` of int8 weights (G, N/G, K) whose pairs start at `starts` (default
+    FBGEMM's: 0, 2, 4, ... within every group's K).
 
     >>> p = prepare_pair_weights(np.int8([[[100, -29, 5], [64, 64, 0]]]))
     >>> p.max_pair_abs, p.candidate.tolist()   # |100| + |-29| = 129; 64 + 64 = 128
     (129, [[[True], [False]]])
     """
+    if starts is None:
+        starts = np.arange(0, raw.shape[2] - 1, 2)
+    starts = np.asarray(starts, np.int64)
     magnitudes = np.abs(raw.astype(np.int16))
-    pairs = raw.shape[2] // 2
-    pair_abs = magnitudes[:, :, 0 : 2 * pairs : 2] + magnitudes[:, :, 1 : 2 * pairs : 2]
+    pair_abs = magnitudes[:, :, starts] + magnitudes[:, :, starts + 1]
     max_pair_abs = max(int(pair_abs.max(initial=0)), int(magnitudes.max(initial=0)))
-    return PairWeights(raw, max_pair_abs, pair_abs >= 129)
+    return PairWeights(raw, starts, max_pair_abs, pair_abs >= 129)
 
 
 def pairs_can_saturate(a_max: int, weights: PairWeights) -> bool:
@@ -261,12 +267,13 @@ def pair_saturation_correction(a: np.ndarray, weights: PairWeights) -> np.ndarra
     Without VNNI, FBGEMM's GEMM kernels (`genU8I8S32FMA`: `vpmaddubsw`, then `vpmaddwd`
     with ones, then `vpaddd`) add each adjacent pair of raw u8 x s8 products and saturate
     the pair to int16 before the exact int32 accumulation. Pairs start at k = 0 of every
-    group's K (K is padded with zeros to a multiple of 4); a lone last product cannot
-    saturate (|255 * -128| = 32640).
+    group's K (K is padded with zeros to a multiple of 4), or where `weights.starts` says
+    (oneDNN); a lone product cannot saturate (|255 * -128| = 32640).
 
     Args:
         a: uint8 activations as the kernel reads them (padding taps hold a_zp), (G, M, K).
-        weights: `prepare_pair_weights` of the int8 weights (G, N, K), K in the kernel's order.
+        weights: `prepare_pair_weights` of the int8 weights (G, N, K), K in the kernel's order,
+            and the pairs' first k.
 
     Returns the int64 correction to add to the exact sum, (M, G * N), groups side by side
     (the layout of `exact_matmul`), or None where no pair saturates (a zero correction).
@@ -282,14 +289,15 @@ def pair_saturation_correction(a: np.ndarray, weights: PairWeights) -> np.ndarra
     live_pairs = weights.candidate.any(axis=1)  # (G, pairs)
     for g in range(groups):
         live = np.flatnonzero(live_pairs[g])
+        first = weights.starts[live]
         # a0 + a1 in uint16 (<= 510), for the live pairs only: (M, live) row candidates.
         rows_g = a[g]  # (M, K); a[g, :, idx] would put the indexed axis first
-        hot = np.add(rows_g[:, 2 * live], rows_g[:, 2 * live + 1], dtype=np.uint16) >= 257
+        hot = np.add(rows_g[:, first], rows_g[:, first + 1], dtype=np.uint16) >= 257
         for index in np.flatnonzero(hot.any(axis=0)):
-            p, r = live[index], np.flatnonzero(hot[:, index])
+            p, k, r = live[index], first[index], np.flatnonzero(hot[:, index])
             c = np.flatnonzero(weights.candidate[g, :, p])
-            a0, a1 = (rows_g[r, k, None].astype(np.int32) for k in (2 * p, 2 * p + 1))
-            pair = a0 * weights.raw[g, c, 2 * p].astype(np.int32) + a1 * weights.raw[g, c, 2 * p + 1].astype(np.int32)
+            a0, a1 = (rows_g[r, i, None].astype(np.int32) for i in (k, k + 1))
+            pair = a0 * weights.raw[g, c, k].astype(np.int32) + a1 * weights.raw[g, c, k + 1].astype(np.int32)
             excess = saturate_int16(pair) - pair
             if excess.any():
                 if correction is None:

@@ -5,9 +5,9 @@ Equal to `ops.conv2d` / `ops.linear` under an onednn profile (tests/test_onednn.
 - the exact part `sum (a - a_zp) w` over the taps inside the image is a float64 GEMM of the
   centered windows (padding taps hold a_zp, so they add 0): every partial sum is an integer
   below K * 255 * 128 < 2^53, so no BLAS order rounds;
-- `vpmaddubsw` saturates a pair only if `|a0 w0 + a1 w1| > 32767`, which needs
-  `a0 + a1 >= 257` and `|w0| + |w1| >= 129`; only such candidate pairs are evaluated and
-  `sat16(P) - P` is added (raw activations, taps outside the image read as 0: never a candidate);
+- `vpmaddubsw` saturates a pair only if `|a0 w0 + a1 w1| > 32767`: `sat16(P) - P` is added by
+  `gemm.pair_saturation_correction` at oneDNN's pair starts (raw activations, taps outside
+  the image read as 0: never a candidate);
 - int32 adds wrap (`vpaddd`), so wrapping the int64 total once is the same.
 """
 
@@ -15,16 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import (
-    onednn_gemm_k_blocks,
-    requant_scales_onednn_ref,
-    requantize_u8acc32_onednn_ref,
-    saturate_int16,
-    wrap_int32,
-)
+from ..numerics import onednn_gemm_k_blocks, requant_scales_onednn_ref, requantize_u8acc32_onednn_ref, wrap_int32
 from ..ops.conv2d import conv_gemm_operands, onednn_conv_kernel, onednn_tap_validity
 from ..ops.linear import refuse_asymmetric_onednn_weight
 from ..qtensor import MemoryFormat, QDtype, QTensor
+from .gemm import pair_saturation_correction, prepare_pair_weights
 
 # Rows of the im2col matrix formed at once (bounds the float64 windows to ~ROW_BAND * K * 8 bytes).
 ROW_BAND = 16384
@@ -97,24 +92,7 @@ def _saturating_dot(
         band = slice(start, start + ROW_BAND)
         centered = a[band].astype(np.float64) - a_zp
         total[band] = (centered @ w64.T).astype(np.int64)  # exact: integers below 2^53
-    total += _pair_correction(a_pairs, w, pair_starts)
+    correction = pair_saturation_correction(a_pairs[None], prepare_pair_weights(w[None], pair_starts))
+    if correction is not None:
+        total += correction
     return wrap_int32(total)
-
-
-def _pair_correction(a: np.ndarray, w: np.ndarray, pair_starts: np.ndarray) -> np.ndarray:
-    """`sum_p sat16(P_p) - P_p` over the candidate pairs only (module docstring), int64 (M, N)."""
-    correction = np.zeros((a.shape[0], w.shape[0]), np.int64)
-    if pair_starts.size == 0:
-        return correction
-    w_abs = np.abs(w.astype(np.int16))
-    live = pair_starts[(w_abs[:, pair_starts] + w_abs[:, pair_starts + 1] >= 129).any(axis=0)]
-    for k in live:
-        rows = np.flatnonzero(a[:, k].astype(np.uint16) + a[:, k + 1] >= 257)
-        if rows.size == 0:
-            continue
-        cols = np.flatnonzero(w_abs[:, k] + w_abs[:, k + 1] >= 129)
-        pair = a[rows, k, None].astype(np.int32) * w[cols, k].astype(np.int32) + a[rows, k + 1, None].astype(
-            np.int32
-        ) * w[cols, k + 1].astype(np.int32)
-        correction[np.ix_(rows, cols)] += saturate_int16(pair) - pair
-    return correction
