@@ -6,18 +6,28 @@ spread. `function` must be a module-level function (pickled by reference) and ea
 picklable: a worker loads what it needs itself (e.g. a model, cached per process).
 
 Local processes are started with "spawn", not "fork": torch's thread pools do not survive a
-fork. Dask (`scheduler`, an address such as tcp://host:8786) needs the optional extra
+fork. Each is spawned with its share of the CPUs for its thread pools (`worker_thread_environment`:
+OMP_NUM_THREADS for torch, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS for NumPy's BLAS), as Dask's
+nanny does for its workers: N processes each starting a pool as wide as the machine would
+oversubscribe the cores, and OpenMP and OpenBLAS threads spin while they wait.
+
+Dask (`scheduler`, an address such as tcp://host:8786) needs the optional extra
 `pip install 'quantspec[dask]'`; its workers must have quantspec installed too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+# The variables torch (OpenMP) and NumPy's BLAS read once, when each loads in the worker.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def ordered_map(
@@ -38,9 +48,41 @@ def ordered_map(
 def _process_map(function: Callable[[Item], Result], items: Sequence[Item], jobs: int) -> Iterator[Result]:
     executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        yield from executor.map(function, items)
+        with _environment(worker_thread_environment(jobs, usable_cpus(), os.environ)):
+            results = executor.map(function, items)  # submits every item: the workers start here
+        yield from results
     finally:  # on Ctrl-C or an error: drop the queued items instead of waiting for them
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def worker_thread_environment(jobs: int, cpus: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """The thread-count variables each of `jobs` workers starts with: `cpus // jobs` threads
+    (at least 1) for every variable in `THREAD_VARIABLES` that `environ` does not set already
+    (a user's setting is kept).
+
+    >>> worker_thread_environment(2, 8, {"OPENBLAS_NUM_THREADS": "3"})
+    {'OMP_NUM_THREADS': '4', 'MKL_NUM_THREADS': '4'}
+    """
+    share = str(max(1, cpus // jobs))
+    return {name: share for name in THREAD_VARIABLES if name not in environ}
+
+
+@contextlib.contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """`os.environ` with `variables` added inside the block (processes started there inherit them)."""
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name in variables:
+            os.environ.pop(name, None)
 
 
 def _dask_map(function: Callable[[Item], Result], items: Sequence[Item], scheduler: str) -> Iterator[Result]:
