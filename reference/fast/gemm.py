@@ -192,10 +192,31 @@ class PairWeights:
     starts: np.ndarray
     max_pair_abs: int
     candidate: np.ndarray
+    _bands: dict[tuple[int, int, int], PairWeights] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def live_pairs(self) -> np.ndarray:
+        """bool (G, P): pair p is a candidate for some channel of group g (the pairs
+        `pair_saturation_correction` looks at); it depends on the weights only, so it is
+        formed once, on first use."""
+        return self.candidate.any(axis=1)
 
     def channel_band(self, channels: slice) -> PairWeights:
-        """The output channels `channels` of every group (views)."""
-        return PairWeights(self.raw[:, channels], self.starts, self.max_pair_abs, self.candidate[:, channels])
+        """The output channels `channels` of every group (views), formed once per band: a
+        conv cuts the same bands on every call, and each keeps its own `live_pairs`.
+
+        >>> p = prepare_pair_weights(np.int8([[[100, -29], [64, 64]]]))   # 129: a candidate; 128 not
+        >>> band = p.channel_band(slice(1, 2))
+        >>> p.live_pairs.tolist(), band.live_pairs.tolist(), band is p.channel_band(slice(1, 2))
+        ([[True]], [[False]], True)
+        """
+        key = channels.indices(self.raw.shape[1])
+        if key == (0, self.raw.shape[1], 1):
+            return self
+        if key not in self._bands:  # threads racing here form equal bands: either may stay
+            band = PairWeights(self.raw[:, channels], self.starts, self.max_pair_abs, self.candidate[:, channels])
+            self._bands[key] = band
+        return self._bands[key]
 
 
 def prepare_pair_weights(raw: np.ndarray, starts: np.ndarray | None = None) -> PairWeights:
@@ -286,9 +307,8 @@ def pair_saturation_correction(a: np.ndarray, weights: PairWeights) -> np.ndarra
     groups, rows, _ = a.shape
     cols = weights.raw.shape[1]
     correction = None
-    live_pairs = weights.candidate.any(axis=1)  # (G, pairs)
     for g in range(groups):
-        live = np.flatnonzero(live_pairs[g])
+        live = np.flatnonzero(weights.live_pairs[g])
         first = weights.starts[live]
         # a0 + a1 in uint16 (<= 510), for the live pairs only: (M, live) row candidates.
         rows_g = a[g]  # (M, K); a[g, :, idx] would put the indexed axis first
