@@ -11,6 +11,7 @@ import pytest
 from qtensors import q_s8, q_u8
 
 from quantspec.reference import fast
+from quantspec.reference.fast import onednn as FAST_ONEDNN
 from quantspec.reference.numerics import onednn_gemm_k_blocks
 from quantspec.reference.ops import conv2d, linear
 from quantspec.reference.ops.conv2d import onednn_conv_kernel
@@ -175,6 +176,28 @@ def test_fast_equals_plain():
         largs = _random_linear(rng)
         assert np.array_equal(linear(*largs[:5], relu=largs[5], profile=ONEDNN).int_repr,
                               fast.linear(*largs[:5], relu=largs[5], profile=ONEDNN).int_repr)
+
+
+def test_prepared_weights_form_their_onednn_operands_once(monkeypatch):
+    # The interpreter hands the fast kernels one prepared weight per conv and linear on every
+    # run: its oneDNN operands (float64 weight, pair candidates) are formed on the first call
+    # only, and every call still gives the plain op's integers.
+    formed = []
+    original = FAST_ONEDNN.onednn_weights
+    monkeypatch.setattr(FAST_ONEDNN, "onednn_weights", lambda *args: formed.append(1) or original(*args))
+    rng = np.random.default_rng(8)
+    for kind in KINDS:
+        args = _random_conv(rng, kind)
+        prepared = fast.prepare_conv_weight(args[1], args[6], args[3], args[5])
+        expected = conv2d(*args, profile=ONEDNN).int_repr
+        for _ in range(2):
+            assert np.array_equal(fast.conv2d(*args, profile=ONEDNN, prepared=prepared).int_repr, expected)
+        largs = _random_linear(rng)
+        prepared = fast.prepare_linear_weight(largs[1])
+        expected = linear(*largs[:5], relu=largs[5], profile=ONEDNN).int_repr
+        for _ in range(2):
+            assert np.array_equal(fast.linear(*largs[:5], largs[5], ONEDNN, prepared=prepared).int_repr, expected)
+    assert len(formed) == 2 * len(KINDS)  # once per weight, not once per call
 
 
 # --- against torch under the onednn engine ----------------------------------------------------------

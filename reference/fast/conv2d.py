@@ -168,7 +168,7 @@ def run_conv_plan(x: QTensor, plan: ConvPlan, workers: int = 1) -> QTensor:
     library, out_channels, kernel = plan.library, weight.shape[0], weight.shape[2:]
     bias32 = plan.bias
     if library == "onednn":
-        return onednn.conv2d(x, weight, bias32, (stride, plan.padding, dilation), groups, out, relu)
+        return onednn.conv2d(x, weight, bias32, (stride, plan.padding, dilation), groups, out, relu, plan.prepared)
 
     out_hw = conv_output_size(x.shape[2:], kernel, stride, (ph, pw), dilation)
     prepared = plan.prepared

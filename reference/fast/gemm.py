@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from .threads import bands, parallel_for
 
 # float32 represents every integer of magnitude <= 2^24 exactly.
 _F32_EXACT = 2**24
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -253,9 +256,9 @@ def pairs_can_saturate(a_max: int, weights: PairWeights) -> bool:
 class PreparedWeights:
     """A conv or linear weight formed once for the GEMM, as FBGEMM's prepack forms its packed
     weight once: the centered float32 operand, the raw int8 one (for the pair saturation,
-    formed on first use) and the requantization constants per (input scale, output scale,
+    formed on first use), the requantization constants per (input scale, output scale,
     library) a loaded model runs it with (these Python steps would stall the other worker
-    on every call).
+    on every call), and the operands other libraries' kernels derive from it (`derived`).
 
     Attributes:
         gemm: the centered operand (`prepare_weights`), (G, N/G, K).
@@ -267,6 +270,7 @@ class PreparedWeights:
     weight_scale: float | np.ndarray
     raw: np.ndarray
     _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
+    _derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def requant_params(self, act_scale: float, out_scale: float, library: str = "fbgemm") -> RequantParams:
         """`requantize.requant_params` of this weight, formed once per (act_scale, out_scale, library)."""
@@ -280,6 +284,14 @@ class PreparedWeights:
     def pairs(self) -> PairWeights:
         """The weight of FBGEMM's `vpmaddubsw` pairs (`prepare_pair_weights`), formed on first use."""
         return prepare_pair_weights(self.raw)
+
+    def derived(self, name: str, form: Callable[[], T]) -> T:
+        """`form()`, formed on first use and kept under `name`: the operands another library's
+        kernels derive from this weight (`onednn.OnednnWeights`), formed once per weight as
+        FBGEMM's are."""
+        if name not in self._derived:
+            self._derived[name] = form()
+        return self._derived[name]
 
 
 def pair_saturation_correction(a: np.ndarray, weights: PairWeights) -> np.ndarray | None:

@@ -56,13 +56,13 @@ def linear(
     library = specified_library(profile.linear_library, "quantized::linear", profile)
     bias32 = checked_bias(bias, out_features)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
+    if prepared is not None and prepared.raw.shape != (1, out_features, in_features):
+        raise ArgumentError(f"prepared was formed for a weight of shape {prepared.raw.shape[1:]}, not {weight.shape}")
     if library == "onednn":
-        return onednn.linear(x, weight, bias32, out, relu)
+        return onednn.linear(x, weight, bias32, out, relu, prepared)
 
     if prepared is None:
         prepared = prepare_linear_weight(weight)
-    elif prepared.raw.shape != (1, out_features, in_features):
-        raise ArgumentError(f"prepared was formed for a weight of shape {prepared.raw.shape[1:]}, not {weight.shape}")
     rows = x.int_repr.reshape(1, -1, in_features)  # (G=1, M, K)
     centered = centered_f32(rows, x.zero_point)
     a_max_abs = int(np.abs(centered).max(initial=0))
