@@ -1,5 +1,5 @@
-"""reference.fast's add, max_pool2d, avg_pool2d, adaptive_avg_pool2d and cat against their
-plain definitions in reference.ops.
+"""reference.fast's add, max_pool2d, avg_pool2d, adaptive_avg_pool2d, cat and clamp/hardtanh
+against their plain definitions in reference.ops.
 
 The property tests draw the conformance suite's cases for each op (vector-lane and scalar-tail
 channel counts, C == 1 and H*W == 1 routing, ceil mode, padding, dilation, odd zero points,
@@ -34,11 +34,13 @@ from quantspec.conformance.checks import adaptive_avg_pool2d as adaptive_check  
 from quantspec.conformance.checks import add as add_check  # noqa: E402
 from quantspec.conformance.checks import avg_pool2d as avg_check  # noqa: E402
 from quantspec.conformance.checks import cat as cat_check  # noqa: E402
+from quantspec.conformance.checks import clamp as clamp_check  # noqa: E402
 from quantspec.conformance.checks import max_pool2d as max_check  # noqa: E402
 
 FAST_ADD = sys.modules["quantspec.reference.fast.add"]
 FAST_AVG = sys.modules["quantspec.reference.fast.avg_pool2d"]
 FAST_ADAPTIVE = sys.modules["quantspec.reference.fast.adaptive_avg_pool2d"]
+FAST_CLAMP = sys.modules["quantspec.reference.fast.clamp"]
 PROPERTY = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -198,6 +200,35 @@ def test_fast_cat_equals_plain():
     fast_equals_plain()
     for path in ("nhwc-path", "generic-path", "tail"):
         assert reached[path] > 0, f"no drawn case reached {path}: {dict(reached)}"
+
+
+def test_fast_clamp_and_hardtanh_equal_plain():
+    reached: collections.Counter[str] = collections.Counter()
+
+    @PROPERTY
+    @given(clamp_check.cases(), PROFILE_NAMES, st.booleans())
+    def fast_equals_plain(case, profile_name, as_labelled):
+        plain, quick = (ops.hardtanh, fast.hardtanh) if case.hardtanh else (ops.clamp, fast.clamp)
+        args = (laid_out(case.x.q, as_labelled), case.low, case.high, PROFILES[profile_name])
+        for _ in range(2):  # the second call reads the bounds the first one kept
+            computed = same_result_or_same_refusal(plain, quick, *args)
+        if computed:
+            reached["hardtanh" if case.hardtanh else "clamp"] += 1
+            reached["pytorch_qnnpack"] += PROFILES[profile_name].engine == "qnnpack" and case.x.q.dtype is QDtype.quint8
+
+    fast_equals_plain()
+    for path in ("hardtanh", "clamp", "pytorch_qnnpack"):
+        assert reached[path] > 0, f"no drawn case reached {path}: {dict(reached)}"
+
+
+def test_relu6_bounds_are_quantized_once_per_qparams():
+    # ReLU6 = hardtanh(q, 0.0, 6.0) (ops.hardtanh's case): scale 0.05, zp 10, min_q = 10 + 0,
+    # max_q = 10 + 6 * 20 = 130. Called again with the same qparams, both bounds are read back.
+    q = QTensor(np.array([0, 50, 200], np.uint8), 0.05, 10, "quint8")
+    fast.hardtanh(q, 0.0, 6.0)
+    hits = FAST_CLAMP._kept_bound.cache_info().hits
+    assert fast.hardtanh(q, 0.0, 6.0).int_repr.tolist() == [10, 50, 130]
+    assert FAST_CLAMP._kept_bound.cache_info().hits == hits + 2
 
 
 def test_adaptive_global_pool_sums_and_table():

@@ -12,6 +12,7 @@ from .adaptive_avg_pool2d import adaptive_avg_pool2d
 from .add import add
 from .avg_pool2d import avg_pool2d
 from .cat import cat
+from .clamp import clamp, hardtanh
 from .conv2d import ConvPlan, ConvWeights, conv2d, plan_conv2d, prepare_conv_weight, run_conv_plan
 from .gemm import GemmWeights, PreparedWeights
 from .linear import linear, prepare_linear_weight
@@ -19,5 +20,6 @@ from .max_pool2d import max_pool2d
 
 __all__ = [
     "ConvPlan", "ConvWeights", "GemmWeights", "PreparedWeights", "adaptive_avg_pool2d", "add", "avg_pool2d", "cat",
-    "conv2d", "linear", "max_pool2d", "plan_conv2d", "prepare_conv_weight", "prepare_linear_weight", "run_conv_plan",
+    "clamp", "conv2d", "hardtanh", "linear", "max_pool2d", "plan_conv2d", "prepare_conv_weight",
+    "prepare_linear_weight", "run_conv_plan",
 ]

@@ -10,8 +10,8 @@ Every kernel calls its op one way: the node's inputs positionally, in schema ord
 by keyword what the context decides: `relu=`, `num_threads=context.num_threads` and
 `profile=context.profile` wherever the op takes them. Quantized conv2d and linear run the
 fast kernels (`reference.fast`, which add `prepared=` weights and `workers=`), and so do add,
-max/avg/adaptive-average pooling and cat (same arguments as their ops); every other quantized
-op its function in `reference.ops`.
+clamp/hardtanh, max/avg/adaptive-average pooling and cat (same arguments as their ops); every
+other quantized op its function in `reference.ops`.
 """
 
 from __future__ import annotations
@@ -173,9 +173,9 @@ def _hardsigmoid(q: QTensor, rest: list, context: RunContext) -> QTensor:
 for _kind in ("aten::hardsigmoid", "aten::hardsigmoid_"):
     kernel(_kind)(_float_or_quantized(_kind, _hardsigmoid))
 for _kind in ("aten::hardtanh", "aten::hardtanh_"):
-    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: ops.hardtanh(q, *rest, profile=context.profile)))
+    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: fast.hardtanh(q, *rest, profile=context.profile)))
 for _kind in ("aten::clamp", "aten::clamp_"):
-    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: ops.clamp(q, *rest, profile=context.profile)))
+    kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: fast.clamp(q, *rest, profile=context.profile)))
 # Eval-mode dropout is the identity on quantized tensors too: the float op returns its input.
 for _kind in ("aten::dropout", "aten::dropout_", "aten::feature_dropout"):
     kernel(_kind)(_float_or_quantized(_kind, lambda q, rest, context: FLOAT_OPS["aten::dropout"](q, *rest)))

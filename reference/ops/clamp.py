@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import numpy as np
@@ -62,10 +61,20 @@ def clamp(
     >>> clamp(x, 0.0, 100.0, get_profile("torch2.13-avx2-qnnpack")).int_repr.ravel().tolist()
     [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
     """
+    min_value, max_value, profile = checked_arguments(q, min_value, max_value, profile)
+    low = None if min_value is None else quantized_bound(min_value, q.scale, q.zero_point, q.dtype, profile)
+    high = None if max_value is None else quantized_bound(max_value, q.scale, q.zero_point, q.dtype, profile)
+    return clamped(q, low, high, profile)
+
+
+def checked_arguments(
+    q: QTensor, min_value: Optional[float], max_value: Optional[float], profile: NumericsProfile
+) -> tuple[Optional[float], Optional[float], NumericsProfile]:
+    """`clamp`'s checks (ArgumentError, ValueError, EngineRefusedError naming the argument):
+    the bounds as floats (or None) and the profile."""
     check_qtensor(q, "q")
-    for value, name in ((min_value, "min_value"), (max_value, "max_value")):
-        if value is not None:
-            real_number(value, name)
+    min_value = None if min_value is None else real_number(min_value, "min_value")
+    max_value = None if max_value is None else real_number(max_value, "max_value")
     profile = as_profile(profile)
     if q.per_channel:
         raise ValueError(f"quantized clamp needs a per-tensor quantized input, got per-channel axis {q.axis}")
@@ -73,40 +82,39 @@ def clamp(
         raise EngineRefusedError("under the qnnpack engine torch needs both min and max for a quantized clamp")
     if min_value is None and max_value is None:
         raise ValueError("clamp needs at least one of min_value and max_value")
+    return min_value, max_value, profile
+
+
+def clamped(q: QTensor, low: Optional[int], high: Optional[int], profile: NumericsProfile) -> QTensor:
+    """`clamp` of checked arguments to the quantized bounds `low`, `high` (`quantized_bound`;
+    None where a bound is absent)."""
     if profile.engine == "qnnpack" and q.dtype is QDtype.quint8:
-        return _qnnpack_clamp(q, min_value, max_value, profile)
+        return _qnnpack_clamp(q, low, high)
     # The bounds are integers of q's dtype (quantize_val saturates), so the clamp runs on the
     # stored integers, bounds of the same dtype (np.clip keeps the dtype and memory layout,
     # and where low > high it gives high everywhere, as min(max(q, low), high) does).
-    low = None if min_value is None else q.dtype.storage.type(_quantized_bound(min_value, q, profile))
-    high = None if max_value is None else q.dtype.storage.type(_quantized_bound(max_value, q, profile))
+    low = None if low is None else q.dtype.storage.type(low)
+    high = None if high is None else q.dtype.storage.type(high)
     return QTensor(np.clip(q.int_repr, low, high), q.scale, q.zero_point, q.dtype, memory_format=q.memory_format)
 
 
-def _qnnpack_clamp(q: QTensor, min_value: float, max_value: float, profile: NumericsProfile) -> QTensor:
+def _qnnpack_clamp(q: QTensor, low: int, high: int) -> QTensor:
     """`qnnpack_clamp` (qclamp.cpp) -> pytorch_qnnpack's `u8clamp`: bounds quantized as ATen's
-    (`_quantized_bound`), `min(max(q, min_q), max_q)` over the input's memory (made contiguous
+    (`quantized_bound`), `min(max(q, min_q), max_q)` over the input's memory (made contiguous
     in its suggested format). The output is allocated NCHW-contiguous
     (`_empty_affine_quantized(sizes, options)` keeps no memory format) and written in the
     input's memory order, so a channels_last input (C > 1, H*W > 1) comes back permuted:
     the result's NCHW memory holds the clamped NHWC memory (torch's bug, reproduced).
     Refused (EngineRefusedError): min_q > max_q, empty rows (`check_qnnpack_rows`)."""
     check_qnnpack_rows(q.shape, "clamp")
-    low, high = _quantized_bound(min_value, q, profile), _quantized_bound(max_value, q, profile)
     if low > high:
         raise EngineRefusedError(f"pytorch_qnnpack refuses a clamp to [{low}, {high}]: min above max")
     memory = np.clip(to_memory_order(q.int_repr, q.memory_format), low, high)
     return QTensor(memory.reshape(q.shape), q.scale, q.zero_point, q.dtype)
 
 
-def _quantized_bound(bound: float, q: QTensor, profile: NumericsProfile) -> int:
-    """`quantize_val<T>(q_scale, q_zero_point, Scalar.to<float>())`."""
-    return _scalar_quantized(float(bound), float(q.scale), int(q.zero_point), q.dtype, profile)
-
-
-@functools.lru_cache(maxsize=1024)
-def _scalar_quantized(bound: float, scale: float, zero_point: int, dtype: QDtype, profile: NumericsProfile) -> int:
-    """`_quantized_bound`'s value, kept per arguments: a model's ReLU6 asks for the same two
-    bounds of the same qparams on every run."""
+def quantized_bound(bound: float, scale: float, zero_point: int, dtype: QDtype, profile: NumericsProfile) -> int:
+    """A clamp bound as an integer of `dtype`: `quantize_val<T>(q_scale, q_zero_point,
+    Scalar.to<float>())`, the scalar `quantize_val` (see `clamp`)."""
     value = np.float32(bound)  # Scalar::to<float>(): one float32 rounding
     return int(quantize_val(np.array([value]), scale, zero_point, dtype, profile)[0])

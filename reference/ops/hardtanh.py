@@ -27,8 +27,13 @@ def hardtanh(
     >>> hardtanh(QTensor(np.array([0, 50, 200], np.uint8), 0.05, 10, "quint8"), 0.0, 6.0).int_repr.tolist()
     [10, 50, 130]
     """
+    return clamp(q, *checked_arguments(q, min_value, max_value, profile))
+
+
+def checked_arguments(
+    q: QTensor, min_value: float, max_value: float, profile: NumericsProfile
+) -> tuple[float, float, NumericsProfile]:
+    """`hardtanh`'s own checks (ArgumentError naming the argument; both bounds are required,
+    unlike clamp's): the bounds as floats and the profile."""
     check_qtensor(q, "q")
-    real_number(min_value, "min_value")
-    real_number(max_value, "max_value")
-    profile = as_profile(profile)
-    return clamp(q, min_value, max_value, profile)
+    return real_number(min_value, "min_value"), real_number(max_value, "max_value"), as_profile(profile)
