@@ -188,24 +188,28 @@ def run_conv_plan(x: QTensor, plan: ConvPlan, workers: int = 1) -> QTensor:
         return requantize_u8acc32(acc, band_bias, band_params, out.zero_point, relu, per_tensor_bias_fma=fused)
 
     if plan.path == "depthwise":
-        w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,))
-        padded = _padded_nhwc(x, (ph, pw))  # raw uint8 values: padding taps read a_zp
-        if out_channels != x.shape[1]:  # OC = 2C: output channel j reads input channel j // 2
-            padded = np.repeat(padded, out_channels // x.shape[1], axis=3)
-        # The columns of each stride phase as contiguous float32 (exact): every tap then reads
-        # whole rows of OW * OC values.
-        phases = [padded[:, :, p :: stride[1]].astype(np.float32) for p in range(stride[1])]
+        if prepared is None:
+            prepared = prepare_conv_weight(weight, groups, stride, dilation)
+        phases = _raw_phases(x, (ph, pw), stride[1], out_channels // x.shape[1])
+        zero_point_term = x.zero_point * prepared.depthwise_weight_sums  # a_zp * sum_t (w - w_zp), exact
+        weight_rows = prepared.depthwise_rows(out_hw[1])
+        # FBGEMM's kernels saturate their tap pairs (vpmaddubsw); pytorch_qnnpack's q8dwconv sums exactly.
+        risky = () if qnnpack else _risky_tap_pairs(prepared, x)
         ints = np.empty((x.shape[0],) + out_hw + (out_channels,), np.uint8)
-        a_max = max(int(x.int_repr.max(initial=0)), x.zero_point)
 
         def depthwise_band(rows: slice, _: Any, channels: slice) -> None:
-            acc = _depthwise_acc(phases, x.zero_point, weight.int_repr, w_zp, stride, out_hw, rows, not qnnpack, a_max)
+            acc = _depthwise_sums(phases, weight_rows, stride, out_hw, rows)
+            for pair in risky:
+                acc += _pair_saturation(phases, prepared, pair, stride, out_hw, rows)
+            acc = acc.reshape(acc.shape[:2] + out_hw[1:] + (out_channels,))
+            if x.zero_point:
+                acc -= zero_point_term
             if acc_offset is not None:
                 acc = wrap_int32(acc.astype(np.int64) + acc_offset.astype(np.int64))
             ints[:, rows] = requantize(acc, channels, fused=profile.depthwise_per_tensor_bias_fma)
 
-        # Bands of output rows keep the accumulator and its three temporaries in cache.
-        row_bytes = 4 * 4 * x.shape[0] * out_hw[1] * out_channels
+        # Bands of output rows keep the accumulator and its temporaries in cache.
+        row_bytes = 2 * 4 * x.shape[0] * out_hw[1] * out_channels
         _run_in_bands(lambda rows: rows, depthwise_band, out_hw[0], row_bytes, out_channels, groups, workers)
     else:
         if prepared is None:
@@ -234,6 +238,44 @@ class ConvWeights(PreparedWeights):
     def winograd_eligible(self) -> bool:
         """A 3x3, stride 1, dilation 1, single-group conv (`winograd`)."""
         return self.geometry == ((3, 3), (1, 1), (1, 1), 1)
+
+    def depthwise_rows(self, width: int) -> np.ndarray:
+        """Depthwise: the centered weights `w - w_zp` as float32 (kh, kw, width * OC), each
+        tap's per-channel weights repeated along an output row `width` pixels wide; formed once
+        per width."""
+        return self._depthwise_tiles(width, raw=False)
+
+    def depthwise_raw_rows(self, width: int) -> np.ndarray:
+        """Depthwise: the raw int8 weights as float32 (taps, width * OC), taps in (r, s) order."""
+        return self._depthwise_tiles(width, raw=True)
+
+    @cached_property
+    def depthwise_pair_bounds(self) -> np.ndarray:
+        """Depthwise: max over channels of |w_t| + |w_t+1| on raw weights for each tap pair
+        (t, t + 1), t = 0, 2, 4, ... (FBGEMM's `vpmaddubsw` pairs of taps)."""
+        taps = np.abs(self._tap_major(self.raw).astype(np.int32))
+        return (taps[0 : len(taps) - 1 : 2] + taps[1::2]).max(axis=1, initial=0)
+
+    @cached_property
+    def depthwise_weight_sums(self) -> np.ndarray:
+        """Depthwise: sum over taps of `w - w_zp` per output channel, float32 (exact: |sum| <= 49 * 255)."""
+        return self._tap_major(self.gemm.centered).sum(axis=0, dtype=np.float32)
+
+    def _depthwise_tiles(self, width: int, raw: bool) -> np.ndarray:
+        (kh, kw), weights = self.geometry[0], self.raw if raw else self.gemm.centered
+        if kh * kw > 128:  # `_depthwise_sums`' exactness bound
+            raise ArgumentError(f"a depthwise kernel of {kh}x{kw} taps: the fast kernel sums at most 128")
+
+        def form() -> np.ndarray:
+            tiled = np.tile(self._tap_major(weights).astype(np.float32), (1, width))
+            return tiled if raw else tiled.reshape(kh, kw, -1)
+
+        return self.derived(f"depthwise {'raw' if raw else 'centered'} rows {width}", form)
+
+    @staticmethod
+    def _tap_major(weights: np.ndarray) -> np.ndarray:
+        """(G, OC/G, taps) depthwise weights as (taps, OC)."""
+        return weights.reshape(-1, weights.shape[-1]).T
 
     @cached_property
     def winograd(self) -> WinogradWeights:
@@ -421,67 +463,97 @@ def _max_window_square_norm(
     return int(windows.sum(axis=(3, 4)).max(initial=0))  # exact: integers below 2^53
 
 
-def _depthwise_acc(
+def _raw_phases(x: QTensor, padding: tuple[int, int], stride_w: int, multiplier: int) -> list[np.ndarray]:
+    """The depthwise operand: the raw input values as float32 NHWC padded with a_zp (what
+    FBGEMM's kernels read outside the image), one channel per output channel (output channel j
+    reads input channel j // multiplier), split into its stride phases: phase p holds the
+    padded columns p, p + SW, p + 2 SW, ... contiguously, so every tap reads whole rows of
+    OW * OC values. Each phase is written once, straight from the input."""
+    (ph, pw), (n, _, h, w) = padding, x.shape
+    nhwc = x.int_repr.transpose(0, 2, 3, 1)
+    if multiplier > 1:
+        nhwc = np.repeat(nhwc, multiplier, axis=3)
+    phases = []
+    for p in range(stride_w):
+        columns = len(range(p, w + 2 * pw, stride_w))
+        first, stop = -(-max(pw - p, 0) // stride_w), len(range(p, pw + w, stride_w))  # the image's columns
+        phase = np.empty((n, h + 2 * ph, columns, nhwc.shape[3]), np.float32)
+        for border in (phase[:, :ph], phase[:, ph + h :], phase[:, ph : ph + h, :first], phase[:, ph : ph + h, stop:]):
+            border.fill(x.zero_point)
+        image_columns = nhwc[:, :, p + first * stride_w - pw :: stride_w][:, :, : stop - first]
+        np.copyto(phase[:, ph : ph + h, first:stop], image_columns, casting="unsafe")  # exact: 0..255
+        phases.append(phase)
+    return phases
+
+
+def _phase_taps(phases: list[np.ndarray], stride: Sequence[int], kernel: tuple[int, int], out_hw: tuple[int, int],
+                rows: slice, phase: int) -> np.ndarray:
+    """The taps (r, s) with s % SW == phase of the output rows `rows`, as a strided view
+    (N, rows, kh, taps in the phase, OW * OC): tap (r, s) of output (oh, ow) reads padded row
+    oh * SH + r, column ow * SW + s, which is column ow + s // SW of the phase."""
+    (sh, sw), (kh, kw), ow = stride, kernel, out_hw[1]
+    in_phase = len(range(phase, kw, sw))
+    windows = sliding_window_view(phases[phase], (kh, in_phase), axis=(1, 2))  # (N, H'-kh+1, Wp-q+1, OC, kh, q)
+    windows = windows[:, rows.start * sh : (rows.stop - 1) * sh + 1 : sh, :ow]  # (N, R, OW, OC, kh, q)
+    n, band, _, channels = windows.shape[:4]
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, band, kh, in_phase, ow * channels)
+
+
+def _depthwise_sums(
+    phases: list[np.ndarray], weight_rows: np.ndarray, stride: Sequence[int], out_hw: tuple[int, int], rows: slice
+) -> np.ndarray:
+    """`sum over taps a (w - w_zp)` of the output rows `rows` on raw values (padding reads
+    a_zp), float32 (N, R, OW * OC); `run_conv_plan` then subtracts `a_zp * sum_t (w - w_zp)`.
+
+    Exact in float32 in any order, fused or not: every product and partial sum is an integer
+    of magnitude at most taps * 255 * 255 = taps * 65,025, and with the a_zp term and the pair
+    corrections (`_pair_saturation`, each below 2^15) every value stays within
+    2 * taps * 65,025 + 2^15 * taps / 2 <= 2^24 for taps <= 128 (FBGEMM's and
+    pytorch_qnnpack's depthwise kernels have at most 49 taps; `depthwise_rows` refuses more).
+    So no int32 wrap can occur either, and one einsum per stride phase sums its taps.
+    """
+    kh, kw = weight_rows.shape[:2]
+    total = None
+    for phase in range(stride[1]):
+        taps = _phase_taps(phases, stride, (kh, kw), out_hw, rows, phase)
+        part = np.einsum("nbrqx,rqx->nbx", taps, weight_rows[:, phase :: stride[1]])
+        total = part if total is None else np.add(total, part, out=total)
+    return total
+
+
+def _risky_tap_pairs(prepared: ConvWeights, x: QTensor) -> tuple[int, ...]:
+    """The first taps t of FBGEMM's depthwise tap pairs (t, t + 1), t = 0, 2, 4, ... in
+    (r, s) order, that can leave int16 for this input: a_max * max_c(|w_t| + |w_t+1|) > 32,767
+    on raw values (a lone last tap cannot: |255 * -128| = 32,640). a_max, the largest input
+    value or a_zp (what padding reads), is read only when a pair of 255s could saturate."""
+    bounds = prepared.depthwise_pair_bounds
+    if 255 * bounds.max(initial=0) <= INT16_MAX:
+        return ()
+    a_max = max(int(x.int_repr.max(initial=0)), x.zero_point)
+    return tuple(2 * int(p) for p in np.flatnonzero(a_max * bounds > INT16_MAX))
+
+
+def _pair_saturation(
     phases: list[np.ndarray],
-    a_zp: int,
-    weight: np.ndarray,
-    w_zp: np.ndarray,
+    prepared: ConvWeights,
+    first: int,
     stride: Sequence[int],
     out_hw: tuple[int, int],
     rows: slice,
-    saturate_pairs: bool,
-    a_max: int,
 ) -> np.ndarray:
-    """FBGEMM's depthwise int32 accumulators (N, len(rows), OW, OC) of the output rows `rows`
-    (`saturate_pairs`), or the exact sums of the same windows (pytorch_qnnpack's `q8dwconv`),
-    as exact float32 integers.
-
-    `phases[p]`: the padded float32 NHWC input's columns p, p + SW, p + 2 SW, ... (one channel
-    per output channel), so column `ow * SW + s` of tap (r, s) is column `ow + s // SW` of
-    phase `s % SW`: each tap's row is a contiguous run of OW * OC values. `a_max`: the
-    largest input value.
-
-    `S = sum over tap pairs sat16(a_t0 w_t0 + a_t1 w_t1)` on raw values (padding reads
-    a_zp), then `acc = S - a_zp * sum_t w - w_zp * sum_t a + taps * a_zp * w_zp`
-    (`requantize_` subtracts `a_zp * col_offsets` and `row_offsets * w_zp`).
-    Exact in float32 in any order: each of the four terms is an integer of magnitude at
-    most taps * 255 * 128 = taps * 32,640, so every partial sum stays within 4 * 32,640 *
-    taps <= 2^24 for taps <= 128 (FBGEMM's depthwise kernels have at most 49); more taps
-    take float64. So no int32 wrap can occur either. A pair is clipped (`saturate_int16`)
-    only where pairs saturate and it can leave int16: a_max * max_c(|w_t0| + |w_t1|) > 32767.
-    """
-    out_channels, _, kh, kw = weight.shape
-    (sh, sw), (n, ow) = stride, (phases[0].shape[0], out_hw[1])
-    band = (n, rows.stop - rows.start, ow * out_channels)
-    taps = [
-        phases[s % sw][:, r + sh * rows.start : r + sh * rows.stop : sh, s // sw : s // sw + ow].reshape(band)
-        for r in range(kh)
-        for s in range(kw)
-    ]
-    dtype = np.float32 if kh * kw <= 128 else np.float64
-    w_taps = weight.reshape(out_channels, kh * kw).T.astype(dtype)  # (taps, OC), row-major taps
-    w_rows = np.tile(w_taps, (1, ow))  # (taps, OW * OC): each tap's weights along a row
-    pair_bound = a_max * (np.abs(w_taps[:-1]) + np.abs(w_taps[1:])).max(axis=1, initial=0)  # tap t: pair (t, t+1)
-    total = np.empty(band, dtype=dtype)
-    pair, second = np.empty_like(total), np.empty_like(total)
-    for t in range(0, len(taps), 2):
-        formed = total if t == 0 else pair  # the first pair is formed in the total itself
-        np.multiply(taps[t], w_rows[t], out=formed)  # u8 x s8 products (vpmaddubsw lanes), exact
-        if t + 1 < len(taps):
-            np.multiply(taps[t + 1], w_rows[t + 1], out=second)
-            formed += second
-            if saturate_pairs and pair_bound[t] > INT16_MAX:
-                np.clip(formed, INT16_MIN, INT16_MAX, out=formed)  # saturate_int16, in place
-        if t:
-            total += pair
-    w_zp = w_zp.astype(dtype)
-    total += np.tile(len(taps) * a_zp * w_zp - a_zp * w_taps.sum(axis=0), ow)  # the column offsets
-    if np.any(w_zp):  # row offsets (sum of the window's activations) only matter then
-        row_sum = np.zeros_like(total)
-        for tap in taps:
-            row_sum += tap
-        total -= np.tile(w_zp, ow) * row_sum
-    return total.reshape(n, band[1], ow, out_channels)
+    """`sat16(P) - P` for the tap pair P = a_t w_t + a_t+1 w_t+1 on raw values (`saturate_int16`
+    of FBGEMM's `vpmaddubsw` in its depthwise kernels), float32 (N, R, OW * OC); added to the
+    exact sums it gives FBGEMM's. |P| <= 2 * 255 * 128: exact in float32."""
+    (sh, sw), kw = stride, prepared.geometry[0][1]
+    ow = out_hw[1]
+    raw_rows = prepared.depthwise_raw_rows(ow)
+    pair = None
+    for t in (first, first + 1):
+        r, s = divmod(t, kw)
+        tap = phases[s % sw][:, r + sh * rows.start : r + sh * (rows.stop - 1) + 1 : sh, s // sw : s // sw + ow]
+        product = np.multiply(tap.reshape(tap.shape[:2] + (-1,)), raw_rows[t])
+        pair = product if pair is None else np.add(pair, product, out=pair)
+    return np.clip(pair, INT16_MIN, INT16_MAX) - pair
 
 
 def _im2col(
