@@ -45,7 +45,7 @@ from .gemm import (
     pairs_can_saturate,
     prepare_weights,
 )
-from .requantize import requant_params, requantize_u8acc32
+from .requantize import RequantParams, requant_params, requantize_u8acc32
 from .threads import bands, parallel_for, useful_workers
 from .winograd import (
     WinogradWeights,
@@ -190,27 +190,7 @@ def run_conv_plan(x: QTensor, plan: ConvPlan, workers: int = 1) -> QTensor:
     if plan.path == "depthwise":
         if prepared is None:
             prepared = prepare_conv_weight(weight, groups, stride, dilation)
-        phases = _raw_phases(x, (ph, pw), stride[1], out_channels // x.shape[1])
-        zero_point_term = x.zero_point * prepared.depthwise_weight_sums  # a_zp * sum_t (w - w_zp), exact
-        weight_rows = prepared.depthwise_rows(out_hw[1])
-        # FBGEMM's kernels saturate their tap pairs (vpmaddubsw); pytorch_qnnpack's q8dwconv sums exactly.
-        risky = () if qnnpack else _risky_tap_pairs(prepared, x)
-        ints = np.empty((x.shape[0],) + out_hw + (out_channels,), np.uint8)
-
-        def depthwise_band(rows: slice, _: Any, channels: slice) -> None:
-            acc = _depthwise_sums(phases, weight_rows, stride, out_hw, rows)
-            for pair in risky:
-                acc += _pair_saturation(phases, prepared, pair, stride, out_hw, rows)
-            acc = acc.reshape(acc.shape[:2] + out_hw[1:] + (out_channels,))
-            if x.zero_point:
-                acc -= zero_point_term
-            if acc_offset is not None:
-                acc = wrap_int32(acc.astype(np.int64) + acc_offset.astype(np.int64))
-            ints[:, rows] = requantize(acc, channels, fused=profile.depthwise_per_tensor_bias_fma)
-
-        # Bands of output rows keep the accumulator and its temporaries in cache.
-        row_bytes = 2 * 4 * x.shape[0] * out_hw[1] * out_channels
-        _run_in_bands(lambda rows: rows, depthwise_band, out_hw[0], row_bytes, out_channels, groups, workers)
+        ints = _depthwise_conv(x, plan, prepared, out_hw, (params, acc_offset, float_bias), workers)
     else:
         if prepared is None:
             prepared = prepare_conv_weight(weight, groups, stride, dilation)
@@ -219,6 +199,53 @@ def run_conv_plan(x: QTensor, plan: ConvPlan, workers: int = 1) -> QTensor:
         ints = _gemm_conv(x, prepared, geometry, out_hw, (pairs_saturate, acc_offset), requantize, workers)
     nchw = ints.transpose(0, 3, 1, 2)  # a view of the NHWC buffer: channels_last
     return QTensor(nchw, out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.channels_last)
+
+
+def _depthwise_conv(
+    x: QTensor,
+    plan: ConvPlan,
+    prepared: ConvWeights,
+    out_hw: tuple[int, int],
+    constants: tuple[RequantParams, np.ndarray | None, np.ndarray | None],
+    workers: int,
+) -> np.ndarray:
+    """The uint8 NHWC output of a depthwise conv (`_depthwise_sums`, the saturated pairs, the
+    zero-point term, then `requantize_u8acc32`); `constants` = (requantization constants,
+    pytorch_qnnpack's int32 bias or None, the float bias or None). Every per-channel constant is
+    repeated along a row of OW pixels, so each step runs along whole (N, rows, OW * OC) rows
+    instead of broadcasting a short channel vector per pixel (2x faster at 96 channels)."""
+    params, acc_offset, float_bias = constants
+    width, out_channels, library = out_hw[1], plan.weight.shape[0], plan.library
+
+    def along_rows(per_channel: np.ndarray) -> np.ndarray:
+        return np.tile(per_channel, width)
+
+    phases = _raw_phases(x, plan.padding, plan.stride[1], out_channels // x.shape[1])
+    weight_rows = prepared.depthwise_rows(width)
+    # FBGEMM's kernels saturate their tap pairs (vpmaddubsw); pytorch_qnnpack's q8dwconv sums exactly.
+    risky = () if library == "qnnpack" else _risky_tap_pairs(prepared, x)
+    zero_point_term = along_rows(x.zero_point * prepared.depthwise_weight_sums) if x.zero_point else None
+    offset = None if acc_offset is None else along_rows(acc_offset.astype(np.int64))
+    bias = None if float_bias is None else along_rows(float_bias)
+    row_params = params.tiled(width)
+    ints = np.empty((x.shape[0], out_hw[0], width * out_channels), np.uint8)
+
+    def depthwise_band(rows: slice, _: Any, __: slice) -> None:
+        acc = _depthwise_sums(phases, weight_rows, plan.stride, out_hw, rows)
+        for pair in risky:
+            acc += _pair_saturation(phases, prepared, pair, plan.stride, out_hw, rows)
+        if zero_point_term is not None:
+            acc -= zero_point_term  # a_zp * sum_t (w - w_zp): exact, as every term (`_depthwise_sums`)
+        if offset is not None:
+            acc = wrap_int32(acc.astype(np.int64) + offset)
+        fused = plan.profile.depthwise_per_tensor_bias_fma
+        ints[:, rows] = requantize_u8acc32(acc, bias, row_params, plan.out.zero_point, plan.relu, fused)
+
+    # Bands of output rows sized by the float32 accumulator alone: the einsum streams the
+    # taps, and fewer, larger bands measured faster (docs/speed.md).
+    row_bytes = 4 * x.shape[0] * width * out_channels
+    _run_in_bands(lambda rows: rows, depthwise_band, out_hw[0], row_bytes, out_channels, plan.groups, workers)
+    return ints.reshape(x.shape[0], out_hw[0], width, out_channels)
 
 
 @dataclass(frozen=True)
@@ -490,13 +517,16 @@ def _phase_taps(phases: list[np.ndarray], stride: Sequence[int], kernel: tuple[i
                 rows: slice, phase: int) -> np.ndarray:
     """The taps (r, s) with s % SW == phase of the output rows `rows`, as a strided view
     (N, rows, kh, taps in the phase, OW * OC): tap (r, s) of output (oh, ow) reads padded row
-    oh * SH + r, column ow * SW + s, which is column ow + s // SW of the phase."""
-    (sh, sw), (kh, kw), ow = stride, kernel, out_hw[1]
-    in_phase = len(range(phase, kw, sw))
-    windows = sliding_window_view(phases[phase], (kh, in_phase), axis=(1, 2))  # (N, H'-kh+1, Wp-q+1, OC, kh, q)
-    windows = windows[:, rows.start * sh : (rows.stop - 1) * sh + 1 : sh, :ow]  # (N, R, OW, OC, kh, q)
-    n, band, _, channels = windows.shape[:4]
-    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, band, kh, in_phase, ow * channels)
+    oh * SH + r, column ow * SW + s, which is column ow + s // SW of the phase; within a row
+    the OW * OC values from that column on are contiguous. The view is built directly on the
+    phase's buffer (`sliding_window_view` costs 20x more for these small arrays); NumPy
+    refuses it if it reached past the buffer."""
+    (sh, sw), (kh, kw), source = stride, kernel, phases[phase]
+    n, _, _, channels = source.shape
+    step_n, step_row, step_column, item = source.strides
+    shape = (n, rows.stop - rows.start, kh, len(range(phase, kw, sw)), out_hw[1] * channels)
+    strides = (step_n, sh * step_row, step_row, step_column, item)
+    return np.ndarray(shape, source.dtype, source, rows.start * sh * step_row, strides)
 
 
 def _depthwise_sums(
@@ -524,12 +554,15 @@ def _depthwise_sums(
 def _risky_tap_pairs(prepared: ConvWeights, x: QTensor) -> tuple[int, ...]:
     """The first taps t of FBGEMM's depthwise tap pairs (t, t + 1), t = 0, 2, 4, ... in
     (r, s) order, that can leave int16 for this input: a_max * max_c(|w_t| + |w_t+1|) > 32,767
-    on raw values (a lone last tap cannot: |255 * -128| = 32,640). a_max, the largest input
-    value or a_zp (what padding reads), is read only when a pair of 255s could saturate."""
+    on raw values (a lone last tap cannot: |255 * -128| = 32,640), where a_max is the largest
+    input value or a_zp (what padding reads); read only when a pair of 255s could saturate."""
     bounds = prepared.depthwise_pair_bounds
-    if 255 * bounds.max(initial=0) <= INT16_MAX:
+    safe_up_to = INT16_MAX // max(int(bounds.max(initial=0)), 1)  # a_max <= this: no pair can saturate
+    if safe_up_to >= 255:
         return ()
     a_max = max(int(x.int_repr.max(initial=0)), x.zero_point)
+    if a_max <= safe_up_to:
+        return ()
     return tuple(2 * int(p) for p in np.flatnonzero(a_max * bounds > INT16_MAX))
 
 

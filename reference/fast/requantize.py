@@ -44,6 +44,11 @@ class RequantParams:
         """The constants of the output channels `channels`."""
         return RequantParams(self.act_times_w_scale[channels], self.multiplier[channels], self.per_channel)
 
+    def tiled(self, width: int) -> RequantParams:
+        """The constants repeated `width` times: for accumulators laid out (..., width * OC),
+        e.g. rows of `width` pixels, whose steps then run along whole rows."""
+        return RequantParams(np.tile(self.act_times_w_scale, width), np.tile(self.multiplier, width), self.per_channel)
+
 
 def requant_params(
     act_scale: float, weight_scale: float | np.ndarray, out_scale: float, out_channels: int, library: str = "fbgemm"
