@@ -150,6 +150,7 @@ def json_scalar(value: np.generic) -> Any:
 
 def run_check(check: OpCheck, settings_profile: str, numerics: NumericsProfile) -> CheckResult:
     """Run one check as a Hypothesis property; never raises for a failing check."""
+    profiles.load_every_module()  # the same drawn cases in any process, after any other check
     result = CheckResult(check.name, check.op)
     labels: collections.Counter[str] = collections.Counter()
     reports: list[str] = []

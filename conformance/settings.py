@@ -31,6 +31,13 @@ percent, not reproduced since. The default budgets keep a margin over 10^6 anywa
 Locally "default" and "thorough" keep an example database, so a failure found once is
 replayed first next time.
 
+Same cases in every process. Hypothesis sometimes draws a constant it found in the source
+of the local (not installed: an editable install's) modules loaded at that moment
+(`HypothesisProvider._maybe_draw_constant`), so a check drawn in a `--jobs` worker, which
+has loaded fewer of quantspec's modules, or after other checks drew other cases than in a
+serial run. `load_every_module()`, called before every check, imports all of quantspec
+first: a derandomized check then draws the same cases wherever and after whatever it runs.
+
 Storage. Hypothesis's database and its caches go to `hypothesis_directory()` (env
 `QUANTSPEC_HYPOTHESIS_DB`, else `$XDG_CACHE_HOME/quantspec/hypothesis`, else
 `~/.cache/quantspec/hypothesis`), never to a `.hypothesis/` folder in the current directory:
@@ -42,7 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import importlib
 import os
+import pkgutil
 from pathlib import Path
 from typing import Iterator, Mapping, Union
 
@@ -86,6 +96,16 @@ def hypothesis_storage() -> Iterator[Path]:
         yield directory
     finally:
         set_hypothesis_home_dir(None)
+
+
+@functools.cache
+def load_every_module() -> None:
+    """Import every module of quantspec.reference, .production and .conformance (once per
+    process): the local constants Hypothesis draws from are then the same everywhere."""
+    for name in ("quantspec.reference", "quantspec.production", "quantspec.conformance"):
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+            importlib.import_module(module.name)
 
 
 def hypothesis_name(profile: str) -> str:
