@@ -1,9 +1,9 @@
 """`quantspec.reference.ops.conv2d`, fast: the same integers, by exact float32 BLAS GEMMs.
 
 Paths, by what the plain definition computes (FBGEMM's path names, `ops.conv2d.conv_path`):
-* depthwise (`_depthwise_acc`): int32 arrays, one tap pair at a time, each pair clipped to
-  int16 only when it can leave int16 (never for pytorch_qnnpack, which sums exactly); the
-  zero-point terms as offsets.
+* depthwise (`_depthwise_conv`): the exact float32 sums, one einsum per stride phase, then
+  `sat16(P) - P` for the tap pairs that can leave int16 (never for pytorch_qnnpack, which
+  sums exactly), and the zero-point term as an offset.
 * im2col, pointwise, groupwise: `gemm.exact_matmul` over im2col rows of the centered input
   (a 1x1 stride-1 input already is that matrix), plus `gemm.pair_saturation_correction`
   when FBGEMM's pairs can saturate. Stride-1 3x3 single-group convs with at least
@@ -290,8 +290,6 @@ class ConvWeights(PreparedWeights):
 
     def _depthwise_tiles(self, width: int, raw: bool) -> np.ndarray:
         (kh, kw), weights = self.geometry[0], self.raw if raw else self.gemm.centered
-        if kh * kw > 128:  # `_depthwise_sums`' exactness bound
-            raise ArgumentError(f"a depthwise kernel of {kh}x{kw} taps: the fast kernel sums at most 128")
 
         def form() -> np.ndarray:
             tiled = np.tile(self._tap_major(weights).astype(np.float32), (1, width))
@@ -536,11 +534,11 @@ def _depthwise_sums(
     a_zp), float32 (N, R, OW * OC); `run_conv_plan` then subtracts `a_zp * sum_t (w - w_zp)`.
 
     Exact in float32 in any order, fused or not: every product and partial sum is an integer
-    of magnitude at most taps * 255 * 255 = taps * 65,025, and with the a_zp term and the pair
-    corrections (`_pair_saturation`, each below 2^15) every value stays within
-    2 * taps * 65,025 + 2^15 * taps / 2 <= 2^24 for taps <= 128 (FBGEMM's and
-    pytorch_qnnpack's depthwise kernels have at most 49 taps; `depthwise_rows` refuses more).
-    So no int32 wrap can occur either, and one einsum per stride phase sums its taps.
+    of magnitude at most taps * 255 * 255 = taps * 65,025, as is the a_zp term, and with the
+    taps / 2 pair corrections (`_pair_saturation`, each at most 32,513) every intermediate
+    stays within taps * (65,025 + 16,257) <= 2^24 for taps <= 206 (the depthwise path has at
+    most 7x7 = 49: `conv_path`). So no int32 wrap can occur either, and one einsum per stride
+    phase sums its taps.
     """
     kh, kw = weight_rows.shape[:2]
     total = None
