@@ -267,7 +267,9 @@ def run_checks(
     `numerics` defaults to the profile detected for the running torch and CPU. With `jobs` > 1
     or a Dask `scheduler` the checks (registered ones: workers look them up by name) run in
     other processes (`production.parallel.ordered_map`); each check is independent and, when
-    derandomized, seeded by its name, so the verdicts are those of a serial run.
+    derandomized (smoke, and every profile in CI), seeded by its name and drawing from the
+    same constants in any process (`settings.load_every_module`), so the report is a serial
+    run's but for the seconds. Locally, default and thorough runs draw new cases every run.
     """
     profiles.hypothesis_name(settings_profile)  # validates the name before any work
     if numerics is None:
