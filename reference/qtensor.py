@@ -8,7 +8,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ._arguments import ArgumentError, describe, integer, integral_number, positive_scale
+from ._arguments import ArgumentError, describe, integer, integral_number, is_scale, positive_scale
 
 
 class QDtype(enum.Enum):
@@ -102,6 +102,8 @@ class QTensor:
     memory_format: MemoryFormat = MemoryFormat.contiguous
 
     def __post_init__(self) -> None:
+        if self._canonical():
+            return
         dtype = QDtype.parse(self.dtype)
         object.__setattr__(self, "dtype", dtype)
         object.__setattr__(self, "int_repr", _checked_int_repr(self.int_repr, dtype))
@@ -118,6 +120,25 @@ class QTensor:
             object.__setattr__(self, "axis", axis)
         if self.memory_format is MemoryFormat.channels_last and self.int_repr.ndim != 4:
             raise ArgumentError(f"memory_format channels_last needs a 4-d tensor, got shape {self.int_repr.shape}")
+
+    def _canonical(self) -> bool:
+        """Whether the fields are already what the checks below would make of them (a kernel's
+        output: its array, a QDtype, a float scale, an int zero point): then nothing needs
+        converting, and these few tests replace the general checks (half the cost of a
+        small op's result)."""
+        values, dtype, zero_point = self.int_repr, self.dtype, self.zero_point
+        return (
+            type(values) is np.ndarray
+            and type(dtype) is QDtype
+            and values.dtype == dtype.storage
+            and self.axis is None
+            and type(self.scale) is float
+            and is_scale(self.scale)
+            and type(zero_point) is int
+            and dtype.qmin <= zero_point <= dtype.qmax
+            and (self.memory_format is MemoryFormat.contiguous
+                 or (self.memory_format is MemoryFormat.channels_last and values.ndim == 4))
+        )
 
     @property
     def shape(self) -> tuple[int, ...]:
