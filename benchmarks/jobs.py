@@ -1,7 +1,10 @@
-"""Throughput at 1 and 2 jobs: `quantspec conform --profile smoke` (cases per second) and
-`quantspec verify --data` (images per second).
+"""Throughput at 1 and 2 jobs: `quantspec conform` (cases per second, per check and overall)
+and `quantspec verify --data` (images per second).
 
-    python benchmarks/jobs.py [--images N]
+    python benchmarks/jobs.py [--images N] [--profile smoke|default]
+
+Set CI=true to derandomize a default run as well, so that both runs draw the same cases
+(smoke always is).
 
 verify runs ResNet-20 (production.zoo, seeded random weights) converted by `quantspec quantize`
 on 32x32 images: the first N CIFAR-10 test images spread over the classes when ../shared/data
@@ -40,13 +43,16 @@ def quiet_main(argv: list[str]) -> tuple[int, str]:
     return status, out.getvalue()
 
 
-def conform_rate(jobs: int, scratch: Path) -> float:
-    """Cases per second of `conform --profile smoke --jobs jobs` over every check."""
+def conform_rates(jobs: int, scratch: Path, profile: str) -> tuple[float, dict[str, float]]:
+    """`conform --profile profile --jobs jobs`: (cases per wall second over every check, each
+    check's cases per second of its own time)."""
     path = scratch / f"conform-{jobs}.json"
     start = time.perf_counter()
-    quiet_main(["conform", "--profile", "smoke", "--json", str(path), "--jobs", str(jobs)])
+    quiet_main(["conform", "--profile", profile, "--json", str(path), "--jobs", str(jobs)])
     seconds = time.perf_counter() - start
-    return sum(check["cases"] for check in json.loads(path.read_text())["checks"]) / seconds
+    checks = json.loads(path.read_text())["checks"]
+    per_check = {check["name"]: check["cases"] / max(check["seconds"], 1e-9) for check in checks}
+    return sum(check["cases"] for check in checks) / seconds, per_check
 
 
 def synthetic_folder(root: Path, count: int) -> Path:
@@ -81,6 +87,7 @@ def verify_rate(model: Path, data: Path, images: int, jobs: int) -> float:
 def main_benchmark() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="images for verify --data (default 64)")
+    parser.add_argument("--profile", default="smoke", help="conform's settings profile (default smoke)")
     args = parser.parse_args()
     print(f"CPU: {describe_cpu()}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as name:
@@ -88,8 +95,12 @@ def main_benchmark() -> None:
         data = SHARED_TEST if SHARED_TEST.is_dir() else synthetic_folder(scratch / "images", args.images)
         model = converted_resnet20(scratch, data.parent / "calib" if data == SHARED_TEST else data)
         print(f"verify --data: ResNet-20 on {args.images} images of {data}")
-        for jobs in (1, 2):
-            print(f"  conform --profile smoke --jobs {jobs}: {conform_rate(jobs, scratch):8.1f} cases/s")
+        overall, per_check = zip(*(conform_rates(jobs, scratch, args.profile) for jobs in (1, 2)))
+        print(f"conform --profile {args.profile}, cases per second (each check's cases over its own seconds):")
+        print(f"  {'check':<24} {'1 job':>9} {'2 jobs':>9}")
+        for name in per_check[0]:
+            print(f"  {name:<24} {per_check[0][name]:9.1f} {per_check[1][name]:9.1f}")
+        print(f"  {'all (wall time)':<24} {overall[0]:9.1f} {overall[1]:9.1f}")
         for jobs in (1, 2):
             print(f"  verify --data --jobs {jobs}: {verify_rate(model, data, args.images, jobs):8.1f} images/s")
 
