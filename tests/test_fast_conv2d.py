@@ -276,3 +276,22 @@ def test_a_conv_plan_runs_only_inputs_like_the_one_it_was_formed_for():
     for other in (q_u8(np.zeros((1, 3, 2, 2))), q_s8(np.zeros((1, 2, 2, 2))), np.zeros((1, 2, 2, 2), np.uint8)):
         with pytest.raises(ArgumentError):
             fast.run_conv_plan(other, plan)
+
+
+def test_depthwise_row_constants_follow_every_qparam_and_bias_on_one_prepared_weight():
+    # The depthwise kernel keeps its per-row constants (zero-point term, bias, requantization
+    # constants) on the prepared weight; a call with another input zero point or scale, output
+    # scale, width or bias must not reuse another call's, under FBGEMM and pytorch_qnnpack.
+    rng = np.random.default_rng(5)
+    w = QTensor(rng.integers(-128, 128, (8, 1, 3, 3)).astype(np.int8), rng.uniform(0.01, 0.02, 8),
+                np.zeros(8, np.int64), "qint8", axis=0)
+    prepared = fast.prepare_conv_weight(w, 8)
+    bias_a, bias_b = rng.normal(0, 1, 8).astype(np.float32), rng.normal(0, 1, 8).astype(np.float32)
+    calls = [(0.05, 0, 6, 0.5, bias_a), (0.05, 9, 6, 0.5, bias_a), (0.07, 9, 6, 0.5, bias_a),
+             (0.07, 9, 6, 0.25, bias_a), (0.07, 9, 5, 0.25, bias_a), (0.07, 9, 5, 0.25, bias_b),
+             (0.07, 9, 5, 0.25, None)]
+    for profile in (AVX2_213, get_profile("torch2.13-avx2-qnnpack")):
+        for scale, zero_point, width, out_scale, bias in calls * 2:  # each call twice: the second from the cache
+            x = QTensor(rng.integers(0, 256, (1, 8, 5, width)).astype(np.uint8), scale, zero_point, "quint8")
+            args = (x, w, bias, (1, 1), (1, 1), (1, 1), 8, out_scale, 3, False, profile)
+            assert np.array_equal(fast.conv2d(*args, prepared=prepared).int_repr, conv2d(*args).int_repr)

@@ -220,14 +220,20 @@ def _depthwise_conv(
     def along_rows(per_channel: np.ndarray) -> np.ndarray:
         return np.tile(per_channel, width)
 
+    def row_constants() -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, RequantParams]:
+        zero_point_term = along_rows(x.zero_point * prepared.depthwise_weight_sums) if x.zero_point else None
+        offset = None if acc_offset is None else along_rows(acc_offset.astype(np.int64))
+        bias = None if float_bias is None else along_rows(float_bias)
+        return zero_point_term, offset, bias, params.tiled(width)
+
+    # Formed once per width, input and output qparams, bias and library: a model's conv sees the same ones every run.
+    key = ("depthwise rows", width, x.scale, x.zero_point, plan.out.scale, library,
+           None if float_bias is None else float_bias.tobytes(), None if acc_offset is None else acc_offset.tobytes())
+    zero_point_term, offset, bias, row_params = prepared.derived(key, row_constants)
     phases = _raw_phases(x, plan.padding, plan.stride[1], out_channels // x.shape[1])
     weight_rows = prepared.depthwise_rows(width)
     # FBGEMM's kernels saturate their tap pairs (vpmaddubsw); pytorch_qnnpack's q8dwconv sums exactly.
     risky = () if library == "qnnpack" else _risky_tap_pairs(prepared, x)
-    zero_point_term = along_rows(x.zero_point * prepared.depthwise_weight_sums) if x.zero_point else None
-    offset = None if acc_offset is None else along_rows(acc_offset.astype(np.int64))
-    bias = None if float_bias is None else along_rows(float_bias)
-    row_params = params.tiled(width)
     ints = np.empty((x.shape[0], out_hw[0], width * out_channels), np.uint8)
 
     def depthwise_band(rows: slice, _: Any, __: slice) -> None:

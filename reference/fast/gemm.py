@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Hashable, TypeVar
 
 import numpy as np
 
@@ -270,7 +270,7 @@ class PreparedWeights:
     weight_scale: float | np.ndarray
     raw: np.ndarray
     _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
-    _derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def requant_params(self, act_scale: float, out_scale: float, library: str = "fbgemm") -> RequantParams:
         """`requantize.requant_params` of this weight, formed once per (act_scale, out_scale, library)."""
@@ -285,7 +285,7 @@ class PreparedWeights:
         """The weight of FBGEMM's `vpmaddubsw` pairs (`prepare_pair_weights`), formed on first use."""
         return prepare_pair_weights(self.raw)
 
-    def derived(self, name: str, form: Callable[[], T]) -> T:
+    def derived(self, name: Hashable, form: Callable[[], T]) -> T:
         """`form()`, formed on first use and kept under `name`: the operands another library's
         kernels derive from this weight (`onednn.OnednnWeights`), formed once per weight as
         FBGEMM's are."""
