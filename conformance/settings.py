@@ -101,11 +101,14 @@ def hypothesis_storage() -> Iterator[Path]:
 @functools.cache
 def load_every_module() -> None:
     """Import every module of quantspec.reference, .production and .conformance (once per
-    process): the local constants Hypothesis draws from are then the same everywhere."""
+    process): the local constants Hypothesis draws from are then the same everywhere. A module
+    whose optional extra is not installed (ImportError, e.g. the onnx target) is skipped: no
+    process of this installation can load it."""
     for name in ("quantspec.reference", "quantspec.production", "quantspec.conformance"):
         package = importlib.import_module(name)
         for module in pkgutil.walk_packages(package.__path__, f"{name}."):
-            importlib.import_module(module.name)
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module.name)
 
 
 def hypothesis_name(profile: str) -> str:

@@ -280,3 +280,22 @@ def test_every_case_labelled_winograd_runs_winograd(case: conv_check.ConvCase) -
         labelled = conv_check.takes_winograd(case)
     if labelled:
         assert _runs_winograd(case)
+
+
+def test_loading_every_module_skips_one_whose_optional_extra_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `conform` under the conform extra alone (no onnx) must still run: the onnx target's
+    # import fails there, and every process of that installation skips it alike.
+    from quantspec.conformance import settings as profiles
+
+    real_import = importlib.import_module
+    attempted = []
+
+    def import_without_onnx(name: str, *args: object) -> object:
+        attempted.append(name)
+        if name == "quantspec.conformance.onnx_target":
+            raise ImportError("the onnxruntime target needs the onnx extra")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", import_without_onnx)
+    profiles.load_every_module.__wrapped__()  # the uncached body; raises if the ImportError escapes
+    assert "quantspec.conformance.onnx_target" in attempted and "quantspec.reference.fast.conv2d" in attempted
