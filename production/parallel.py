@@ -8,8 +8,8 @@ picklable: a worker loads what it needs itself (e.g. a model, cached per process
 Local processes are started with "spawn", not "fork": torch's thread pools do not survive a
 fork. Each is spawned with its share of the CPUs for its thread pools (`worker_thread_environment`:
 OMP_NUM_THREADS for torch, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS for NumPy's BLAS), as Dask's
-nanny does for its workers: N processes each starting a pool as wide as the machine would
-oversubscribe the cores, and OpenMP and OpenBLAS threads spin while they wait.
+nanny does for its workers, and with OMP_WAIT_POLICY=PASSIVE: N processes each starting a pool
+as wide as the machine would oversubscribe the cores, and OpenMP threads spin while they wait.
 
 Dask (`scheduler`, an address such as tcp://host:8786) needs the optional extra
 `pip install 'quantspec[dask]'`; its workers must have quantspec installed too.
@@ -63,15 +63,18 @@ def usable_cpus() -> int:
 
 
 def worker_thread_environment(jobs: int, cpus: int, environ: Mapping[str, str]) -> dict[str, str]:
-    """The thread-count variables each of `jobs` workers starts with: `cpus // jobs` threads
-    (at least 1) for every variable in `THREAD_VARIABLES` that `environ` does not set already
-    (a user's setting is kept).
+    """The variables each of `jobs` workers starts with: `cpus // jobs` threads (at least 1)
+    for every variable in `THREAD_VARIABLES`, and OMP_WAIT_POLICY=PASSIVE, so that an OpenMP
+    thread waiting at a barrier sleeps instead of spinning on a core another worker needs
+    (a check that asks torch for more threads than its share, to cover thread splits, then
+    costs its neighbour little). A variable `environ` sets already is kept.
 
     >>> worker_thread_environment(2, 8, {"OPENBLAS_NUM_THREADS": "3"})
-    {'OMP_NUM_THREADS': '4', 'MKL_NUM_THREADS': '4'}
+    {'OMP_NUM_THREADS': '4', 'MKL_NUM_THREADS': '4', 'OMP_WAIT_POLICY': 'PASSIVE'}
     """
     share = str(max(1, cpus // jobs))
-    return {name: share for name in THREAD_VARIABLES if name not in environ}
+    wanted = {**{name: share for name in THREAD_VARIABLES}, "OMP_WAIT_POLICY": "PASSIVE"}
+    return {name: value for name, value in wanted.items() if name not in environ}
 
 
 @contextlib.contextmanager

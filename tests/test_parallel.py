@@ -10,21 +10,25 @@ import pytest
 from quantspec.production.parallel import THREAD_VARIABLES, ordered_map, usable_cpus, worker_thread_environment
 
 
-def test_each_worker_gets_its_share_of_the_cpus() -> None:
+def test_each_worker_gets_its_share_of_the_cpus_and_passive_waits() -> None:
     # 8 CPUs over 3 jobs: 8 // 3 = 2 threads each; 2 CPUs over 4 jobs: never below 1.
-    assert worker_thread_environment(3, 8, {}) == {name: "2" for name in THREAD_VARIABLES}
-    assert worker_thread_environment(4, 2, {}) == {name: "1" for name in THREAD_VARIABLES}
+    assert worker_thread_environment(3, 8, {}) == {**{name: "2" for name in THREAD_VARIABLES},
+                                                   "OMP_WAIT_POLICY": "PASSIVE"}
+    assert worker_thread_environment(4, 2, {}) == {**{name: "1" for name in THREAD_VARIABLES},
+                                                   "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def test_a_users_setting_is_kept() -> None:
-    assert "OMP_NUM_THREADS" not in worker_thread_environment(2, 8, {"OMP_NUM_THREADS": "7"})
+    kept = worker_thread_environment(2, 8, {"OMP_NUM_THREADS": "7", "OMP_WAIT_POLICY": "ACTIVE"})
+    assert "OMP_NUM_THREADS" not in kept and "OMP_WAIT_POLICY" not in kept
 
 
 def test_spawned_workers_see_the_variables_and_the_parent_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in THREAD_VARIABLES:
+    names = [*THREAD_VARIABLES, "OMP_WAIT_POLICY"]
+    for name in names:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "5")
-    seen = list(ordered_map(os.getenv, list(THREAD_VARIABLES), jobs=2))  # os.getenv runs in the workers
+    seen = list(ordered_map(os.getenv, names, jobs=2))  # os.getenv runs in the workers
     share = str(max(1, usable_cpus() // 2))
-    assert seen == [share, share, "5"]
-    assert [os.getenv(name) for name in THREAD_VARIABLES] == [None, None, "5"]
+    assert seen == [share, share, "5", "PASSIVE"]
+    assert [os.getenv(name) for name in names] == [None, None, "5", None]
