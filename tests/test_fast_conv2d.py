@@ -12,6 +12,7 @@ Winograd, band cuts and prepared weights.
 from __future__ import annotations
 
 import collections
+import re
 import sys
 
 import numpy as np
@@ -239,6 +240,21 @@ def test_prepared_weights_form_requant_params_once_per_pair_of_scales(monkeypatc
     assert calls.count((0.05, 0.5)) == 3 and calls.count((0.05, 0.25)) == 2
 
 
+def test_a_prepared_weight_keeps_a_bounded_number_of_requantizations():
+    # A caller that varies the output scale on every call: the prepared weight keeps only the
+    # newest KEPT_ENTRIES sets of constants, and an evicted scale is formed again, not reused stale.
+    rng = np.random.default_rng(3)
+    x = QTensor(rng.integers(0, 256, (1, 4, 4, 4)).astype(np.uint8), 0.05, 3, "quint8")
+    w = QTensor(rng.integers(-128, 128, (6, 4, 1, 1)).astype(np.int8), 0.02, 0, "qint8")
+    prepared = fast.prepare_conv_weight(w, 1)
+    out_scales = [0.1 + 0.01 * i for i in range(GEMM.KEPT_ENTRIES + 6)] + [0.1]  # 0.1 again, once evicted
+    for out_scale in out_scales:
+        args = (x, w, None, (1, 1), (0, 0), (1, 1), 1, out_scale, 7)
+        assert np.array_equal(fast.conv2d(*args, prepared=prepared).int_repr, conv2d(*args).int_repr)
+    kept = [key[1] for key in prepared._requant]
+    assert len(kept) == GEMM.KEPT_ENTRIES and kept[-1] == 0.1 and kept[0] == out_scales[7]
+
+
 @pytest.mark.parametrize("kernel", [3, 5, 7])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("multiplier", [1, 2])
@@ -276,6 +292,36 @@ def test_a_conv_plan_runs_only_inputs_like_the_one_it_was_formed_for():
     for other in (q_u8(np.zeros((1, 3, 2, 2))), q_s8(np.zeros((1, 2, 2, 2))), np.zeros((1, 2, 2, 2), np.uint8)):
         with pytest.raises(ArgumentError):
             fast.run_conv_plan(other, plan)
+
+
+@pytest.mark.parametrize(
+    ("prepared_for", "call", "named"),
+    [
+        (((6, 4, 3, 3), 1, (1, 1)), ((6, 4, 3, 3), 1, (2, 2)), "(kernel, stride, dilation, groups)"),
+        (((6, 4, 1, 1), 1, (1, 1)), ((6, 4, 3, 3), 1, (1, 1)), "(kernel, stride, dilation, groups)"),
+        (((8, 4, 3, 3), 1, (1, 1)), ((6, 4, 3, 3), 1, (1, 1)), "8 output channels"),
+        (((6, 2, 3, 3), 2, (1, 1)), ((6, 4, 3, 3), 2, (1, 1)), "2 input channels per group"),
+    ],
+)
+def test_a_prepared_weight_of_another_shape_or_geometry_is_refused(prepared_for, call, named):
+    def weight(shape):
+        return QTensor(np.ones(shape, np.int8), 0.02, 0, "qint8")
+
+    shape, groups, stride = prepared_for
+    prepared = fast.prepare_conv_weight(weight(shape), groups, stride)
+    shape, groups, stride = call
+    x = QTensor(np.zeros((1, shape[1] * groups, 6, 6), np.uint8), 0.05, 3, "quint8")
+    with pytest.raises(ArgumentError, match=re.escape(named)):
+        fast.conv2d(x, weight(shape), None, stride, (1, 1), (1, 1), groups, 0.5, 7, prepared=prepared)
+
+
+@pytest.mark.parametrize(
+    ("shape", "groups", "named"),
+    [((6, 4, 3, 3), 4, "groups=4 expects out_channels divisible by it"), ((6, 4), 1, "4-d qint8")],
+)
+def test_prepare_conv_weight_refuses_a_weight_its_groups_cannot_split(shape, groups, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        fast.prepare_conv_weight(QTensor(np.ones(shape, np.int8), 0.02, 0, "qint8"), groups)
 
 
 def test_depthwise_row_constants_follow_every_qparam_and_bias_on_one_prepared_weight():

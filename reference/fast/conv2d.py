@@ -30,6 +30,7 @@ from ..ops._validate import check_qtensor, checked_bias, output_qparams
 from ..ops.conv2d import (
     check_conv_arguments,
     check_conv_inputs,
+    check_conv_weight,
     conv_output_size,
     conv_path,
     qnnpack_conv_bias,
@@ -149,6 +150,11 @@ def plan_conv2d(
         raise ArgumentError(
             f"prepared was formed for (kernel, stride, dilation, groups) = {prepared.geometry}, "
             f"not this call's {(kernel, stride, dilation, groups)}"
+        )
+    if prepared is not None and prepared.raw.shape != _krsc_shape(weight.shape, groups):
+        raise ArgumentError(
+            f"prepared was formed for a weight of {prepared.gemm.out_channels} output channels and "
+            f"{prepared.raw.shape[2] // (kernel[0] * kernel[1])} input channels per group, not {weight.shape}"
         )
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d", profile)
     bias32 = checked_bias(bias, out_channels)
@@ -321,12 +327,19 @@ def prepare_conv_weight(
     """`ConvWeights` of `weight` for a conv with this geometry."""
     check_qtensor(weight, "weight")
     integer(groups, "groups", minimum=1)
+    check_conv_weight(weight, groups)
     stride = int_tuple(stride, "stride", 2, minimum=1)
     dilation = int_tuple(dilation, "dilation", 2, minimum=1)
-    out_channels, c_per_g, kh, kw = weight.shape
-    krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, kh * kw * c_per_g)
+    krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(_krsc_shape(weight.shape, groups))
+    kh, kw = weight.shape[2:]
     geometry = ((kh, kw), stride, dilation, groups)
     return ConvWeights(prepare_weights(krsc, weight.zero_point), weight.scale, krsc, geometry=geometry)
+
+
+def _krsc_shape(weight_shape: tuple[int, ...], groups: int) -> tuple[int, int, int]:
+    """The shape (G, OC/G, kh*kw*C/G) of `ConvWeights.raw` for an (OC, C/G, kh, kw) weight."""
+    out_channels, c_per_g, kh, kw = weight_shape
+    return groups, out_channels // groups, kh * kw * c_per_g
 
 
 def _gemm_conv(

@@ -9,8 +9,9 @@ evaluated only where a pair can leave int16.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Callable, Hashable, TypeVar
 
 import numpy as np
@@ -21,6 +22,9 @@ from .threads import bands, parallel_for
 
 # float32 represents every integer of magnitude <= 2^24 exactly.
 _F32_EXACT = 2**24
+
+# Entries each cache of a `PreparedWeights` keeps (`PreparedWeights._kept`).
+KEPT_ENTRIES = 64
 
 T = TypeVar("T")
 
@@ -271,14 +275,12 @@ class PreparedWeights:
     raw: np.ndarray
     _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
     _derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def requant_params(self, act_scale: float, out_scale: float, library: str = "fbgemm") -> RequantParams:
         """`requantize.requant_params` of this weight, formed once per (act_scale, out_scale, library)."""
-        key = (act_scale, out_scale, library)
-        if key not in self._requant:
-            channels = self.gemm.out_channels
-            self._requant[key] = requant_params(act_scale, self.weight_scale, out_scale, channels, library)
-        return self._requant[key]
+        form = partial(requant_params, act_scale, self.weight_scale, out_scale, self.gemm.out_channels, library)
+        return self._kept(self._requant, (act_scale, out_scale, library), form)
 
     @cached_property
     def pairs(self) -> PairWeights:
@@ -289,9 +291,22 @@ class PreparedWeights:
         """`form()`, formed on first use and kept under `name`: the operands another library's
         kernels derive from this weight (`onednn.OnednnWeights`), formed once per weight as
         FBGEMM's are."""
-        if name not in self._derived:
-            self._derived[name] = form()
-        return self._derived[name]
+        return self._kept(self._derived, name, form)
+
+    def _kept(self, cache: dict[Any, T], key: Hashable, form: Callable[[], T]) -> T:
+        """`cache[key]`, formed by `form()` on first use. A model node asks for one entry per
+        qparams (a few per width for depthwise); a caller that varies its scales on every call
+        would grow the cache without end, so past `KEPT_ENTRIES` the oldest entry goes. The
+        lock keeps that eviction safe when threads share one prepared weight."""
+        with self._lock:
+            if key in cache:
+                return cache[key]
+        value = form()
+        with self._lock:
+            if key not in cache and len(cache) >= KEPT_ENTRIES:
+                del cache[next(iter(cache))]
+            cache[key] = value
+        return value
 
 
 def pair_saturation_correction(a: np.ndarray, weights: PairWeights) -> np.ndarray | None:

@@ -450,15 +450,23 @@ def check_conv_inputs(x: QTensor, weight: QTensor, groups: int) -> tuple[int, tu
     """Validate dtypes, qschemes and shapes; return (out_channels, (kH, kW))."""
     if x.dtype is not QDtype.quint8 or x.per_channel or x.int_repr.ndim != 4:
         raise ValueError(f"conv2d expects x to be a 4-d per-tensor quint8 activation (NCHW), got {x!r}")
+    out_channels, kernel = check_conv_weight(weight, groups)
+    if weight.shape[1] * groups != x.shape[1]:
+        raise ValueError(
+            f"groups={groups} with weight {weight.shape} expects {weight.shape[1] * groups} input channels; "
+            f"got input {x.shape}"
+        )
+    return out_channels, kernel
+
+
+def check_conv_weight(weight: QTensor, groups: int) -> tuple[int, tuple[int, int]]:
+    """Validate the weight's dtype, qscheme and shape for `groups`; return (out_channels, (kH, kW))."""
     if weight.dtype is not QDtype.qint8 or weight.int_repr.ndim != 4:
         raise ValueError(f"conv2d expects weight to be a 4-d qint8 tensor (OC, IC/groups, kH, kW), got {weight!r}")
     if weight.per_channel and weight.axis != 0:
         raise ValueError(f"per-channel conv weights must use axis 0, got axis {weight.axis}")
-    out_channels, c_per_g = weight.shape[:2]
-    if groups < 1 or out_channels % groups or c_per_g * groups != x.shape[1]:
-        raise ValueError(
-            f"groups={groups} with weight {weight.shape} expects {c_per_g * groups} input channels "
-            f"and out_channels divisible by groups; got input {x.shape}"
-        )
+    out_channels = weight.shape[0]
+    if groups < 1 or out_channels % groups:
+        raise ValueError(f"groups={groups} expects out_channels divisible by it; got weight {weight.shape}")
     return out_channels, (weight.shape[2], weight.shape[3])
 
