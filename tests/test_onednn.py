@@ -180,11 +180,15 @@ def test_fast_equals_plain():
 
 def test_prepared_weights_form_their_onednn_operands_once(monkeypatch):
     # The interpreter hands the fast kernels one prepared weight per conv and linear on every
-    # run: its oneDNN operands (float64 weight, pair candidates) are formed on the first call
-    # only, and every call still gives the plain op's integers.
-    formed = []
-    original = FAST_ONEDNN.onednn_weights
-    monkeypatch.setattr(FAST_ONEDNN, "onednn_weights", lambda *args: formed.append(1) or original(*args))
+    # run: its oneDNN operands (float64 weight, pair candidates) and output-stage scales are
+    # formed on the first call only, the weight is never copied into K order again, and every
+    # call still gives the plain op's integers.
+    formed, scaled, reordered = [], [], []
+    for name, calls in (("onednn_weights", formed), ("requant_scales_onednn_ref", scaled),
+                        ("conv_weight_in_k_order", reordered)):
+        original = getattr(FAST_ONEDNN, name)
+        monkeypatch.setattr(FAST_ONEDNN, name, lambda *args, calls=calls, original=original:
+                            calls.append(1) or original(*args))
     rng = np.random.default_rng(8)
     for kind in KINDS:
         args = _random_conv(rng, kind)
@@ -197,7 +201,8 @@ def test_prepared_weights_form_their_onednn_operands_once(monkeypatch):
         expected = linear(*largs[:5], relu=largs[5], profile=ONEDNN).int_repr
         for _ in range(2):
             assert np.array_equal(fast.linear(*largs[:5], largs[5], ONEDNN, prepared=prepared).int_repr, expected)
-    assert len(formed) == 2 * len(KINDS)  # once per weight, not once per call
+    assert len(formed) == len(scaled) == 2 * len(KINDS)  # once per weight, not once per call
+    assert not reordered  # the prepared weight already holds it
 
 
 # --- against torch under the onednn engine ----------------------------------------------------------

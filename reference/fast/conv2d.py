@@ -33,6 +33,7 @@ from ..ops.conv2d import (
     check_conv_weight,
     conv_output_size,
     conv_path,
+    conv_weight_in_k_order,
     qnnpack_conv_bias,
 )
 from ..profile import DEFAULT_PROFILE, NumericsProfile, specified_library
@@ -151,7 +152,7 @@ def plan_conv2d(
             f"prepared was formed for (kernel, stride, dilation, groups) = {prepared.geometry}, "
             f"not this call's {(kernel, stride, dilation, groups)}"
         )
-    if prepared is not None and prepared.raw.shape != _krsc_shape(weight.shape, groups):
+    if prepared is not None and prepared.raw.shape != (groups, out_channels // groups, weight.int_repr[0].size):
         raise ArgumentError(
             f"prepared was formed for a weight of {prepared.gemm.out_channels} output channels and "
             f"{prepared.raw.shape[2] // (kernel[0] * kernel[1])} input channels per group, not {weight.shape}"
@@ -330,16 +331,10 @@ def prepare_conv_weight(
     check_conv_weight(weight, groups)
     stride = int_tuple(stride, "stride", 2, minimum=1)
     dilation = int_tuple(dilation, "dilation", 2, minimum=1)
-    krsc = weight.int_repr.transpose(0, 2, 3, 1).reshape(_krsc_shape(weight.shape, groups))
+    krsc = conv_weight_in_k_order(weight, groups)
     kh, kw = weight.shape[2:]
     geometry = ((kh, kw), stride, dilation, groups)
     return ConvWeights(prepare_weights(krsc, weight.zero_point), weight.scale, krsc, geometry=geometry)
-
-
-def _krsc_shape(weight_shape: tuple[int, ...], groups: int) -> tuple[int, int, int]:
-    """The shape (G, OC/G, kh*kw*C/G) of `ConvWeights.raw` for an (OC, C/G, kh, kw) weight."""
-    out_channels, c_per_g, kh, kw = weight_shape
-    return groups, out_channels // groups, kh * kw * c_per_g
 
 
 def _gemm_conv(

@@ -10,18 +10,20 @@ Equal to `ops.conv2d` / `ops.linear` under an onednn profile (tests/test_onednn.
   the image read as 0: never a candidate);
 - int32 adds wrap (`vpaddd`), so wrapping the int64 total once is the same.
 The weight side (`OnednnWeights`: float64 copies, the pairs' |w| and candidates) is formed once
-per prepared weight (`gemm.PreparedWeights.derived`), as oneDNN reorders a weight once.
+per prepared weight (`gemm.PreparedWeights.derived`), as oneDNN reorders a weight once; the
+output-stage scales once per prepared weight and pair of input and output scales.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
 from ..numerics import onednn_gemm_k_blocks, requant_scales_onednn_ref, requantize_u8acc32_onednn_ref, wrap_int32
-from ..ops.conv2d import conv_gemm_operands, onednn_conv_kernel, onednn_tap_validity
+from ..ops.conv2d import conv_weight_in_k_order, conv_windows_in_k_order, onednn_conv_kernel, onednn_tap_validity
 from ..ops.linear import refuse_asymmetric_onednn_weight
 from ..qtensor import MemoryFormat, QDtype, QTensor
 from .gemm import PairWeights, PreparedWeights, pair_saturation_correction, prepare_pair_weights
@@ -62,9 +64,9 @@ def linear(
     oneDNN operands, or None (formed here)."""
     refuse_asymmetric_onednn_weight(np.asarray(weight.zero_point))
     rows = x.int_repr.reshape(-1, weight.shape[1])
-    weights = _kept(prepared, weight.int_repr[None], lambda: _linear_pair_starts(weight.shape[1]))
+    weights = _kept(prepared, lambda: weight.int_repr[None], lambda: _linear_pair_starts(weight.shape[1]))
     acc = _saturating_dot(rows, rows, x.zero_point, weights.exact[0], weights.pairs[0])
-    scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "linear", weight.per_channel)
+    scales = _requant_scales(prepared, x, weight, out, "linear")
     ints = requantize_u8acc32_onednn_ref(acc, bias, scales, out.zero_point, relu)
     shape = x.shape[:-1] + (weight.shape[0],)
     return QTensor(ints.reshape(shape), out.scale, out.zero_point, QDtype.quint8, memory_format=MemoryFormat.contiguous)
@@ -87,13 +89,14 @@ def conv2d(
     refuse_asymmetric_onednn_weight(np.asarray(weight.zero_point))
     stride, padding, dilation = geometry
     out_channels, kernel = weight.shape[0], (weight.shape[2], weight.shape[3])
-    windows, w_k, _ = conv_gemm_operands(x, weight, stride, padding, dilation, groups)
+    windows = conv_windows_in_k_order(x, kernel, stride, padding, dilation, groups)
     n, oh, ow = windows.shape[:3]
     taps, c_per_g = kernel[0] * kernel[1], x.shape[1] // groups
     inside = onednn_tap_validity(x.shape[2:], kernel, stride, padding, dilation, (oh, ow))
     valid = np.broadcast_to(inside, (n, oh, ow, taps))
     valid = np.repeat(valid.reshape(-1, taps), c_per_g, axis=1)  # (M, K), K = (tap, c)
     kernel_name = onednn_conv_kernel(x.shape[1], out_channels, groups)
+    w_k = partial(conv_weight_in_k_order, weight, groups)
     weights = _kept(prepared, w_k, lambda: _conv_pair_starts(kernel_name, taps, c_per_g))
     flat = windows.reshape(n * oh * ow, groups, -1)
     acc = np.concatenate(
@@ -103,7 +106,7 @@ def conv2d(
         ],
         axis=-1,
     )
-    scales = requant_scales_onednn_ref(x.scale, weight.scale, out.scale, "conv2d", weight.per_channel, kernel_name)
+    scales = _requant_scales(prepared, x, weight, out, "conv2d", kernel_name)
     nhwc = requantize_u8acc32_onednn_ref(acc, bias, scales, out.zero_point, relu, kernel_name)
     nhwc = nhwc.reshape(n, oh, ow, out_channels)
     return QTensor(
@@ -111,13 +114,26 @@ def conv2d(
     )
 
 
-def _kept(prepared: PreparedWeights | None, raw: np.ndarray, pair_starts: Callable[[], np.ndarray]) -> OnednnWeights:
-    """`onednn_weights` of the int8 weights `raw` (G, N/G, K), pairs at `pair_starts()`: formed
-    once and kept on `prepared` (of the same weight, in the same K order), or formed now when
-    it is None."""
+def _kept(
+    prepared: PreparedWeights | None, raw: Callable[[], np.ndarray], pair_starts: Callable[[], np.ndarray]
+) -> OnednnWeights:
+    """`onednn_weights` of the int8 weights `raw()` (G, N/G, K), pairs at `pair_starts()`: formed
+    once and kept on `prepared` (of the same weight, in the same K order: its `raw`), or formed
+    now when it is None."""
     if prepared is None:
-        return onednn_weights(raw, pair_starts())
+        return onednn_weights(raw(), pair_starts())
     return prepared.derived("onednn", lambda: onednn_weights(prepared.raw, pair_starts()))
+
+
+def _requant_scales(
+    prepared: PreparedWeights | None, x: QTensor, weight: QTensor, out: QTensor, op: str, kernel_name: str = "jit"
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """`requant_scales_onednn_ref` for this call: kept on `prepared` per (input scale, output
+    scale, kernel), as oneDNN's primitive keeps the scales it was created with."""
+    form = partial(requant_scales_onednn_ref, x.scale, weight.scale, out.scale, op, weight.per_channel, kernel_name)
+    if prepared is None:
+        return form()
+    return prepared.derived(("onednn scales", x.scale, out.scale, op, kernel_name), form)
 
 
 def _linear_pair_starts(depth: int) -> np.ndarray:

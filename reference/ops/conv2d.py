@@ -369,24 +369,30 @@ def conv_gemm_operands(
     """The GEMM a conv computes, in K order (kh, kw, c) within a group: the raw uint8 windows
     (N, OH, OW, G, K), the int8 weights (G, OC/G, K) and their zero points (G, OC/G)."""
     out_channels, kernel = weight.shape[0], (weight.shape[2], weight.shape[3])
-    out_hw = conv_output_size(x.shape[2:], kernel, stride, padding, dilation)
-    windows = _windows_in_k_order(x, kernel, stride, padding, dilation, out_hw, groups)
-    w_k = weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, -1)
+    windows = conv_windows_in_k_order(x, kernel, stride, padding, dilation, groups)
+    w_k = conv_weight_in_k_order(weight, groups)
     w_zp = np.broadcast_to(np.asarray(weight.zero_point, np.int64), (out_channels,)).reshape(groups, -1)
     return windows, w_k, w_zp
 
 
-def _windows_in_k_order(
+def conv_weight_in_k_order(weight: QTensor, groups: int) -> np.ndarray:
+    """The int8 weights (G, OC/G, K), K = (kh, kw, c) within a group: FBGEMM's packed `KRSC`
+    order, which `PackAWithIm2Col` and oneDNN's reordered weight share."""
+    out_channels = weight.shape[0]
+    return weight.int_repr.transpose(0, 2, 3, 1).reshape(groups, out_channels // groups, -1)
+
+
+def conv_windows_in_k_order(
     x: QTensor,
     kernel: tuple[int, int],
     stride: Sequence[int],
     padding: tuple[int, int],
     dilation: Sequence[int],
-    out_hw: tuple[int, int],
     groups: int,
 ) -> np.ndarray:
     """The raw uint8 input each output pixel reads, (N, OH, OW, G, K), K = (kh, kw, c) within
     a group: the NHWC image padded with the zero point, its dilated, strided windows."""
+    out_hw = conv_output_size(x.shape[2:], kernel, stride, padding, dilation)
     (ph, pw), (kh, kw) = padding, kernel
     nhwc = x.int_repr.transpose(0, 2, 3, 1)
     padded = np.pad(nhwc, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=x.zero_point)
