@@ -2,6 +2,9 @@
 
 Each kernel takes its plain op's arguments (plus `prepared` weights and `workers`), returns
 the same `QTensor`, and states beside it the bound that makes its float32 arithmetic exact.
+A prepared weight (`prepare_conv_weight`, `prepare_linear_weight`: torch's prepack) is the
+weight's GEMM operands plus the constants its calls derive, kept per input and output qparams
+(at most `gemm.KEPT_ENTRIES` sets; the oldest goes first); it is safe to share across threads.
 conv2d also splits into `plan_conv2d` (every check and decision, once per weight and kind of
 input) and `run_conv_plan` (the arithmetic), as the interpreter runs it.
 The model interpreter runs these; the tests and the conformance suite check each against
