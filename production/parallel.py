@@ -67,19 +67,26 @@ def worker_thread_environment(jobs: int, cpus: int, environ: Mapping[str, str]) 
     for every variable in `THREAD_VARIABLES`, and OMP_WAIT_POLICY=PASSIVE, so that an OpenMP
     thread waiting at a barrier sleeps instead of spinning on a core another worker needs
     (a check that asks torch for more threads than its share, to cover thread splits, then
-    costs its neighbour little). A variable `environ` sets already is kept.
+    costs its neighbour little). A variable `environ` sets already is kept, and a user's
+    OMP_NUM_THREADS stands for the BLAS variables too: OpenBLAS and MKL fall back to it when
+    their own is unset, so setting theirs would override the user's choice.
 
     >>> worker_thread_environment(2, 8, {"OPENBLAS_NUM_THREADS": "3"})
     {'OMP_NUM_THREADS': '4', 'MKL_NUM_THREADS': '4', 'OMP_WAIT_POLICY': 'PASSIVE'}
+    >>> worker_thread_environment(2, 8, {"OMP_NUM_THREADS": "1"})
+    {'OMP_WAIT_POLICY': 'PASSIVE'}
     """
     share = str(max(1, cpus // jobs))
-    wanted = {**{name: share for name in THREAD_VARIABLES}, "OMP_WAIT_POLICY": "PASSIVE"}
+    threads = () if "OMP_NUM_THREADS" in environ else THREAD_VARIABLES
+    wanted = {**{name: share for name in threads}, "OMP_WAIT_POLICY": "PASSIVE"}
     return {name: value for name, value in wanted.items() if name not in environ}
 
 
 @contextlib.contextmanager
 def _environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """`os.environ` with `variables` added inside the block (processes started there inherit them)."""
+    """`os.environ` with `variables` added inside the block (processes started there inherit them).
+    The environment is the process's: two maps started at once from different threads would
+    see each other's variables, so callers run one at a time (the CLI does)."""
     os.environ.update(variables)
     try:
         yield

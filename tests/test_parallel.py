@@ -23,6 +23,12 @@ def test_a_users_setting_is_kept() -> None:
     assert "OMP_NUM_THREADS" not in kept and "OMP_WAIT_POLICY" not in kept
 
 
+def test_a_users_omp_num_threads_also_governs_numpys_blas() -> None:
+    # OpenBLAS and MKL read OMP_NUM_THREADS when their own variable is unset: a worker given
+    # OPENBLAS_NUM_THREADS=4 beside the user's OMP_NUM_THREADS=1 would run 4 BLAS threads.
+    assert worker_thread_environment(2, 8, {"OMP_NUM_THREADS": "1"}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def test_spawned_workers_see_the_variables_and_the_parent_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
     names = [*THREAD_VARIABLES, "OMP_WAIT_POLICY"]
     for name in names:
