@@ -39,7 +39,8 @@ try:
     import onnxruntime
     from onnx import helper, numpy_helper
 except ImportError as error:  # an optional extra: say how to get it
-    raise ImportError("the onnxruntime target needs the onnx extra: pip install 'quantspec[onnx]'") from error
+    message = "the onnxruntime target needs the onnx extra: pip install 'quantspec[onnx]'"
+    raise ImportError(message, name=error.name) from error
 
 OPSET = 21  # QuantizeLinear / QLinearConv as of ONNX 1.15+
 MICROSOFT = "com.microsoft"

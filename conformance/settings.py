@@ -102,13 +102,17 @@ def hypothesis_storage() -> Iterator[Path]:
 def load_every_module() -> None:
     """Import every module of quantspec.reference, .production and .conformance (once per
     process): the local constants Hypothesis draws from are then the same everywhere. A module
-    whose optional extra is not installed (ImportError, e.g. the onnx target) is skipped: no
-    process of this installation can load it."""
+    whose optional extra is not installed (an ImportError naming a module outside quantspec,
+    e.g. onnx for the onnx target) is skipped: no process of this installation can load it.
+    An ImportError inside quantspec itself is a bug and propagates."""
     for name in ("quantspec.reference", "quantspec.production", "quantspec.conformance"):
         package = importlib.import_module(name)
         for module in pkgutil.walk_packages(package.__path__, f"{name}."):
-            with contextlib.suppress(ImportError):
+            try:
                 importlib.import_module(module.name)
+            except ImportError as error:
+                if (error.name or "quantspec").partition(".")[0] == "quantspec":
+                    raise
 
 
 def hypothesis_name(profile: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from unittest import mock
 
 import numpy as np
@@ -287,15 +288,29 @@ def test_loading_every_module_skips_one_whose_optional_extra_is_missing(monkeypa
     # import fails there, and every process of that installation skips it alike.
     from quantspec.conformance import settings as profiles
 
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "quantspec.conformance.onnx_target", raising=False)
     real_import = importlib.import_module
     attempted = []
-
-    def import_without_onnx(name: str, *args: object) -> object:
-        attempted.append(name)
-        if name == "quantspec.conformance.onnx_target":
-            raise ImportError("the onnxruntime target needs the onnx extra")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", import_without_onnx)
+    monkeypatch.setattr(importlib, "import_module", lambda name, *args: attempted.append(name) or real_import(name))
     profiles.load_every_module.__wrapped__()  # the uncached body; raises if the ImportError escapes
     assert "quantspec.conformance.onnx_target" in attempted and "quantspec.reference.fast.conv2d" in attempted
+    with pytest.raises(ImportError, match=r"pip install 'quantspec\[onnx\]'"):
+        real_import("quantspec.conformance.onnx_target")
+
+
+def test_loading_every_module_raises_a_break_inside_quantspec(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A renamed module inside quantspec is a bug, not a missing extra: conform must not run without it.
+    from quantspec.conformance import settings as profiles
+
+    real_import = importlib.import_module
+
+    def import_with_a_break(name: str, *args: object) -> object:
+        if name == "quantspec.reference.fast.conv2d":
+            gone = "quantspec.reference.fast.gone"
+            raise ModuleNotFoundError(f"No module named {gone!r}", name=gone)
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", import_with_a_break)
+    with pytest.raises(ImportError, match="quantspec.reference.fast.gone"):
+        profiles.load_every_module.__wrapped__()
