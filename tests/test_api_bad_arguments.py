@@ -41,6 +41,8 @@ X4 = _activation()
 W4 = QTensor(np.ones((3, 2, 1, 1), np.int8), 0.05, 0, "qint8")
 X2 = QTensor(np.arange(8, dtype=np.uint8).reshape(2, 4), 0.1, 3, "quint8")
 W2 = QTensor(np.ones((3, 4), np.int8), 0.05, 0, "qint8")
+OTHER_W4 = QTensor(np.full((3, 2, 1, 1), 2, np.int8), 0.05, 0, "qint8")  # W4's shape, other values
+OTHER_W2 = QTensor(np.ones((3, 4), np.int8), 0.07, 0, "qint8")  # W2's values, another scale
 FLOATS = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
 
 # Bad values by kind of argument.
@@ -91,14 +93,17 @@ TABLE: list[tuple[str, Callable, dict[str, Any], dict[str, list]]] = [
     ("mul_relu", ops.mul_relu, BINARY_ARGS, dict(b=NOT_QTENSOR + [X2])),
     ("conv2d", ops.conv2d, CONV_ARGS, dict(x=NOT_QTENSOR + [X2], weight=NOT_QTENSOR + [W2])),
     ("conv2d_relu", ops.conv2d_relu, CONV_ARGS, {}),
-    ("fast.conv2d", fast.conv2d, CONV_ARGS, dict(x=NOT_QTENSOR + [X2], weight=NOT_QTENSOR + [W2])),
+    ("fast.conv2d", fast.conv2d, CONV_ARGS, dict(x=NOT_QTENSOR + [X2], weight=NOT_QTENSOR + [W2], prepared=[
+        "packed", object(), fast.prepare_linear_weight(W2), fast.prepare_conv_weight(OTHER_W4, 1),
+        fast.prepare_conv_weight(W4, 1, stride=(2, 2))])),
     ("conv_path", ops.conv_path,
      dict(in_channels=2, out_channels=3, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
           groups=1),
      dict(in_channels=BAD_COUNT, out_channels=BAD_COUNT, kernel_size=BAD_PAIR + [(0, 1)])),
     ("linear", ops.linear, LINEAR_ARGS, dict(x=NOT_QTENSOR, weight=NOT_QTENSOR + [W4])),
     ("linear_relu", ops.linear_relu, LINEAR_ARGS, {}),
-    ("fast.linear", fast.linear, LINEAR_ARGS, dict(x=NOT_QTENSOR, weight=NOT_QTENSOR + [W4])),
+    ("fast.linear", fast.linear, LINEAR_ARGS, dict(x=NOT_QTENSOR, weight=NOT_QTENSOR + [W4], prepared=[
+        "packed", object(), fast.prepare_conv_weight(W4, 1), fast.prepare_linear_weight(OTHER_W2)])),
     ("adaptive_avg_pool2d", ops.adaptive_avg_pool2d, dict(x=X4, output_size=(2, 2)),
      dict(output_size=BAD_PAIR + [(0, 1)])),
     ("avg_pool2d", ops.avg_pool2d, dict(x=X4, kernel_size=2),

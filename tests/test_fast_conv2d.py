@@ -299,8 +299,8 @@ def test_a_conv_plan_runs_only_inputs_like_the_one_it_was_formed_for():
     [
         (((6, 4, 3, 3), 1, (1, 1)), ((6, 4, 3, 3), 1, (2, 2)), "(kernel, stride, dilation, groups)"),
         (((6, 4, 1, 1), 1, (1, 1)), ((6, 4, 3, 3), 1, (1, 1)), "(kernel, stride, dilation, groups)"),
-        (((8, 4, 3, 3), 1, (1, 1)), ((6, 4, 3, 3), 1, (1, 1)), "8 output channels"),
-        (((6, 2, 3, 3), 2, (1, 1)), ((6, 4, 3, 3), 2, (1, 1)), "2 input channels per group"),
+        (((8, 4, 3, 3), 1, (1, 1)), ((6, 4, 3, 3), 1, (1, 1)), "of shape (8, 4, 3, 3), not (6, 4, 3, 3)"),
+        (((6, 2, 3, 3), 2, (1, 1)), ((6, 4, 3, 3), 2, (1, 1)), "of shape (6, 2, 3, 3), not (6, 4, 3, 3)"),
     ],
 )
 def test_a_prepared_weight_of_another_shape_or_geometry_is_refused(prepared_for, call, named):
@@ -313,6 +313,26 @@ def test_a_prepared_weight_of_another_shape_or_geometry_is_refused(prepared_for,
     x = QTensor(np.zeros((1, shape[1] * groups, 6, 6), np.uint8), 0.05, 3, "quint8")
     with pytest.raises(ArgumentError, match=re.escape(named)):
         fast.conv2d(x, weight(shape), None, stride, (1, 1), (1, 1), groups, 0.5, 7, prepared=prepared)
+
+
+@pytest.mark.parametrize(
+    ("values", "scale", "zero_point", "named"),
+    [(2, 0.02, 0, "with other integer values"), (1, 0.03, 0, "with other qparams"), (1, 0.02, 1, "other qparams")],
+)
+def test_a_prepared_weight_of_another_weight_of_the_same_shape_is_refused(values, scale, zero_point, named):
+    # Prepared from all-1 weights, called with all-2 ones: the kernel computes with the prepared
+    # operands alone, so an inner output would be 36 taps * (8 - 3) * 1 = 180 -> 180 * 0.02 = 3.6
+    # -> 4, where the plain op gives 36 * 5 * 2 * 0.02 = 7.2 -> 7; refused instead. An equal copy
+    # of the weight is accepted.
+    prepared = fast.prepare_conv_weight(QTensor(np.ones((6, 4, 3, 3), np.int8), 0.02, 0, "qint8"), 1)
+    x = QTensor(np.full((1, 4, 6, 6), 8, np.uint8), 1.0, 3, "quint8")
+    args = (x, None, None, (1, 1), (1, 1), (1, 1), 1, 1.0, 0)
+    copy = QTensor(np.ones((6, 4, 3, 3), np.int8), 0.02, 0, "qint8")
+    assert np.array_equal(fast.conv2d(*args[:1], copy, *args[2:], prepared=prepared).int_repr,
+                          conv2d(*args[:1], copy, *args[2:]).int_repr)
+    other = QTensor(np.full((6, 4, 3, 3), values, np.int8), scale, zero_point, "qint8")
+    with pytest.raises(ArgumentError, match=named):
+        fast.conv2d(*args[:1], other, *args[2:], prepared=prepared)
 
 
 @pytest.mark.parametrize(

@@ -182,7 +182,7 @@ def test_plain_dot_without_saturation_is_the_wrapped_centered_sum(operands):
 @PROPERTY
 @given(gemm_operands(SHORT_DEPTHS))  # (the correction's cost grows with K; K's size adds nothing here)
 def test_pair_saturation_correction_is_saturated_minus_exact_pair_sums(operands):
-    # |correction| <= K/2 * 32,513 < 2^31 here, so the difference of the wrapped plain
+    # |correction| <= K/2 * 32,512 < 2^31 here, so the difference of the wrapped plain
     # accumulators, wrapped again, is the correction itself.
     a, a_zp, w, w_zp = operands
     difference = plain_acc(a, a_zp, w, w_zp, True).astype(np.int64) - plain_acc(a, a_zp, w, w_zp, False)

@@ -147,16 +147,15 @@ def plan_conv2d(
     profile, stride, padding, dilation = checked
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
+    if prepared is not None and not isinstance(prepared, ConvWeights):
+        raise ArgumentError(f"prepared must be prepare_conv_weight's result or None, got {type(prepared).__name__}")
     if prepared is not None and prepared.geometry != (kernel, stride, dilation, groups):
         raise ArgumentError(
             f"prepared was formed for (kernel, stride, dilation, groups) = {prepared.geometry}, "
             f"not this call's {(kernel, stride, dilation, groups)}"
         )
-    if prepared is not None and prepared.raw.shape != (groups, out_channels // groups, weight.int_repr[0].size):
-        raise ArgumentError(
-            f"prepared was formed for a weight of {prepared.gemm.out_channels} output channels and "
-            f"{prepared.raw.shape[2] // (kernel[0] * kernel[1])} input channels per group, not {weight.shape}"
-        )
+    if prepared is not None:
+        prepared.check_formed_from(weight)
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d", profile)
     bias32 = checked_bias(bias, out_channels)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
@@ -334,7 +333,7 @@ def prepare_conv_weight(
     krsc = conv_weight_in_k_order(weight, groups)
     kh, kw = weight.shape[2:]
     geometry = ((kh, kw), stride, dilation, groups)
-    return ConvWeights(prepare_weights(krsc, weight.zero_point), weight.scale, krsc, geometry=geometry)
+    return ConvWeights(prepare_weights(krsc, weight.zero_point), weight.scale, krsc, geometry=geometry, source=weight)
 
 
 def _gemm_conv(
@@ -549,10 +548,10 @@ def _depthwise_sums(
 
     Exact in float32 in any order, fused or not: every product and partial sum is an integer
     of magnitude at most taps * 255 * 255 = taps * 65,025, as is the a_zp term, and with the
-    taps / 2 pair corrections (`_pair_saturation`, each at most 32,513) every intermediate
-    stays within taps * (65,025 + 16,257) <= 2^24 for taps <= 206 (the depthwise path has at
-    most 7x7 = 49: `conv_path`). So no int32 wrap can occur either, and one einsum per stride
-    phase sums its taps.
+    taps / 2 pair corrections (`_pair_saturation`, each at most -32,768 + 65,280 = 32,512 in
+    magnitude) every intermediate stays within taps * (65,025 + 16,256) <= 2^24 for taps <= 206
+    (the depthwise path has at most 7x7 = 49: `conv_path`). So no int32 wrap can occur either,
+    and one einsum per stride phase sums its taps.
     """
     kh, kw = weight_rows.shape[:2]
     total = None
@@ -589,14 +588,13 @@ def _pair_saturation(
     """`sat16(P) - P` for the tap pair P = a_t w_t + a_t+1 w_t+1 on raw values (`saturate_int16`
     of FBGEMM's `vpmaddubsw` in its depthwise kernels), float32 (N, R, OW * OC); added to the
     exact sums it gives FBGEMM's. |P| <= 2 * 255 * 128: exact in float32."""
-    (sh, sw), kw = stride, prepared.geometry[0][1]
-    ow = out_hw[1]
-    raw_rows = prepared.depthwise_raw_rows(ow)
+    sw, kernel = stride[1], prepared.geometry[0]
+    raw_rows = prepared.depthwise_raw_rows(out_hw[1])
     pair = None
     for t in (first, first + 1):
-        r, s = divmod(t, kw)
-        tap = phases[s % sw][:, r + sh * rows.start : r + sh * (rows.stop - 1) + 1 : sh, s // sw : s // sw + ow]
-        product = np.multiply(tap.reshape(tap.shape[:2] + (-1,)), raw_rows[t])
+        r, s = divmod(t, kernel[1])
+        tap = _phase_taps(phases, stride, kernel, out_hw, rows, s % sw)[:, :, r, s // sw]  # (N, R, OW * OC)
+        product = np.multiply(tap, raw_rows[t])
         pair = product if pair is None else np.add(pair, product, out=pair)
     return np.clip(pair, INT16_MIN, INT16_MAX) - pair
 

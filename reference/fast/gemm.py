@@ -16,7 +16,9 @@ from typing import Any, Callable, Hashable, TypeVar
 
 import numpy as np
 
+from .._arguments import ArgumentError
 from ..numerics import INT16_MAX, saturate_int16, wrap_int32
+from ..qtensor import QTensor
 from .requantize import RequantParams, requant_params
 from .threads import bands, parallel_for
 
@@ -268,11 +270,13 @@ class PreparedWeights:
         gemm: the centered operand (`prepare_weights`), (G, N/G, K).
         weight_scale: the weight's scale(s), for `requant_params`.
         raw: the int8 weight in the same layout.
+        source: the weight it was formed from (`check_formed_from`).
     """
 
     gemm: GemmWeights
     weight_scale: float | np.ndarray
     raw: np.ndarray
+    source: QTensor = field(kw_only=True, compare=False, repr=False)
     _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
     _derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
@@ -281,6 +285,26 @@ class PreparedWeights:
         """`requantize.requant_params` of this weight, formed once per (act_scale, out_scale, library)."""
         form = partial(requant_params, act_scale, self.weight_scale, out_scale, self.gemm.out_channels, library)
         return self._kept(self._requant, (act_scale, out_scale, library), form)
+
+    def check_formed_from(self, weight: QTensor) -> None:
+        """Refuse (ArgumentError) a call's `weight` unless this was formed from it: the same
+        tensor, or one of equal shape, integers, scales and zero points. The kernels compute
+        with the prepared operands alone, as torch's ops with a packed weight do, so another
+        weight's would silently win."""
+        source = self.source
+        if weight is source:
+            return
+        if source.shape != weight.shape:
+            differs = f"of shape {source.shape}, not {weight.shape}"
+        elif not np.array_equal(source.int_repr, weight.int_repr):
+            differs = "with other integer values"
+        elif (source.axis, source.dtype) != (weight.axis, weight.dtype) or not (
+            np.array_equal(source.scale, weight.scale) and np.array_equal(source.zero_point, weight.zero_point)
+        ):
+            differs = "with other qparams"
+        else:
+            return
+        raise ArgumentError(f"prepared was formed from another weight, {differs}")
 
     @cached_property
     def pairs(self) -> PairWeights:

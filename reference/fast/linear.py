@@ -56,8 +56,11 @@ def linear(
     library = specified_library(profile.linear_library, "quantized::linear", profile)
     bias32 = checked_bias(bias, out_features)
     out = output_qparams(output_scale, output_zero_point, QDtype.quint8)
-    if prepared is not None and prepared.raw.shape != (1, out_features, in_features):
-        raise ArgumentError(f"prepared was formed for a weight of shape {prepared.raw.shape[1:]}, not {weight.shape}")
+    if prepared is not None:
+        if not isinstance(prepared, PreparedWeights):
+            kind = type(prepared).__name__
+            raise ArgumentError(f"prepared must be prepare_linear_weight's result or None, got {kind}")
+        prepared.check_formed_from(weight)
     if library == "onednn":
         return onednn.linear(x, weight, bias32, out, relu, prepared)
 
@@ -87,4 +90,4 @@ def prepare_linear_weight(weight: QTensor) -> PreparedWeights:
     """The (N, K) weight as the GEMM operand: one group, rows minus their zero points."""
     check_qtensor(weight, "weight")
     raw = weight.int_repr[None]
-    return PreparedWeights(prepare_weights(raw, weight.zero_point), weight.scale, raw)
+    return PreparedWeights(prepare_weights(raw, weight.zero_point), weight.scale, raw, source=weight)
