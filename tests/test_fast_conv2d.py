@@ -344,6 +344,63 @@ def test_prepare_conv_weight_refuses_a_weight_its_groups_cannot_split(shape, gro
         fast.prepare_conv_weight(QTensor(np.ones(shape, np.int8), 0.02, 0, "qint8"), groups)
 
 
+QNNPACK_213 = get_profile("torch2.13-avx2-qnnpack")
+
+
+def _depthwise_corner_and_centre(x: QTensor, w: QTensor, out_scale: float, out_zero_point: int, profile) -> list:
+    """The (0, 0) and (1, 1) outputs of channel 0 of a 3x3, padding-1 depthwise conv, plain and fast."""
+    args = (x, w, None, (1, 1), (1, 1), (1, 1), x.shape[1], out_scale, out_zero_point, False, profile)
+    plain, quick = conv2d(*args).int_repr[0, 0], fast.conv2d(*args).int_repr[0, 0]
+    return [int(plain[0, 0]), int(plain[1, 1]), int(quick[0, 0]), int(quick[1, 1])]
+
+
+def test_depthwise_pairs_of_padding_taps_saturate():
+    # An image of 0s with a_zp = 255, every weight 127 (w_zp 0), out scale 2000, zp 128; the
+    # image alone never saturates, the padding (which reads a_zp = 255) does. Output (0, 0):
+    # taps t = 3r + s; t0, t1, t2, t3 and t6 are padding (255), the rest image (0). FBGEMM's
+    # pairs (0,1) and (2,3) are 2 * 255 * 127 = 64,770 -> sat16 32,767 each; (4,5) is 0;
+    # (6,7) is 32,385 (fits); t8 alone is 0. S = 97,919; minus a_zp * sum(w) = 255 * 1,143:
+    # acc = -193,546 -> -96.77 -> -97 + 128 = 31. Exact (pytorch_qnnpack): 5 * 32,385 -
+    # 291,465 = -129,540 -> -64.77 -> -65 + 128 = 63. Output (1, 1) reads only the image:
+    # -291,465 / 2000 -> -146 + 128 < 0 -> 0 under both.
+    x = QTensor(np.zeros((1, 8, 3, 3), np.uint8), 1.0, 255, "quint8")
+    w = QTensor(np.full((8, 1, 3, 3), 127, np.int8), 1.0, 0, "qint8")
+    assert _depthwise_corner_and_centre(x, w, 2000.0, 128, AVX2_213) == [31, 0, 31, 0]
+    assert _depthwise_corner_and_centre(x, w, 2000.0, 128, QNNPACK_213) == [63, 0, 63, 0]
+
+
+def test_depthwise_pair_just_past_int16_saturates():
+    # Every input 255 (zp 0), weights -64 and -65 on taps (0,0) and (0,1), the rest 0; out scale
+    # 129, zp 255. Output (1, 1): P = 255 * -64 + 255 * -65 = -32,895, 127 past int16 ->
+    # sat16 -32,768 -> -32,768 / 129 = -254.02 -> -254 + 255 = 1 under FBGEMM; pytorch_qnnpack
+    # sums exactly: -32,895 / 129 = -255 -> 0. Output (0, 0) reads padding (a_zp = 0) on both taps: 255.
+    x = QTensor(np.full((1, 8, 3, 3), 255, np.uint8), 1.0, 0, "quint8")
+    weights = np.zeros((8, 1, 3, 3), np.int8)
+    weights[:, 0, 0, :2] = (-64, -65)
+    w = QTensor(weights, 1.0, 0, "qint8")
+    assert _depthwise_corner_and_centre(x, w, 129.0, 255, AVX2_213) == [255, 1, 255, 1]
+    assert _depthwise_corner_and_centre(x, w, 129.0, 255, QNNPACK_213) == [255, 0, 255, 0]
+
+
+def test_depthwise_requantization_of_one_prepared_weight_follows_the_library():
+    # x scale 0.04095165, w scale 0.01728904, out scale 0.15892893 (float32 values): FBGEMM's
+    # multiplier f32(f32(xs * ws) / os) = 0.0044549145, pytorch_qnnpack's f32(f32(xs * ws) *
+    # f32(1 / os)) one ulp lower, 0.004454914. Every input 221 (zp 0), only the centre tap
+    # -97: acc = 221 * -97 = -21,437 -> * 0.0044549145 = -95.5 exactly -> rne -96 + 128 = 32;
+    # * 0.004454914 = -95.49999 -> -95 + 128 = 33. One prepared weight runs both in turn: the
+    # second must not reuse the first's constants.
+    scales = [float(np.float32(v)) for v in ("0.04095165", "0.01728904", "0.15892893")]
+    weights = np.zeros((8, 1, 3, 3), np.int8)
+    weights[:, 0, 1, 1] = -97
+    w = QTensor(weights, scales[1], 0, "qint8")
+    x = QTensor(np.full((1, 8, 3, 3), 221, np.uint8), scales[0], 0, "quint8")
+    prepared = fast.prepare_conv_weight(w, 8)
+    for profile, expected in ((AVX2_213, 32), (QNNPACK_213, 33), (AVX2_213, 32)):
+        args = (x, w, None, (1, 1), (1, 1), (1, 1), 8, scales[2], 128, False, profile)
+        assert conv2d(*args).int_repr[0, 0, 1, 1] == expected
+        assert np.all(fast.conv2d(*args, prepared=prepared).int_repr == expected)
+
+
 def test_depthwise_row_constants_follow_every_qparam_and_bias_on_one_prepared_weight():
     # The depthwise kernel keeps its per-row constants (zero-point term, bias, requantization
     # constants) on the prepared weight; a call with another input zero point or scale, output
