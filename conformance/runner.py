@@ -30,7 +30,7 @@ import numpy as np
 from hypothesis import example, given, reporting, seed
 
 from quantspec.production.bridge import compare_bits
-from quantspec.production.environment import native_notices_filtered
+from quantspec.production.environment import native_notices_filtered, silenced_in_workers
 from quantspec.production.outputs import write_text_atomically
 from quantspec.reference.profile import EngineNotSpecifiedError, EngineRefusedError, NumericsProfile
 from quantspec.reference.qtensor import QTensor
@@ -301,6 +301,7 @@ def _results(
     return ordered_map(run_named_check, tasks, jobs, scheduler)
 
 
+@silenced_in_workers
 def run_named_check(task: tuple[str, str, NumericsProfile]) -> CheckResult:
     """`run_check` of the registered check named `task[0]` under settings profile `task[1]` and
     numerics `task[2]`, torch under that profile's engine: a worker's unit of work."""

@@ -14,11 +14,14 @@ import re
 import sys
 import tempfile
 import warnings
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, ParamSpec, Sequence, TypeVar
 
 import torch
 
 from quantspec.reference.profile import ENGINES, NumericsProfile
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The engine production uses unless told otherwise: explicit beats torch's own default (x86,
 # which sends conv to oneDNN at prepack time on AVX512-VNNI CPUs).
@@ -236,6 +239,20 @@ def known_deprecations_silenced() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=message)
         _spend_quantized_tensor_notice()
         yield
+
+
+def silenced_in_workers(function: Callable[P, R]) -> Callable[P, R]:
+    """`function` run under `known_deprecations_silenced`: for the functions `parallel.ordered_map`
+    runs in other processes. A spawned process or a Dask worker starts with Python's default
+    warning filters, not the CLI's, and shows torch 2.14's FutureWarnings (`torch.jit.script`)
+    on every call. Picklable by reference like `function` (`functools.wraps` keeps its name)."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with known_deprecations_silenced():
+            return function(*args, **kwargs)
+
+    return run
 
 
 @functools.cache

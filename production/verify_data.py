@@ -27,7 +27,7 @@ from tqdm import tqdm
 import quantspec.reference.interpreter as interpreter
 
 from .data import EvalTransform, ImageFolder
-from .environment import ENGINE
+from .environment import ENGINE, silenced_in_workers
 from .export import exported_model
 from .outputs import write_text_atomically
 from .parallel import ordered_map
@@ -114,6 +114,7 @@ def _image(chunk: Chunk, index: int) -> torch.Tensor:
     return torch.from_numpy(image[None])
 
 
+@silenced_in_workers
 def verify_chunk(chunk: Chunk) -> dict[str, Any]:
     """Verify the chunk's images; a JSON-ready result: {"verdicts": {verdict: images},
     "nodes": {name: {...}}} (the fields of `DataReport.nodes`)."""

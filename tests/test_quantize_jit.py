@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 import warnings
 
@@ -18,6 +19,7 @@ from quantspec.production.environment import (
     KNOWN_DEPRECATIONS,
     fbgemm_engine,
     known_deprecations_silenced,
+    silenced_in_workers,
 )
 from quantspec.production.qconfig_dict import check_qconfig_dict, float_modules, resolve_qconfig
 from quantspec.production.quantize import TracedFallbackWarning, node_kinds
@@ -305,3 +307,24 @@ def test_other_warnings_still_surface() -> None:
             warnings.warn("`torch.jit.script` is deprecated", DeprecationWarning)
             warnings.warn("something else", UserWarning)
     assert [str(w.message) for w in caught] == ["something else"]
+
+
+def _warn(message: str) -> str:
+    warnings.warn(message, FutureWarning)  # torch 2.14's category for `torch.jit.script`
+    return message
+
+
+def test_worker_entry_points_silence_exactly_the_known_notices() -> None:
+    # A spawned process or a Dask worker starts with Python's default filters, not the CLI's:
+    # without this, `conform --jobs 2` on torch 2.14.1 printed torch.jit.script's FutureWarning.
+    from quantspec.conformance.runner import run_named_check
+    from quantspec.production.verify_data import verify_chunk
+
+    quiet = silenced_in_workers(_warn)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert quiet("`torch.jit.script` is deprecated. Please switch to `torch.compile`.").startswith("`torch")
+        quiet("something else")
+    assert [str(w.message) for w in caught] == ["something else"]
+    for entry_point in (run_named_check, verify_chunk):  # what ordered_map sends to workers
+        assert entry_point.__wrapped__ and pickle.loads(pickle.dumps(entry_point)) is entry_point
