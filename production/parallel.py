@@ -108,9 +108,15 @@ def _dask_map(function: Callable[[Item], Result], items: Sequence[Item], schedul
 
 
 def dask_client(scheduler: str) -> Any:
-    """A `distributed.Client` connected to `scheduler`; ImportError naming the extra without Dask."""
+    """A `distributed.Client` connected to `scheduler`; ImportError naming the extra without Dask,
+    and Dask's own OSError (no answer) or ValueError (a malformed address) naming the flag."""
     try:
         from distributed import Client
     except ImportError as error:
         raise ImportError("--scheduler needs Dask: pip install 'quantspec[dask]'") from error
-    return Client(scheduler)
+    try:
+        return Client(scheduler)
+    except OSError as error:
+        raise OSError(f"--scheduler {scheduler}: {error}") from error
+    except ValueError as error:
+        raise ValueError(f"--scheduler {scheduler}: {error}") from error

@@ -4,10 +4,17 @@ NumPy's thread pools, a user's own setting kept, and the parent's environment un
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
-from quantspec.production.parallel import THREAD_VARIABLES, ordered_map, usable_cpus, worker_thread_environment
+from quantspec.production.parallel import (
+    THREAD_VARIABLES,
+    dask_client,
+    ordered_map,
+    usable_cpus,
+    worker_thread_environment,
+)
 
 
 def test_each_worker_gets_its_share_of_the_cpus_and_passive_waits() -> None:
@@ -38,3 +45,15 @@ def test_spawned_workers_see_the_variables_and_the_parent_does_not(monkeypatch: 
     share = str(max(1, usable_cpus() // 2))
     assert seen == [share, share, "5", "PASSIVE"]
     assert [os.getenv(name) for name in names] == [None, None, "5", None]
+
+
+@pytest.mark.parametrize(
+    ("address", "error", "said"),
+    [("foo://x", ValueError, "--scheduler foo://x: unknown address scheme 'foo'"),
+     ("tcp://127.0.0.1:1", OSError, "--scheduler tcp://127.0.0.1:1: Timed out trying to connect")],
+)
+def test_an_unusable_scheduler_address_names_the_flag(address: str, error: type, said: str) -> None:
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(error, match=re.escape(said)):
+        dask_client(address)
