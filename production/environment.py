@@ -61,6 +61,31 @@ def hardware_cpu_features() -> str:
     return "avx512_vnni" if "avx512_vnni" in flags else "avx512"
 
 
+class OnednnIsaError(ValueError):
+    """The onednn engine was asked for where oneDNN does not run the AVX2 kernels quantspec
+    specifies (`onednn_isa`)."""
+
+
+# `ONEDNN_MAX_CPU_ISA` values (also read as `DNNL_MAX_CPU_ISA`) that keep oneDNN below AVX2.
+_ONEDNN_BELOW_AVX2 = ("SSE41", "AVX")
+
+
+def onednn_isa() -> str:
+    """The instruction set oneDNN's int8 kernels dispatch to here: "avx2" (the kernels quantspec
+    specifies), "avx2_vnni" (CPUID's AVX-VNNI: `vpdpbusd`, no int16 pairs), "avx512", or
+    "sse41" (`ONEDNN_MAX_CPU_ISA=AVX` or `SSE41`: oneDNN has no AVX int8 kernels, so both run
+    its SSE4.1 ones, and its linear then saturates other pairs than the AVX2 GEMM, measured).
+    oneDNN reads the variable once, at its first dispatch; this reads it now."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    if cap in _ONEDNN_BELOW_AVX2:
+        return "sse41"
+    if cap == "AVX2":
+        return "avx2"
+    if hardware_cpu_features() != "avx2" and not cap.startswith("AVX2"):
+        return "avx512"
+    return "avx2_vnni" if "avx_vnni" in cpu_flags() else "avx2"
+
+
 def detect_cpu_features() -> str:
     """The instruction set FBGEMM and ATen dispatch to here: "avx512_vnni", "avx512" or "avx2".
 
@@ -121,8 +146,19 @@ def detect_float_gemm() -> str:
 
 def detect_profile(engine: str = ENGINE) -> NumericsProfile:
     """The numerics profile of this process for a model prepacked and run under `engine`
-    ("fbgemm", "qnnpack", "onednn" or "x86"): torch release, CPU features, engine, float GEMM order."""
-    return NumericsProfile(torch_release(), detect_cpu_features(), check_engine(engine), detect_float_gemm())
+    ("fbgemm", "qnnpack", "onednn" or "x86"): torch release, CPU features, engine, float GEMM order.
+
+    OnednnIsaError for the onednn engine on an AVX2 CPU whose oneDNN does not run its AVX2
+    kernels (`onednn_isa`): the profile would name arithmetic this process does not perform.
+    (On AVX512 CPUs the profile itself says oneDNN's kernels are not specified.)"""
+    profile = NumericsProfile(torch_release(), detect_cpu_features(), check_engine(engine), detect_float_gemm())
+    isa = onednn_isa()
+    if engine == "onednn" and profile.cpu == "avx2" and isa != "avx2":
+        raise OnednnIsaError(
+            f"oneDNN here runs its {isa} int8 kernels, not the AVX2 ones quantspec specifies for the onednn "
+            "engine; set ONEDNN_MAX_CPU_ISA=AVX2"
+        )
+    return profile
 
 
 def detect_engine() -> str:

@@ -213,10 +213,10 @@ def onednn_torch():
     torch = pytest.importorskip("torch")
     if not torch.backends.mkldnn.is_available() or "onednn" not in torch.backends.quantized.supported_engines:
         pytest.skip("this torch has no onednn quantized engine")
-    from quantspec.production.environment import hardware_cpu_features
+    from quantspec.production.environment import onednn_isa
 
-    if hardware_cpu_features() != "avx2":  # oneDNN dispatches on CPUID
-        pytest.skip("the onednn profile is specified for AVX2 CPUs only")
+    if onednn_isa() != "avx2":  # oneDNN dispatches on CPUID, capped by ONEDNN_MAX_CPU_ISA
+        pytest.skip("the onednn profile is specified for oneDNN's AVX2 kernels only")
     before = torch.backends.quantized.engine
     torch.backends.quantized.engine = "onednn"
     warnings.filterwarnings("ignore", message=".*quantize.*deprecated")
