@@ -1,4 +1,5 @@
-"""ONNX Runtime as a target: each call builds a one-node ONNX model and runs it on ORT's CPU provider.
+"""ONNX Runtime as a target: each call builds a one-node ONNX model (a small graph for the
+MatMulInteger variant) and runs it on ORT's CPU provider.
 
 `quantspec conform --target onnxruntime` (or `quantspec.conformance.onnx_target:OnnxRuntimeTarget`).
 Needs the `onnx` extra (`pip install 'quantspec[onnx]'`): onnx builds the model, onnxruntime runs
@@ -12,7 +13,9 @@ How each op maps (docs/targets.md has the table, the measured differences and th
   its quantizer makes of a Linear with bias. Both take the bias as int32 with scale
   x_scale * w_scale, so the target quantizes torch's float bias the way onnxruntime's quantizer does
   (`quantize_bias`); torch adds it in float after the int32 accumulation.
-  `OnnxRuntimeQLinearMatMulTarget` judges linear as `QLinearMatMul` instead (no bias input).
+  `OnnxRuntimeQLinearMatMulTarget` judges linear as `QLinearMatMul` instead (no bias input),
+  `OnnxRuntimeMatMulIntegerTarget` as a graph: `MatMulInteger`, `Cast`, `Mul` by x_scale * w_scale,
+  `Add` of the float bias, `QuantizeLinear` (ORT's dynamic quantizer's MatMul, quantized output).
 * add, mul: `com.microsoft.QLinearAdd`, `QLinearMul`.
 * avg_pool2d: `com.microsoft.QLinearAveragePool`; adaptive_avg_pool2d (1x1 output) and mean over
   (H, W): `com.microsoft.QLinearGlobalAveragePool` (both on NHWC when torch held x channels last);
@@ -28,6 +31,7 @@ QLinearMatMul, a non-finite bias) raise `UnsupportedCase`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
@@ -58,20 +62,27 @@ def _session_options() -> onnxruntime.SessionOptions:
     return options
 
 
-def run_node(node: onnx.NodeProto, x: dict[str, np.ndarray], constants: dict[str, np.ndarray],
-             output_dtype: type) -> np.ndarray:
-    """Run one ONNX node: `x` are graph inputs, `constants` initializers (ORT wants qparams constant)."""
+def run_graph(nodes: Sequence[onnx.NodeProto], x: dict[str, np.ndarray], constants: dict[str, np.ndarray],
+              output_dtype: type) -> np.ndarray:
+    """Run ONNX nodes in order (the last node's first output is the result): `x` are graph inputs,
+    `constants` initializers (ORT wants qparams constant)."""
     inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
               for name, a in x.items()]
     output_type = helper.np_dtype_to_tensor_dtype(np.dtype(output_dtype))
-    output = helper.make_tensor_value_info(node.output[0], output_type, None)
-    used = set(node.input)  # an unused initializer makes ORT warn on every call
+    output = helper.make_tensor_value_info(nodes[-1].output[0], output_type, None)
+    used = {name for node in nodes for name in node.input}  # an unused initializer makes ORT warn on every call
     initializers = [numpy_helper.from_array(np.asarray(a), name) for name, a in constants.items() if name in used]
-    graph = helper.make_graph([node], node.op_type, inputs, [output], initializers)
+    graph = helper.make_graph(list(nodes), "_".join(node.op_type for node in nodes), inputs, [output], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MICROSOFT, 1)])
     session = onnxruntime.InferenceSession(model.SerializeToString(), _session_options(),
                                            providers=["CPUExecutionProvider"])
     return session.run(None, x)[0]
+
+
+def run_node(node: onnx.NodeProto, x: dict[str, np.ndarray], constants: dict[str, np.ndarray],
+             output_dtype: type) -> np.ndarray:
+    """Run one ONNX node (`run_graph` of that node alone)."""
+    return run_graph([node], x, constants, output_dtype)
 
 
 def quantize_bias(bias: np.ndarray, x_scale: float, weight_scale: Scale) -> np.ndarray:
@@ -284,4 +295,42 @@ class OnnxRuntimeQLinearMatMulTarget(OnnxRuntimeTarget):
         names = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point"]
         node = helper.make_node("QLinearMatMul", names, ["y"])
         out = run_node(node, {"x": np.ascontiguousarray(x)}, constants, np.uint8)
+        return _relu(out, zero_point, relu)
+
+
+class OnnxRuntimeMatMulIntegerTarget(OnnxRuntimeTarget):
+    """The same target with linear as a five-node graph, the one onnxruntime's dynamic quantizer
+    makes of a MatMul (`quantize_dynamic`, operators/matmul.py `MatMulInteger`: MatMulInteger,
+    Cast, Mul by the scales' product; the bias Add stays float) closed by a QuantizeLinear:
+      acc = MatMulInteger(x, weight.T, x_zero_point, w_zero_point)   int32 (MLAS's U8S8 GEMM)
+      y = f32(Cast(acc, float32) * xw_scale)                          `Mul`
+      y = f32(y + bias)                                               `Add`, only with a bias
+      out = sat_u8(rne(y / f32(scale)) + zero_point)                  `QuantizeLinear`
+    then torch's fused relu in NumPy. `xw_scale = f32(f32(x_scale) * f32(w_scale))`, one float32
+    multiply (a 1-d constant of N for a per-channel weight, broadcast over output columns; the
+    weight zero point is then a 1-d tensor of N, which MatMulInteger allows): the quantizer
+    forms the product with a float32 `Mul` node of the two float32 scale tensors
+    (`get_mul_node(scale_names)`), not in double. Every case is expressible (a NaN or infinite
+    bias runs as float). `quantspec conform --target
+    quantspec.conformance.onnx_target:OnnxRuntimeMatMulIntegerTarget --ops linear`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = f"onnxruntime[{onnxruntime.__version__}, MatMulInteger graph]"
+
+    def linear(self, x: np.ndarray, x_scale: float, x_zero_point: int, weight: np.ndarray, weight_scale: Scale,
+               weight_zero_point: ZeroPoint, bias: Optional[np.ndarray], scale: float, zero_point: int,
+               relu: bool) -> np.ndarray:
+        constants = _gemm_constants(x_scale, x_zero_point, np.ascontiguousarray(weight.T), weight_scale,
+                                    weight_zero_point, scale, zero_point)
+        with np.errstate(over="ignore"):  # a product beyond float32: inf, as a float32 Mul gives
+            constants["xw_scale"] = constants["x_scale"] * constants["w_scale"]
+        nodes = [helper.make_node("MatMulInteger", ["x", "w", "x_zero_point", "w_zero_point"], ["acc"]),
+                 helper.make_node("Cast", ["acc"], ["acc_float"], to=onnx.TensorProto.FLOAT),
+                 helper.make_node("Mul", ["acc_float", "xw_scale"], ["scaled"])]
+        if bias is not None:
+            constants["bias"] = np.asarray(bias, np.float32)
+            nodes.append(helper.make_node("Add", ["scaled", "bias"], ["biased"]))
+        nodes.append(helper.make_node("QuantizeLinear", [nodes[-1].output[0], "y_scale", "y_zero_point"], ["y"]))
+        out = run_graph(nodes, {"x": np.ascontiguousarray(x)}, constants, np.uint8)
         return _relu(out, zero_point, relu)

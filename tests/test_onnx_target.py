@@ -191,3 +191,79 @@ def test_qlinear_matmul_linear_agrees_without_bias_and_refuses_a_bias():
     assert target.linear(**arguments).tolist() == [[8, 5]] == reference("linear", **arguments).tolist()
     with pytest.raises(UnsupportedCase):
         target.linear(**{**arguments, "bias": np.zeros(2, np.float32)})
+
+
+# --- linear as the MatMulInteger graph (OnnxRuntimeMatMulIntegerTarget) ---------------------
+
+
+@pytest.fixture(scope="module")
+def matmul_integer_target():
+    from quantspec.conformance.onnx_target import OnnxRuntimeMatMulIntegerTarget
+
+    return OnnxRuntimeMatMulIntegerTarget()
+
+
+def test_matmul_integer_linear_per_tensor(matmul_integer_target):
+    # x - 1 = [1, 2]; rows of w: [1, 1] -> 3, [2, -1] -> 0; x_scale * w_scale = 0.25 -> [0.75, 0].
+    # No bias: / 0.25 = [3, 0], + zp 5 = [8, 5]. Bias [0.25, -0.5]: [1.0, -0.5] / 0.25 = [4, -2] -> [9, 3].
+    arguments = dict(x=np.array([[2, 3]], np.uint8), x_scale=0.5, x_zero_point=1,
+                     weight=np.array([[1, 1], [2, -1]], np.int8), weight_scale=0.5, weight_zero_point=0, bias=None,
+                     scale=0.25, zero_point=5, relu=False)
+    assert both(matmul_integer_target, "linear", **arguments) == ([8, 5],) * 2
+    biased = {**arguments, "bias": np.array([0.25, -0.5], np.float32)}
+    assert both(matmul_integer_target, "linear", **biased) == ([9, 3],) * 2
+
+
+def test_matmul_integer_linear_per_channel(matmul_integer_target):
+    # x - 1 = [1, 3]; w - [1, -2] per row = [[2, 0], [0, 2]] -> acc [2, 6]; x_scale * w_scale =
+    # 0.5 * [0.5, 0.25] = [0.25, 0.125] -> [0.5, 0.75]. No bias: / 0.25 = [2, 3], + 5 = [7, 8].
+    # Bias [0.75, -1.0]: [1.25, -0.25] / 0.25 = [5, -1] -> [10, 4]; relu clamps at zp 5: [10, 5].
+    arguments = dict(x=np.array([[2, 4]], np.uint8), x_scale=0.5, x_zero_point=1,
+                     weight=np.array([[3, 1], [-2, 0]], np.int8), weight_scale=np.array([0.5, 0.25]),
+                     weight_zero_point=np.array([1, -2]), bias=None, scale=0.25, zero_point=5, relu=False)
+    assert both(matmul_integer_target, "linear", **arguments) == ([7, 8],) * 2
+    biased = {**arguments, "bias": np.array([0.75, -1.0], np.float32), "relu": True}
+    assert both(matmul_integer_target, "linear", **biased) == ([10, 5],) * 2
+
+
+def test_matmul_integer_graph_has_the_documented_nodes(matmul_integer_target, monkeypatch):
+    from quantspec.conformance import onnx_target
+
+    graphs = []
+
+    def recording(nodes, x, constants, output_dtype):
+        graphs.append(([node.op_type for node in nodes], constants))
+        return run_graph(nodes, x, constants, output_dtype)
+
+    run_graph = onnx_target.run_graph
+    monkeypatch.setattr(onnx_target, "run_graph", recording)
+    arguments = dict(x=np.array([[2, 4]], np.uint8), x_scale=0.1, x_zero_point=1,
+                     weight=np.array([[3, 1], [-2, 0]], np.int8), weight_scale=np.array([0.3, 0.7]),
+                     weight_zero_point=np.array([1, -2]), bias=None, scale=0.25, zero_point=5, relu=False)
+    matmul_integer_target.linear(**arguments)
+    matmul_integer_target.linear(**{**arguments, "bias": np.zeros(2, np.float32)})
+    assert [ops for ops, _ in graphs] == [["MatMulInteger", "Cast", "Mul", "QuantizeLinear"],
+                                          ["MatMulInteger", "Cast", "Mul", "Add", "QuantizeLinear"]]
+    # the scales' product is one float32 multiply, as the quantizer's Mul node of float32 scales:
+    # 0.1f * 0.3f = 0.030000001, where f32(0.1 * 0.3 in double) would be 0.03f, one ulp lower
+    product = graphs[0][1]["xw_scale"]
+    assert product.dtype == np.float32 and product.tolist() == [np.float32(0.1) * np.float32(0.3),
+                                                                np.float32(0.1) * np.float32(0.7)]
+
+
+def test_matmul_integer_rounds_twice_where_fbgemm_multiplies_once(matmul_integer_target):
+    # acc = 13 at x_scale 1, w_scale 0.1, out scale 0.2: 13 * 0.1 / 0.2 = 6.5 in reals.
+    # fbgemm: mult = f32(0.1f / 0.2f) = 0.5 (0.2f is exactly 2 * 0.1f): 6.5 -> rne 6.
+    # ORT: f32(13 * 0.1f) = f32(1.3000000194) = 1.3000000715; / 0.2f (0.2000000030) = 6.5000002608
+    # -> f32 6.5000005 -> rne 7.
+    arguments = dict(x=np.array([[13]], np.uint8), x_scale=1.0, x_zero_point=0, weight=np.array([[1]], np.int8),
+                     weight_scale=0.1, weight_zero_point=0, bias=None, scale=0.2, zero_point=0, relu=False)
+    assert both(matmul_integer_target, "linear", **arguments) == ([7], [6])
+
+
+def test_matmul_integer_saturates_where_fbgemm_overflows_to_int32_min(matmul_integer_target):
+    # acc = 255 * 127 = 32385, / 2^-20: 3.4e10 > 2^31. fbgemm's cvtps_epi32 gives INT32_MIN -> 0;
+    # QuantizeLinear saturates to 255.
+    arguments = dict(x=np.array([[255]], np.uint8), x_scale=1.0, x_zero_point=0, weight=np.array([[127]], np.int8),
+                     weight_scale=1.0, weight_zero_point=0, bias=None, scale=2.0**-20, zero_point=0, relu=False)
+    assert both(matmul_integer_target, "linear", **arguments) == ([255], [0])
