@@ -60,6 +60,42 @@ def test_gemm_conv_saturates_pairs_like_fbgemm(onnx_target):
     assert reference("conv2d", **arguments).ravel().tolist() == [16, 16]
 
 
+def qgemm_accumulator(x: np.ndarray, weight: np.ndarray) -> list:
+    """QGemm (transB=1) without y_scale outputs float32 x_scale * w_scale * acc: scales 1 give the
+    int32 accumulator (exact in float32 below 2^24)."""
+    from onnx import helper
+
+    from quantspec.conformance.onnx_target import MICROSOFT, run_node
+
+    constants = {"x_scale": np.float32(1), "x_zero_point": np.uint8(0), "w": weight, "w_scale": np.float32(1),
+                 "w_zero_point": np.int8(0)}
+    node = helper.make_node("QGemm", ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point"], ["y"],
+                            domain=MICROSOFT, transB=1)
+    return run_node(node, {"x": x}, constants, np.float32).ravel().tolist()
+
+
+def test_qgemm_accumulates_in_fbgemm_s_saturated_pairs():
+    from quantspec.reference.numerics import dot_u8i8acc32_ref
+
+    # K = 835, x = 255, w = 127: pairs (0, 1) .. (832, 833) each 2 * 32385 = 64770 -> 32767, the lone
+    # last product 255 * 127 = 32385: 417 * 32767 + 32385 = 13696224 (exactly 835 * 32385 = 27041475).
+    x, weight = np.full((1, 835), 255, np.uint8), np.full((1, 835), 127, np.int8)
+    assert qgemm_accumulator(x, weight) == [13696224] == dot_u8i8acc32_ref(x, 0, weight, 0, True).ravel().tolist()
+    # x = 255 at k = 833, 834 only: fbgemm's pairs (832, 833) and (834) give 32385 + 32385 = 64770; pairing
+    # (833, 834) would saturate to 32767.
+    x = np.zeros((1, 835), np.uint8)
+    x[0, 833:] = 255
+    assert qgemm_accumulator(x, weight) == [64770] == dot_u8i8acc32_ref(x, 0, weight, 0, True).ravel().tolist()
+
+
+def test_linear_bias_quantized_first_differs_by_255_at_a_tiny_output_scale(onnx_target):
+    # ORT: acc 1 + rne(-0.6 / 1) = 0 -> 0 * (1 / 1e-9) = 0 -> 0. torch: fma(-0.6f, 1, 1) = 0.39999998,
+    # * f32(1 / 1e-9) ~ 4e8 -> saturated to 255.
+    arguments = dict(x=np.uint8([[1]]), x_scale=1.0, x_zero_point=0, weight=np.int8([[1]]), weight_scale=1.0,
+                     weight_zero_point=0, bias=np.float32([-0.6]), scale=1e-9, zero_point=0, relu=False)
+    assert both(onnx_target, "linear", **arguments) == ([0], [255])
+
+
 def test_depthwise_conv_accumulates_exactly(onnx_target):
     # fbgemm's depthwise 3x3 saturates four tap pairs (4 * 32767 + 32385 = 163453), ORT's depthwise
     # kernel sums 9 * 32385 = 291465 exactly: rne(163453 / 2048) = 80 against rne(291465 / 2048) = 142.
