@@ -191,6 +191,38 @@ def test_concat_requantizes_with_the_zero_point_after_rounding(onnx_target):
     assert both(onnx_target, "cat", **arguments) == ([3, 9], [2, 9])
 
 
+def test_add_rounds_with_the_zero_point_inside_where_torch_s_vector_block_adds_it_after(onnx_target):
+    # a = b = 1, scales 1, zps 0, output scale 4, zp 1: 0.25 * 1 + 0.25 * 1 = 0.5 in output quanta.
+    # ORT folds the output zp into its float sum: rne(fma(1, 0.25, fma(1, 0.25, 1 - 0))) = rne(1.5) = 2.
+    # torch's 64-element vector block rounds, then adds zp: rne(2 * 0.25) + 1 = 0 + 1 = 1; its scalar
+    # tail (the 65th element, 2.13) adds zp in float before rounding: rne(1 + 0.5) = 2, as ORT.
+    ones = np.ones(65, np.uint8)
+    arguments = dict(a=ones, a_scale=1.0, a_zero_point=0, b=ones, b_scale=1.0, b_zero_point=0, scale=4.0,
+                     zero_point=1, dtype="quint8", relu=False, a_channels_last=False, b_channels_last=False, threads=1)
+    ort, ours = both(onnx_target, "add", **arguments)
+    assert ort == [2] * 65 and ours == [1] * 64 + [2]
+
+
+def test_add_loses_the_output_zero_point_in_its_folded_fixed_part(onnx_target):
+    # Scales 1, output scale 2^-25: ratios sa/so = sb/so = 2^25. ORT folds the zero points into one
+    # float32: fixed = f32(1 - (2^25 * 1 + 2^25 * 0)) = f32(-33554431) = -33554432 (float32 steps by 4
+    # there), then fma(1, 2^25, fma(0, 2^25, fixed)) = 0 -> 0. torch: (1 - 1) * 1 + (0 - 0) * 1 = 0 real,
+    # 0 * 2^25 = 0 -> rne(0) with zp 1 = 1.
+    arguments = dict(a=np.array([1], np.uint8), a_scale=1.0, a_zero_point=1, b=np.array([0], np.uint8), b_scale=1.0,
+                     b_zero_point=0, scale=2.0**-25, zero_point=1, dtype="quint8", relu=False, a_channels_last=False,
+                     b_channels_last=False, threads=1)
+    assert both(onnx_target, "add", **arguments) == ([0], [1])
+
+
+def test_mul_rounds_with_the_zero_point_inside(onnx_target):
+    # (1 - 0) * (1 - 0) = 1, times 0.5 * 1 / 1 = 0.5 output quanta, zp 1. ORT: rne(0.5 + 1) = rne(1.5) = 2;
+    # torch (vector and scalar lambdas alike): rne(0.5) + 1 = 0 + 1 = 1.
+    one = np.array([1], np.uint8)
+    arguments = dict(a=one, a_scale=0.5, a_zero_point=0, b=one, b_scale=1.0, b_zero_point=0, scale=1.0, zero_point=1,
+                     dtype="quint8", relu=False, a_channels_last=False, b_channels_last=False, threads=1)
+    assert both(onnx_target, "mul", **arguments) == ([2], [1])
+
+
 def test_mul_overflows_where_torch_s_scalar_tail_saturates(onnx_target):
     # 255 * 255 * 2^20 = 6.8e10 > 2^31: both vector paths convert to INT32_MIN (-> 0); torch's
     # scalar tail (the 65th element) saturates to 255, ORT's does not.
