@@ -152,8 +152,7 @@ def detect_profile(engine: str = ENGINE) -> NumericsProfile:
     kernels (`onednn_isa`): the profile would name arithmetic this process does not perform.
     (On AVX512 CPUs the profile itself says oneDNN's kernels are not specified.)"""
     profile = NumericsProfile(torch_release(), detect_cpu_features(), check_engine(engine), detect_float_gemm())
-    isa = onednn_isa()
-    if engine == "onednn" and profile.cpu == "avx2" and isa != "avx2":
+    if engine == "onednn" and profile.cpu == "avx2" and (isa := onednn_isa()) != "avx2":
         raise OnednnIsaError(
             f"oneDNN here runs its {isa} int8 kernels, not the AVX2 ones quantspec specifies for the onednn "
             "engine; set ONEDNN_MAX_CPU_ISA=AVX2"

@@ -147,14 +147,14 @@ def plan_conv2d(
     profile, stride, padding, dilation = checked
     out_channels, kernel = check_conv_inputs(x, weight, groups)
     path = conv_path(x.shape[1], out_channels, kernel, stride, padding, dilation, groups, profile)  # checks geometry
-    if prepared is not None and not isinstance(prepared, ConvWeights):
-        raise ArgumentError(f"prepared must be prepare_conv_weight's result or None, got {type(prepared).__name__}")
-    if prepared is not None and prepared.geometry != (kernel, stride, dilation, groups):
-        raise ArgumentError(
-            f"prepared was formed for (kernel, stride, dilation, groups) = {prepared.geometry}, "
-            f"not this call's {(kernel, stride, dilation, groups)}"
-        )
     if prepared is not None:
+        if not isinstance(prepared, ConvWeights):
+            raise ArgumentError(f"prepared must be prepare_conv_weight's result or None, got {type(prepared).__name__}")
+        if prepared.geometry != (kernel, stride, dilation, groups):
+            raise ArgumentError(
+                f"prepared was formed for (kernel, stride, dilation, groups) = {prepared.geometry}, "
+                f"not this call's {(kernel, stride, dilation, groups)}"
+            )
         prepared.check_formed_from(weight)
     library = specified_library(profile.conv2d_library(weight.zero_point, groups), "quantized::conv2d", profile)
     bias32 = checked_bias(bias, out_channels)
@@ -333,7 +333,7 @@ def prepare_conv_weight(
     krsc = conv_weight_in_k_order(weight, groups)
     kh, kw = weight.shape[2:]
     geometry = ((kh, kw), stride, dilation, groups)
-    return ConvWeights(prepare_weights(krsc, weight.zero_point), weight.scale, krsc, geometry=geometry, source=weight)
+    return ConvWeights(prepare_weights(krsc, weight.zero_point), krsc, geometry=geometry, source=weight)
 
 
 def _gemm_conv(

@@ -268,13 +268,11 @@ class PreparedWeights:
 
     Attributes:
         gemm: the centered operand (`prepare_weights`), (G, N/G, K).
-        weight_scale: the weight's scale(s), for `requant_params`.
         raw: the int8 weight in the same layout.
-        source: the weight it was formed from (`check_formed_from`).
+        source: the weight it was formed from (its scales; `check_formed_from`).
     """
 
     gemm: GemmWeights
-    weight_scale: float | np.ndarray
     raw: np.ndarray
     source: QTensor = field(kw_only=True, compare=False, repr=False)
     _requant: dict[tuple[float, float, str], RequantParams] = field(default_factory=dict, compare=False, repr=False)
@@ -283,7 +281,7 @@ class PreparedWeights:
 
     def requant_params(self, act_scale: float, out_scale: float, library: str = "fbgemm") -> RequantParams:
         """`requantize.requant_params` of this weight, formed once per (act_scale, out_scale, library)."""
-        form = partial(requant_params, act_scale, self.weight_scale, out_scale, self.gemm.out_channels, library)
+        form = partial(requant_params, act_scale, self.source.scale, out_scale, self.gemm.out_channels, library)
         return self._kept(self._requant, (act_scale, out_scale, library), form)
 
     def check_formed_from(self, weight: QTensor) -> None:

@@ -90,4 +90,4 @@ def prepare_linear_weight(weight: QTensor) -> PreparedWeights:
     """The (N, K) weight as the GEMM operand: one group, rows minus their zero points."""
     check_qtensor(weight, "weight")
     raw = weight.int_repr[None]
-    return PreparedWeights(prepare_weights(raw, weight.zero_point), weight.scale, raw, source=weight)
+    return PreparedWeights(prepare_weights(raw, weight.zero_point), raw, source=weight)
